@@ -1,0 +1,572 @@
+//! The rows the repository returns, one struct per table, decoded the same way from
+//! SQLite and PostgreSQL.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Wei;
+
+/// Implements `sqlx::FromRow` for both engines' row types, reading each field from
+/// the column of the same name.
+macro_rules! from_row {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $ty {
+            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> sqlx::Result<Self> {
+                use sqlx::Row as _;
+                Ok($ty { $($field: row.try_get(stringify!($field))?),* })
+            }
+        }
+        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $ty {
+            fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+                use sqlx::Row as _;
+                Ok($ty { $($field: row.try_get(stringify!($field))?),* })
+            }
+        }
+    };
+}
+
+/// A user, keyed by wallet address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Lower-case `0x…` address.
+    pub wallet_address: String,
+    /// Optional display name.
+    pub display_name: Option<String>,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+}
+from_row!(User {
+    id,
+    wallet_address,
+    display_name,
+    created_at
+});
+
+/// An agent: one owner, one base model, a chain of versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Row id.
+    pub id: i64,
+    /// The owning user.
+    pub owner_id: i64,
+    /// Display name.
+    pub name: String,
+    /// Base model identifier (catalogue name or GGUF hash).
+    pub base_model: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// When the owner archived it, if they did.
+    pub archived_at: Option<i64>,
+}
+from_row!(Agent {
+    id,
+    owner_id,
+    name,
+    base_model,
+    created_at,
+    archived_at
+});
+
+/// One immutable version of an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentVersion {
+    /// Row id.
+    pub id: i64,
+    /// The agent.
+    pub agent_id: i64,
+    /// 1, 2, 3… per agent.
+    pub version: i64,
+    /// The version this one was derived from.
+    pub parent_version_id: Option<i64>,
+    /// The meta-prompt (system prompt).
+    pub system_prompt: String,
+    /// Sampling settings, JSON.
+    pub sampling: String,
+    /// Training settings, JSON.
+    pub training: String,
+    /// sha256 of the adapter's canonical bytes; `None` for the bare base model.
+    pub adapter_hash: Option<String>,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+from_row!(AgentVersion {
+    id,
+    agent_id,
+    version,
+    parent_version_id,
+    system_prompt,
+    sampling,
+    training,
+    adapter_hash,
+    created_at
+});
+
+/// A Space (rulebook) as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Space {
+    /// Row id.
+    pub id: i64,
+    /// URL-safe unique name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// The rulebook's source text (TOML).
+    pub rulebook: String,
+    /// Hash of the rulebook, recorded in each match.
+    pub version_hash: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Last update, ms.
+    pub updated_at: i64,
+}
+from_row!(Space {
+    id,
+    slug,
+    name,
+    description,
+    rulebook,
+    version_hash,
+    created_at,
+    updated_at
+});
+
+/// A fee tier of a Space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeeTier {
+    /// Row id.
+    pub id: i64,
+    /// The Space.
+    pub space_id: i64,
+    /// Tier name (`free`, `bronze`…).
+    pub name: String,
+    /// Entry fee in wei (zero for free).
+    pub fee_wei: Wei,
+}
+from_row!(FeeTier {
+    id,
+    space_id,
+    name,
+    fee_wei
+});
+
+/// Where a match is in its life.
+pub mod match_status {
+    /// Created, entries attached, not yet started.
+    pub const PENDING: &str = "pending";
+    /// Rounds are being played.
+    pub const RUNNING: &str = "running";
+    /// Paid out.
+    pub const SETTLED: &str = "settled";
+    /// Every entry refunded.
+    pub const REFUNDED: &str = "refunded";
+}
+
+/// A match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Match {
+    /// Row id.
+    pub id: i64,
+    /// The Space.
+    pub space_id: i64,
+    /// The fee tier.
+    pub fee_tier_id: i64,
+    /// The recorded seed every random choice derives from.
+    pub seed: i64,
+    /// The Space's version hash when the match was made.
+    pub space_version: String,
+    /// One of [`match_status`].
+    pub status: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Start time, ms.
+    pub started_at: Option<i64>,
+    /// Settlement or refund time, ms.
+    pub finished_at: Option<i64>,
+    /// Hash of the match result, for replays.
+    pub result_hash: Option<String>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+from_row!(Match {
+    id,
+    space_id,
+    fee_tier_id,
+    seed,
+    space_version,
+    status,
+    created_at,
+    started_at,
+    finished_at,
+    result_hash,
+    error
+});
+
+/// An agent's paid entry into a Space, queued and then played in one match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Row id.
+    pub id: i64,
+    /// Who paid.
+    pub user_id: i64,
+    /// The agent entered.
+    pub agent_id: i64,
+    /// The version that plays.
+    pub agent_version_id: i64,
+    /// The Space.
+    pub space_id: i64,
+    /// The fee tier.
+    pub fee_tier_id: i64,
+    /// The fee locked for it.
+    pub fee_wei: Wei,
+    /// The match, once matched.
+    pub match_id: Option<i64>,
+    /// `queued`, `matched`, `settled`, `refunded` or `withdrawn`.
+    pub status: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+from_row!(Entry {
+    id,
+    user_id,
+    agent_id,
+    agent_version_id,
+    space_id,
+    fee_tier_id,
+    fee_wei,
+    match_id,
+    status,
+    created_at
+});
+
+/// One round of a match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// Row id.
+    pub id: i64,
+    /// The match.
+    pub match_id: i64,
+    /// 0-based index.
+    pub round_index: i64,
+    /// The published task.
+    pub task: String,
+    /// Start, ms.
+    pub started_at: i64,
+    /// End, ms.
+    pub finished_at: Option<i64>,
+}
+from_row!(Round {
+    id,
+    match_id,
+    round_index,
+    task,
+    started_at,
+    finished_at
+});
+
+/// One entry's answer in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Row id.
+    pub id: i64,
+    /// The round.
+    pub round_id: i64,
+    /// The entry that answered.
+    pub entry_id: i64,
+    /// The exact prompt the policy saw (chat-formatted).
+    pub prompt: String,
+    /// The completion.
+    pub text: String,
+    /// Generated tokens.
+    pub tokens: i64,
+    /// `stop`, `length`…
+    pub finish_reason: String,
+    /// Time, ms.
+    pub created_at: i64,
+}
+from_row!(Response {
+    id,
+    round_id,
+    entry_id,
+    prompt,
+    text,
+    tokens,
+    finish_reason,
+    created_at
+});
+
+/// One judge's score of one response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeScore {
+    /// Row id.
+    pub id: i64,
+    /// The response.
+    pub response_id: i64,
+    /// The judge's name (`llm`, `embedding`, `rules`…).
+    pub judge: String,
+    /// Hash of the judge's model.
+    pub model_hash: String,
+    /// Version of its prompt template.
+    pub template_version: String,
+    /// Score in [0, 1].
+    pub score: f64,
+    /// Short rationale.
+    pub rationale: String,
+}
+from_row!(JudgeScore {
+    id,
+    response_id,
+    judge,
+    model_hash,
+    template_version,
+    score,
+    rationale
+});
+
+/// A (chosen, rejected) preference pair cut from a round's ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreferencePair {
+    /// Row id.
+    pub id: i64,
+    /// The match.
+    pub match_id: i64,
+    /// The round.
+    pub round_id: i64,
+    /// The Space.
+    pub space_id: i64,
+    /// The exact prompt the policy saw.
+    pub prompt: String,
+    /// The better response.
+    pub chosen_response_id: i64,
+    /// The worse response.
+    pub rejected_response_id: i64,
+    /// The better completion.
+    pub chosen: String,
+    /// The worse completion.
+    pub rejected: String,
+    /// The version that wrote the better one.
+    pub chosen_agent_version_id: i64,
+    /// The version that wrote the worse one.
+    pub rejected_agent_version_id: i64,
+    /// Score margin between them.
+    pub margin: f64,
+    /// Share of judges that agreed on the order, in [0, 1].
+    pub judge_agreement: f64,
+    /// Time, ms.
+    pub created_at: i64,
+}
+from_row!(PreferencePair {
+    id,
+    match_id,
+    round_id,
+    space_id,
+    prompt,
+    chosen_response_id,
+    rejected_response_id,
+    chosen,
+    rejected,
+    chosen_agent_version_id,
+    rejected_agent_version_id,
+    margin,
+    judge_agreement,
+    created_at
+});
+
+/// A DPO training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRun {
+    /// Row id.
+    pub id: i64,
+    /// The agent trained.
+    pub agent_id: i64,
+    /// The version trained from.
+    pub parent_version_id: i64,
+    /// The version it produced, once it succeeded.
+    pub new_version_id: Option<i64>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Hyperparameters, JSON.
+    pub hyperparams: String,
+    /// Hash of the hyperparameters.
+    pub hyperparams_hash: String,
+    /// Merkle root of the pairs, in order.
+    pub pairs_root: String,
+    /// Merkle root of the match results the pairs came from.
+    pub results_root: String,
+    /// Start, ms.
+    pub started_at: i64,
+    /// End, ms.
+    pub finished_at: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+from_row!(TrainingRun {
+    id,
+    agent_id,
+    parent_version_id,
+    new_version_id,
+    status,
+    hyperparams,
+    hyperparams_hash,
+    pairs_root,
+    results_root,
+    started_at,
+    finished_at,
+    error
+});
+
+/// One optimiser step's metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingMetric {
+    /// The run.
+    pub training_run_id: i64,
+    /// Step number from 0.
+    pub step: i64,
+    /// DPO loss.
+    pub loss: f64,
+    /// Share of pairs where the chosen reward beat the rejected one.
+    pub reward_accuracy: f64,
+    /// Mean implicit reward of the chosen answers.
+    pub chosen_reward: f64,
+    /// Mean implicit reward of the rejected answers.
+    pub rejected_reward: f64,
+}
+from_row!(TrainingMetric {
+    training_run_id,
+    step,
+    loss,
+    reward_accuracy,
+    chosen_reward,
+    rejected_reward
+});
+
+/// A transaction sent (or to be sent) to the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainTransaction {
+    /// Row id.
+    pub id: i64,
+    /// Unique key, so that a retry never sends twice.
+    pub idempotency_key: String,
+    /// What it does (`lock`, `settle`, `refund`, `record`…).
+    pub kind: String,
+    /// The hash once sent.
+    pub tx_hash: Option<String>,
+    /// `pending`, `confirmed` or `failed`.
+    pub status: String,
+    /// The block it landed in.
+    pub block_number: Option<i64>,
+    /// The failure, if any.
+    pub error: Option<String>,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub updated_at: i64,
+}
+from_row!(ChainTransaction {
+    id,
+    idempotency_key,
+    kind,
+    tx_hash,
+    status,
+    block_number,
+    error,
+    created_at,
+    updated_at
+});
+
+/// A proof-of-learning record mirrored from the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolRecord {
+    /// Row id.
+    pub id: i64,
+    /// The record's id on chain.
+    pub record_id: i64,
+    /// The agent.
+    pub agent_id: i64,
+    /// The training run it records.
+    pub training_run_id: i64,
+    /// Parent adapter hash.
+    pub parent_hash: String,
+    /// New adapter hash.
+    pub new_hash: String,
+    /// Merkle root of the pairs.
+    pub pairs_root: String,
+    /// Root of the match results.
+    pub results_root: String,
+    /// Hash of the hyperparameters.
+    pub hyperparams_hash: String,
+    /// The trainer's address.
+    pub trainer: String,
+    /// Block of the record.
+    pub block_number: i64,
+    /// The transaction that wrote it.
+    pub chain_tx_id: Option<i64>,
+    /// Time, ms.
+    pub created_at: i64,
+}
+from_row!(PolRecord {
+    id,
+    record_id,
+    agent_id,
+    training_run_id,
+    parent_hash,
+    new_hash,
+    pairs_root,
+    results_root,
+    hyperparams_hash,
+    trainer,
+    block_number,
+    chain_tx_id,
+    created_at
+});
+
+/// A user's balances as the journal sums them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Spendable.
+    pub available_wei: Wei,
+    /// Locked in match escrows.
+    pub locked_wei: Wei,
+}
+
+/// One row of the append-only journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Row id (its order).
+    pub id: i64,
+    /// The user, or `None` for the treasury.
+    pub user_id: Option<i64>,
+    /// `available`, `locked` or `treasury`.
+    pub account: String,
+    /// `deposit`, `withdrawal`, `lock`, `payout`, `refund` or `treasury`.
+    pub kind: String,
+    /// `credit` or `debit`.
+    pub direction: String,
+    /// The amount.
+    pub amount_wei: Wei,
+    /// The match it belongs to.
+    pub match_id: Option<i64>,
+    /// The entry it belongs to.
+    pub entry_id: Option<i64>,
+    /// The chain transaction behind it.
+    pub chain_tx_id: Option<i64>,
+    /// Unique key of this movement.
+    pub idempotency_key: String,
+    /// Time, ms.
+    pub created_at: i64,
+}
+from_row!(JournalEntry {
+    id,
+    user_id,
+    account,
+    kind,
+    direction,
+    amount_wei,
+    match_id,
+    entry_id,
+    chain_tx_id,
+    idempotency_key,
+    created_at
+});

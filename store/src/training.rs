@@ -1,0 +1,275 @@
+//! Training runs with their pairs and per-step metrics, chain transactions, and the
+//! proof-of-learning records that anchor each new adapter version.
+
+use crate::{
+    ChainTransaction, Error, PolRecord, PreferencePair, Result, Store, TrainingMetric, TrainingRun,
+    now_ms, on_pool, on_tx,
+};
+
+/// A training run to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTrainingRun<'a> {
+    /// The agent trained.
+    pub agent_id: i64,
+    /// The version trained from.
+    pub parent_version_id: i64,
+    /// Hyperparameters, JSON.
+    pub hyperparams: &'a serde_json::Value,
+    /// Their hash.
+    pub hyperparams_hash: &'a str,
+    /// Merkle root of the pairs, in order.
+    pub pairs_root: &'a str,
+    /// Root of the match results.
+    pub results_root: &'a str,
+    /// The pairs used, in training order.
+    pub pair_ids: &'a [i64],
+}
+
+/// A proof-of-learning record to mirror.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPolRecord<'a> {
+    /// The record's id on chain.
+    pub record_id: i64,
+    /// The training run.
+    pub training_run_id: i64,
+    /// New adapter hash.
+    pub new_hash: &'a str,
+    /// Parent adapter hash.
+    pub parent_hash: &'a str,
+    /// The trainer's address.
+    pub trainer: &'a str,
+    /// Block of the record.
+    pub block_number: i64,
+    /// The transaction that wrote it.
+    pub chain_tx_id: Option<i64>,
+}
+
+impl Store {
+    /// Starts a run and records its pairs in order, in one transaction.
+    pub async fn create_training_run(&self, new: &NewTrainingRun<'_>) -> Result<TrainingRun> {
+        let mut tx = self.begin().await?;
+        let run: TrainingRun = on_tx!(&mut tx, |c| sqlx::query_as(
+            "INSERT INTO training_runs
+               (agent_id, parent_version_id, status, hyperparams, hyperparams_hash, pairs_root,
+                results_root, started_at)
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7) RETURNING *"
+        )
+        .bind(new.agent_id)
+        .bind(new.parent_version_id)
+        .bind(new.hyperparams.to_string())
+        .bind(new.hyperparams_hash)
+        .bind(new.pairs_root)
+        .bind(new.results_root)
+        .bind(now_ms())
+        .fetch_one(&mut *c)
+        .await)?;
+        for (position, &pair_id) in new.pair_ids.iter().enumerate() {
+            on_tx!(&mut tx, |c| sqlx::query(
+                "INSERT INTO training_run_pairs (training_run_id, position, pair_id) VALUES ($1, $2, $3)"
+            )
+            .bind(run.id)
+            .bind(position as i64)
+            .bind(pair_id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))
+            .map_err(|e| Error::on_unique(e, format!("pair {pair_id} twice in one run")))?;
+        }
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// Records one optimiser step.
+    pub async fn add_training_metric(&self, m: &TrainingMetric) -> Result<()> {
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO training_metrics
+               (training_run_id, step, loss, reward_accuracy, chosen_reward, rejected_reward)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(m.training_run_id)
+        .bind(m.step)
+        .bind(m.loss)
+        .bind(m.reward_accuracy)
+        .bind(m.chosen_reward)
+        .bind(m.rejected_reward)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| {
+            Error::on_unique(e, format!("step {} of run {}", m.step, m.training_run_id))
+        })?;
+        Ok(())
+    }
+
+    /// Ends a run: `Ok(new_version_id)` on success, `Err(message)` on failure.
+    pub async fn finish_training_run(
+        &self,
+        run_id: i64,
+        outcome: std::result::Result<i64, &str>,
+    ) -> Result<TrainingRun> {
+        let (status, version, error) = match outcome {
+            Ok(v) => ("succeeded", Some(v), None),
+            Err(e) => ("failed", None, Some(e)),
+        };
+        on_pool!(self, |pool| {
+            sqlx::query_as(
+            "UPDATE training_runs SET status = $2, new_version_id = $3, error = $4, finished_at = $5
+             WHERE id = $1 AND status = 'running' RETURNING *"
+        )
+        .bind(run_id)
+        .bind(status)
+        .bind(version)
+        .bind(error)
+        .bind(now_ms())
+        .fetch_optional(pool)
+        .await
+        })?
+        .ok_or(Error::Invalid {
+            field: "training_run_id",
+            reason: format!("run {run_id} is not running"),
+        })
+    }
+
+    /// One training run.
+    pub async fn training_run(&self, id: i64) -> Result<TrainingRun> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM training_runs WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?
+        .ok_or(Error::NotFound {
+            what: "training run",
+            id: id.to_string(),
+        })
+    }
+
+    /// A run's metrics, by step.
+    pub async fn training_metrics(&self, run_id: i64) -> Result<Vec<TrainingMetric>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM training_metrics WHERE training_run_id = $1 ORDER BY step"
+        )
+        .bind(run_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// The pairs a run used, in training order.
+    pub async fn training_run_pairs(&self, run_id: i64) -> Result<Vec<PreferencePair>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT p.* FROM training_run_pairs t JOIN preference_pairs p ON p.id = t.pair_id
+             WHERE t.training_run_id = $1 ORDER BY t.position"
+        )
+        .bind(run_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Records an intended chain transaction under its idempotency key, or returns
+    /// the one already recorded under that key.
+    pub async fn begin_chain_tx(
+        &self,
+        idempotency_key: &str,
+        kind: &str,
+    ) -> Result<ChainTransaction> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO chain_transactions (idempotency_key, kind, status, created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(idempotency_key)
+            .bind(kind)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(
+                sqlx::query_as("SELECT * FROM chain_transactions WHERE idempotency_key = $1")
+                    .bind(idempotency_key)
+                    .fetch_one(pool)
+                    .await?,
+            )
+        })
+    }
+
+    /// Marks a chain transaction confirmed in `block_number`.
+    pub async fn confirm_chain_tx(
+        &self,
+        id: i64,
+        tx_hash: &str,
+        block_number: i64,
+    ) -> Result<ChainTransaction> {
+        self.update_chain_tx(id, "confirmed", Some(tx_hash), Some(block_number), None)
+            .await
+    }
+
+    /// Marks a chain transaction failed.
+    pub async fn fail_chain_tx(&self, id: i64, error: &str) -> Result<ChainTransaction> {
+        self.update_chain_tx(id, "failed", None, None, Some(error))
+            .await
+    }
+
+    async fn update_chain_tx(
+        &self,
+        id: i64,
+        status: &str,
+        tx_hash: Option<&str>,
+        block_number: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<ChainTransaction> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "UPDATE chain_transactions
+             SET status = $2, tx_hash = COALESCE($3, tx_hash), block_number = COALESCE($4, block_number),
+                 error = $5, updated_at = $6
+             WHERE id = $1 RETURNING *"
+        )
+        .bind(id)
+        .bind(status)
+        .bind(tx_hash)
+        .bind(block_number)
+        .bind(error)
+        .bind(now_ms())
+        .fetch_optional(pool)
+        .await)?
+        .ok_or(Error::NotFound {
+            what: "chain transaction",
+            id: id.to_string(),
+        })
+    }
+
+    /// Mirrors a proof-of-learning record; roots and hashes come from its run.
+    pub async fn add_pol_record(&self, new: &NewPolRecord<'_>) -> Result<PolRecord> {
+        let run = self.training_run(new.training_run_id).await?;
+        on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO pol_records
+               (record_id, agent_id, training_run_id, parent_hash, new_hash, pairs_root,
+                results_root, hyperparams_hash, trainer, block_number, chain_tx_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *"
+        )
+        .bind(new.record_id)
+        .bind(run.agent_id)
+        .bind(run.id)
+        .bind(new.parent_hash)
+        .bind(new.new_hash)
+        .bind(&run.pairs_root)
+        .bind(&run.results_root)
+        .bind(&run.hyperparams_hash)
+        .bind(new.trainer)
+        .bind(new.block_number)
+        .bind(new.chain_tx_id)
+        .bind(now_ms())
+        .fetch_one(pool)
+        .await)
+        .map_err(|e| Error::on_unique(e, format!("proof-of-learning record {}", new.record_id)))
+    }
+
+    /// The proof-of-learning records of an agent, oldest first.
+    pub async fn pol_records(&self, agent_id: i64) -> Result<Vec<PolRecord>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM pol_records WHERE agent_id = $1 ORDER BY record_id"
+        )
+        .bind(agent_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+}

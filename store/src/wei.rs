@@ -1,0 +1,152 @@
+//! [`Wei`]: an exact amount in the chain's smallest unit, stored as decimal text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An amount of wei. `u128` holds about 3.4e20 ETH, far above the total supply, so
+/// every real amount fits; arithmetic is checked.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
+pub struct Wei(pub u128);
+
+impl Wei {
+    /// Zero wei.
+    pub const ZERO: Wei = Wei(0);
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Wei) -> Option<Wei> {
+        self.0.checked_add(other.0).map(Wei)
+    }
+
+    /// `self - other`, or `None` if it would go below zero.
+    pub fn checked_sub(self, other: Wei) -> Option<Wei> {
+        self.0.checked_sub(other.0).map(Wei)
+    }
+
+    /// The sum of `amounts`, or `None` on overflow.
+    pub fn sum<I: IntoIterator<Item = Wei>>(amounts: I) -> Option<Wei> {
+        amounts
+            .into_iter()
+            .try_fold(Wei::ZERO, |acc, w| acc.checked_add(w))
+    }
+}
+
+impl fmt::Display for Wei {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why a text is not a canonical wei amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a wei amount ({0}): expected a whole number of wei without sign or leading zeros")]
+pub struct ParseWeiError(String);
+
+impl FromStr for Wei {
+    type Err = ParseWeiError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        if !canonical {
+            return Err(ParseWeiError(s.chars().take(40).collect()));
+        }
+        s.parse::<u128>()
+            .map(Wei)
+            .map_err(|_| ParseWeiError(s.chars().take(40).collect()))
+    }
+}
+
+impl From<Wei> for String {
+    fn from(w: Wei) -> String {
+        w.0.to_string()
+    }
+}
+
+impl TryFrom<String> for Wei {
+    type Error = ParseWeiError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+// In the database a wei amount is its canonical decimal text, on both engines.
+impl<DB: sqlx::Database> sqlx::Type<DB> for Wei
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Wei
+where
+    String: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        self.0.to_string().encode(buf)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Wei
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(
+        value: <DB as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(String::decode(value)?.parse()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_canonical_decimals() {
+        assert_eq!("0".parse::<Wei>(), Ok(Wei(0)));
+        assert_eq!(
+            "1000000000000000000".parse::<Wei>(),
+            Ok(Wei(1_000_000_000_000_000_000))
+        );
+        for bad in [
+            "",
+            "-1",
+            "01",
+            "1.5",
+            "1e18",
+            " 1",
+            "340282366920938463463374607431768211456",
+        ] {
+            assert!(bad.parse::<Wei>().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn arithmetic_is_checked() {
+        assert_eq!(Wei(1).checked_sub(Wei(2)), None);
+        assert_eq!(Wei(u128::MAX).checked_add(Wei(1)), None);
+        assert_eq!(Wei::sum([Wei(1), Wei(2), Wei(3)]), Some(Wei(6)));
+    }
+
+    #[test]
+    fn serializes_as_string() {
+        let json = serde_json::to_string(&Wei(12)).unwrap();
+        assert_eq!(json, "\"12\"");
+        assert_eq!(serde_json::from_str::<Wei>(&json).unwrap(), Wei(12));
+    }
+}

@@ -1,0 +1,627 @@
+//! The repository API, run against both engines: every check below is one async
+//! function, and `both!` makes a SQLite test and a PostgreSQL test of it.
+
+use store::testing::{TestDb, in_ci};
+use store::{
+    Backend, Error, NewAgentVersion, NewJudgeScore, NewPolRecord, NewPreferencePair, NewResponse,
+    NewSpace, NewTrainingRun, Payout, Settlement, Store, TrainingMetric, Wei, match_status,
+};
+
+macro_rules! both {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test]
+            async fn sqlite() {
+                let db = store::testing::TestDb::sqlite().await;
+                super::$check(&db.store).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = store::testing::TestDb::postgres().await {
+                    super::$check(&db.store).await;
+                }
+            }
+        }
+    };
+}
+
+const ETH: u128 = 1_000_000_000_000_000_000;
+
+fn version(prompt: &str) -> NewAgentVersion {
+    NewAgentVersion {
+        system_prompt: prompt.into(),
+        sampling: serde_json::json!({"temperature": 0.7}),
+        training: serde_json::json!({"lora_rank": 8}),
+        adapter_hash: None,
+    }
+}
+
+fn wallet(n: u8) -> String {
+    format!("0x{}", format!("{n:02x}").repeat(20))
+}
+
+/// A Space with a free and a paid tier, and `n` funded users with one agent each.
+struct World {
+    space_id: i64,
+    paid_tier: i64,
+    users: Vec<i64>,
+    versions: Vec<i64>,
+}
+
+async fn world(store: &Store, n: u8, fee: Wei, deposit: Wei) -> World {
+    let (space, tiers) = store
+        .upsert_space(&NewSpace {
+            slug: "tweet-duel",
+            name: "Tweet Duel",
+            description: "short persuasive writing",
+            rulebook: "name = 'Tweet Duel'",
+            version_hash: "abc",
+            fee_tiers: &[("free", Wei::ZERO), ("paid", fee)],
+        })
+        .await
+        .unwrap();
+    let paid_tier = tiers.iter().find(|t| t.name == "paid").unwrap().id;
+    let mut users = Vec::new();
+    let mut versions = Vec::new();
+    for i in 0..n {
+        let u = store.upsert_user(&wallet(i + 1)).await.unwrap();
+        let (_, v) = store
+            .create_agent(u.id, &format!("agent {i}"), "smollm2", &version("be brief"))
+            .await
+            .unwrap();
+        if deposit > Wei::ZERO {
+            store
+                .deposit(u.id, deposit, &format!("0xdep{i}"))
+                .await
+                .unwrap();
+        }
+        users.push(u.id);
+        versions.push(v.id);
+    }
+    World {
+        space_id: space.id,
+        paid_tier,
+        users,
+        versions,
+    }
+}
+
+async fn migrations_apply_once(store: &Store) {
+    let before = store.applied_migrations().await.unwrap();
+    assert_eq!(
+        before,
+        (1..=store::MIGRATIONS.len() as i64).collect::<Vec<_>>()
+    );
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.applied_migrations().await.unwrap(), before);
+}
+both!(migrations_apply_once);
+
+async fn users_are_keyed_by_wallet(store: &Store) {
+    let a = store
+        .upsert_user(&wallet(7).to_uppercase().replace("0X", "0x"))
+        .await
+        .unwrap();
+    let b = store.upsert_user(&wallet(7)).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.wallet_address, wallet(7));
+    let err = store.upsert_user("0x1234").await.unwrap_err();
+    assert!(err.to_string().contains("wallet_address"), "{err}");
+    assert!(store.user_by_wallet(&wallet(8)).await.unwrap().is_none());
+}
+both!(users_are_keyed_by_wallet);
+
+async fn agents_have_versions(store: &Store) {
+    let u = store.upsert_user(&wallet(1)).await.unwrap();
+    let (agent, v1) = store
+        .create_agent(u.id, "poet", "smollm2", &version("rhyme"))
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    let mut next = version("rhyme better");
+    next.adapter_hash = Some("ab".repeat(32));
+    let v2 = store
+        .add_agent_version(agent.id, v1.id, &next)
+        .await
+        .unwrap();
+    assert_eq!((v2.version, v2.parent_version_id), (2, Some(v1.id)));
+    assert_eq!(store.latest_agent_version(agent.id).await.unwrap(), v2);
+    assert_eq!(store.agent_versions(agent.id).await.unwrap().len(), 2);
+    let archived = store.archive_agent(agent.id).await.unwrap();
+    assert!(archived.archived_at.is_some());
+    assert_eq!(store.agents_by_owner(u.id).await.unwrap(), vec![archived]);
+    let err = store
+        .create_agent(u.id, "  ", "smollm2", &version("x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("name"), "{err}");
+}
+both!(agents_have_versions);
+
+async fn an_agent_plays_once_per_match(store: &Store) {
+    let w = world(store, 1, Wei(10), Wei(100)).await;
+    let e1 = store
+        .enter(w.users[0], w.versions[0], w.paid_tier)
+        .await
+        .unwrap();
+    let e2 = store
+        .enter(w.users[0], w.versions[0], w.paid_tier)
+        .await
+        .unwrap();
+    let err = store
+        .create_match(w.space_id, w.paid_tier, 1, "abc", &[e1.id, e2.id])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Duplicate { .. }), "{err}");
+    // The failed match left nothing behind: both entries are still queued.
+    assert_eq!(
+        store
+            .queued_entries(w.space_id, w.paid_tier)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .matches_with_status(match_status::PENDING)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+both!(an_agent_plays_once_per_match);
+
+async fn an_entry_joins_one_match(store: &Store) {
+    let w = world(store, 2, Wei(10), Wei(100)).await;
+    let a = store
+        .enter(w.users[0], w.versions[0], w.paid_tier)
+        .await
+        .unwrap();
+    let b = store
+        .enter(w.users[1], w.versions[1], w.paid_tier)
+        .await
+        .unwrap();
+    let m = store
+        .create_match(w.space_id, w.paid_tier, 7, "abc", &[a.id, b.id])
+        .await
+        .unwrap();
+    let err = store
+        .create_match(w.space_id, w.paid_tier, 8, "abc", &[a.id])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not queued"), "{err}");
+    let entries = store.match_entries(m.id).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.status == "matched" && e.match_id == Some(m.id))
+    );
+}
+both!(an_entry_joins_one_match);
+
+async fn entering_locks_the_fee_or_nothing(store: &Store) {
+    let w = world(store, 1, Wei(3 * ETH), Wei(5 * ETH)).await;
+    let u = w.users[0];
+    store.enter(u, w.versions[0], w.paid_tier).await.unwrap();
+    let b = store.balance(u).await.unwrap();
+    assert_eq!(
+        (b.available_wei, b.locked_wei),
+        (Wei(2 * ETH), Wei(3 * ETH))
+    );
+    let err = store
+        .enter(u, w.versions[0], w.paid_tier)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
+    // The refused entry was rolled back with its fee.
+    assert_eq!(
+        store
+            .queued_entries(w.space_id, w.paid_tier)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.balance(u).await.unwrap(), b);
+    let err = store.withdraw(u, Wei(2 * ETH + 1), "w1").await.unwrap_err();
+    assert!(
+        err.to_string().contains("insufficient available balance"),
+        "{err}"
+    );
+    let after = store.withdraw(u, Wei(ETH), "w2").await.unwrap();
+    assert_eq!(after.available_wei, Wei(ETH));
+    // A replayed deposit is refused rather than credited twice.
+    let err = store.deposit(u, Wei(1), "0xdep0").await.unwrap_err();
+    assert!(matches!(err, Error::Duplicate { .. }), "{err}");
+}
+both!(entering_locks_the_fee_or_nothing);
+
+async fn settlement_pays_exactly_once(store: &Store) {
+    let fee = Wei(ETH / 100);
+    let w = world(store, 4, fee, Wei(ETH)).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            store
+                .enter(w.users[i], w.versions[i], w.paid_tier)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let m = store
+        .create_match(w.space_id, w.paid_tier, 42, "abc", &ids)
+        .await
+        .unwrap();
+    store.start_match(m.id).await.unwrap();
+    let pot = fee.0 * 4;
+    let bad = Settlement {
+        match_id: m.id,
+        payouts: vec![Payout {
+            entry_id: ids[0],
+            place: 1,
+            amount: Wei(pot),
+        }],
+        treasury: Wei(1),
+        result_root: "0x01".into(),
+        result_hash: "h".into(),
+        chain_tx_id: None,
+    };
+    let err = store.settle_match(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("payouts"), "{err}");
+    let good = Settlement {
+        payouts: vec![
+            Payout {
+                entry_id: ids[0],
+                place: 1,
+                amount: Wei(pot * 6 / 10),
+            },
+            Payout {
+                entry_id: ids[1],
+                place: 2,
+                amount: Wei(pot * 3 / 10),
+            },
+            Payout {
+                entry_id: ids[2],
+                place: 3,
+                amount: Wei::ZERO,
+            },
+            Payout {
+                entry_id: ids[3],
+                place: 4,
+                amount: Wei::ZERO,
+            },
+        ],
+        treasury: Wei(pot / 10),
+        ..bad
+    };
+    store.settle_match(&good).await.unwrap();
+    let err = store.settle_match(&good).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadySettled { .. }), "{err}");
+    let err = store.refund_match(m.id, "late", None).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadySettled { .. }), "{err}");
+    let m = store.get_match(m.id).await.unwrap();
+    assert_eq!(m.status, match_status::SETTLED);
+    let winner = store.balance(w.users[0]).await.unwrap();
+    assert_eq!(winner.available_wei, Wei(ETH - fee.0 + pot * 6 / 10));
+    assert_eq!(winner.locked_wei, Wei::ZERO);
+    assert_eq!(store.treasury_total().await.unwrap(), Wei(pot / 10));
+    // Money is conserved: deposits = balances + treasury.
+    let mut total = store.treasury_total().await.unwrap();
+    for &u in &w.users {
+        let b = store.balance(u).await.unwrap();
+        total = total
+            .checked_add(b.available_wei)
+            .unwrap()
+            .checked_add(b.locked_wei)
+            .unwrap();
+    }
+    assert_eq!(total, Wei(4 * ETH));
+}
+both!(settlement_pays_exactly_once);
+
+async fn refund_returns_every_fee(store: &Store) {
+    let w = world(store, 2, Wei(10), Wei(100)).await;
+    let a = store
+        .enter(w.users[0], w.versions[0], w.paid_tier)
+        .await
+        .unwrap();
+    let b = store
+        .enter(w.users[1], w.versions[1], w.paid_tier)
+        .await
+        .unwrap();
+    let m = store
+        .create_match(w.space_id, w.paid_tier, 1, "abc", &[a.id, b.id])
+        .await
+        .unwrap();
+    store
+        .refund_match(m.id, "deadline passed", None)
+        .await
+        .unwrap();
+    for &u in &w.users {
+        let bal = store.balance(u).await.unwrap();
+        assert_eq!((bal.available_wei, bal.locked_wei), (Wei(100), Wei::ZERO));
+    }
+    let err = store.refund_match(m.id, "again", None).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadySettled { .. }), "{err}");
+    let m = store.get_match(m.id).await.unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.error.as_deref()),
+        ("refunded", Some("deadline passed"))
+    );
+    // A queued entry can leave and gets its fee back.
+    let c = store
+        .enter(w.users[0], w.versions[0], w.paid_tier)
+        .await
+        .unwrap();
+    store.leave(c.id).await.unwrap();
+    assert_eq!(
+        store.balance(w.users[0]).await.unwrap().available_wei,
+        Wei(100)
+    );
+    assert!(store.leave(c.id).await.is_err());
+}
+both!(refund_returns_every_fee);
+
+async fn journal_is_append_only(store: &Store) {
+    let w = world(store, 1, Wei(1), Wei(50)).await;
+    let lines = store.journal(Some(w.users[0])).await.unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0].kind.as_str(), lines[0].amount_wei),
+        ("deposit", Wei(50))
+    );
+    let update = store
+        .execute_admin("UPDATE ledger_journal SET amount_wei = '1'")
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = store.execute_admin("DELETE FROM ledger_journal").await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    let bad = store
+        .execute_admin("INSERT INTO fee_tiers (space_id, name, fee_wei) VALUES (1, 'neg', '-5')");
+    assert!(
+        bad.await.is_err(),
+        "a negative fee must be refused by the schema"
+    );
+}
+both!(journal_is_append_only);
+
+async fn rounds_scores_pairs_and_training(store: &Store) {
+    let w = world(store, 2, Wei::ZERO, Wei::ZERO).await;
+    let free = store.fee_tiers(w.space_id).await.unwrap()[0].id;
+    let a = store.enter(w.users[0], w.versions[0], free).await.unwrap();
+    let b = store.enter(w.users[1], w.versions[1], free).await.unwrap();
+    let m = store
+        .create_match(w.space_id, free, 3, "abc", &[a.id, b.id])
+        .await
+        .unwrap();
+    assert!(
+        store.create_round(m.id, 0, "task").await.is_err(),
+        "match not started"
+    );
+    store.start_match(m.id).await.unwrap();
+    let round = store
+        .create_round(m.id, 0, "Write a tweet about tea")
+        .await
+        .unwrap();
+    let mut responses = Vec::new();
+    for (entry, text) in [(a.id, "Tea is calm in a cup."), (b.id, "tea")] {
+        let r = store
+            .add_response(&NewResponse {
+                round_id: round.id,
+                entry_id: entry,
+                prompt: "<|im_start|>system\nbe brief<|im_end|>\n",
+                text,
+                tokens: 7,
+                finish_reason: "stop",
+            })
+            .await
+            .unwrap();
+        for (judge, score) in [("llm", 0.8), ("rules", 1.0)] {
+            store
+                .add_judge_score(&NewJudgeScore {
+                    response_id: r.id,
+                    judge,
+                    model_hash: "m",
+                    template_version: "v1",
+                    score,
+                    rationale: "ok",
+                })
+                .await
+                .unwrap();
+        }
+        responses.push(r);
+    }
+    assert_eq!(store.judge_scores(responses[0].id).await.unwrap().len(), 2);
+    let err = store
+        .add_judge_score(&NewJudgeScore {
+            response_id: responses[0].id,
+            judge: "x",
+            model_hash: "m",
+            template_version: "v1",
+            score: 1.5,
+            rationale: "",
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("score"), "{err}");
+    let pair = store
+        .add_preference_pair(&NewPreferencePair {
+            chosen_response_id: responses[0].id,
+            rejected_response_id: responses[1].id,
+            margin: 0.4,
+            judge_agreement: 1.0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (pair.chosen.as_str(), pair.rejected.as_str()),
+        ("Tea is calm in a cup.", "tea")
+    );
+    assert_eq!(pair.chosen_agent_version_id, w.versions[0]);
+    let dup = store
+        .add_preference_pair(&NewPreferencePair {
+            chosen_response_id: responses[0].id,
+            rejected_response_id: responses[1].id,
+            margin: 0.4,
+            judge_agreement: 1.0,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, Error::Duplicate { .. }), "{dup}");
+    let agent_id = store.agent_version(w.versions[0]).await.unwrap().agent_id;
+    assert_eq!(
+        store
+            .preference_pairs_for_agent(agent_id, 0, 10)
+            .await
+            .unwrap(),
+        vec![pair.clone()]
+    );
+
+    let hp = serde_json::json!({"beta": 0.1});
+    let run = store
+        .create_training_run(&NewTrainingRun {
+            agent_id,
+            parent_version_id: w.versions[0],
+            hyperparams: &hp,
+            hyperparams_hash: "hh",
+            pairs_root: "pr",
+            results_root: "rr",
+            pair_ids: &[pair.id],
+        })
+        .await
+        .unwrap();
+    for step in 0..3 {
+        store
+            .add_training_metric(&TrainingMetric {
+                training_run_id: run.id,
+                step,
+                loss: 0.69 - step as f64 * 0.1,
+                reward_accuracy: 0.5,
+                chosen_reward: 0.1,
+                rejected_reward: -0.1,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.training_metrics(run.id).await.unwrap().len(), 3);
+    assert_eq!(store.training_run_pairs(run.id).await.unwrap(), vec![pair]);
+    let mut next = version("be brief");
+    next.adapter_hash = Some("cd".repeat(32));
+    let v2 = store
+        .add_agent_version(agent_id, w.versions[0], &next)
+        .await
+        .unwrap();
+    let done = store.finish_training_run(run.id, Ok(v2.id)).await.unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.new_version_id),
+        ("succeeded", Some(v2.id))
+    );
+    assert!(
+        store
+            .finish_training_run(run.id, Err("again"))
+            .await
+            .is_err()
+    );
+
+    let tx1 = store
+        .begin_chain_tx("record:run:1", "record")
+        .await
+        .unwrap();
+    let tx2 = store
+        .begin_chain_tx("record:run:1", "record")
+        .await
+        .unwrap();
+    assert_eq!(tx1.id, tx2.id, "one idempotency key, one transaction");
+    let tx = store.confirm_chain_tx(tx1.id, "0xfeed", 12).await.unwrap();
+    assert_eq!(
+        (tx.status.as_str(), tx.block_number),
+        ("confirmed", Some(12))
+    );
+    let rec = store
+        .add_pol_record(&NewPolRecord {
+            record_id: 0,
+            training_run_id: run.id,
+            new_hash: &"cd".repeat(32),
+            parent_hash: "",
+            trainer: &wallet(1),
+            block_number: 12,
+            chain_tx_id: Some(tx.id),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (rec.pairs_root.as_str(), rec.results_root.as_str()),
+        ("pr", "rr")
+    );
+    assert_eq!(store.pol_records(agent_id).await.unwrap(), vec![rec]);
+}
+both!(rounds_scores_pairs_and_training);
+
+/// Concurrent entries of one user never overspend: exactly as many succeed as the
+/// balance covers.
+async fn concurrent_entries_never_overspend(store: &Store) {
+    let w = world(store, 1, Wei(10), Wei(55)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (s, u, v, t) = (store.clone(), w.users[0], w.versions[0], w.paid_tier);
+        tasks.push(tokio::spawn(async move { s.enter(u, v, t).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::InsufficientBalance { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    let b = store.balance(w.users[0]).await.unwrap();
+    assert_eq!((b.available_wei, b.locked_wei), (Wei(5), Wei(50)));
+}
+mod concurrent_entries_never_overspend {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let db = store::testing::TestDb::sqlite().await;
+        super::concurrent_entries_never_overspend(&db.store).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        if let Some(db) = store::testing::TestDb::postgres().await {
+            super::concurrent_entries_never_overspend(&db.store).await;
+        }
+    }
+}
+
+/// Proves the PostgreSQL path really ran: under CI the server must answer, and this
+/// test's database is its own.
+#[tokio::test]
+async fn postgres_path_really_runs() {
+    let Some(db) = TestDb::postgres().await else {
+        assert!(!in_ci(), "under CI PostgreSQL must be reachable");
+        return;
+    };
+    assert_eq!(db.store.backend(), Backend::Postgres);
+    let version = db.store.server_version().await.unwrap();
+    assert!(version.starts_with("PostgreSQL"), "{version}");
+    let other = TestDb::postgres().await.unwrap();
+    assert_ne!(db.name, other.name, "each test gets its own database");
+    println!("PostgreSQL path ran on {version} in database {}", db.name);
+}
+
+#[tokio::test]
+async fn sqlite_default_is_a_wal_file_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(None, dir.path()).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    assert_eq!(
+        store.sqlite_journal_mode().await.unwrap().as_deref(),
+        Some("wal")
+    );
+    assert!(dir.path().join("rlfc.sqlite").exists());
+    assert!(store.server_version().await.unwrap().starts_with("SQLite"));
+    let err = Store::open_url("mysql://x").await.unwrap_err();
+    assert!(err.to_string().contains("postgres://"), "{err}");
+}
