@@ -6,8 +6,8 @@
 //! A match is settled or refunded once, enforced by `match_settlements.match_id`.
 
 use crate::{
-    Balance, Entry, Error, JournalEntry, Result, Store, Tx, Wei, match_status, now_ms, on_pool,
-    on_tx,
+    AutoEntry, Balance, Entry, Error, FeeTier, JournalEntry, Result, Store, Tx, Wei, match_status,
+    now_ms, on_pool, on_tx,
 };
 
 /// One journal line to post.
@@ -247,14 +247,111 @@ impl Store {
         }
         let tier = self.fee_tier(fee_tier_id).await?;
         let mut tx = self.begin().await?;
-        let entry: Entry = on_tx!(&mut tx, |c| {
+        let entry = tx
+            .insert_entry(user_id, agent.id, agent_version_id, &tier)
+            .await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// Sets (or replaces) an agent's auto-entry rule for a fee tier, keeping what it
+    /// has already spent.
+    pub async fn set_auto_entry(
+        &self,
+        agent_id: i64,
+        fee_tier_id: i64,
+        cap: Wei,
+        enabled: bool,
+    ) -> Result<AutoEntry> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "INSERT INTO auto_entries (agent_id, fee_tier_id, cap_wei, spent_wei, enabled, updated_at)
+             VALUES ($1, $2, $3, '0', $4, $5)
+             ON CONFLICT (agent_id, fee_tier_id) DO UPDATE SET
+               cap_wei = excluded.cap_wei, enabled = excluded.enabled, updated_at = excluded.updated_at
+             RETURNING *"
+        )
+        .bind(agent_id)
+        .bind(fee_tier_id)
+        .bind(cap)
+        .bind(i64::from(enabled))
+        .bind(now_ms())
+        .fetch_one(pool)
+        .await)
+        .map_err(Error::from)
+    }
+
+    /// Enabled auto-entry rules, for the matchmaker to act on.
+    pub async fn auto_entries(&self) -> Result<Vec<AutoEntry>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM auto_entries WHERE enabled = 1 ORDER BY agent_id, fee_tier_id"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Enters the agent's latest version under its auto-entry rule, if the fee fits
+    /// under the cap; `Ok(None)` when it would exceed the cap. The cap check, the
+    /// spend, the entry and the fee lock are one transaction, so concurrent calls can
+    /// never spend past the cap.
+    pub async fn auto_enter(&self, agent_id: i64, fee_tier_id: i64) -> Result<Option<Entry>> {
+        let agent = self.agent(agent_id).await?;
+        if agent.archived_at.is_some() {
+            return Ok(None);
+        }
+        let version = self.latest_agent_version(agent_id).await?;
+        let tier = self.fee_tier(fee_tier_id).await?;
+        let mut tx = self.begin().await?;
+        // Writing first takes the row lock, so concurrent auto-entries queue here.
+        let rule: Option<AutoEntry> = on_tx!(&mut tx, |c| sqlx::query_as(
+            "UPDATE auto_entries SET updated_at = $3
+             WHERE agent_id = $1 AND fee_tier_id = $2 AND enabled = 1 RETURNING *"
+        )
+        .bind(agent_id)
+        .bind(fee_tier_id)
+        .bind(now_ms())
+        .fetch_optional(&mut *c)
+        .await)?;
+        let Some(rule) = rule else {
+            return Ok(None);
+        };
+        let spent = match rule.spent_wei.checked_add(tier.fee_wei) {
+            Some(s) if s <= rule.cap_wei => s,
+            _ => return Ok(None),
+        };
+        on_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE auto_entries SET spent_wei = $3 WHERE agent_id = $1 AND fee_tier_id = $2"
+        )
+        .bind(agent_id)
+        .bind(fee_tier_id)
+        .bind(spent)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let entry = tx
+            .insert_entry(agent.owner_id, agent_id, version.id, &tier)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(entry))
+    }
+}
+
+impl Tx {
+    /// Inserts a queued entry and locks its fee.
+    async fn insert_entry(
+        &mut self,
+        user_id: i64,
+        agent_id: i64,
+        agent_version_id: i64,
+        tier: &FeeTier,
+    ) -> Result<Entry> {
+        let entry: Entry = on_tx!(self, |c| {
             sqlx::query_as(
             "INSERT INTO entries
                (user_id, agent_id, agent_version_id, space_id, fee_tier_id, fee_wei, status, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) RETURNING *"
         )
         .bind(user_id)
-        .bind(agent.id)
+        .bind(agent_id)
         .bind(agent_version_id)
         .bind(tier.space_id)
         .bind(tier.id)
@@ -263,11 +360,12 @@ impl Store {
         .fetch_one(&mut *c)
         .await
         })?;
-        tx.post(&lock_lines(&entry, "lock", false)).await?;
-        tx.commit().await?;
+        self.post(&lock_lines(&entry, "lock", false)).await?;
         Ok(entry)
     }
+}
 
+impl Store {
     /// Takes a still-queued entry out of the queue and unlocks its fee.
     pub async fn leave(&self, entry_id: i64) -> Result<Entry> {
         let mut tx = self.begin().await?;

@@ -73,9 +73,8 @@ impl Store {
             });
         }
         let mut tx = self.begin().await?;
-        let m: Match =
-            on_tx!(&mut tx, |c| {
-                sqlx::query_as(
+        let m: Match = on_tx!(&mut tx, |c| {
+            sqlx::query_as(
             "INSERT INTO matches (space_id, fee_tier_id, seed, space_version, status, created_at)
              VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING *",
         )
@@ -86,7 +85,7 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&mut *c)
         .await
-            })?;
+        })?;
         for &entry_id in entry_ids {
             let taken = on_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE entries SET match_id = $1, status = 'matched'

@@ -77,6 +77,12 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
                 postgres: migration_file!("0010_journal_append_only.postgres.sql"),
             },
         ),
+        (11, "ratings", Portable(migration_file!("0011_ratings.sql"))),
+        (
+            12,
+            "auto_entry",
+            Portable(migration_file!("0012_auto_entry.sql")),
+        ),
     ]
 };
 

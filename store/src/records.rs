@@ -570,3 +570,28 @@ from_row!(JournalEntry {
     idempotency_key,
     created_at
 });
+
+/// An agent's auto-entry rule for one fee tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoEntry {
+    /// The agent.
+    pub agent_id: i64,
+    /// The fee tier it re-enters.
+    pub fee_tier_id: i64,
+    /// The most it may ever spend under this rule.
+    pub cap_wei: Wei,
+    /// What it has spent so far.
+    pub spent_wei: Wei,
+    /// 1 when active.
+    pub enabled: i64,
+    /// Last change, ms.
+    pub updated_at: i64,
+}
+from_row!(AutoEntry {
+    agent_id,
+    fee_tier_id,
+    cap_wei,
+    spent_wei,
+    enabled,
+    updated_at
+});

@@ -625,3 +625,160 @@ async fn sqlite_default_is_a_wal_file_in_the_data_dir() {
     let err = Store::open_url("mysql://x").await.unwrap_err();
     assert!(err.to_string().contains("postgres://"), "{err}");
 }
+
+async fn ratings_and_history(store: &Store) {
+    let w = world(store, 3, Wei::ZERO, Wei::ZERO).await;
+    let agents: Vec<i64> = {
+        let mut v = Vec::new();
+        for &ver in &w.versions {
+            v.push(store.agent_version(ver).await.unwrap().agent_id);
+        }
+        v
+    };
+    let free = store.fee_tiers(w.space_id).await.unwrap()[0].id;
+    let mut entries = Vec::new();
+    for i in 0..3 {
+        entries.push(
+            store
+                .enter(w.users[i], w.versions[i], free)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let m = store
+        .create_match(w.space_id, free, 1, "abc", &entries)
+        .await
+        .unwrap();
+    let updates = [
+        store::RatingUpdate {
+            agent_id: agents[0],
+            mu: 27.0,
+            sigma: 7.0,
+        },
+        store::RatingUpdate {
+            agent_id: agents[1],
+            mu: 25.0,
+            sigma: 2.0,
+        },
+        store::RatingUpdate {
+            agent_id: agents[2],
+            mu: 23.0,
+            sigma: 7.0,
+        },
+    ];
+    store
+        .update_ratings(w.space_id, Some(m.id), &updates)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .update_ratings(w.space_id, Some(m.id), &updates)
+            .await
+            .is_err(),
+        "one rating per match"
+    );
+    let board: Vec<i64> = store
+        .leaderboard(w.space_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.agent_id)
+        .collect();
+    // mu - 3 sigma: 19, 6, 2.
+    assert_eq!(board, vec![agents[1], agents[0], agents[2]]);
+    store
+        .update_ratings(
+            w.space_id,
+            None,
+            &[store::RatingUpdate {
+                agent_id: agents[1],
+                mu: 25.0,
+                sigma: 4.0,
+            }],
+        )
+        .await
+        .unwrap();
+    let r = store.rating(agents[1], w.space_id).await.unwrap().unwrap();
+    assert_eq!((r.sigma, r.matches_played), (4.0, 1));
+    let history = store.rating_history(agents[1], w.space_id).await.unwrap();
+    let reasons: Vec<&str> = history.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(reasons, vec!["match", "adapter_change"]);
+}
+both!(ratings_and_history);
+
+/// Auto-entry never spends past its cap, even with many concurrent attempts.
+async fn auto_entry_respects_the_cap(store: &Store) {
+    let w = world(store, 1, Wei(7), Wei(1000)).await;
+    let agent_id = store.agent_version(w.versions[0]).await.unwrap().agent_id;
+    assert_eq!(
+        store.auto_enter(agent_id, w.paid_tier).await.unwrap(),
+        None,
+        "no rule yet"
+    );
+    store
+        .set_auto_entry(agent_id, w.paid_tier, Wei(30), true)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = store.clone();
+        let tier = w.paid_tier;
+        tasks.push(tokio::spawn(
+            async move { s.auto_enter(agent_id, tier).await },
+        ));
+    }
+    let mut entered = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_some() {
+            entered += 1;
+        }
+    }
+    assert_eq!(entered, 4, "4 x 7 = 28 <= 30 < 35");
+    let rule = &store.auto_entries().await.unwrap()[0];
+    assert_eq!((rule.spent_wei, rule.cap_wei), (Wei(28), Wei(30)));
+    assert_eq!(store.balance(w.users[0]).await.unwrap().locked_wei, Wei(28));
+    // Raising the cap keeps what was spent; disabling stops entries.
+    store
+        .set_auto_entry(agent_id, w.paid_tier, Wei(35), true)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .auto_enter(agent_id, w.paid_tier)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .auto_enter(agent_id, w.paid_tier)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .set_auto_entry(agent_id, w.paid_tier, Wei(1000), false)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .auto_enter(agent_id, w.paid_tier)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+mod auto_entry_respects_the_cap {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        let db = store::testing::TestDb::sqlite().await;
+        super::auto_entry_respects_the_cap(&db.store).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        if let Some(db) = store::testing::TestDb::postgres().await {
+            super::auto_entry_respects_the_cap(&db.store).await;
+        }
+    }
+}
