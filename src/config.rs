@@ -15,7 +15,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
-const SECTIONS: &[&str] = &["log", "database", "models"];
+const SECTIONS: &[&str] = &["log", "database", "models", "chain"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Model weights.
     pub models: ModelsConfig,
+    /// The EVM chain: the embedded revm chain, or a JSON-RPC endpoint.
+    #[serde(default)]
+    pub chain: chain::ChainConfig,
 }
 
 /// `[log]`
@@ -85,6 +88,7 @@ impl Default for Config {
                 python: "python3".into(),
                 pip_args: Vec::new(),
             },
+            chain: chain::ChainConfig::default(),
         }
     }
 }
@@ -174,6 +178,9 @@ impl Config {
         if self.models.python.trim().is_empty() {
             bail!("invalid models.python: must name a Python interpreter");
         }
+        self.chain
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
         Ok(())
     }
 
@@ -186,6 +193,12 @@ impl Config {
     pub fn to_masked_toml(&self) -> Result<String> {
         let mut shown = self.clone();
         shown.database.url = store::redact_url(&shown.database.url);
+        if shown.chain.private_key.is_some() {
+            shown.chain.private_key = Some(chain::Secret::new("***"));
+        }
+        if let Some(url) = &shown.chain.rpc_url {
+            shown.chain.rpc_url = Some(store::redact_url(url));
+        }
         toml::to_string_pretty(&shown).context("render configuration")
     }
 }
@@ -333,6 +346,19 @@ mod tests {
         )]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
         assert_eq!(c.models.pip_args, vec!["--index-url", "http://m/simple"]);
+        let key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        let e = env(&[
+            ("RLFC_CHAIN_BACKEND", "rpc"),
+            ("RLFC_CHAIN_RPC_URL", "http://127.0.0.1:8545"),
+            ("RLFC_CHAIN_PRIVATE_KEY", key),
+        ]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.chain.private_key.as_ref().map(|k| k.expose()), Some(key));
+        let shown = c.to_masked_toml().unwrap();
+        assert!(
+            !shown.contains(&key[2..]) && shown.contains("private_key = \"***\""),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -371,6 +397,8 @@ mod tests {
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[models]\npython = \" \"\n", "models.python"),
             ("[models]\npip_args = 3\n", "models.pip_args"),
+            ("[chain]\nbackend = \"ganache\"\n", "chain.backend"),
+            ("[chain]\nbackend = \"rpc\"\n", "chain.rpc_url"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, key) in cases {

@@ -48,6 +48,11 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     Config,
+    /// The EVM chain: status, contract deployment, proof-of-learning records.
+    Chain {
+        #[command(subcommand)]
+        command: chain::ChainCommand,
+    },
     /// Database schema: apply migrations, show status.
     Db {
         #[command(subcommand)]
@@ -90,6 +95,9 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db { command } => runtime()?.block_on(commands::db::run(command, config)),
+        Command::Chain { command } => {
+            runtime()?.block_on(chain::run(command, &config.chain, &config.data_dir))
+        }
     }
 }
 

@@ -30,7 +30,7 @@ fn help_lists_the_subcommands() {
     let out = rlfc(dir.path(), &["--help"], &[]);
     assert!(out.status.success());
     let help = text(&out);
-    for sub in ["models", "config", "db"] {
+    for sub in ["models", "config", "db", "chain"] {
         assert!(help.contains(sub), "{help}");
     }
 }
@@ -157,4 +157,36 @@ async fn db_migrate_runs_on_postgres() {
         shown.contains("backend:    postgres") && shown.contains("PostgreSQL"),
         "{shown}"
     );
+}
+
+#[test]
+fn chain_status_on_the_embedded_chain_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let first = rlfc(dir.path(), &["chain", "status", "--data-dir", data_s], &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let shown = text(&first);
+    assert!(
+        shown.contains("backend:    embedded") && shown.contains("chain id:   31337"),
+        "{shown}"
+    );
+    let arena_line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("arena:"))
+            .map(str::to_string)
+    };
+    let again = rlfc(dir.path(), &["chain", "status", "--data-dir", data_s], &[]);
+    assert_eq!(
+        arena_line(&shown),
+        arena_line(&text(&again)),
+        "contracts persist across restarts"
+    );
+    let bad = rlfc(
+        dir.path(),
+        &["chain", "status"],
+        &[("RLFC_CHAIN_BACKEND", "rpc")],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("chain.rpc_url"), "{}", text(&bad));
 }

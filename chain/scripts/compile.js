@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// Compiles chain/contracts/*.sol offline with the pinned solc-js and writes
+// chain/artifacts/<Contract>.json (ABI, creation bytecode, runtime bytecode).
+//
+//   node scripts/compile.js          regenerate the committed artifacts
+//   node scripts/compile.js --check  exit 1 if the committed artifacts differ from a fresh compile
+//
+// The compiler version and EVM version are pinned here and in package.json; the
+// embedded chain (revm, SpecId::CANCUN) and the Hardhat dev node (hardfork "cancun")
+// run the same EVM version, so gas figures agree between the two backends.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const solc = require('solc');
+
+const SOLC_VERSION = '0.8.26+commit.8a97fa7a.Emscripten.clang';
+const EVM_VERSION = 'cancun';
+const CONTRACTS = ['Arena', 'ProofOfLearning'];
+
+const root = path.resolve(__dirname, '..');
+const contractsDir = path.join(root, 'contracts');
+const artifactsDir = path.join(root, 'artifacts');
+
+function compile() {
+  if (solc.version() !== SOLC_VERSION) {
+    throw new Error(`solc ${solc.version()} is installed, ${SOLC_VERSION} is pinned: run npm ci in chain/`);
+  }
+  const sources = {};
+  for (const name of CONTRACTS) {
+    const file = `${name}.sol`;
+    sources[file] = { content: fs.readFileSync(path.join(contractsDir, file), 'utf8') };
+  }
+  const input = {
+    language: 'Solidity',
+    sources,
+    settings: {
+      evmVersion: EVM_VERSION,
+      optimizer: { enabled: true, runs: 200 },
+      // No metadata hash: the bytecode then depends only on the code, not on comments,
+      // paths or whitespace, so artifacts stay stable across machines.
+      metadata: { bytecodeHash: 'none', appendCBOR: false },
+      outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+    },
+  };
+  const output = JSON.parse(solc.compile(JSON.stringify(input)));
+  const errors = (output.errors || []).filter((e) => e.severity === 'error');
+  for (const e of output.errors || []) process.stderr.write(`${e.formattedMessage}\n`);
+  if (errors.length > 0) throw new Error(`solc reported ${errors.length} error(s)`);
+
+  const artifacts = {};
+  for (const name of CONTRACTS) {
+    const c = output.contracts[`${name}.sol`][name];
+    const artifact = {
+      contractName: name,
+      compiler: `solc-js ${SOLC_VERSION}`,
+      evmVersion: EVM_VERSION,
+      abi: c.abi,
+      bytecode: `0x${c.evm.bytecode.object}`,
+      deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
+    };
+    artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
+  }
+  return artifacts;
+}
+
+function main() {
+  const check = process.argv.includes('--check');
+  const artifacts = compile();
+  let stale = 0;
+  for (const [name, text] of Object.entries(artifacts)) {
+    const file = path.join(artifactsDir, `${name}.json`);
+    if (check) {
+      const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+      if (committed !== text) {
+        process.stderr.write(`stale artifact: artifacts/${name}.json (run node scripts/compile.js)\n`);
+        stale += 1;
+      }
+    } else {
+      fs.mkdirSync(artifactsDir, { recursive: true });
+      fs.writeFileSync(file, text);
+      process.stdout.write(`wrote artifacts/${name}.json\n`);
+    }
+  }
+  if (stale > 0) process.exit(1);
+  if (check) process.stdout.write('artifacts match the sources\n');
+}
+
+try {
+  main();
+} catch (e) {
+  process.stderr.write(`${e.message}\n`);
+  process.exit(2);
+}

@@ -1,0 +1,181 @@
+//! Opening the chain the configuration asks for: [`AnyChain`] is either backend behind
+//! the one [`Chain`] interface, and [`open_contracts`] gives the platform its contracts
+//! (on the embedded chain they are deployed on first use and remembered in its
+//! directory; on an RPC chain they come from the configuration).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+
+use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
+use crate::config::{Backend, ChainConfig};
+use crate::contracts::{Contracts, Deployment};
+use crate::embedded::Embedded;
+use crate::error::{ChainError, Result};
+use crate::rpc::Rpc;
+
+/// File in the embedded chain's directory that remembers where the contracts are.
+const DEPLOYMENT_FILE: &str = "deployment.json";
+
+/// The embedded chain's directory under the data directory.
+pub fn embedded_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("chain")
+}
+
+/// Either backend.
+#[derive(Debug)]
+pub enum AnyChain {
+    /// The in-process revm chain.
+    Embedded(Embedded),
+    /// A JSON-RPC node.
+    Rpc(Rpc),
+}
+
+/// Opens the configured backend (validating the config first). The embedded chain
+/// lives in `<data_dir>/chain`.
+pub async fn open_chain(cfg: &ChainConfig, data_dir: &Path) -> Result<AnyChain> {
+    cfg.validate()?;
+    match cfg.backend {
+        Backend::Embedded => {
+            let chain = Embedded::open(
+                &embedded_dir(data_dir),
+                cfg.embedded_chain_id(),
+                cfg.dev_accounts,
+            )?;
+            Ok(AnyChain::Embedded(chain))
+        }
+        Backend::Rpc => {
+            let url = cfg.rpc_url.as_deref().unwrap_or_default();
+            let signer = cfg.signer()?.into_iter().collect();
+            let timeout = Duration::from_secs(cfg.receipt_timeout_secs);
+            Ok(AnyChain::Rpc(
+                Rpc::connect(url, signer, cfg.chain_id, timeout).await?,
+            ))
+        }
+    }
+}
+
+/// The account that deploys and, unless configured otherwise, operates.
+pub fn default_sender(chain: &AnyChain) -> Result<Address> {
+    chain
+        .accounts()
+        .first()
+        .copied()
+        .ok_or(ChainError::UnknownAccount(Address::ZERO))
+}
+
+/// The Arena operator the config names, else the backend's first account.
+pub fn operator_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
+    cfg.operator.map_or_else(|| default_sender(chain), Ok)
+}
+
+/// The treasury the config names, else the operator.
+pub fn treasury_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
+    cfg.treasury.map_or_else(|| operator_of(cfg, chain), Ok)
+}
+
+/// The configured contract addresses, if set.
+pub fn configured_deployment(cfg: &ChainConfig) -> Option<Deployment> {
+    Some(Deployment {
+        arena: cfg.arena_address?,
+        proof_of_learning: cfg.proof_of_learning_address?,
+    })
+}
+
+/// Opens the chain and its contracts. Embedded: deploys them on first use (deployer is
+/// dev account 0) and remembers the addresses. RPC: uses the configured addresses, or
+/// fails with [`ChainError::NotDeployed`].
+pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contracts<AnyChain>> {
+    let chain = open_chain(cfg, data_dir).await?;
+    if let Some(deployment) = configured_deployment(cfg) {
+        return Ok(Contracts::at(chain, deployment));
+    }
+    match &chain {
+        AnyChain::Embedded(embedded) => {
+            if let Some(deployment) = embedded.read_side_file::<Deployment>(DEPLOYMENT_FILE)? {
+                return Ok(Contracts::at(chain, deployment));
+            }
+            let deployer = default_sender(&chain)?;
+            let operator = operator_of(cfg, &chain)?;
+            let contracts = Contracts::deploy(chain, deployer, operator).await?;
+            if let AnyChain::Embedded(embedded) = contracts.chain() {
+                embedded.write_side_file(DEPLOYMENT_FILE, &contracts.deployment())?;
+            }
+            Ok(contracts)
+        }
+        AnyChain::Rpc(_) => Err(ChainError::NotDeployed("Arena")),
+    }
+}
+
+impl Chain for AnyChain {
+    fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Embedded(c) => c.backend_name(),
+            Self::Rpc(c) => c.backend_name(),
+        }
+    }
+
+    fn accounts(&self) -> Vec<Address> {
+        match self {
+            Self::Embedded(c) => c.accounts(),
+            Self::Rpc(c) => c.accounts(),
+        }
+    }
+
+    async fn chain_id(&self) -> Result<u64> {
+        match self {
+            Self::Embedded(c) => c.chain_id().await,
+            Self::Rpc(c) => c.chain_id().await,
+        }
+    }
+
+    async fn block_number(&self) -> Result<u64> {
+        match self {
+            Self::Embedded(c) => c.block_number().await,
+            Self::Rpc(c) => c.block_number().await,
+        }
+    }
+
+    async fn balance(&self, account: Address) -> Result<U256> {
+        match self {
+            Self::Embedded(c) => c.balance(account).await,
+            Self::Rpc(c) => c.balance(account).await,
+        }
+    }
+
+    async fn call(&self, tx: TxRequest) -> Result<Bytes> {
+        match self {
+            Self::Embedded(c) => c.call(tx).await,
+            Self::Rpc(c) => c.call(tx).await,
+        }
+    }
+
+    async fn send(&self, tx: TxRequest) -> Result<TxReceipt> {
+        match self {
+            Self::Embedded(c) => c.send(tx).await,
+            Self::Rpc(c) => c.send(tx).await,
+        }
+    }
+
+    async fn receipt(&self, tx_hash: B256) -> Result<Option<TxReceipt>> {
+        match self {
+            Self::Embedded(c) => c.receipt(tx_hash).await,
+            Self::Rpc(c) => c.receipt(tx_hash).await,
+        }
+    }
+
+    async fn logs(&self, address: Address, from_block: u64) -> Result<Vec<MinedLog>> {
+        match self {
+            Self::Embedded(c) => c.logs(address, from_block).await,
+            Self::Rpc(c) => c.logs(address, from_block).await,
+        }
+    }
+
+    async fn fund(&self, to: Address, amount: U256) -> Result<()> {
+        match self {
+            Self::Embedded(c) => c.fund(to, amount).await,
+            Self::Rpc(c) => c.fund(to, amount).await,
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Handlers for `rlfc chain status | deploy | records [--agent ID]`. The binary owns
+//! argument parsing of the top level and the configuration file; it nests
+//! [`ChainCommand`] and calls [`run`].
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::any::{self, AnyChain};
+use crate::backend::Chain;
+use crate::config::{Backend, ChainConfig};
+use crate::contracts::{Contracts, LearningRecord};
+use crate::error::ChainError;
+
+/// The `rlfc chain` subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ChainCommand {
+    /// Show the backend, chain id, block, operator and contract addresses.
+    Status,
+    /// Deploy the Arena and ProofOfLearning contracts (for an RPC chain).
+    Deploy,
+    /// Read proof-of-learning records back from the chain.
+    Records {
+        /// Only the records of this agent id.
+        #[arg(long)]
+        agent: Option<u64>,
+    },
+}
+
+/// Runs `cmd`, printing to stdout.
+pub async fn run(cmd: ChainCommand, cfg: &ChainConfig, data_dir: &Path) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    run_with_output(cmd, cfg, data_dir, &mut out).await
+}
+
+/// Runs `cmd`, printing to `out`.
+pub async fn run_with_output(
+    cmd: ChainCommand,
+    cfg: &ChainConfig,
+    data_dir: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match cmd {
+        ChainCommand::Status => status(cfg, data_dir, out).await,
+        ChainCommand::Deploy => deploy(cfg, data_dir, out).await,
+        ChainCommand::Records { agent } => records(cfg, data_dir, agent, out).await,
+    }
+}
+
+async fn status(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let contracts = match any::open_contracts(cfg, data_dir).await {
+        Ok(contracts) => contracts,
+        Err(ChainError::NotDeployed(_)) => {
+            let chain = any::open_chain(cfg, data_dir).await?;
+            print_chain(&chain, out).await?;
+            writeln!(out, "contracts:  not deployed (run `rlfc chain deploy`)")?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).context("opening the chain"),
+    };
+    print_chain(contracts.chain(), out).await?;
+    let d = contracts.deployment();
+    writeln!(out, "arena:      {}", d.arena)?;
+    writeln!(out, "pol:        {}", d.proof_of_learning)?;
+    writeln!(out, "admin:      {}", contracts.admin().await?)?;
+    writeln!(out, "operator:   {}", contracts.operator().await?)?;
+    writeln!(
+        out,
+        "treasury:   {}",
+        any::treasury_of(cfg, contracts.chain())?
+    )?;
+    writeln!(
+        out,
+        "escrowed:   {} wei held by Arena",
+        contracts.arena_eth_balance().await?
+    )?;
+    writeln!(out, "records:    {}", contracts.record_count().await?)?;
+    Ok(())
+}
+
+async fn print_chain(chain: &AnyChain, out: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(out, "backend:    {}", chain.backend_name())?;
+    writeln!(out, "chain id:   {}", chain.chain_id().await?)?;
+    writeln!(out, "block:      {}", chain.block_number().await?)?;
+    Ok(())
+}
+
+async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    if cfg.backend == Backend::Embedded {
+        let contracts = any::open_contracts(cfg, data_dir).await?;
+        let d = contracts.deployment();
+        writeln!(
+            out,
+            "the embedded chain deploys its contracts on first use:"
+        )?;
+        writeln!(out, "arena_address = \"{}\"", d.arena)?;
+        writeln!(
+            out,
+            "proof_of_learning_address = \"{}\"",
+            d.proof_of_learning
+        )?;
+        return Ok(());
+    }
+    let chain = any::open_chain(cfg, data_dir).await?;
+    let deployer = any::default_sender(&chain)?;
+    let operator = any::operator_of(cfg, &chain)?;
+    if any::configured_deployment(cfg).is_some() {
+        writeln!(
+            out,
+            "note: the config already names contract addresses; deploying a new pair"
+        )?;
+    }
+    let contracts = Contracts::deploy(chain, deployer, operator)
+        .await
+        .context("deploying the contracts")?;
+    let d = contracts.deployment();
+    writeln!(
+        out,
+        "deployed by {deployer}, operator {operator}; add to [chain] in the config:"
+    )?;
+    writeln!(out, "arena_address = \"{}\"", d.arena)?;
+    writeln!(
+        out,
+        "proof_of_learning_address = \"{}\"",
+        d.proof_of_learning
+    )?;
+    Ok(())
+}
+
+async fn records(
+    cfg: &ChainConfig,
+    data_dir: &Path,
+    agent: Option<u64>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let contracts = any::open_contracts(cfg, data_dir).await?;
+    let list: Vec<LearningRecord> = match agent {
+        Some(agent_id) => contracts.agent_records(agent_id).await?,
+        None => {
+            let count = contracts.record_count().await?;
+            let mut list = Vec::with_capacity(count as usize);
+            for id in 0..count {
+                list.push(contracts.get_record(id).await?);
+            }
+            list
+        }
+    };
+    if list.is_empty() {
+        writeln!(out, "no proof-of-learning records")?;
+    }
+    for r in list {
+        let f = &r.fields;
+        writeln!(
+            out,
+            "record {} (agent {}, block {}, trainer {})",
+            r.id, f.agent_id, r.block_number, r.trainer
+        )?;
+        writeln!(out, "  parent adapter   {}", f.parent_adapter_hash)?;
+        writeln!(out, "  new adapter      {}", f.new_adapter_hash)?;
+        writeln!(out, "  pairs root       {}", f.pairs_root)?;
+        writeln!(out, "  results root     {}", f.results_root)?;
+        writeln!(out, "  hyperparams hash {}", f.hyperparams_hash)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contracts::NewRecord;
+    use alloy::primitives::B256;
+
+    async fn output(cmd: ChainCommand, cfg: &ChainConfig, dir: &Path) -> String {
+        let mut buf = Vec::new();
+        run_with_output(cmd, cfg, dir, &mut buf).await.unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_deploy_and_records_on_the_embedded_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ChainConfig::default();
+        let status = output(ChainCommand::Status, &cfg, dir.path()).await;
+        assert!(status.contains("backend:    embedded"), "{status}");
+        assert!(status.contains("chain id:   31337"), "{status}");
+        let deployed = output(ChainCommand::Deploy, &cfg, dir.path()).await;
+        let arena_line = status.lines().find(|l| l.starts_with("arena:")).unwrap();
+        let arena = arena_line.split_whitespace().last().unwrap();
+        assert!(
+            deployed.contains(arena),
+            "deploy must report the same contracts: {deployed}"
+        );
+        assert!(
+            output(ChainCommand::Records { agent: None }, &cfg, dir.path())
+                .await
+                .contains("no proof")
+        );
+
+        let contracts = any::open_contracts(&cfg, dir.path()).await.unwrap();
+        let trainer = contracts.chain().accounts()[1];
+        let rec = NewRecord {
+            agent_id: 7,
+            new_adapter_hash: B256::repeat_byte(9),
+            ..NewRecord::default()
+        };
+        contracts.record(trainer, &rec).await.unwrap();
+        drop(contracts);
+
+        let all = output(ChainCommand::Records { agent: None }, &cfg, dir.path()).await;
+        assert!(all.contains("record 0 (agent 7"), "{all}");
+        let other = output(ChainCommand::Records { agent: Some(8) }, &cfg, dir.path()).await;
+        assert!(other.contains("no proof"), "{other}");
+    }
+
+    #[tokio::test]
+    async fn rpc_without_url_reports_the_key() {
+        let cfg = ChainConfig {
+            backend: Backend::Rpc,
+            ..ChainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let err = run_with_output(ChainCommand::Status, &cfg, dir.path(), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("chain.rpc_url"), "{err:#}");
+    }
+}

@@ -1,0 +1,246 @@
+//! The `[chain]` section of the configuration: which backend, where the RPC node is,
+//! the signing key (a [`Secret`], never printed by `Debug`), the expected chain id,
+//! already-deployed contract addresses, and the operator and treasury accounts.
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable read for the signing key when the config holds none.
+pub const PRIVATE_KEY_ENV: &str = "RLFC_CHAIN_PRIVATE_KEY";
+
+/// Which chain backend to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The in-process revm chain persisted in the data directory.
+    #[default]
+    Embedded,
+    /// Any EVM JSON-RPC endpoint.
+    Rpc,
+}
+
+/// A secret string: serialized as is, but `Debug` shows only `***`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value itself; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The chain configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainConfig {
+    /// "embedded" (default) or "rpc".
+    pub backend: Backend,
+    /// JSON-RPC endpoint (http or https); required for the rpc backend.
+    pub rpc_url: Option<String>,
+    /// Hex private key that signs RPC transactions (else `RLFC_CHAIN_PRIVATE_KEY`).
+    pub private_key: Option<Secret>,
+    /// Expected chain id: the embedded chain uses it (default 31337), an RPC node must match it.
+    pub chain_id: Option<u64>,
+    /// Arena contract address, if already deployed (rpc); the embedded chain deploys its own.
+    pub arena_address: Option<Address>,
+    /// ProofOfLearning contract address, if already deployed (rpc).
+    pub proof_of_learning_address: Option<Address>,
+    /// Arena operator; defaults to the signing account (rpc) or dev account 0 (embedded).
+    pub operator: Option<Address>,
+    /// Where settlement remainders go; defaults to the operator.
+    pub treasury: Option<Address>,
+    /// How many funded dev accounts the embedded chain creates.
+    pub dev_accounts: usize,
+    /// How long to wait for a transaction receipt, in seconds.
+    pub receipt_timeout_secs: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            rpc_url: None,
+            private_key: None,
+            chain_id: None,
+            arena_address: None,
+            proof_of_learning_address: None,
+            operator: None,
+            treasury: None,
+            dev_accounts: crate::dev::DEFAULT_DEV_ACCOUNTS,
+            receipt_timeout_secs: 120,
+        }
+    }
+}
+
+/// A configuration value that is missing or wrong; `key` names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain.{key}: {reason}")]
+pub struct ConfigError {
+    /// The key under `[chain]`, e.g. `rpc_url`.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl ChainConfig {
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.chain_id == Some(0) {
+            return Err(invalid("chain_id", "must be positive"));
+        }
+        if self.dev_accounts == 0 || self.dev_accounts > 1000 {
+            return Err(invalid("dev_accounts", "must be between 1 and 1000"));
+        }
+        if self.receipt_timeout_secs == 0 {
+            return Err(invalid("receipt_timeout_secs", "must be positive"));
+        }
+        for (key, value) in [("operator", self.operator), ("treasury", self.treasury)] {
+            if value == Some(Address::ZERO) {
+                return Err(invalid(key, "must not be the zero address"));
+            }
+        }
+        if self.arena_address.is_some() != self.proof_of_learning_address.is_some() {
+            let key = if self.arena_address.is_some() {
+                "proof_of_learning_address"
+            } else {
+                "arena_address"
+            };
+            return Err(invalid(key, "set both contract addresses or neither"));
+        }
+        if let Some(url) = &self.rpc_url {
+            check_url(url)?;
+        }
+        if let Some(key) = &self.private_key {
+            parse_key(key.expose())?;
+        }
+        if self.backend == Backend::Rpc {
+            if self.rpc_url.is_none() {
+                return Err(invalid("rpc_url", "required when backend = \"rpc\""));
+            }
+            if self.signer()?.is_none() {
+                let reason = format!("required when backend = \"rpc\" (or set {PRIVATE_KEY_ENV})");
+                return Err(invalid("private_key", reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// The signing key from the config, else from `RLFC_CHAIN_PRIVATE_KEY`, if any.
+    pub fn signer(&self) -> Result<Option<PrivateKeySigner>, ConfigError> {
+        if let Some(key) = &self.private_key {
+            return parse_key(key.expose()).map(Some);
+        }
+        match std::env::var(PRIVATE_KEY_ENV) {
+            Ok(key) if !key.trim().is_empty() => parse_key(key.trim()).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The embedded chain id (the configured one, else 31337).
+    pub fn embedded_chain_id(&self) -> u64 {
+        self.chain_id.unwrap_or(crate::embedded::DEFAULT_CHAIN_ID)
+    }
+}
+
+fn check_url(url: &str) -> Result<(), ConfigError> {
+    let parsed: alloy::transports::http::reqwest::Url = url
+        .parse()
+        .map_err(|e| invalid("rpc_url", format!("not a URL: {e}")))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(invalid(
+            "rpc_url",
+            format!("scheme {other:?} is not http or https"),
+        )),
+    }
+}
+
+fn parse_key(key: &str) -> Result<PrivateKeySigner, ConfigError> {
+    // The error never echoes the key.
+    key.parse::<PrivateKeySigner>()
+        .map_err(|_| invalid("private_key", "not a 32-byte hex secp256k1 private key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let cfg = ChainConfig::default();
+        assert_eq!(cfg.backend, Backend::Embedded);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.embedded_chain_id(), 31337);
+    }
+
+    #[test]
+    fn parses_toml_and_rejects_unknown_keys() {
+        let cfg: ChainConfig = serde_json::from_value(serde_json::json!({
+            "backend": "rpc",
+            "rpc_url": "http://127.0.0.1:8545",
+            "private_key": format!("0x{}", "11".repeat(32)),
+            "chain_id": 31337,
+            "treasury": "0x00000000000000000000000000000000000000aa"
+        }))
+        .unwrap();
+        cfg.validate().unwrap();
+        assert!(
+            !format!("{cfg:?}").contains("1111"),
+            "Debug must not show the key"
+        );
+        let unknown = serde_json::from_value::<ChainConfig>(serde_json::json!({ "rpc": "x" }));
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let rpc = |f: fn(&mut ChainConfig)| {
+            let mut cfg = ChainConfig {
+                backend: Backend::Rpc,
+                rpc_url: Some("https://node.example".into()),
+                private_key: Some(Secret::new("22".repeat(32))),
+                ..ChainConfig::default()
+            };
+            f(&mut cfg);
+            cfg.validate().unwrap_err().key
+        };
+        assert_eq!(rpc(|c| c.rpc_url = None), "rpc_url");
+        assert_eq!(rpc(|c| c.rpc_url = Some("ftp://x".into())), "rpc_url");
+        assert_eq!(rpc(|c| c.rpc_url = Some("not a url".into())), "rpc_url");
+        assert_eq!(
+            rpc(|c| c.private_key = Some(Secret::new("xyz"))),
+            "private_key"
+        );
+        assert_eq!(rpc(|c| c.chain_id = Some(0)), "chain_id");
+        assert_eq!(rpc(|c| c.operator = Some(Address::ZERO)), "operator");
+        assert_eq!(
+            rpc(|c| c.arena_address = Some(Address::repeat_byte(1))),
+            "proof_of_learning_address"
+        );
+        assert_eq!(rpc(|c| c.dev_accounts = 0), "dev_accounts");
+        assert_eq!(rpc(|c| c.receipt_timeout_secs = 0), "receipt_timeout_secs");
+        let err = rpc(|c| c.private_key = Some(Secret::new("zz")));
+        assert_eq!(err, "private_key");
+    }
+}

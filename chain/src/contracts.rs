@@ -1,0 +1,423 @@
+//! The typed client for the two contracts, written once over any [`Chain`]: deploy,
+//! the Arena escrow operations, the ProofOfLearning registry and proof checks. Amounts
+//! are `u128` wei, ids are `u64`, matching the storage layer.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::sol_types::{SolCall, SolConstructor, SolEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Chain, TxReceipt, TxRequest};
+use crate::bindings::{Arena, ProofOfLearning};
+use crate::error::{ChainError, Result};
+
+/// Where the two contracts live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The Arena escrow contract.
+    pub arena: Address,
+    /// The ProofOfLearning registry.
+    pub proof_of_learning: Address,
+}
+
+/// The life cycle of a match escrow, as the contract stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchStatus {
+    /// No fee was ever locked for this match id.
+    None,
+    /// Fees are locked; the match can be settled or refunded.
+    Open,
+    /// Paid out; closed.
+    Settled,
+    /// Every fee returned; closed.
+    Refunded,
+}
+
+/// A match's escrow: what it still holds and its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escrow {
+    /// Wei still held (zero once settled or refunded).
+    pub held: u128,
+    /// The status.
+    pub status: MatchStatus,
+}
+
+/// One payout of a settlement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    /// Who is credited.
+    pub payee: Address,
+    /// How much, in wei.
+    pub amount: u128,
+}
+
+/// The fields of a new proof-of-learning record (the trainer is the sender).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRecord {
+    /// The agent whose adapter changed.
+    pub agent_id: u64,
+    /// Hash of the adapter trained from (zero for the first version).
+    pub parent_adapter_hash: B256,
+    /// Hash of the new adapter.
+    pub new_adapter_hash: B256,
+    /// Merkle root of the preference pairs used, in order.
+    pub pairs_root: B256,
+    /// Merkle root of the match results those pairs came from.
+    pub results_root: B256,
+    /// Hash of the training hyperparameters.
+    pub hyperparams_hash: B256,
+}
+
+/// A stored proof-of-learning record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearningRecord {
+    /// The record id (its index in the registry).
+    pub id: u64,
+    /// The fields as recorded.
+    pub fields: NewRecord,
+    /// The account that recorded it.
+    pub trainer: Address,
+    /// The block it was recorded in.
+    pub block_number: u64,
+}
+
+/// Which root of a record a proof is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordRoot {
+    /// The preference pairs root.
+    Pairs,
+    /// The match results root.
+    Results,
+}
+
+/// The decoded events of type `E` in `receipt`, in order.
+pub fn events<E: SolEvent>(receipt: &TxReceipt) -> Vec<E> {
+    receipt
+        .logs
+        .iter()
+        .filter_map(|log| E::decode_log(log).ok().map(|decoded| decoded.data))
+        .collect()
+}
+
+/// Both contracts on one chain.
+#[derive(Debug)]
+pub struct Contracts<C> {
+    chain: C,
+    deployment: Deployment,
+}
+
+impl<C: Chain> Contracts<C> {
+    /// Deploys both contracts from `deployer` (who becomes the Arena admin) with
+    /// `operator` as the Arena operator.
+    pub async fn deploy(chain: C, deployer: Address, operator: Address) -> Result<Self> {
+        let arena_init = [
+            Arena::BYTECODE.as_ref(),
+            Arena::constructorCall {
+                initialOperator: operator,
+            }
+            .abi_encode()
+            .as_slice(),
+        ]
+        .concat();
+        let arena = create(&chain, deployer, arena_init.into()).await?;
+        let proof_of_learning = create(&chain, deployer, ProofOfLearning::BYTECODE.clone()).await?;
+        Ok(Self {
+            chain,
+            deployment: Deployment {
+                arena,
+                proof_of_learning,
+            },
+        })
+    }
+
+    /// Uses contracts already deployed at `deployment`.
+    pub fn at(chain: C, deployment: Deployment) -> Self {
+        Self { chain, deployment }
+    }
+
+    /// The chain underneath.
+    pub fn chain(&self) -> &C {
+        &self.chain
+    }
+
+    /// The contract addresses.
+    pub fn deployment(&self) -> Deployment {
+        self.deployment
+    }
+
+    async fn arena_call<T: SolCall>(&self, call: T) -> Result<T::Return> {
+        view(&self.chain, self.deployment.arena, call).await
+    }
+
+    async fn pol_call<T: SolCall>(&self, call: T) -> Result<T::Return> {
+        view(&self.chain, self.deployment.proof_of_learning, call).await
+    }
+
+    async fn arena_send<T: SolCall>(
+        &self,
+        from: Address,
+        call: T,
+        value: U256,
+    ) -> Result<TxReceipt> {
+        let tx = TxRequest {
+            from,
+            to: Some(self.deployment.arena),
+            data: call.abi_encode().into(),
+            value,
+        };
+        self.chain.send(tx).await
+    }
+
+    /// `from` deposits `amount` wei into their own balance.
+    pub async fn deposit(&self, from: Address, amount: u128) -> Result<TxReceipt> {
+        self.arena_send(from, Arena::depositCall {}, U256::from(amount))
+            .await
+    }
+
+    /// `from` withdraws `amount` wei of their own balance.
+    pub async fn withdraw(&self, from: Address, amount: u128) -> Result<TxReceipt> {
+        self.arena_send(
+            from,
+            Arena::withdrawCall {
+                amount: U256::from(amount),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The operator locks `fee` wei of `user`'s balance into match `match_id`.
+    pub async fn lock_fee(
+        &self,
+        operator: Address,
+        match_id: u64,
+        user: Address,
+        fee: u128,
+    ) -> Result<TxReceipt> {
+        let call = Arena::lockFeeCall {
+            matchId: U256::from(match_id),
+            user,
+            fee: U256::from(fee),
+        };
+        self.arena_send(operator, call, U256::ZERO).await
+    }
+
+    /// The operator settles match `match_id`: `payouts` credited, the rest of the pot
+    /// to `treasury`, `result_root` stored.
+    pub async fn settle(
+        &self,
+        operator: Address,
+        match_id: u64,
+        payouts: &[Payout],
+        treasury: Address,
+        result_root: B256,
+    ) -> Result<TxReceipt> {
+        let call = Arena::settleCall {
+            matchId: U256::from(match_id),
+            payees: payouts.iter().map(|p| p.payee).collect(),
+            amounts: payouts.iter().map(|p| U256::from(p.amount)).collect(),
+            treasury,
+            resultRoot: result_root,
+        };
+        self.arena_send(operator, call, U256::ZERO).await
+    }
+
+    /// The operator refunds every fee locked in match `match_id`.
+    pub async fn refund(&self, operator: Address, match_id: u64) -> Result<TxReceipt> {
+        self.arena_send(
+            operator,
+            Arena::refundCall {
+                matchId: U256::from(match_id),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The admin makes `new_operator` the operator.
+    pub async fn set_operator(&self, admin: Address, new_operator: Address) -> Result<TxReceipt> {
+        self.arena_send(
+            admin,
+            Arena::setOperatorCall {
+                newOperator: new_operator,
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// `user`'s withdrawable balance in the Arena, in wei.
+    pub async fn balance_of(&self, user: Address) -> Result<u128> {
+        to_u128(self.arena_call(Arena::balanceOfCall(user)).await?)
+    }
+
+    /// The escrow of match `match_id`.
+    pub async fn escrow(&self, match_id: u64) -> Result<Escrow> {
+        let r = self
+            .arena_call(Arena::escrowOfCall(U256::from(match_id)))
+            .await?;
+        let status = match r.status {
+            0 => MatchStatus::None,
+            1 => MatchStatus::Open,
+            2 => MatchStatus::Settled,
+            3 => MatchStatus::Refunded,
+            other => return Err(ChainError::Decode(format!("unknown match status {other}"))),
+        };
+        Ok(Escrow {
+            held: r.held,
+            status,
+        })
+    }
+
+    /// The result root stored when match `match_id` was settled (zero before).
+    pub async fn result_root(&self, match_id: u64) -> Result<B256> {
+        self.arena_call(Arena::resultRootOfCall(U256::from(match_id)))
+            .await
+    }
+
+    /// The Arena operator.
+    pub async fn operator(&self) -> Result<Address> {
+        self.arena_call(Arena::operatorCall {}).await
+    }
+
+    /// The Arena admin.
+    pub async fn admin(&self) -> Result<Address> {
+        self.arena_call(Arena::adminCall {}).await
+    }
+
+    /// The ETH the Arena contract holds, in wei.
+    pub async fn arena_eth_balance(&self) -> Result<u128> {
+        to_u128(self.chain.balance(self.deployment.arena).await?)
+    }
+
+    /// `trainer` appends a proof-of-learning record; returns its id and the receipt.
+    pub async fn record(&self, trainer: Address, record: &NewRecord) -> Result<(u64, TxReceipt)> {
+        let call = ProofOfLearning::recordCall {
+            agentId: record.agent_id,
+            parentAdapterHash: record.parent_adapter_hash,
+            newAdapterHash: record.new_adapter_hash,
+            pairsRoot: record.pairs_root,
+            resultsRoot: record.results_root,
+            hyperparamsHash: record.hyperparams_hash,
+        };
+        let tx = TxRequest {
+            from: trainer,
+            to: Some(self.deployment.proof_of_learning),
+            data: call.abi_encode().into(),
+            value: U256::ZERO,
+        };
+        let receipt = self.chain.send(tx).await?;
+        let id = events::<ProofOfLearning::Recorded>(&receipt)
+            .first()
+            .map(|e| to_u64(e.id))
+            .ok_or_else(|| ChainError::Decode("record receipt has no Recorded event".into()))??;
+        Ok((id, receipt))
+    }
+
+    /// How many records exist.
+    pub async fn record_count(&self) -> Result<u64> {
+        to_u64(self.pol_call(ProofOfLearning::recordCountCall {}).await?)
+    }
+
+    /// The record with id `id`.
+    pub async fn get_record(&self, id: u64) -> Result<LearningRecord> {
+        let r = self
+            .pol_call(ProofOfLearning::getRecordCall { id: U256::from(id) })
+            .await?;
+        Ok(LearningRecord {
+            id,
+            fields: NewRecord {
+                agent_id: r.agentId,
+                parent_adapter_hash: r.parentAdapterHash,
+                new_adapter_hash: r.newAdapterHash,
+                pairs_root: r.pairsRoot,
+                results_root: r.resultsRoot,
+                hyperparams_hash: r.hyperparamsHash,
+            },
+            trainer: r.trainer,
+            block_number: r.blockNumber,
+        })
+    }
+
+    /// How many records exist for `agent_id`.
+    pub async fn agent_record_count(&self, agent_id: u64) -> Result<u64> {
+        to_u64(
+            self.pol_call(ProofOfLearning::agentRecordCountCall { agentId: agent_id })
+                .await?,
+        )
+    }
+
+    /// Every record of `agent_id`, oldest first.
+    pub async fn agent_records(&self, agent_id: u64) -> Result<Vec<LearningRecord>> {
+        let count = self.agent_record_count(agent_id).await?;
+        let mut out = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let call = ProofOfLearning::agentRecordAtCall {
+                agentId: agent_id,
+                index: U256::from(index),
+            };
+            let id = to_u64(self.pol_call(call).await?)?;
+            out.push(self.get_record(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Asks the contract whether `proof` links `leaf` to `root`.
+    pub async fn verify_proof(&self, proof: &[B256], root: B256, leaf: B256) -> Result<bool> {
+        self.pol_call(ProofOfLearning::verifyProofCall {
+            proof: proof.to_vec(),
+            root,
+            leaf,
+        })
+        .await
+    }
+
+    /// Asks the contract whether `leaf` is under the chosen root of record `id`.
+    pub async fn verify_in_record(
+        &self,
+        id: u64,
+        which: RecordRoot,
+        proof: &[B256],
+        leaf: B256,
+    ) -> Result<bool> {
+        let call = ProofOfLearning::verifyInRecordCall {
+            id: U256::from(id),
+            inResults: which == RecordRoot::Results,
+            proof: proof.to_vec(),
+            leaf,
+        };
+        self.pol_call(call).await
+    }
+}
+
+async fn create<C: Chain>(chain: &C, from: Address, init_code: Bytes) -> Result<Address> {
+    let receipt = chain
+        .send(TxRequest {
+            from,
+            to: None,
+            data: init_code,
+            value: U256::ZERO,
+        })
+        .await?;
+    receipt
+        .contract_address
+        .ok_or_else(|| ChainError::Decode("creation receipt has no contract address".into()))
+}
+
+async fn view<C: Chain, T: SolCall>(chain: &C, to: Address, call: T) -> Result<T::Return> {
+    let tx = TxRequest {
+        from: Address::ZERO,
+        to: Some(to),
+        data: call.abi_encode().into(),
+        value: U256::ZERO,
+    };
+    let out = chain.call(tx).await?;
+    T::abi_decode_returns(&out).map_err(|e| ChainError::Decode(format!("{}: {e}", T::SIGNATURE)))
+}
+
+fn to_u128(v: U256) -> Result<u128> {
+    u128::try_from(v).map_err(|_| ChainError::Decode(format!("{v} does not fit in u128")))
+}
+
+fn to_u64(v: U256) -> Result<u64> {
+    u64::try_from(v).map_err(|_| ChainError::Decode(format!("{v} does not fit in u64")))
+}

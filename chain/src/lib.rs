@@ -1,0 +1,29 @@
+//! Chain layer of RLFC Arena: the Arena escrow and ProofOfLearning registry contracts,
+//! their Rust bindings, one [`Chain`] interface with two backends (an embedded revm chain
+//! that persists in the data directory, and any EVM JSON-RPC endpoint), a typed client
+//! for the contracts ([`Contracts`]), the Merkle trees the contracts verify, and the
+//! `rlfc chain ...` command handlers.
+
+pub mod any;
+pub mod backend;
+pub mod bindings;
+pub mod cli;
+pub mod config;
+pub mod contracts;
+pub mod dev;
+pub mod embedded;
+pub mod error;
+pub mod gas;
+pub mod merkle;
+pub mod rpc;
+
+pub use any::{AnyChain, open_chain, open_contracts};
+pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
+pub use cli::{ChainCommand, run};
+pub use config::{Backend, ChainConfig, ConfigError, Secret};
+pub use contracts::{
+    Contracts, Deployment, Escrow, LearningRecord, MatchStatus, NewRecord, Payout, RecordRoot,
+};
+pub use embedded::Embedded;
+pub use error::{ChainError, Revert};
+pub use rpc::Rpc;

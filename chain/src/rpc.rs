@@ -1,0 +1,218 @@
+//! The JSON-RPC backend: any EVM node reachable over HTTP(S), signing locally with
+//! private keys that are never logged.
+//!
+//! Nonces: alloy's default cached nonce manager goes out of step when a transaction
+//! fails during gas estimation. Here every send is first simulated with `eth_call` (so a
+//! revert comes back typed and nothing is sent), sends are serialized, and the nonce is
+//! read fresh from the node (`pending`) for each transaction.
+
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::{RpcError, TransportErrorKind};
+
+use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
+use crate::error::{ChainError, Result, Revert};
+
+/// How long [`Rpc`] waits for a receipt unless told otherwise.
+pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A chain reached over JSON-RPC.
+pub struct Rpc {
+    provider: DynProvider,
+    accounts: Vec<Address>,
+    send_lock: tokio::sync::Mutex<()>,
+    receipt_timeout: Duration,
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither keys nor the URL (which often carries an API key) are shown.
+        f.debug_struct("Rpc")
+            .field("accounts", &self.accounts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rpc {
+    /// Connects to `url`, signing with `signers` (the first is the default sender). If
+    /// `expected_chain_id` is given, the node must report it.
+    pub async fn connect(
+        url: &str,
+        signers: Vec<PrivateKeySigner>,
+        expected_chain_id: Option<u64>,
+        receipt_timeout: Duration,
+    ) -> Result<Self> {
+        let url: alloy::transports::http::reqwest::Url = url
+            .parse()
+            .map_err(|e| ChainError::Rpc(format!("invalid RPC URL: {e}")))?;
+        let accounts: Vec<Address> = signers.iter().map(|s| s.address()).collect();
+        let mut signers = signers.into_iter();
+        let first = signers
+            .next()
+            .ok_or_else(|| ChainError::Rpc("the RPC backend needs a private key".into()))?;
+        let mut wallet = EthereumWallet::new(first);
+        for signer in signers {
+            wallet.register_signer(signer);
+        }
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(wallet)
+            .connect_http(url)
+            .erased();
+        let rpc = Self {
+            provider,
+            accounts,
+            send_lock: tokio::sync::Mutex::new(()),
+            receipt_timeout,
+        };
+        if let Some(expected) = expected_chain_id {
+            let actual = rpc.chain_id().await?;
+            if actual != expected {
+                return Err(ChainError::ChainIdMismatch { expected, actual });
+            }
+        }
+        Ok(rpc)
+    }
+
+    fn request(&self, tx: &TxRequest) -> TransactionRequest {
+        let req = TransactionRequest::default()
+            .with_from(tx.from)
+            .with_input(tx.data.clone())
+            .with_value(tx.value);
+        match tx.to {
+            Some(to) => req.with_to(to),
+            None => req.into_create(),
+        }
+    }
+}
+
+/// Turns a transport error into a typed revert when the node reports one.
+fn rpc_error(e: RpcError<TransportErrorKind>) -> ChainError {
+    if let Some(payload) = e.as_error_resp() {
+        if let Some(data) = payload.as_revert_data() {
+            return ChainError::Reverted(Revert::decode(&data));
+        }
+        if payload.message.to_lowercase().contains("revert") {
+            return ChainError::Reverted(Revert::Message(payload.message.to_string()));
+        }
+    }
+    ChainError::Rpc(e.to_string())
+}
+
+fn to_receipt(r: &TransactionReceipt) -> TxReceipt {
+    TxReceipt {
+        tx_hash: r.transaction_hash,
+        block_number: r.block_number.unwrap_or_default(),
+        from: r.from,
+        to: r.to,
+        contract_address: r.contract_address,
+        gas_used: r.gas_used,
+        effective_gas_price: r.effective_gas_price,
+        logs: r.logs().iter().map(|l| l.inner.clone()).collect(),
+    }
+}
+
+impl Chain for Rpc {
+    fn backend_name(&self) -> &'static str {
+        "rpc"
+    }
+
+    fn accounts(&self) -> Vec<Address> {
+        self.accounts.clone()
+    }
+
+    async fn chain_id(&self) -> Result<u64> {
+        self.provider.get_chain_id().await.map_err(rpc_error)
+    }
+
+    async fn block_number(&self) -> Result<u64> {
+        self.provider.get_block_number().await.map_err(rpc_error)
+    }
+
+    async fn balance(&self, account: Address) -> Result<U256> {
+        self.provider.get_balance(account).await.map_err(rpc_error)
+    }
+
+    async fn call(&self, tx: TxRequest) -> Result<Bytes> {
+        self.provider
+            .call(self.request(&tx))
+            .await
+            .map_err(rpc_error)
+    }
+
+    async fn send(&self, tx: TxRequest) -> Result<TxReceipt> {
+        if !self.accounts.contains(&tx.from) {
+            return Err(ChainError::UnknownAccount(tx.from));
+        }
+        let request = self.request(&tx);
+        // Held from simulation to receipt: one transaction in flight per backend keeps
+        // the node's pending nonce exact and the simulation close to the real state.
+        let _guard = self.send_lock.lock().await;
+        self.provider
+            .call(request.clone())
+            .await
+            .map_err(rpc_error)?;
+        let pending = self
+            .provider
+            .send_transaction(request)
+            .await
+            .map_err(rpc_error)?;
+        let hash = *pending.tx_hash();
+        let receipt = pending
+            .with_timeout(Some(self.receipt_timeout))
+            .get_receipt()
+            .await
+            .map_err(|e| ChainError::Rpc(format!("waiting for receipt of {hash}: {e}")))?;
+        if !receipt.status() {
+            return Err(ChainError::FailedOnChain(hash));
+        }
+        let receipt = to_receipt(&receipt);
+        tracing::debug!(tx = %hash, block = receipt.block_number, gas = receipt.gas_used, "rpc transaction mined");
+        Ok(receipt)
+    }
+
+    async fn receipt(&self, tx_hash: B256) -> Result<Option<TxReceipt>> {
+        let r = self
+            .provider
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(rpc_error)?;
+        Ok(r.as_ref().map(to_receipt))
+    }
+
+    async fn logs(&self, address: Address, from_block: u64) -> Result<Vec<MinedLog>> {
+        let filter = Filter::new().address(address).from_block(from_block);
+        let logs = self.provider.get_logs(&filter).await.map_err(rpc_error)?;
+        Ok(logs
+            .into_iter()
+            .map(|l| MinedLog {
+                block_number: l.block_number.unwrap_or_default(),
+                tx_hash: l.transaction_hash.unwrap_or_default(),
+                log: l.inner,
+            })
+            .collect())
+    }
+
+    async fn fund(&self, to: Address, amount: U256) -> Result<()> {
+        let from = *self
+            .accounts
+            .first()
+            .ok_or(ChainError::UnknownAccount(Address::ZERO))?;
+        self.send(TxRequest {
+            from,
+            to: Some(to),
+            data: Bytes::new(),
+            value: amount,
+        })
+        .await
+        .map(|_| ())
+    }
+}

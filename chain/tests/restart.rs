@@ -1,0 +1,122 @@
+//! Restarting the embedded chain from its directory keeps every balance, escrow, record,
+//! block, receipt and log, and the chain carries on from where it stopped.
+
+use alloy::primitives::{B256, U256};
+use chain::{Chain, ChainConfig, MatchStatus, NewRecord, Payout, open_contracts};
+
+const FEE: u128 = 10u128.pow(17);
+
+#[tokio::test]
+async fn restart_keeps_state() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = ChainConfig::default();
+
+    let (deployment, accounts, receipt, block, record_id) = {
+        let c = open_contracts(&cfg, data.path()).await.unwrap();
+        let a = c.chain().accounts();
+        let (op, alice, bob, treasury) = (a[0], a[1], a[2], a[3]);
+        c.deposit(alice, 5 * FEE).await.unwrap();
+        c.deposit(bob, 5 * FEE).await.unwrap();
+        c.lock_fee(op, 1, alice, FEE).await.unwrap();
+        c.lock_fee(op, 1, bob, FEE).await.unwrap();
+        let payout = [Payout {
+            payee: alice,
+            amount: FEE,
+        }];
+        c.settle(op, 1, &payout, treasury, B256::repeat_byte(1))
+            .await
+            .unwrap();
+        c.lock_fee(op, 2, alice, FEE).await.unwrap();
+        let rec = NewRecord {
+            agent_id: 3,
+            new_adapter_hash: B256::repeat_byte(2),
+            ..NewRecord::default()
+        };
+        let (record_id, receipt) = c.record(bob, &rec).await.unwrap();
+        let block = c.chain().block_number().await.unwrap();
+        (c.deployment(), a, receipt, block, record_id)
+    };
+
+    let c = open_contracts(&cfg, data.path()).await.unwrap();
+    assert_eq!(c.deployment(), deployment, "contracts are not redeployed");
+    let (op, alice, bob, treasury) = (accounts[0], accounts[1], accounts[2], accounts[3]);
+    assert_eq!(c.chain().block_number().await.unwrap(), block);
+    assert_eq!(c.balance_of(alice).await.unwrap(), 4 * FEE);
+    assert_eq!(c.balance_of(bob).await.unwrap(), 4 * FEE);
+    assert_eq!(c.balance_of(treasury).await.unwrap(), FEE);
+    assert_eq!(c.escrow(1).await.unwrap().status, MatchStatus::Settled);
+    assert_eq!(c.escrow(2).await.unwrap().held, FEE);
+    assert_eq!(c.result_root(1).await.unwrap(), B256::repeat_byte(1));
+    assert_eq!(c.get_record(record_id).await.unwrap().trainer, bob);
+    assert_eq!(c.arena_eth_balance().await.unwrap(), 10 * FEE);
+    assert_eq!(
+        c.chain().receipt(receipt.tx_hash).await.unwrap(),
+        Some(receipt.clone())
+    );
+    let logs = c
+        .chain()
+        .logs(deployment.proof_of_learning, 0)
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].tx_hash, receipt.tx_hash);
+
+    // The chain carries on: nonces, blocks and the open escrow all continue.
+    c.refund(op, 2).await.unwrap();
+    assert_eq!(c.balance_of(alice).await.unwrap(), 5 * FEE);
+    assert_eq!(c.chain().block_number().await.unwrap(), block + 1);
+    let eth = c.chain().balance(alice).await.unwrap();
+    c.chain().fund(alice, U256::from(7)).await.unwrap();
+    drop(c);
+
+    let c = open_contracts(&cfg, data.path()).await.unwrap();
+    assert_eq!(c.chain().block_number().await.unwrap(), block + 1);
+    assert_eq!(c.escrow(2).await.unwrap().status, MatchStatus::Refunded);
+    assert_eq!(c.chain().balance(alice).await.unwrap(), eth + U256::from(7));
+}
+
+#[tokio::test]
+async fn a_torn_last_block_line_is_dropped_on_load() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = ChainConfig::default();
+    let block = {
+        let c = open_contracts(&cfg, data.path()).await.unwrap();
+        c.deposit(c.chain().accounts()[1], FEE).await.unwrap();
+        c.chain().block_number().await.unwrap()
+    };
+    let blocks = chain::any::embedded_dir(data.path()).join("blocks.jsonl");
+    let mut text = std::fs::read_to_string(&blocks).unwrap();
+    text.push_str("{\"number\": 99, \"trunc");
+    std::fs::write(&blocks, text).unwrap();
+
+    let c = open_contracts(&cfg, data.path()).await.unwrap();
+    assert_eq!(c.chain().block_number().await.unwrap(), block);
+    c.deposit(c.chain().accounts()[1], FEE).await.unwrap();
+    assert_eq!(
+        c.balance_of(c.chain().accounts()[1]).await.unwrap(),
+        2 * FEE
+    );
+}
+
+#[tokio::test]
+async fn a_saved_chain_with_another_id_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    open_contracts(&ChainConfig::default(), data.path())
+        .await
+        .unwrap();
+    let other = ChainConfig {
+        chain_id: Some(5),
+        ..ChainConfig::default()
+    };
+    let err = open_contracts(&other, data.path()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            chain::ChainError::ChainIdMismatch {
+                expected: 5,
+                actual: 31337
+            }
+        ),
+        "{err}"
+    );
+}

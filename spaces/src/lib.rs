@@ -1,0 +1,32 @@
+//! Space rulebooks for RLFC Arena.
+//!
+//! A Space is a kind of competition (Tweet Duel, Haiku, Math Sprint, ...) described by a
+//! TOML rulebook under `assets/spaces/`. This leaf crate loads and validates rulebooks,
+//! generates seeded tasks, builds each round's task text, splits pots by the payout
+//! rule, runs the rule verifiers on responses, and flags responses that try to address
+//! the judges. The arena and the judges build on it; it depends on no other workspace
+//! crate.
+
+#![warn(missing_docs)]
+
+mod error;
+mod expr;
+mod injection;
+mod load;
+mod payout;
+mod raw;
+mod rulebook;
+mod schema;
+mod tasks;
+mod verify;
+
+pub use error::SpaceError;
+pub use expr::Expr;
+pub use injection::{InjectionKind, InjectionSignal, injection_signals};
+pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit, payouts};
+pub use rulebook::{FeeTier, JudgePanel, Rulebook, load_dir};
+pub use schema::{JsonType, Schema, parse_response_json};
+pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
+pub use verify::{
+    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate, verify,
+};

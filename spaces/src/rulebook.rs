@@ -1,0 +1,206 @@
+//! The Space rulebook: everything a match in one Space needs to know, loaded from a
+//! TOML file under `assets/spaces/` and validated on load (see `load.rs`).
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::SpaceError;
+use crate::payout::{PayoutPolicy, PayoutSplit, payouts};
+use crate::tasks::{History, Task, TaskGenerator, round_seed, round_text};
+use crate::verify::{LengthUnit, RuleSpec};
+
+/// One entry fee level of a Space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeTier {
+    /// The tier's name, unique in the Space (e.g. `free`, `bronze`).
+    pub name: String,
+    /// The entry fee per player, in wei.
+    pub wei: u128,
+}
+
+/// The judge panel's weights and length control for a Space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgePanel {
+    /// Weight of the LLM judge.
+    pub llm: f64,
+    /// Weight of the embedding judge.
+    pub embedding: f64,
+    /// Weight of the rule verifiers (their pass rate).
+    pub rules: f64,
+    /// Past this length, more text never earns more score.
+    pub target_length: usize,
+    /// The unit of `target_length`.
+    pub length_unit: LengthUnit,
+}
+
+/// A validated Space rulebook.
+///
+/// The fields are public for reading; build one only with [`Rulebook::from_toml`] or
+/// [`load_dir`], which check every invariant the rest of the platform relies on.
+#[derive(Debug, Clone)]
+pub struct Rulebook {
+    /// URL-safe identifier, equal to the file stem (`tweet-duel`).
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// One-paragraph description for people.
+    pub description: String,
+    /// The rubric the judges score against.
+    pub rubric: String,
+    /// Players per match, 2 to 8.
+    pub players: usize,
+    /// Rounds per match, at least 1.
+    pub rounds: u32,
+    /// Which earlier answers each round shows.
+    pub history: History,
+    /// Optional per-player role lines (`roles[p]` for player `p`), e.g. debate sides.
+    pub roles: Vec<String>,
+    /// Where tasks come from.
+    pub tasks: TaskGenerator,
+    /// Entry fee tiers, in file order.
+    pub fees: Vec<FeeTier>,
+    /// How the pot is split.
+    pub payout: PayoutPolicy,
+    /// The smallest score margin for which a round yields a preference pair, in [0, 1].
+    pub pair_margin: f64,
+    /// The judge panel's configuration.
+    pub judges: JudgePanel,
+    /// The rule verifiers, in file order.
+    pub rules: Vec<RuleSpec>,
+    pub(crate) version_hash: String,
+}
+
+impl Rulebook {
+    /// Parses and validates a rulebook; `path_for_messages` only names the file in errors.
+    pub fn from_toml(path_for_messages: &str, text: &str) -> Result<Rulebook, SpaceError> {
+        crate::load::parse(path_for_messages, text)
+    }
+
+    /// Hex sha256 of the canonical form of the source (keys sorted, comments and layout
+    /// dropped), so a reformatted file keeps its version and any real change moves it.
+    pub fn version_hash(&self) -> &str {
+        &self.version_hash
+    }
+
+    /// The task of one round of a match. Spaces with history keep one task for the
+    /// whole match; others draw a fresh task per round.
+    pub fn task(&self, match_seed: u64, round: u32) -> Task {
+        let seed = match self.history {
+            History::None => round_seed(match_seed, round),
+            History::OpponentLast | History::All => match_seed,
+        };
+        self.tasks.generate(seed)
+    }
+
+    /// The text player `player` sees in `round`, with the earlier answers this Space
+    /// shows; `earlier[k][p]` is player `p`'s answer in round `k`.
+    pub fn round_task_text(
+        &self,
+        task: &Task,
+        round: u32,
+        player: usize,
+        earlier: &[Vec<String>],
+    ) -> String {
+        round_text(
+            task,
+            self.history,
+            &self.roles,
+            self.rounds,
+            round,
+            player,
+            earlier,
+        )
+    }
+
+    /// A fee tier by name.
+    pub fn fee_tier(&self, name: &str) -> Option<&FeeTier> {
+        self.fees.iter().find(|t| t.name == name)
+    }
+
+    /// Splits a pot among the players by this Space's payout rule.
+    pub fn payouts(&self, pot: u128, scores: &[f64]) -> PayoutSplit {
+        payouts(&self.payout, pot, scores)
+    }
+}
+
+/// Hex sha256 of a canonical rendering of a TOML table.
+pub(crate) fn canonical_hash(table: &toml::Table) -> String {
+    let mut out = String::new();
+    canonical(&toml::Value::Table(table.clone()), &mut out);
+    hex::encode(Sha256::digest(out.as_bytes()))
+}
+
+/// Renders a value as compact JSON-like text with sorted keys. Written out by hand so
+/// the result never depends on map-ordering features that other crates may enable.
+fn canonical(value: &toml::Value, out: &mut String) {
+    let quote = |s: &str| serde_json::to_string(s).expect("strings always serialise");
+    match value {
+        toml::Value::String(s) => out.push_str(&quote(s)),
+        toml::Value::Integer(i) => out.push_str(&i.to_string()),
+        toml::Value::Float(f) => out.push_str(&format!("{f:?}")),
+        toml::Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        toml::Value::Datetime(d) => out.push_str(&quote(&d.to_string())),
+        toml::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        toml::Value::Table(table) => {
+            let mut keys: Vec<&String> = table.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&quote(key));
+                out.push(':');
+                canonical(&table[key], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Loads every `*.toml` rulebook in a directory, sorted by file name. Each file's stem
+/// must equal its slug, which makes slugs unique.
+pub fn load_dir(path: impl AsRef<Path>) -> Result<Vec<Rulebook>, SpaceError> {
+    let dir = path.as_ref();
+    let io = |file: &Path, source| SpaceError::Io {
+        file: file.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let file = entry.map_err(|e| io(dir, e))?.path();
+        if file.extension().is_some_and(|ext| ext == "toml") && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    let mut books: Vec<Rulebook> = Vec::with_capacity(files.len());
+    for file in files {
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
+        let book = Rulebook::from_toml(&shown, &text)?;
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if book.slug != stem {
+            return Err(SpaceError::invalid(
+                &shown,
+                "slug",
+                format!("\"{}\" does not match the file name {stem}.toml", book.slug),
+            ));
+        }
+        books.push(book);
+    }
+    Ok(books)
+}

@@ -1,0 +1,403 @@
+//! Rule verifiers: pure checks of one response against the rules of its Space and the
+//! task it answers. The judge panel runs them; a failed hard rule ranks the response
+//! last whatever the other judges say.
+//!
+//! Length in `words` counts whitespace-separated words, the documented stand-in for
+//! model tokens (SmolLM2's tokenizer gives about 1.3 tokens per English word).
+
+use regex::Regex;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+use crate::rulebook::Rulebook;
+use crate::schema::{Schema, parse_response_json};
+use crate::tasks::{Task, fill};
+
+/// The unit of a length bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LengthUnit {
+    /// Whitespace-separated words (the approximation of tokens).
+    Words,
+    /// Unicode scalar values.
+    Chars,
+    /// Non-empty lines.
+    Lines,
+}
+
+impl LengthUnit {
+    /// The unit's plural name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            LengthUnit::Words => "words",
+            LengthUnit::Chars => "characters",
+            LengthUnit::Lines => "lines",
+        }
+    }
+
+    /// Measures a text (trimmed) in this unit.
+    pub fn measure(self, text: &str) -> usize {
+        let text = text.trim();
+        match self {
+            LengthUnit::Words => text.split_whitespace().count(),
+            LengthUnit::Chars => text.chars().count(),
+            LengthUnit::Lines => text.lines().filter(|l| !l.trim().is_empty()).count(),
+        }
+    }
+}
+
+/// How an exact answer is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// The last number in the response equals the answer.
+    Number,
+    /// The response's words equal the answer's words, ignoring case and punctuation.
+    Text,
+    /// The response's JSON equals the answer's JSON (numbers compared by value).
+    Json,
+}
+
+/// What a rule checks.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// The response's length lies within bounds.
+    Length {
+        /// The unit counted.
+        unit: LengthUnit,
+        /// Inclusive lower bound.
+        min: Option<usize>,
+        /// Inclusive upper bound.
+        max: Option<usize>,
+    },
+    /// Every word or phrase must appear (case-insensitive, whole words); `{var}`
+    /// placeholders are filled from the task.
+    RequiredWords(Vec<String>),
+    /// No word or phrase may appear (case-insensitive, whole words).
+    ForbiddenWords(Vec<String>),
+    /// The trimmed response must (or must not) match a regular expression.
+    Regex {
+        /// The compiled pattern.
+        regex: Regex,
+        /// Whether a match passes (`true`) or fails (`false`).
+        must_match: bool,
+    },
+    /// The response must be JSON valid against a schema.
+    JsonSchema(Schema),
+    /// The response must give the task's verifiable answer.
+    ExactAnswer(AnswerMode),
+}
+
+/// One verifier of a Space.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    /// A short name, unique in the Space (defaults to the kind).
+    pub name: String,
+    /// A failed hard rule ranks the response last; a soft one only lowers its score.
+    pub hard: bool,
+    /// What is checked.
+    pub check: Check,
+}
+
+/// The result of one verifier on one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOutcome {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether the rule is hard.
+    pub hard: bool,
+    /// Whether the response passed.
+    pub passed: bool,
+    /// A short reason, e.g. `45 words, above the maximum of 40`.
+    pub reason: String,
+}
+
+/// Runs every rule of the Space on a response, in the rulebook's order.
+pub fn verify(rulebook: &Rulebook, task: &Task, response: &str) -> Vec<RuleOutcome> {
+    rulebook
+        .rules
+        .iter()
+        .map(|rule| {
+            let (passed, reason) = check(&rule.check, task, response);
+            RuleOutcome {
+                rule: rule.name.clone(),
+                hard: rule.hard,
+                passed,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// Whether any hard rule failed.
+pub fn hard_failed(outcomes: &[RuleOutcome]) -> bool {
+    outcomes.iter().any(|o| o.hard && !o.passed)
+}
+
+/// The share of soft and hard rules passed, in [0, 1] (1 when there are no rules).
+pub fn pass_rate(outcomes: &[RuleOutcome]) -> f64 {
+    if outcomes.is_empty() {
+        return 1.0;
+    }
+    outcomes.iter().filter(|o| o.passed).count() as f64 / outcomes.len() as f64
+}
+
+/// Lower-case words of a text: runs of letters, digits and inner apostrophes.
+pub(crate) fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '\u{2019}'))
+        .map(|w| {
+            w.trim_matches(|c| c == '\'' || c == '\u{2019}')
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn contains_phrase(haystack: &[String], phrase: &[String]) -> bool {
+    !phrase.is_empty() && haystack.windows(phrase.len()).any(|w| w == phrase)
+}
+
+pub(crate) fn check(check: &Check, task: &Task, response: &str) -> (bool, String) {
+    match check {
+        Check::Length { unit, min, max } => {
+            let n = unit.measure(response);
+            let name = unit.name();
+            if let Some(min) = min
+                && n < *min
+            {
+                return (false, format!("{n} {name}, below the minimum of {min}"));
+            }
+            if let Some(max) = max
+                && n > *max
+            {
+                return (false, format!("{n} {name}, above the maximum of {max}"));
+            }
+            (true, format!("{n} {name}, within bounds"))
+        }
+        Check::RequiredWords(list) => {
+            let have = words(response);
+            let missing: Vec<String> = list
+                .iter()
+                .map(|w| fill(w, &task.vars))
+                .filter(|w| !contains_phrase(&have, &words(w)))
+                .collect();
+            if missing.is_empty() {
+                (true, "all required words present".into())
+            } else {
+                (false, format!("missing: {}", missing.join(", ")))
+            }
+        }
+        Check::ForbiddenWords(list) => {
+            let have = words(response);
+            let found: Vec<String> = list
+                .iter()
+                .map(|w| fill(w, &task.vars))
+                .filter(|w| contains_phrase(&have, &words(w)))
+                .collect();
+            if found.is_empty() {
+                (true, "no forbidden words".into())
+            } else {
+                (false, format!("forbidden: {}", found.join(", ")))
+            }
+        }
+        Check::Regex { regex, must_match } => {
+            let matched = regex.is_match(response.trim());
+            match (matched, must_match) {
+                (true, true) => (true, "matches the required pattern".into()),
+                (false, true) => (false, "does not match the required pattern".into()),
+                (false, false) => (true, "avoids the forbidden pattern".into()),
+                (true, false) => (false, "matches the forbidden pattern".into()),
+            }
+        }
+        Check::JsonSchema(schema) => match parse_response_json(response) {
+            Err(e) => (false, e),
+            Ok(value) => match schema.validate(&value) {
+                Ok(()) => (true, "valid against the schema".into()),
+                Err(e) => (false, e),
+            },
+        },
+        Check::ExactAnswer(mode) => match &task.answer {
+            None => (false, "the task has no verifiable answer".into()),
+            Some(answer) => exact_answer(*mode, answer, response),
+        },
+    }
+}
+
+/// The last number written in a text (commas as thousands separators are allowed).
+pub(crate) fn last_number(text: &str) -> Option<f64> {
+    static NUMBER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?").expect("valid regex")
+    });
+    NUMBER
+        .find_iter(text)
+        .last()
+        .and_then(|m| m.as_str().replace(',', "").parse().ok())
+}
+
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) => x.trim() == y.trim(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let x: BTreeMap<_, _> = x.iter().collect();
+            let y: BTreeMap<_, _> = y.iter().collect();
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        }
+        _ => a == b,
+    }
+}
+
+fn exact_answer(mode: AnswerMode, answer: &str, response: &str) -> (bool, String) {
+    match mode {
+        AnswerMode::Number => {
+            let expected: Option<f64> = answer.trim().parse().ok();
+            match (last_number(response), expected) {
+                (None, _) => (false, "no number in the response".into()),
+                (Some(got), Some(want)) if got == want => (true, "correct answer".into()),
+                (Some(got), _) => (false, format!("answered {got}, which is wrong")),
+            }
+        }
+        AnswerMode::Text => {
+            if words(response) == words(answer) {
+                (true, "correct answer".into())
+            } else {
+                (false, "wrong answer".into())
+            }
+        }
+        AnswerMode::Json => match (parse_response_json(response), serde_json::from_str(answer)) {
+            (Err(e), _) => (false, e),
+            (Ok(got), Ok(want)) if same_json(&got, &want) => (true, "correct values".into()),
+            (Ok(_), _) => (false, "the JSON holds wrong values".into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(answer: Option<&str>) -> Task {
+        Task {
+            prompt: "p".into(),
+            answer: answer.map(str::to_owned),
+            vars: BTreeMap::from([("topic".to_string(), "winter rain".to_string())]),
+        }
+    }
+
+    fn run(check: Check, answer: Option<&str>, response: &str) -> (bool, String) {
+        super::check(&check, &task(answer), response)
+    }
+
+    #[test]
+    fn length_in_words_chars_and_lines() {
+        let words = Check::Length {
+            unit: LengthUnit::Words,
+            min: Some(2),
+            max: Some(3),
+        };
+        assert_eq!(
+            run(words.clone(), None, " one  two\nthree "),
+            (true, "3 words, within bounds".into())
+        );
+        assert_eq!(
+            run(words.clone(), None, "a b c d"),
+            (false, "4 words, above the maximum of 3".into())
+        );
+        assert!(!run(words, None, "one").0);
+        let lines = Check::Length {
+            unit: LengthUnit::Lines,
+            min: Some(3),
+            max: Some(3),
+        };
+        assert!(run(lines.clone(), None, "a\n\nb\nc\n").0);
+        assert!(!run(lines, None, "a\nb").0);
+        let chars = Check::Length {
+            unit: LengthUnit::Chars,
+            min: None,
+            max: Some(3),
+        };
+        assert!(run(chars.clone(), None, "héé").0);
+        assert!(!run(chars, None, "four").0);
+    }
+
+    #[test]
+    fn words_are_whole_and_case_insensitive_with_task_vars() {
+        let required = Check::RequiredWords(vec!["{topic}".into(), "moon".into()]);
+        assert!(run(required.clone(), None, "Winter rain falls; the MOON hides.").0);
+        assert_eq!(
+            run(required.clone(), None, "Winter rains and moonlight"),
+            (false, "missing: winter rain, moon".into())
+        );
+        let forbidden = Check::ForbiddenWords(vec!["haiku".into(), "as an ai".into()]);
+        assert!(run(forbidden.clone(), None, "Haikus are fine, an AI said").0);
+        assert_eq!(
+            run(forbidden, None, "As an AI, I write haiku."),
+            (false, "forbidden: haiku, as an ai".into())
+        );
+    }
+
+    #[test]
+    fn regex_must_and_must_not_match() {
+        let three = Check::Regex {
+            regex: Regex::new(r"^[^\n]+\n[^\n]+\n[^\n]+$").unwrap(),
+            must_match: true,
+        };
+        assert!(run(three.clone(), None, "\na\nb\nc\n").0);
+        assert!(!run(three, None, "a\nb").0);
+        let links = Check::Regex {
+            regex: Regex::new(r"https?://").unwrap(),
+            must_match: false,
+        };
+        assert!(run(links.clone(), None, "no links").0);
+        assert!(!run(links, None, "see http://x.y").0);
+    }
+
+    #[test]
+    fn exact_answers_by_number_text_and_json() {
+        let number = Check::ExactAnswer(AnswerMode::Number);
+        assert!(run(number.clone(), Some("1234"), "12 + 1222 = 1,234").0);
+        assert!(run(number.clone(), Some("-7"), "The answer is -7.").0);
+        assert_eq!(
+            run(number.clone(), Some("42"), "It is 41."),
+            (false, "answered 41, which is wrong".into())
+        );
+        assert!(!run(number.clone(), Some("42"), "forty-two").0);
+        assert!(!run(number, None, "42").0);
+        let text = Check::ExactAnswer(AnswerMode::Text);
+        assert!(run(text.clone(), Some("Paris"), " paris. ").0);
+        assert!(!run(text, Some("Paris"), "It is Paris").0);
+        let json = Check::ExactAnswer(AnswerMode::Json);
+        let want = r#"{"name": "Ana", "age": 30}"#;
+        assert!(
+            run(
+                json.clone(),
+                Some(want),
+                "```json\n{\"age\": 30.0, \"name\": \"Ana\"}\n```"
+            )
+            .0
+        );
+        assert!(!run(json.clone(), Some(want), r#"{"name": "Ana", "age": 31}"#).0);
+        assert!(!run(json, Some(want), r#"{"name": "Ana", "age": 30, "x": 1}"#).0);
+    }
+
+    #[test]
+    fn pass_rate_and_hard_failure() {
+        let outcome = |hard, passed| RuleOutcome {
+            rule: "r".into(),
+            hard,
+            passed,
+            reason: String::new(),
+        };
+        assert_eq!(pass_rate(&[]), 1.0);
+        let soft_fail = [outcome(true, true), outcome(false, false)];
+        assert_eq!(pass_rate(&soft_fail), 0.5);
+        assert!(!hard_failed(&soft_fail));
+        assert!(hard_failed(&[outcome(true, false)]));
+    }
+}
