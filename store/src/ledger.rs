@@ -388,7 +388,21 @@ impl Store {
     /// the payouts, the journal, the entries and the match status. Payouts plus the
     /// treasury share must equal the pot exactly.
     pub async fn settle_match(&self, s: &Settlement) -> Result<()> {
+        let plan = self.plan_settlement(s).await?;
+        let mut tx = self.begin().await?;
+        tx.apply_settlement(s, &plan).await?;
+        tx.commit().await
+    }
+
+    /// Checks a settlement against the match's entries and prepares its journal.
+    pub(crate) async fn plan_settlement(&self, s: &Settlement) -> Result<SettlementPlan> {
         let m = self.get_match(s.match_id).await?;
+        if m.status != match_status::RUNNING && m.status != match_status::PENDING {
+            return Err(Error::AlreadySettled {
+                match_id: m.id,
+                outcome: m.status,
+            });
+        }
         let entries = self.match_entries(s.match_id).await?;
         let pot = Wei::sum(entries.iter().map(|e| e.fee_wei)).ok_or(Error::Invalid {
             field: "pot",
@@ -415,19 +429,17 @@ impl Store {
                     field: "payouts",
                     reason: format!("entry {} is not in match {}", p.entry_id, s.match_id),
                 })?;
-            if p.amount > Wei::ZERO {
-                lines.push(JournalLine {
-                    user_id: Some(entry.user_id),
-                    account: "available",
-                    kind: "payout",
-                    credit: true,
-                    amount: p.amount,
-                    match_id: Some(s.match_id),
-                    entry_id: Some(entry.id),
-                    chain_tx_id: s.chain_tx_id,
-                    idempotency_key: format!("payout:entry:{}", entry.id),
-                });
-            }
+            lines.push(JournalLine {
+                user_id: Some(entry.user_id),
+                account: "available",
+                kind: "payout",
+                credit: true,
+                amount: p.amount,
+                match_id: Some(s.match_id),
+                entry_id: Some(entry.id),
+                chain_tx_id: s.chain_tx_id,
+                idempotency_key: format!("payout:entry:{}", entry.id),
+            });
         }
         for e in &entries {
             lines.push(JournalLine {
@@ -442,46 +454,18 @@ impl Store {
                 idempotency_key: format!("release:entry:{}", e.id),
             });
         }
-        if s.treasury > Wei::ZERO {
-            lines.push(JournalLine {
-                user_id: None,
-                account: "treasury",
-                kind: "treasury",
-                credit: true,
-                amount: s.treasury,
-                match_id: Some(s.match_id),
-                entry_id: None,
-                chain_tx_id: s.chain_tx_id,
-                idempotency_key: format!("treasury:match:{}", s.match_id),
-            });
-        }
-        let mut tx = self.begin().await?;
-        tx.claim_settlement(
-            m.id,
-            "settled",
-            pot,
-            s.treasury,
-            Some(&s.result_root),
-            s.chain_tx_id,
-        )
-        .await?;
-        for p in &s.payouts {
-            on_tx!(&mut tx, |c| sqlx::query(
-                "INSERT INTO payouts (match_id, entry_id, place, amount_wei) VALUES ($1, $2, $3, $4)"
-            )
-            .bind(s.match_id)
-            .bind(p.entry_id)
-            .bind(p.place)
-            .bind(p.amount)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-            .map_err(|e| Error::on_unique(e, format!("a payout of entry {}", p.entry_id)))?;
-        }
-        tx.post(&lines).await?;
-        tx.finish_match(m.id, "settled", Some(&s.result_hash), None)
-            .await?;
-        tx.commit().await
+        lines.push(JournalLine {
+            user_id: None,
+            account: "treasury",
+            kind: "treasury",
+            credit: true,
+            amount: s.treasury,
+            match_id: Some(s.match_id),
+            entry_id: None,
+            chain_tx_id: s.chain_tx_id,
+            idempotency_key: format!("treasury:match:{}", s.match_id),
+        });
+        Ok(SettlementPlan { pot, lines })
     }
 
     /// Refunds every entry of a match in one transaction, once.
@@ -559,7 +543,47 @@ impl Store {
     }
 }
 
+/// A checked settlement: the pot and the journal lines that pay it out.
+pub(crate) struct SettlementPlan {
+    pot: Wei,
+    lines: Vec<JournalLine>,
+}
+
 impl Tx {
+    /// Writes a planned settlement: the settlement row (refused if the match was
+    /// already settled or refunded), payouts, journal, entries and match status.
+    pub(crate) async fn apply_settlement(
+        &mut self,
+        s: &Settlement,
+        plan: &SettlementPlan,
+    ) -> Result<()> {
+        self.claim_settlement(
+            s.match_id,
+            "settled",
+            plan.pot,
+            s.treasury,
+            Some(&s.result_root),
+            s.chain_tx_id,
+        )
+        .await?;
+        for p in &s.payouts {
+            on_tx!(self, |c| sqlx::query(
+                "INSERT INTO payouts (match_id, entry_id, place, amount_wei) VALUES ($1, $2, $3, $4)"
+            )
+            .bind(s.match_id)
+            .bind(p.entry_id)
+            .bind(p.place)
+            .bind(p.amount)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))
+            .map_err(|e| Error::on_unique(e, format!("a payout of entry {}", p.entry_id)))?;
+        }
+        self.post(&plan.lines).await?;
+        self.finish_match(s.match_id, "settled", Some(&s.result_hash), None)
+            .await
+    }
+
     /// Inserts the match's one settlement row; a second one is refused.
     async fn claim_settlement(
         &mut self,

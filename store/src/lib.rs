@@ -14,6 +14,7 @@ mod matches;
 mod migrate;
 mod ratings;
 mod records;
+mod results;
 mod spaces;
 pub mod testing;
 mod training;
@@ -35,6 +36,9 @@ pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
 pub use migrate::{MIGRATIONS, MigrationSource, Migrator};
 pub use ratings::{Rating, RatingPoint, RatingUpdate};
 pub use records::*;
+pub use results::{
+    MatchRecord, PairRecord, RecordStep, RecordedMatch, ResponseRecord, RoundRecordIn, ScoreRecord,
+};
 pub use spaces::NewSpace;
 pub use training::{NewPolRecord, NewTrainingRun};
 pub use users::normalize_wallet;

@@ -96,47 +96,8 @@ impl Store {
         match_id: Option<i64>,
         updates: &[RatingUpdate],
     ) -> Result<()> {
-        let now = now_ms();
-        let (reason, played) = match match_id {
-            Some(_) => ("match", 1i64),
-            None => ("adapter_change", 0i64),
-        };
         let mut tx = self.begin().await?;
-        for u in updates {
-            on_tx!(&mut tx, |c| {
-                sqlx::query(
-                    "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (agent_id, space_id) DO UPDATE SET
-                       mu = excluded.mu, sigma = excluded.sigma,
-                       matches_played = ratings.matches_played + excluded.matches_played,
-                       updated_at = excluded.updated_at",
-                )
-                .bind(u.agent_id)
-                .bind(space_id)
-                .bind(u.mu)
-                .bind(u.sigma)
-                .bind(played)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO rating_history (agent_id, space_id, match_id, reason, mu, sigma, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(u.agent_id)
-                .bind(space_id)
-                .bind(match_id)
-                .bind(reason)
-                .bind(u.mu)
-                .bind(u.sigma)
-                .bind(now)
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected())
-            })
-            .map_err(|e| crate::Error::on_unique(e, format!("rating of agent {} for this match", u.agent_id)))?;
-        }
+        tx.apply_ratings(space_id, match_id, updates).await?;
         tx.commit().await
     }
 
@@ -170,5 +131,59 @@ impl Store {
         .bind(space_id)
         .fetch_all(pool)
         .await)?)
+    }
+}
+
+impl crate::Tx {
+    /// Upserts ratings and appends their history inside a transaction.
+    pub(crate) async fn apply_ratings(
+        &mut self,
+        space_id: i64,
+        match_id: Option<i64>,
+        updates: &[RatingUpdate],
+    ) -> Result<()> {
+        let now = now_ms();
+        let (reason, played) = match match_id {
+            Some(_) => ("match", 1i64),
+            None => ("adapter_change", 0i64),
+        };
+        for u in updates {
+            on_tx!(self, |c| {
+                sqlx::query(
+                    "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (agent_id, space_id) DO UPDATE SET
+                       mu = excluded.mu, sigma = excluded.sigma,
+                       matches_played = ratings.matches_played + excluded.matches_played,
+                       updated_at = excluded.updated_at",
+                )
+                .bind(u.agent_id)
+                .bind(space_id)
+                .bind(u.mu)
+                .bind(u.sigma)
+                .bind(played)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO rating_history (agent_id, space_id, match_id, reason, mu, sigma, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(u.agent_id)
+                .bind(space_id)
+                .bind(match_id)
+                .bind(reason)
+                .bind(u.mu)
+                .bind(u.sigma)
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
+            })
+            .map_err(|e| {
+                crate::Error::on_unique(e, format!("rating of agent {} for this match", u.agent_id))
+            })?;
+        }
+        Ok(())
     }
 }

@@ -782,3 +782,183 @@ mod auto_entry_respects_the_cap {
         }
     }
 }
+
+fn record_for(
+    space_id: i64,
+    match_id: i64,
+    entries: &[i64],
+    agents: &[i64],
+    pot: u128,
+) -> store::MatchRecord {
+    let responses = entries
+        .iter()
+        .enumerate()
+        .map(|(i, &entry_id)| store::ResponseRecord {
+            entry_id,
+            prompt: "<|im_start|>user\nWrite a haiku<|im_end|>".into(),
+            text: format!("answer {i}"),
+            tokens: 3,
+            finish_reason: "end_of_turn".into(),
+            scores: vec![store::ScoreRecord {
+                judge: "rules".into(),
+                model_hash: String::new(),
+                template_version: "v1".into(),
+                score: 1.0 - i as f64 * 0.3,
+                rationale: "ok".into(),
+            }],
+        })
+        .collect();
+    store::MatchRecord {
+        space_id,
+        rounds: vec![store::RoundRecordIn {
+            round_index: 0,
+            task: "Write a haiku".into(),
+            responses,
+            pairs: vec![
+                store::PairRecord {
+                    chosen: 0,
+                    rejected: 1,
+                    margin: 0.3,
+                    judge_agreement: 1.0,
+                },
+                store::PairRecord {
+                    chosen: 0,
+                    rejected: 2,
+                    margin: 0.6,
+                    judge_agreement: 1.0,
+                },
+            ],
+        }],
+        settlement: Settlement {
+            match_id,
+            payouts: vec![
+                Payout {
+                    entry_id: entries[0],
+                    place: 1,
+                    amount: Wei(pot * 9 / 10),
+                },
+                Payout {
+                    entry_id: entries[1],
+                    place: 2,
+                    amount: Wei::ZERO,
+                },
+                Payout {
+                    entry_id: entries[2],
+                    place: 3,
+                    amount: Wei::ZERO,
+                },
+            ],
+            treasury: Wei(pot - pot * 9 / 10),
+            result_root: "0xroot".into(),
+            result_hash: "hash".into(),
+            chain_tx_id: None,
+        },
+        ratings: agents
+            .iter()
+            .enumerate()
+            .map(|(i, &agent_id)| store::RatingUpdate {
+                agent_id,
+                mu: 26.0 - i as f64,
+                sigma: 8.0,
+            })
+            .collect(),
+    }
+}
+
+/// A crash at any step of writing a match result leaves nothing behind; the match
+/// stays running (refundable), and the full write then lands exactly once.
+async fn match_results_are_written_whole_or_not_at_all(store: &Store) {
+    let fee = Wei(1_000);
+    let w = world(store, 3, fee, Wei(10_000)).await;
+    let mut entries = Vec::new();
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        entries.push(
+            store
+                .enter(w.users[i], w.versions[i], w.paid_tier)
+                .await
+                .unwrap()
+                .id,
+        );
+        agents.push(store.agent_version(w.versions[i]).await.unwrap().agent_id);
+    }
+    let m = store
+        .create_match(w.space_id, w.paid_tier, 5, "abc", &entries)
+        .await
+        .unwrap();
+    store.start_match(m.id).await.unwrap();
+    let record = record_for(w.space_id, m.id, &entries, &agents, 3_000);
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for &u in &w.users {
+            v.push(store.balance(u).await.unwrap());
+        }
+        v
+    };
+    for step in [
+        store::RecordStep::AfterRounds,
+        store::RecordStep::AfterPairs,
+        store::RecordStep::AfterSettlement,
+        store::RecordStep::BeforeCommit,
+    ] {
+        let err = store
+            .record_match_with_fault(&record, Some(step))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert!(
+            store.rounds(m.id).await.unwrap().is_empty(),
+            "{step:?} left rounds"
+        );
+        assert_eq!(
+            store.get_match(m.id).await.unwrap().status,
+            match_status::RUNNING
+        );
+        assert!(
+            store.rating(agents[0], w.space_id).await.unwrap().is_none(),
+            "{step:?} left ratings"
+        );
+        assert_eq!(store.treasury_total().await.unwrap(), Wei::ZERO);
+        for (i, &u) in w.users.iter().enumerate() {
+            assert_eq!(
+                store.balance(u).await.unwrap(),
+                before[i],
+                "{step:?} moved money"
+            );
+        }
+    }
+    let written = store.record_match(&record).await.unwrap();
+    assert_eq!(written.pair_ids.len(), 2);
+    assert_eq!(store.rounds(m.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.get_match(m.id).await.unwrap().status,
+        match_status::SETTLED
+    );
+    assert_eq!(
+        store.balance(w.users[0]).await.unwrap().available_wei,
+        Wei(10_000 - 1_000 + 2_700)
+    );
+    assert_eq!(store.treasury_total().await.unwrap(), Wei(300));
+    assert_eq!(
+        store
+            .rating(agents[2], w.space_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mu,
+        24.0
+    );
+    let pairs = store
+        .preference_pairs_for_agent(agents[0], 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(
+        (pairs[0].chosen.as_str(), pairs[0].rejected.as_str()),
+        ("answer 0", "answer 1")
+    );
+    let again = store.record_match(&record).await.unwrap_err();
+    assert!(matches!(again, Error::AlreadySettled { .. }), "{again}");
+    assert!(store.refund_match(m.id, "late", None).await.is_err());
+}
+both!(match_results_are_written_whole_or_not_at_all);
