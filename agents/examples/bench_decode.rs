@@ -1,0 +1,14 @@
+//! Runs the decode benchmark from this crate alone (the `rlfc bench decode` command
+//! calls the same function): `cargo run --release -p agents --example bench_decode`.
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: agents::cli::BenchDecodeArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    agents::cli::run_bench_decode(Cli::parse().args)
+}

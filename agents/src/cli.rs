@@ -1,0 +1,163 @@
+//! Command-line glue for `rlfc generate` and `rlfc bench decode`; the binary owns the
+//! command tree and calls these.
+
+use crate::adapter::load_adapter;
+use crate::batch::{ChatRequest, generate};
+use crate::bench::{BenchOptions, bench_decode};
+use crate::model::Model;
+use crate::sampling::SamplingParams;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The default model file: SmolLM2-135M-Instruct Q4_1 in the default model cache
+/// (`$RLFC_MODELS_DIR`, else `~/.cache/rlfc/models`), where `rlfc models fetch` puts it.
+pub fn default_model_path() -> PathBuf {
+    let spec = &*models::SMOLLM2;
+    models::Fetcher::new(models::default_models_dir())
+        .model_dir(spec)
+        .join(&spec.files[0].file_name)
+}
+
+/// Sampling flags shared by commands that generate.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Softmax temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// Keep only the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Penalty for recently generated tokens (1 = none).
+    #[arg(long, default_value_t = 1.1)]
+    pub repetition_penalty: f32,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Stop when the text contains this (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The sampling settings these flags describe.
+    pub fn to_params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_new_tokens,
+            stop: self.stop.clone(),
+            ..SamplingParams::default()
+        }
+    }
+}
+
+/// `rlfc generate`: answer one prompt, streaming tokens to stdout.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// GGUF model file (default: the fetched SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// System prompt.
+    #[arg(long, default_value = "")]
+    pub system: String,
+    /// The task text.
+    #[arg(long)]
+    pub prompt: String,
+    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampling settings.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Runs `rlfc generate`: streams the answer to stdout, a summary line to stderr.
+pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let path = args.model.clone().unwrap_or_else(default_model_path);
+    let (model, tokenizer) = Model::load(&path)?;
+    let adapter = match &args.adapter {
+        Some(p) => Some(Arc::new(load_adapter(p, model.config())?)),
+        None => None,
+    };
+    let request = ChatRequest {
+        system: args.system.clone(),
+        user: args.prompt.clone(),
+        params: args.sampling.to_params(),
+        seed: args.seed,
+        adapter,
+    };
+    let start = std::time::Instant::now();
+    let out = generate(
+        &model,
+        &tokenizer,
+        &request,
+        Some(Box::new(|delta: &str| {
+            let mut so = std::io::stdout().lock();
+            let _ = so.write_all(delta.as_bytes());
+            let _ = so.flush();
+        })),
+    )?;
+    println!();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[{} prompt tokens, {} generated, {:.1} tok/s, finish: {:?}]",
+        out.prompt_tokens,
+        out.tokens.len(),
+        out.tokens.len() as f64 / secs.max(1e-9),
+        out.finish
+    );
+    Ok(())
+}
+
+/// `rlfc bench decode`: prints decode/prefill throughput as JSON.
+#[derive(Debug, Clone, Args)]
+pub struct BenchDecodeArgs {
+    /// GGUF model file (default: the fetched SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompt length for prefill.
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded for the single-stream figure.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: usize,
+    /// Decode steps timed per batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_steps: usize,
+    /// Concurrent sequence counts (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    pub batch_sizes: Vec<usize>,
+    /// Timed repetitions; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Skip the stock candle quantized_llama baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+/// Runs `rlfc bench decode` and prints the JSON report to stdout.
+pub fn run_bench_decode(args: BenchDecodeArgs) -> anyhow::Result<()> {
+    let path = args.model.clone().unwrap_or_else(default_model_path);
+    let opts = BenchOptions {
+        prompt_tokens: args.prompt_tokens,
+        decode_tokens: args.decode_tokens,
+        batch_steps: args.batch_steps,
+        batch_sizes: args.batch_sizes.clone(),
+        repeats: args.repeats.max(1),
+        baseline: !args.no_baseline,
+        ..BenchOptions::default()
+    };
+    let report = bench_decode(&path, &opts)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

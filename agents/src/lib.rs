@@ -1,0 +1,34 @@
+//! RLFC Arena agent runtime: loads llama/qwen2 GGUF chat models with their own
+//! tokenizer, runs the project's forward pass over quantized weights with per-sequence
+//! LoRA adapters, samples reproducibly, and batches the decoding of many agents.
+
+pub mod adapter;
+pub mod batch;
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod gguf;
+pub mod infer;
+mod kernels;
+mod linear;
+pub mod lora;
+pub mod model;
+pub mod sampling;
+mod tiles;
+pub mod tokenizer;
+
+pub use adapter::{adapter_hash, load_adapter, save_adapter};
+pub use batch::{
+    BatchDecoder, ChatRequest, DeltaCallback, FinishReason, Generation, GenerationRequest, SeqId,
+    generate,
+};
+pub use error::{AgentError, Result};
+pub use gguf::{Architecture, GgufFile, ModelConfig};
+pub use infer::{KvCache, Logits, Segment};
+pub use lora::{LoraAdapter, LoraConfig, Target};
+pub use model::Model;
+pub use sampling::{Sampler, SamplingParams};
+pub use tokenizer::{ChatTemplate, ChatTokenizer};
+
+#[cfg(test)]
+mod tests_tiny;
