@@ -23,6 +23,8 @@ const SECTIONS: &[&str] = &["log", "database", "models", "chain"];
 pub struct Config {
     /// Where the SQLite database and other local state live.
     pub data_dir: PathBuf,
+    /// The shipped assets: Space rulebooks (`spaces/`), judge test sets (`judges/`).
+    pub assets_dir: PathBuf,
     /// Logging.
     pub log: LogConfig,
     /// The database.
@@ -78,6 +80,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("data"),
+            assets_dir: PathBuf::from("assets"),
             log: LogConfig {
                 filter: "info".into(),
                 format: LogFormat::Text,

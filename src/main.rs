@@ -71,6 +71,17 @@ enum Command {
 enum BenchCommand {
     /// Prefill, single-stream and batched decode speed, peak RSS; stock candle as baseline.
     Decode(agents::cli::BenchDecodeArgs),
+    /// Responses judged per second for a 4-player round: pointwise, pairwise, panel.
+    Judge {
+        /// Rounds to time per measure.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Agreement with the labelled pairs in assets/judges/agreement.jsonl, position
+    /// consistency and length bias.
+    JudgeAgreement,
+    /// How often an adversarial response beats an honest one (assets/judges/injection.jsonl).
+    JudgeInjection,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +128,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
                 args.model = Some(model_or_default(args.model.take(), config)?);
                 agents::cli::run_bench_decode(args)
             }
+            judge => commands::bench::run_judges(judge, config),
         },
         Command::Chain { command } => {
             runtime()?.block_on(chain::run(command, &config.chain, &config.data_dir))

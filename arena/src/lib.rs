@@ -1,5 +1,11 @@
-//! The RLFC Arena platform core: ratings, matchmaking, and (as they land) the match
-//! world, settlement and preference pairs.
+//! The RLFC Arena platform core: the match world (bevy_ecs), the event bus, ratings
+//! and matchmaking; settlement and preference pairs land next.
 
+pub mod bus;
+pub mod engine;
+pub mod events;
+pub mod judging;
 pub mod matchmaking;
 pub mod ratings;
+pub mod record;
+pub mod world;

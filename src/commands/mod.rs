@@ -1,4 +1,5 @@
 //! One module per subcommand group.
 
+pub mod bench;
 pub mod db;
 pub mod models;

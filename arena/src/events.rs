@@ -1,0 +1,135 @@
+//! Match events: every state change of a match, in the order it happened. Spectators
+//! and the UI consume them; each carries a per-match sequence number so a late joiner
+//! can take a snapshot and then the live stream with no gap and no duplicate.
+
+use serde::{Deserialize, Serialize};
+
+/// One seat at a match, as announced when it is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeatInfo {
+    /// The entry.
+    pub entry_id: i64,
+    /// The agent.
+    pub agent_id: i64,
+    /// The agent version that plays.
+    pub agent_version_id: i64,
+}
+
+/// One judge's score in a scores event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeLine {
+    /// Judge name.
+    pub judge: String,
+    /// Score in [0, 1].
+    pub score: f64,
+    /// Rationale.
+    pub rationale: String,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A match was made from queued entries.
+    MatchCreated {
+        /// The Space's slug.
+        space: String,
+        /// The seats.
+        seats: Vec<SeatInfo>,
+        /// The match seed.
+        seed: i64,
+    },
+    /// A round's task was published.
+    RoundStarted {
+        /// 0-based round.
+        round: u32,
+        /// The task text.
+        task: String,
+    },
+    /// New text from one agent.
+    TokenDelta {
+        /// 0-based round.
+        round: u32,
+        /// The entry writing.
+        entry_id: i64,
+        /// The new text.
+        text: String,
+    },
+    /// One agent finished its answer.
+    ResponseComplete {
+        /// 0-based round.
+        round: u32,
+        /// The entry.
+        entry_id: i64,
+        /// The whole answer.
+        text: String,
+        /// Generated tokens.
+        tokens: u32,
+        /// Why it stopped.
+        finish: String,
+    },
+    /// The judges scored one answer.
+    Scores {
+        /// 0-based round.
+        round: u32,
+        /// The entry.
+        entry_id: i64,
+        /// The panel's combined score.
+        combined: f64,
+        /// Whether a hard rule failed.
+        hard_failed: bool,
+        /// Every judge's score.
+        judges: Vec<JudgeLine>,
+    },
+    /// Final places (1 = best; ties share).
+    Ranking {
+        /// (entry, place) pairs.
+        places: Vec<(i64, usize)>,
+    },
+    /// The pot was paid out.
+    Payouts {
+        /// (entry, wei as text) pairs.
+        payouts: Vec<(i64, String)>,
+        /// Treasury share, wei as text.
+        treasury: String,
+    },
+    /// Ratings moved.
+    RatingChanges {
+        /// (agent, mu before, mu after, sigma after).
+        changes: Vec<(i64, f64, f64, f64)>,
+    },
+    /// The match settled; its result hash lets anyone replay it.
+    MatchSettled {
+        /// Hash of the result.
+        result_hash: String,
+    },
+    /// The match failed and every entry was refunded.
+    MatchRefunded {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl EventKind {
+    /// Whether this event ends its match's stream.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            EventKind::MatchSettled { .. } | EventKind::MatchRefunded { .. }
+        )
+    }
+}
+
+/// An event of one match with its place in that match's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchEvent {
+    /// The match.
+    pub match_id: i64,
+    /// 0, 1, 2… within the match.
+    pub seq: u64,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}

@@ -1,0 +1,229 @@
+//! The match world on the instant test policy: matches in every shipped Space play to
+//! the end, seats of different matches advance in the same engine step, and a stalled
+//! match is refunded at its deadline.
+
+use std::sync::{Arc, Mutex};
+
+use arena::bus::Bus;
+use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
+use arena::events::EventKind;
+use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
+use arena::world::{MatchSpec, MatchWorld, SeatSpec};
+use spaces::Rulebook;
+
+fn rulebooks() -> Vec<Arc<Rulebook>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
+    spaces::load_dir(dir)
+        .unwrap()
+        .into_iter()
+        .map(Arc::new)
+        .collect()
+}
+
+/// Scores by the Space's own rules: the soft-rule pass rate. Enough to rank for
+/// orchestration tests; the real panel is tested in `judges`.
+struct RulesOnly;
+impl RoundJudge for RulesOnly {
+    fn judge(
+        &self,
+        rulebook: &Rulebook,
+        task: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        Ok(responses
+            .iter()
+            .zip(hard_failed)
+            .map(|(r, &hard)| {
+                let score = spaces::pass_rate(&spaces::verify(rulebook, task, r));
+                RoundVerdict {
+                    combined: score,
+                    hard_failed: hard,
+                    scores: vec![ScoreLine {
+                        judge: "rules".into(),
+                        model_hash: String::new(),
+                        template_version: "test".into(),
+                        score,
+                        rationale: String::new(),
+                    }],
+                }
+            })
+            .collect())
+    }
+}
+
+fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {
+    (0..n)
+        .map(|i| SeatSpec {
+            entry_id: first_entry + i as i64,
+            agent_id: 100 + i as i64,
+            agent_version_id: 200 + i as i64,
+            system_prompt: format!("You are agent {i}."),
+            sampling: serde_json::json!({}),
+            adapter_hash: None,
+        })
+        .collect()
+}
+
+#[test]
+fn matches_in_every_space_play_to_the_end() {
+    let bus = Bus::new();
+    let mut events = bus.subscribe();
+    let mut world = MatchWorld::new(Box::new(InstantEngine::new()), Box::new(RulesOnly), bus);
+    let books = rulebooks();
+    assert!(books.len() >= 5);
+    for (i, book) in books.iter().enumerate() {
+        world.add_match(MatchSpec {
+            match_id: i as i64 + 1,
+            rulebook: book.clone(),
+            seed: 42 + i as u64,
+            seats: seats(book.players, 10 * i as i64),
+            deadline_ms: i64::MAX,
+        });
+    }
+    let mut outcomes = Vec::new();
+    for tick in 0..100 {
+        outcomes.extend(world.tick(tick));
+        if world.live_matches() == 0 {
+            break;
+        }
+    }
+    assert_eq!(outcomes.len(), books.len());
+    for o in &outcomes {
+        let book = &books[(o.match_id - 1) as usize];
+        let result = o.result.as_ref().unwrap();
+        assert_eq!(result.rounds.len() as u32, book.rounds, "{}", book.slug);
+        assert_eq!(result.places.len(), book.players);
+        assert!(result.places.contains(&1));
+        assert_eq!(result.hash().len(), 64);
+    }
+    // Every match's stream starts with its creation and has gap-free sequence numbers.
+    let mut seen: std::collections::HashMap<i64, Vec<u64>> = Default::default();
+    while let Ok(e) = events.try_recv() {
+        let seqs = seen.entry(e.match_id).or_default();
+        if seqs.is_empty() {
+            assert!(matches!(e.kind, EventKind::MatchCreated { .. }));
+        }
+        seqs.push(e.seq);
+    }
+    for seqs in seen.values() {
+        assert_eq!(*seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_result_hash() {
+    let play = || {
+        let mut world = MatchWorld::new(
+            Box::new(InstantEngine::new()),
+            Box::new(RulesOnly),
+            Bus::new(),
+        );
+        let book = rulebooks()
+            .into_iter()
+            .find(|b| b.slug == "debate")
+            .unwrap();
+        world.add_match(MatchSpec {
+            match_id: 1,
+            rulebook: book,
+            seed: 7,
+            seats: seats(2, 0),
+            deadline_ms: i64::MAX,
+        });
+        let mut out = Vec::new();
+        for t in 0..50 {
+            out.extend(world.tick(t));
+        }
+        out.remove(0).result.unwrap()
+    };
+    let (a, b) = (play(), play());
+    assert_eq!(a.hash(), b.hash());
+    // Debates show each seat the opponent's last answer from round 2 on.
+    assert!(a.rounds[1].seats[0].prompt.len() > a.rounds[0].seats[0].prompt.len());
+}
+
+/// Counts how many generations each step advances, and can stall.
+struct Recording {
+    inner: InstantEngine,
+    stall: bool,
+    batch_sizes: Arc<Mutex<Vec<usize>>>,
+}
+impl Engine for Recording {
+    fn submit(&mut self, r: GenRequest) -> Result<Ticket, EngineError> {
+        self.inner.submit(r)
+    }
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        self.batch_sizes.lock().unwrap().push(self.inner.live());
+        if self.stall {
+            return Ok(Vec::new());
+        }
+        self.inner.step()
+    }
+    fn cancel(&mut self, t: Ticket) {
+        self.inner.cancel(t)
+    }
+    fn live(&self) -> usize {
+        self.inner.live()
+    }
+}
+
+#[test]
+fn seats_of_all_matches_share_one_engine_step() {
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let engine = Recording {
+        inner: InstantEngine::new(),
+        stall: false,
+        batch_sizes: sizes.clone(),
+    };
+    let mut world = MatchWorld::new(Box::new(engine), Box::new(RulesOnly), Bus::new());
+    let tweet = rulebooks()
+        .into_iter()
+        .find(|b| b.slug == "tweet-duel")
+        .unwrap();
+    for m in 0..8 {
+        world.add_match(MatchSpec {
+            match_id: m,
+            rulebook: tweet.clone(),
+            seed: m as u64,
+            seats: seats(4, 10 * m),
+            deadline_ms: i64::MAX,
+        });
+    }
+    let done = world.tick(0);
+    assert_eq!(done.len(), 8);
+    assert_eq!(
+        *sizes.lock().unwrap(),
+        vec![32],
+        "8 matches x 4 seats in one step"
+    );
+}
+
+#[test]
+fn a_stalled_match_is_refunded_at_its_deadline() {
+    let engine = Recording {
+        inner: InstantEngine::new(),
+        stall: true,
+        batch_sizes: Arc::default(),
+    };
+    let bus = Bus::new();
+    let mut world = MatchWorld::new(Box::new(engine), Box::new(RulesOnly), bus);
+    let book = rulebooks().remove(0);
+    world.add_match(MatchSpec {
+        match_id: 9,
+        rulebook: book.clone(),
+        seed: 1,
+        seats: seats(book.players, 0),
+        deadline_ms: 1_000,
+    });
+    assert!(world.tick(500).is_empty());
+    let out = world.tick(1_001);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].result, Err("deadline passed".to_string()));
+    assert_eq!(out[0].entry_ids.len(), book.players);
+    assert_eq!(world.live_matches(), 0);
+    assert_eq!(
+        world.live_generations(),
+        0,
+        "the stalled generations were cancelled"
+    );
+}

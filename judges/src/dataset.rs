@@ -1,0 +1,159 @@
+//! The labelled judge data sets shipped under `assets/judges/`, and the recovery of a
+//! Space task (with its verifiable answer) from a task text.
+//!
+//! `injection.jsonl` pairs an honest, on-topic answer with an adversarial one that
+//! addresses the judge; `agreement.jsonl` pairs a good answer with a deliberately worse
+//! one. Both name the Space and give only the task text, so the rule judge gets the
+//! task's answer and variables back by matching the text against the Space's task
+//! templates, exactly as the generator would have filled them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+use serde::Deserialize;
+use spaces::{AnswerTemplate, Rulebook, TaskGenerator};
+
+use crate::{JudgeError, Task};
+
+/// One line of `injection.jsonl`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InjectionCase {
+    /// The Space's slug.
+    pub space: String,
+    /// The task text.
+    pub task: String,
+    /// An honest, on-topic answer.
+    pub honest: String,
+    /// An answer that tries to manipulate the judge.
+    pub adversarial: String,
+    /// The attack's name.
+    pub attack: String,
+}
+
+/// One line of `agreement.jsonl`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgreementCase {
+    /// The Space's slug.
+    pub space: String,
+    /// The task text.
+    pub task: String,
+    /// The better answer.
+    pub good: String,
+    /// The deliberately worse answer.
+    pub bad: String,
+    /// What is wrong with it (off-topic, truncated, padded, ...).
+    pub flaw: String,
+}
+
+/// Reads a JSON-lines file of records (blank lines skipped).
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, JudgeError> {
+    let err = |line: usize, reason: String| JudgeError::Dataset {
+        path: path.display().to_string(),
+        line,
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(0, e.to_string()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| err(i + 1, e.to_string())))
+        .collect()
+}
+
+fn fill(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// Matches `prompt` against one template; the variables on success.
+fn match_template(template: &str, prompt: &str) -> Option<BTreeMap<String, String>> {
+    let placeholder = Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("valid regex");
+    let mut pattern = String::from("^");
+    let mut names = Vec::new();
+    let mut last = 0;
+    for cap in placeholder.captures_iter(template) {
+        let whole = cap.get(0).expect("match");
+        pattern.push_str(&regex::escape(&template[last..whole.start()]));
+        pattern.push_str("(.+?)");
+        names.push(cap[1].to_string());
+        last = whole.end();
+    }
+    pattern.push_str(&regex::escape(&template[last..]));
+    pattern.push('$');
+    let caps = Regex::new(&pattern).ok()?.captures(prompt)?;
+    let mut vars = BTreeMap::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let value = caps.get(i + 1)?.as_str().to_string();
+        // A placeholder used twice must hold the same value both times.
+        if vars
+            .insert(name, value.clone())
+            .is_some_and(|old| old != value)
+        {
+            return None;
+        }
+    }
+    Some(vars)
+}
+
+/// The judges' task for a task text of a Space: rubric, and (when the text matches
+/// one of the Space's tasks) its verifiable answer and variables.
+pub fn task_for(book: &Rulebook, prompt: &str) -> Task {
+    let mut task = Task::new(prompt, book.rubric.trim());
+    match &book.tasks {
+        TaskGenerator::List(list) => {
+            if let Some(t) = list.iter().find(|t| t.prompt.trim() == prompt.trim()) {
+                task.answer = t.answer.clone();
+            }
+        }
+        TaskGenerator::Templates { templates, .. } => {
+            for template in templates {
+                if let Some(vars) = match_template(&template.prompt, prompt) {
+                    task.answer = match &template.answer {
+                        AnswerTemplate::None => None,
+                        AnswerTemplate::Text(text) => Some(fill(text, &vars)),
+                        AnswerTemplate::Computed(expr) => expr.eval(&vars).map(|v| v.to_string()),
+                    };
+                    task.vars = vars;
+                    break;
+                }
+            }
+        }
+    }
+    task
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn books() -> Vec<Rulebook> {
+        spaces::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces")).unwrap()
+    }
+
+    #[test]
+    fn recovers_generated_tasks_with_their_answers() {
+        for book in books() {
+            for seed in 0..20 {
+                let generated = book.task(seed, 0);
+                let recovered = task_for(&book, &generated.prompt);
+                assert_eq!(recovered.answer, generated.answer, "{}", generated.prompt);
+                assert_eq!(recovered.to_space().prompt, generated.prompt);
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_sets_parse_and_name_shipped_spaces() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/judges");
+        let slugs: Vec<String> = books().into_iter().map(|b| b.slug).collect();
+        let inj: Vec<InjectionCase> = read_jsonl(&Path::new(root).join("injection.jsonl")).unwrap();
+        let agr: Vec<AgreementCase> = read_jsonl(&Path::new(root).join("agreement.jsonl")).unwrap();
+        assert!(inj.len() >= 30 && agr.len() >= 120);
+        assert!(inj.iter().all(|c| slugs.contains(&c.space)));
+        assert!(agr.iter().all(|c| slugs.contains(&c.space)));
+    }
+}

@@ -1,0 +1,145 @@
+//! The judge panel: judges turn a round's answers into scores in [0, 1], and the panel
+//! combines them by a Space's weights into the ranking that pays out, rates and trains.
+//!
+//! Every score carries its judge's identity (model hash and template version) so it
+//! can be traced and re-run, and every judge's individual score is kept so agreement
+//! between judges can be shown and exported.
+//!
+//! Judges: [`LlmJudge`] (SmolLM2 or any GGUF on the agents runtime, pointwise or
+//! pairwise), [`EmbeddingJudge`] (MiniLM relevance and copying) and [`RulesJudge`]
+//! (the Space's rule verifiers). [`Panel::from_rulebook`] weighs them as a Space says,
+//! controls length, ranks hard-rule failures last and zeroes responses that try to
+//! address the judges (see `panel.rs`).
+
+pub mod bench;
+pub mod dataset;
+pub mod embedding;
+pub mod llm;
+pub mod panel;
+pub mod rules;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use embedding::EmbeddingJudge;
+pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
+pub use panel::{LoadedJudges, Panel, PanelMember, ResponseVerdict, agreement, places};
+pub use rules::RulesJudge;
+
+/// What the judges are told about a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task as the agents saw it.
+    pub prompt: String,
+    /// The Space's rubric.
+    pub rubric: String,
+    /// The verifiable answer, for exact-answer Spaces (only the rule judge reads it).
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// The values that filled the task template (for `{var}` rules).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Task {
+    /// A task with a prompt and rubric and no verifiable answer.
+    pub fn new(prompt: impl Into<String>, rubric: impl Into<String>) -> Task {
+        Task {
+            prompt: prompt.into(),
+            rubric: rubric.into(),
+            answer: None,
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// The judges' view of one round's task of a Space.
+    pub fn from_space(book: &spaces::Rulebook, task: &spaces::Task) -> Task {
+        Task {
+            prompt: task.prompt.clone(),
+            rubric: book.rubric.trim().to_string(),
+            answer: task.answer.clone(),
+            vars: task.vars.clone(),
+        }
+    }
+
+    /// The task as the rule verifiers take it.
+    pub fn to_space(&self) -> spaces::Task {
+        spaces::Task {
+            prompt: self.prompt.clone(),
+            answer: self.answer.clone(),
+            vars: self.vars.clone(),
+        }
+    }
+}
+
+/// Who produced a score, precisely enough to re-run it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JudgeId {
+    /// The judge's kind (`llm`, `embedding`, `rules`…).
+    pub name: String,
+    /// sha256 of its model file(s); empty for judges without a model.
+    pub model_hash: String,
+    /// Version of its prompt template or scoring procedure.
+    pub template_version: String,
+}
+
+/// One judge's verdict on one response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// In [0, 1], higher is better.
+    pub score: f64,
+    /// A short reason.
+    pub rationale: String,
+    /// Who scored it.
+    pub judge: JudgeId,
+}
+
+/// A judge failure.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// A model file could not be read or is malformed.
+    #[error("{path}: {reason}")]
+    Model {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The tensor library failed.
+    #[error("judge computation failed: {0}")]
+    Compute(#[from] candle_core::Error),
+    /// Tokenisation failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The LLM runtime failed.
+    #[error("LLM judge: {0}")]
+    Runtime(#[from] agents::AgentError),
+    /// A Space's weights name a judge that was not loaded.
+    #[error("the Space weighs the {0} judge but it was not loaded")]
+    MissingJudge(&'static str),
+    /// A labelled data set could not be read.
+    #[error("{path}:{line}: {reason}")]
+    Dataset {
+        /// The file.
+        path: String,
+        /// The 1-based line (0 for the whole file).
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A judge: scores N responses to one task.
+pub trait Judge: Send + Sync {
+    /// This judge's identity.
+    fn id(&self) -> JudgeId;
+    /// One score per response, in order.
+    fn score(&self, task: &Task, responses: &[&str]) -> Result<Vec<Score>, JudgeError>;
+    /// Whether the panel must show this judge the whole response rather than the
+    /// length-controlled prefix (true for objective checks such as length rules).
+    fn sees_full_text(&self) -> bool {
+        false
+    }
+}

