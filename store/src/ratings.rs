@@ -43,26 +43,24 @@ pub struct RatingPoint {
     pub created_at: i64,
 }
 
-macro_rules! rating_rows {
-    ($($ty:ident { $($f:ident),* })*) => {$(
-        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $ty {
-            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> sqlx::Result<Self> {
-                use sqlx::Row as _;
-                Ok($ty { $($f: row.try_get(stringify!($f))?),* })
-            }
-        }
-        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $ty {
-            fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-                use sqlx::Row as _;
-                Ok($ty { $($f: row.try_get(stringify!($f))?),* })
-            }
-        }
-    )*};
-}
-rating_rows! {
-    Rating { agent_id, space_id, mu, sigma, matches_played, updated_at }
-    RatingPoint { id, agent_id, space_id, match_id, reason, mu, sigma, created_at }
-}
+crate::records::from_row!(Rating {
+    agent_id,
+    space_id,
+    mu,
+    sigma,
+    matches_played,
+    updated_at
+});
+crate::records::from_row!(RatingPoint {
+    id,
+    agent_id,
+    space_id,
+    match_id,
+    reason,
+    mu,
+    sigma,
+    created_at
+});
 
 /// A new rating to store.
 #[derive(Debug, Clone, Copy, PartialEq)]

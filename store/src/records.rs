@@ -23,6 +23,7 @@ macro_rules! from_row {
         }
     };
 }
+pub(crate) use from_row;
 
 /// A user, keyed by wallet address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
