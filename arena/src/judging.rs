@@ -67,12 +67,7 @@ impl RoundJudge for PanelJudge {
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
         let panel = (self.build)(rulebook);
         let judged = panel.judge(
-            &judges::Task {
-                prompt: task.prompt.clone(),
-                rubric: rulebook.rubric.clone(),
-                answer: task.answer.clone(),
-                vars: task.vars.clone(),
-            },
+            &judges::Task::from_space(rulebook, task),
             responses,
             hard_failed,
         )?;

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use crate::any::{self, AnyChain};
 use crate::backend::Chain;
 use crate::config::{Backend, ChainConfig};
-use crate::contracts::{Contracts, LearningRecord};
+use crate::contracts::{Contracts, Deployment, LearningRecord};
 use crate::error::ChainError;
 
 /// The `rlfc chain` subcommands.
@@ -87,6 +87,17 @@ async fn print_chain(chain: &AnyChain, out: &mut impl Write) -> anyhow::Result<(
     Ok(())
 }
 
+/// The two `[chain]` config lines that name a deployment.
+fn write_addresses(out: &mut impl Write, d: &Deployment) -> anyhow::Result<()> {
+    writeln!(out, "arena_address = \"{}\"", d.arena)?;
+    writeln!(
+        out,
+        "proof_of_learning_address = \"{}\"",
+        d.proof_of_learning
+    )?;
+    Ok(())
+}
+
 async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
     if cfg.backend == Backend::Embedded {
         let contracts = any::open_contracts(cfg, data_dir).await?;
@@ -95,12 +106,7 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
             out,
             "the embedded chain deploys its contracts on first use:"
         )?;
-        writeln!(out, "arena_address = \"{}\"", d.arena)?;
-        writeln!(
-            out,
-            "proof_of_learning_address = \"{}\"",
-            d.proof_of_learning
-        )?;
+        write_addresses(out, &d)?;
         return Ok(());
     }
     let chain = any::open_chain(cfg, data_dir).await?;
@@ -120,12 +126,7 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
         out,
         "deployed by {deployer}, operator {operator}; add to [chain] in the config:"
     )?;
-    writeln!(out, "arena_address = \"{}\"", d.arena)?;
-    writeln!(
-        out,
-        "proof_of_learning_address = \"{}\"",
-        d.proof_of_learning
-    )?;
+    write_addresses(out, &d)?;
     Ok(())
 }
 
