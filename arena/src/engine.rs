@@ -19,6 +19,9 @@ pub struct GenRequest {
     pub seed: u64,
     /// sha256 of the adapter to apply, or `None` for the bare base model.
     pub adapter_hash: Option<String>,
+    /// The Space's cap on answer length in tokens; the agent's own setting is capped
+    /// by it.
+    pub max_new_tokens: usize,
 }
 
 /// What one engine step produced.

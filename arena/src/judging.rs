@@ -42,18 +42,26 @@ pub trait RoundJudge: Send + Sync + 'static {
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError>;
 }
 
-/// A [`RoundJudge`] that builds each Space's judge panel and runs it.
+/// A [`RoundJudge`] that runs each Space's judge panel, built once per Space.
 pub struct PanelJudge {
-    build: Box<dyn Fn(&Rulebook) -> judges::Panel + Send + Sync>,
+    panels: std::collections::HashMap<String, judges::Panel>,
 }
 
 impl PanelJudge {
-    /// Judges with the panel `build` makes for each rulebook (share loaded models
-    /// through `Arc` inside it; building is then cheap).
-    pub fn new(build: impl Fn(&Rulebook) -> judges::Panel + Send + Sync + 'static) -> PanelJudge {
-        PanelJudge {
-            build: Box::new(build),
+    /// Builds the panel of every rulebook over the loaded judge models (shared
+    /// through `Arc`, so each model is loaded once).
+    pub fn new(
+        rulebooks: &[std::sync::Arc<Rulebook>],
+        loaded: &judges::LoadedJudges,
+    ) -> Result<PanelJudge, judges::JudgeError> {
+        let mut panels = std::collections::HashMap::new();
+        for book in rulebooks {
+            panels.insert(
+                book.slug.clone(),
+                judges::Panel::from_rulebook(book.clone(), loaded)?,
+            );
         }
+        Ok(PanelJudge { panels })
     }
 }
 
@@ -65,7 +73,13 @@ impl RoundJudge for PanelJudge {
         responses: &[&str],
         hard_failed: &[bool],
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
-        let panel = (self.build)(rulebook);
+        let panel = self
+            .panels
+            .get(&rulebook.slug)
+            .ok_or_else(|| judges::JudgeError::Model {
+                path: rulebook.slug.clone(),
+                reason: "no judge panel was built for this Space".into(),
+            })?;
         let judged = panel.judge(
             &judges::Task::from_space(rulebook, task),
             responses,
@@ -87,6 +101,40 @@ impl RoundJudge for PanelJudge {
                         rationale: s.rationale,
                     })
                     .collect(),
+            })
+            .collect())
+    }
+}
+
+/// The orchestration test policy's judge: each answer scores its pass rate over the
+/// Space's own rule verifiers. No model runs, so the world's own cost can be measured
+/// and tested; real matches use [`PanelJudge`].
+pub struct RulesOnlyJudge;
+
+impl RoundJudge for RulesOnlyJudge {
+    fn judge(
+        &self,
+        rulebook: &Rulebook,
+        task: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        Ok(responses
+            .iter()
+            .zip(hard_failed)
+            .map(|(r, &hard)| {
+                let score = spaces::pass_rate(&spaces::verify(rulebook, task, r));
+                RoundVerdict {
+                    combined: score,
+                    hard_failed: hard,
+                    scores: vec![ScoreLine {
+                        judge: "rules".into(),
+                        model_hash: String::new(),
+                        template_version: "rules-only-v1".into(),
+                        score,
+                        rationale: format!("{:.0}% of the Space's rules pass", score * 100.0),
+                    }],
+                }
             })
             .collect())
     }

@@ -1,11 +1,18 @@
-//! The RLFC Arena platform core: the match world (bevy_ecs), the event bus, ratings
-//! and matchmaking; settlement and preference pairs land next.
+//! The RLFC Arena platform core: the match world (bevy_ecs) with cross-match batched
+//! generation, the runtime engine over the agents' batched decoder, the event bus,
+//! Weng-Lin ratings and matchmaking, the match book (payouts, preference pairs, result
+//! root), payments through the Arena contract, and the runner that ties them together.
 
 pub mod bus;
+pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod judging;
 pub mod matchmaking;
+pub mod payments;
 pub mod ratings;
 pub mod record;
+pub mod replay;
+pub mod runner;
+pub mod runtime;
 pub mod world;

@@ -344,6 +344,7 @@ fn publish_tasks(
                 sampling: seat.spec.sampling.clone(),
                 seed: seat_seed(m.seed, m.round, seat.index),
                 adapter_hash: seat.spec.adapter_hash.clone(),
+                max_new_tokens: m.rulebook.max_new_tokens,
             };
             match engine.0.submit(request) {
                 Ok(ticket) => {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use arena::bus::Bus;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
-use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
+use arena::judging::RulesOnlyJudge as RulesOnly;
 use arena::world::{MatchSpec, MatchWorld, SeatSpec};
 use spaces::Rulebook;
 
@@ -18,38 +18,6 @@ fn rulebooks() -> Vec<Arc<Rulebook>> {
         .into_iter()
         .map(Arc::new)
         .collect()
-}
-
-/// Scores by the Space's own rules: the soft-rule pass rate. Enough to rank for
-/// orchestration tests; the real panel is tested in `judges`.
-struct RulesOnly;
-impl RoundJudge for RulesOnly {
-    fn judge(
-        &self,
-        rulebook: &Rulebook,
-        task: &spaces::Task,
-        responses: &[&str],
-        hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
-        Ok(responses
-            .iter()
-            .zip(hard_failed)
-            .map(|(r, &hard)| {
-                let score = spaces::pass_rate(&spaces::verify(rulebook, task, r));
-                RoundVerdict {
-                    combined: score,
-                    hard_failed: hard,
-                    scores: vec![ScoreLine {
-                        judge: "rules".into(),
-                        model_hash: String::new(),
-                        template_version: "test".into(),
-                        score,
-                        rationale: String::new(),
-                    }],
-                }
-            })
-            .collect())
-    }
 }
 
 fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {

@@ -24,7 +24,7 @@ pub use error::SpaceError;
 pub use expr::Expr;
 pub use injection::{InjectionKind, InjectionSignal, injection_signals};
 pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit, payouts};
-pub use rulebook::{FeeTier, JudgePanel, Rulebook, load_dir};
+pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, load_dir};
 pub use schema::{JsonType, Schema, parse_response_json};
 pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
 pub use verify::{

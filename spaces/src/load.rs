@@ -112,6 +112,10 @@ fn build(raw: RawRulebook, version_hash: String) -> Result<Rulebook, KeyError> {
     }
     let players = in_range("players", raw.players, 2, 8)? as usize;
     let rounds = in_range("rounds", raw.rounds, 1, 16)? as u32;
+    let max_new_tokens = match raw.max_new_tokens {
+        Some(n) => in_range("max_new_tokens", n, 1, 1024)? as usize,
+        None => crate::rulebook::DEFAULT_MAX_NEW_TOKENS,
+    };
     if raw.history != History::None && rounds < 2 {
         return Err(KeyError::new(
             "history",
@@ -149,6 +153,7 @@ fn build(raw: RawRulebook, version_hash: String) -> Result<Rulebook, KeyError> {
         rubric: non_empty("rubric", raw.rubric)?,
         players,
         rounds,
+        max_new_tokens,
         history: raw.history,
         roles: raw.roles,
         tasks,

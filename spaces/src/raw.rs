@@ -21,6 +21,8 @@ pub(crate) struct RawRulebook {
     pub(crate) players: i64,
     pub(crate) rounds: i64,
     #[serde(default)]
+    pub(crate) max_new_tokens: Option<i64>,
+    #[serde(default)]
     pub(crate) history: History,
     #[serde(default)]
     pub(crate) roles: Vec<String>,

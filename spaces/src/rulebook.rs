@@ -34,6 +34,9 @@ pub struct JudgePanel {
     pub length_unit: LengthUnit,
 }
 
+/// `max_new_tokens` when a rulebook does not set it.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 128;
+
 /// A validated Space rulebook.
 ///
 /// The fields are public for reading; build one only with [`Rulebook::from_toml`] or
@@ -52,6 +55,9 @@ pub struct Rulebook {
     pub players: usize,
     /// Rounds per match, at least 1.
     pub rounds: u32,
+    /// The most tokens an answer may have in this Space (1 to 1024); an agent's own
+    /// `max_new_tokens` is capped by it, so one verbose agent cannot stall a match.
+    pub max_new_tokens: usize,
     /// Which earlier answers each round shows.
     pub history: History,
     /// Optional per-player role lines (`roles[p]` for player `p`), e.g. debate sides.

@@ -33,7 +33,7 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         BenchCommand::JudgeInjection => {
             bench::injection(&judges, &spaces, &data.join("injection.jsonl"))?
         }
-        BenchCommand::Decode(_) => unreachable!("decode is run by the agents runtime"),
+        other => unreachable!("{other:?} is not a judge benchmark"),
     };
     println!("{}", serde_json::to_string_pretty(&figures)?);
     Ok(())

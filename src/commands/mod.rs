@@ -1,5 +1,7 @@
 //! One module per subcommand group.
 
+pub mod arena;
 pub mod bench;
+pub mod bench_arena;
 pub mod db;
 pub mod models;

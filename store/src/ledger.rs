@@ -198,7 +198,7 @@ impl Store {
             .await
     }
 
-    async fn move_available(
+    pub(crate) async fn move_available(
         &self,
         user_id: i64,
         amount: Wei,

@@ -9,6 +9,7 @@
 
 mod agents;
 mod error;
+mod escrow;
 mod ledger;
 mod matches;
 mod migrate;
@@ -31,6 +32,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use agents::NewAgentVersion;
 pub use error::{Error, Result};
+pub use escrow::{MatchSettlement, PayoutRow};
 pub use ledger::{JournalLine, Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
 pub use migrate::{MIGRATIONS, MigrationSource, Migrator};

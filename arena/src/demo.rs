@@ -1,0 +1,172 @@
+//! The demo population: a few owners on local dev wallets, funded through the Arena
+//! contract, and a dozen agents with varied meta-prompts and sampling settings,
+//! entered automatically (under a spending cap) into every Space. Seeding is
+//! idempotent: a restart reuses what is there and tops up what ran low.
+
+use alloy::primitives::Address;
+use store::{NewAgentVersion, Store, Wei};
+
+use crate::payments::Payments;
+use crate::runner::{RunnerError, SpaceSlot};
+
+/// One wei-denominated ether.
+pub const ETH: u128 = 1_000_000_000_000_000_000;
+
+/// A demo agent: name, meta-prompt, sampling settings.
+struct Persona {
+    name: &'static str,
+    prompt: &'static str,
+    temperature: f64,
+    top_p: f64,
+}
+
+const PERSONAS: [Persona; 12] = [
+    Persona {
+        name: "Plainspoken",
+        prompt: "You answer in plain, short sentences. Do exactly what the task asks and nothing more.",
+        temperature: 0.3,
+        top_p: 0.9,
+    },
+    Persona {
+        name: "Cheerleader",
+        prompt: "You are upbeat and encouraging. Give one concrete reason, stay friendly, keep it short.",
+        temperature: 0.8,
+        top_p: 0.95,
+    },
+    Persona {
+        name: "Professor",
+        prompt: "You are a careful teacher. Be precise and correct; prefer facts over flourish.",
+        temperature: 0.2,
+        top_p: 0.85,
+    },
+    Persona {
+        name: "Poet",
+        prompt: "You love vivid images and rhythm, but you always follow the requested format exactly.",
+        temperature: 0.9,
+        top_p: 0.95,
+    },
+    Persona {
+        name: "Minimalist",
+        prompt: "Use as few words as possible. Never add explanations the task did not ask for.",
+        temperature: 0.1,
+        top_p: 0.8,
+    },
+    Persona {
+        name: "Salesperson",
+        prompt: "You persuade with benefits the reader cares about. End with a clear call to action.",
+        temperature: 0.7,
+        top_p: 0.9,
+    },
+    Persona {
+        name: "Skeptic",
+        prompt: "You weigh both sides, then take a clear position and defend it with one strong reason.",
+        temperature: 0.5,
+        top_p: 0.9,
+    },
+    Persona {
+        name: "Engineer",
+        prompt: "You are exact. For calculations give only the number; for data give only valid JSON.",
+        temperature: 0.0,
+        top_p: 1.0,
+    },
+    Persona {
+        name: "Storyteller",
+        prompt: "You make every answer feel like a tiny story, while keeping to the task's limits.",
+        temperature: 1.0,
+        top_p: 0.95,
+    },
+    Persona {
+        name: "Coach",
+        prompt: "You speak directly to the reader as a friendly coach. Short, warm, practical.",
+        temperature: 0.6,
+        top_p: 0.9,
+    },
+    Persona {
+        name: "Debater",
+        prompt: "You argue crisply: state your claim, give evidence, answer the strongest objection.",
+        temperature: 0.4,
+        top_p: 0.9,
+    },
+    Persona {
+        name: "Wildcard",
+        prompt: "Be surprising and original, but stay on topic and respect every rule of the task.",
+        temperature: 1.2,
+        top_p: 0.98,
+    },
+];
+
+/// How many demo owners there are; dev account 0 is the chain operator.
+pub const DEMO_OWNERS: usize = 4;
+
+/// The demo's owners and agents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoPopulation {
+    /// Owner user ids.
+    pub owners: Vec<i64>,
+    /// Agent ids, in persona order.
+    pub agents: Vec<i64>,
+}
+
+/// Creates (or finds) the demo owners on dev wallets 1..=4, keeps each one's balance
+/// at `top_up` or more by depositing through the chain, creates the twelve agents, and
+/// sets each agent's auto-entry in every Space for each `(tier name, spending cap)`.
+pub async fn seed_demo(
+    store: &Store,
+    payments: &Payments,
+    spaces: &[SpaceSlot],
+    tiers: &[(&str, Wei)],
+    top_up: Wei,
+) -> Result<DemoPopulation, RunnerError> {
+    let wallets: Vec<Address> = chain::dev::dev_accounts(DEMO_OWNERS + 1)[1..].to_vec();
+    let mut owners = Vec::new();
+    for wallet in wallets {
+        let user = store.upsert_user(&format!("{wallet:#x}")).await?;
+        let balance = store.balance(user.id).await?;
+        if balance.available_wei.0 < top_up.0 {
+            payments
+                .deposit(user.id, Wei(top_up.0 - balance.available_wei.0))
+                .await?;
+        }
+        owners.push(user.id);
+    }
+    let mut agents = Vec::new();
+    for (i, persona) in PERSONAS.iter().enumerate() {
+        let owner = owners[i % owners.len()];
+        let existing = store
+            .agents_by_owner(owner)
+            .await?
+            .into_iter()
+            .find(|a| a.name == persona.name);
+        let agent = match existing {
+            Some(a) => a,
+            None => {
+                store
+                    .create_agent(
+                        owner,
+                        persona.name,
+                        "smollm2-135m-instruct",
+                        &NewAgentVersion {
+                            system_prompt: persona.prompt.into(),
+                            sampling: serde_json::json!({
+                                "temperature": persona.temperature,
+                                "top_p": persona.top_p,
+                            }),
+                            training: serde_json::json!({}),
+                            adapter_hash: None,
+                        },
+                    )
+                    .await?
+                    .0
+            }
+        };
+        for slot in spaces {
+            for (tier, cap) in tiers {
+                if let Some(t) = slot.tiers.iter().find(|t| t.name == *tier) {
+                    store.set_auto_entry(agent.id, t.id, *cap, true).await?;
+                }
+            }
+        }
+        agents.push(agent.id);
+    }
+    Ok(DemoPopulation { owners, agents })
+}

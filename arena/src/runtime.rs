@@ -1,0 +1,273 @@
+//! The production [`Engine`]: the agent runtime's continuous batched decoder. Every
+//! seat waiting for tokens, in every live match, is one sequence of one
+//! [`agents::BatchDecoder`]; each world tick is one decode step, a single forward pass
+//! over all of them, each sequence with its own LoRA adapter. Adapters are found by
+//! hash in an [`AdapterLibrary`] and shared between the seats that use them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model, SamplingParams};
+
+use crate::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
+
+/// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
+/// shared. A new adapter is written to a temporary directory and renamed into place, so
+/// a directory named by a hash is always complete.
+pub struct AdapterLibrary {
+    root: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<LoraAdapter>>>,
+}
+
+impl AdapterLibrary {
+    /// The library under `root` (created on first save).
+    pub fn new(root: impl Into<PathBuf>) -> AdapterLibrary {
+        AdapterLibrary {
+            root: root.into(),
+            loaded: Mutex::default(),
+        }
+    }
+
+    /// Where the adapter with this hash lives.
+    pub fn dir_of(&self, hash: &str) -> PathBuf {
+        self.root.join(hash)
+    }
+
+    /// The directory holding every adapter.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Saves `adapter` for `model` and returns its hash. Saving an adapter that is
+    /// already there is a no-op.
+    pub fn save(
+        &self,
+        adapter: &LoraAdapter,
+        model: &agents::ModelConfig,
+        base_model: Option<&str>,
+    ) -> agents::Result<String> {
+        let hash = agents::adapter_hash(adapter, model)?;
+        let dir = self.dir_of(&hash);
+        if !dir.exists() {
+            std::fs::create_dir_all(&self.root).map_err(|e| io_err(&self.root, e))?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".incoming-")
+                .tempdir_in(&self.root)
+                .map_err(|e| io_err(&self.root, e))?;
+            agents::save_adapter(adapter, model, tmp.path(), base_model)?;
+            let tmp = tmp.keep();
+            if let Err(e) = std::fs::rename(&tmp, &dir) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                // Another writer may have placed the same adapter first.
+                if !dir.exists() {
+                    return Err(io_err(&dir, e));
+                }
+            }
+        }
+        Ok(hash)
+    }
+
+    /// The adapter with this hash, loaded from disk on first use and checked against
+    /// its hash.
+    pub fn get(&self, hash: &str, model: &agents::ModelConfig) -> Result<Arc<LoraAdapter>, String> {
+        if let Some(a) = self.loaded.lock().expect("adapter cache").get(hash) {
+            return Ok(a.clone());
+        }
+        let dir = self.dir_of(hash);
+        let adapter = agents::load_adapter(&dir, model)
+            .map_err(|e| format!("adapter {hash} ({}): {e}", dir.display()))?;
+        let actual = agents::adapter_hash(&adapter, model).map_err(|e| e.to_string())?;
+        if actual != hash {
+            return Err(format!(
+                "adapter {} holds an adapter whose hash is {actual}, not {hash}",
+                dir.display()
+            ));
+        }
+        let adapter = Arc::new(adapter);
+        self.loaded
+            .lock()
+            .expect("adapter cache")
+            .insert(hash.to_string(), adapter.clone());
+        Ok(adapter)
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> agents::AgentError {
+    agents::AgentError::AdapterIo {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// An agent version's sampling settings (stored as JSON) over the runtime's defaults,
+/// with `max_new_tokens` capped by the Space. Unknown keys and bad values are errors
+/// that name the key.
+pub fn sampling_params(
+    stored: &serde_json::Value,
+    space_cap: usize,
+) -> Result<SamplingParams, String> {
+    let mut merged = serde_json::to_value(SamplingParams::default()).expect("serializes");
+    match stored {
+        serde_json::Value::Null => {}
+        serde_json::Value::Object(map) => {
+            let base = merged.as_object_mut().expect("an object");
+            for (k, v) in map {
+                if !base.contains_key(k) {
+                    return Err(format!(
+                        "sampling.{k} is not a sampling setting (expected one of {})",
+                        base.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        other => return Err(format!("sampling must be a JSON object, not {other}")),
+    }
+    let mut params: SamplingParams =
+        serde_json::from_value(merged).map_err(|e| format!("sampling: {e}"))?;
+    params.max_new_tokens = params.max_new_tokens.min(space_cap.max(1));
+    params.validate().map_err(|e| e.to_string())?;
+    Ok(params)
+}
+
+struct LiveSeq {
+    prompt: String,
+    pending: Arc<Mutex<String>>,
+}
+
+/// The agent runtime as the match world's engine.
+pub struct RuntimeEngine {
+    // The world's resources must be `Sync`; the decoder's delta callbacks are only
+    // `Send`. Every use goes through `&mut self`, so the lock is never contended.
+    decoder: Mutex<BatchDecoder<'static>>,
+    adapters: Arc<AdapterLibrary>,
+    live: HashMap<Ticket, LiveSeq>,
+    generated_tokens: u64,
+}
+
+impl RuntimeEngine {
+    /// An engine over a loaded model, finding adapters in `adapters`.
+    pub fn new(
+        model: Arc<Model>,
+        tokenizer: Arc<ChatTokenizer>,
+        adapters: Arc<AdapterLibrary>,
+    ) -> RuntimeEngine {
+        RuntimeEngine {
+            decoder: Mutex::new(BatchDecoder::shared(model, tokenizer)),
+            adapters,
+            live: HashMap::new(),
+            generated_tokens: 0,
+        }
+    }
+
+    /// Tokens generated since the engine was made.
+    pub fn generated_tokens(&self) -> u64 {
+        self.generated_tokens
+    }
+}
+
+impl Engine for RuntimeEngine {
+    fn submit(&mut self, request: GenRequest) -> Result<Ticket, EngineError> {
+        let decoder = self.decoder.get_mut().expect("decoder lock");
+        let params =
+            sampling_params(&request.sampling, request.max_new_tokens).map_err(EngineError)?;
+        let adapter = match &request.adapter_hash {
+            Some(hash) => Some(
+                self.adapters
+                    .get(hash, decoder.model().config())
+                    .map_err(EngineError)?,
+            ),
+            None => None,
+        };
+        let tokenizer = decoder.tokenizer();
+        let prompt = tokenizer.chat_prompt(&request.system, &request.user);
+        let prompt_tokens = tokenizer
+            .encode(&prompt)
+            .map_err(|e| EngineError(e.to_string()))?;
+        let pending = Arc::new(Mutex::new(String::new()));
+        let sink = pending.clone();
+        let id = decoder
+            .add(
+                GenerationRequest {
+                    prompt_tokens,
+                    params,
+                    seed: request.seed,
+                    adapter,
+                },
+                Some(Box::new(move |delta: &str| {
+                    sink.lock().expect("delta buffer").push_str(delta)
+                })),
+            )
+            .map_err(|e| EngineError(e.to_string()))?;
+        self.live.insert(id, LiveSeq { prompt, pending });
+        Ok(id)
+    }
+
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        let decoder = self.decoder.get_mut().expect("decoder lock");
+        let live_before = decoder.len() as u64;
+        let finished = decoder.step().map_err(|e| EngineError(e.to_string()))?;
+        self.generated_tokens += live_before;
+        let mut out = Vec::new();
+        let mut tickets: Vec<Ticket> = self.live.keys().copied().collect();
+        tickets.sort_unstable();
+        for ticket in tickets {
+            let seq = &self.live[&ticket];
+            let text = std::mem::take(&mut *seq.pending.lock().expect("delta buffer"));
+            if !text.is_empty() {
+                out.push(EngineOutput::Delta { ticket, text });
+            }
+        }
+        for g in finished {
+            let Some(seq) = self.live.remove(&g.id) else {
+                continue;
+            };
+            out.push(EngineOutput::Done {
+                ticket: g.id,
+                tokens: g.tokens.len() as u32,
+                text: g.text,
+                finish: finish_name(g.finish).to_string(),
+                prompt: seq.prompt,
+            });
+        }
+        Ok(out)
+    }
+
+    fn cancel(&mut self, ticket: Ticket) {
+        self.decoder.get_mut().expect("decoder lock").cancel(ticket);
+        self.live.remove(&ticket);
+    }
+
+    fn live(&self) -> usize {
+        self.live.len()
+    }
+}
+
+fn finish_name(f: agents::FinishReason) -> &'static str {
+    match f {
+        agents::FinishReason::EndOfTurn => "end_of_turn",
+        agents::FinishReason::StopSequence => "stop_sequence",
+        agents::FinishReason::Length => "length",
+        agents::FinishReason::ContextFull => "context_full",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_settings_merge_over_defaults_and_are_capped() {
+        let p = sampling_params(&serde_json::json!({"temperature": 0.2}), 32).unwrap();
+        assert_eq!(p.temperature, 0.2);
+        assert_eq!(p.max_new_tokens, 32);
+        assert_eq!(p.top_k, SamplingParams::default().top_k);
+        let err = sampling_params(&serde_json::json!({"temprature": 0.2}), 32).unwrap_err();
+        assert!(err.contains("sampling.temprature"), "{err}");
+        let err = sampling_params(&serde_json::json!({"top_p": 1.5}), 32).unwrap_err();
+        assert!(err.contains("top_p"), "{err}");
+        let err = sampling_params(&serde_json::json!([1]), 32).unwrap_err();
+        assert!(err.contains("JSON object"), "{err}");
+    }
+}

