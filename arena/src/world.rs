@@ -364,13 +364,17 @@ fn publish_tasks(
     }
 }
 
-/// One engine step for every waiting seat of every match.
+/// One engine step for every waiting seat of every match. If the step fails, every
+/// match with a seat waiting on the engine fails at once (and is refunded) rather
+/// than stalling until its deadline.
 fn generate(
     mut engine: ResMut<EngineRes>,
     mut tickets: ResMut<Tickets>,
     seats: Query<&Seat>,
-    matches: Query<&MatchState>,
+    mut matches: Query<&mut MatchState>,
+    waiting: Query<(&Seat, &Waiting)>,
     bus: Res<BusRes>,
+    mut finished: ResMut<Finished>,
     mut commands: Commands,
 ) {
     if engine.0.live() == 0 {
@@ -379,10 +383,31 @@ fn generate(
     let outputs = match engine.0.step() {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, "engine step failed");
+            tracing::error!(error = %e, "engine step failed; failing the matches waiting on it");
+            let mut failed: Vec<Entity> = Vec::new();
+            for (seat, Waiting(ticket)) in &waiting {
+                engine.0.cancel(*ticket);
+                tickets.0.remove(ticket);
+                if !failed.contains(&seat.match_entity) {
+                    failed.push(seat.match_entity);
+                }
+            }
+            for entity in failed {
+                if let Ok(mut m) = matches.get_mut(entity) {
+                    let entry_ids = entry_ids(&m, &seats);
+                    finished.0.push(MatchOutcome {
+                        match_id: m.match_id,
+                        entry_ids,
+                        result: Err(format!("generation failed: {e}")),
+                    });
+                    // Swept (without a second outcome) by the deadline system.
+                    m.deadline_ms = i64::MIN;
+                }
+            }
             return;
         }
     };
+    let matches = matches.as_readonly();
     let owner = |seat: &Seat| matches.get(seat.match_entity).ok();
     for out in outputs {
         match out {

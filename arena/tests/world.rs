@@ -195,3 +195,48 @@ fn a_stalled_match_is_refunded_at_its_deadline() {
         "the stalled generations were cancelled"
     );
 }
+
+/// An engine whose forward pass fails.
+struct Broken(u64);
+impl Engine for Broken {
+    fn submit(&mut self, _: GenRequest) -> Result<Ticket, EngineError> {
+        self.0 += 1;
+        Ok(self.0)
+    }
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        Err(EngineError("out of memory".into()))
+    }
+    fn cancel(&mut self, _: Ticket) {
+        self.0 = self.0.saturating_sub(1);
+    }
+    fn live(&self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[test]
+fn an_engine_failure_fails_the_waiting_matches_at_once() {
+    let mut world = MatchWorld::new(Box::new(Broken(0)), Box::new(RulesOnly), Bus::new());
+    let books = rulebooks();
+    for (i, book) in books.iter().take(2).enumerate() {
+        world.add_match(MatchSpec {
+            match_id: i as i64 + 1,
+            rulebook: book.clone(),
+            seed: 1,
+            seats: seats(book.players, 10 * i as i64),
+            deadline_ms: i64::MAX,
+        });
+    }
+    let mut out = world.tick(0);
+    out.sort_by_key(|o| o.match_id);
+    assert_eq!(out.len(), 2, "both matches fail in the tick that failed");
+    for o in &out {
+        assert_eq!(
+            o.result,
+            Err("generation failed: engine: out of memory".to_string())
+        );
+    }
+    assert_eq!(world.live_matches(), 0);
+    assert_eq!(world.live_generations(), 0);
+    assert!(world.tick(1).is_empty(), "no second outcome");
+}
