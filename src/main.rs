@@ -64,6 +64,13 @@ enum Command {
         #[arg(long)]
         test_policy: bool,
     },
+    /// Verify a proof-of-learning record: read it from the chain, check its pairs and
+    /// match results against its roots, re-run the training from the parent adapter
+    /// and compare the new hash (exit status 4 when it does not verify).
+    VerifyPol {
+        /// The record's id on chain.
+        record_id: u64,
+    },
     /// Re-run a settled match from its record and compare the result hash; a mismatch
     /// is reported as a dispute (exit status 3).
     Replay {
@@ -100,6 +107,8 @@ enum Command {
 enum BenchCommand {
     /// Prefill, single-stream and batched decode speed, peak RSS; stock candle as baseline.
     Decode(agents::cli::BenchDecodeArgs),
+    /// Seconds per DPO training step and peak RSS (batch 4, length 128, LoRA r=8).
+    Dpo(agents::cli::BenchDpoArgs),
     /// Responses judged per second for a 4-player round: pointwise, pairwise, panel.
     Judge {
         /// Rounds to time per measure.
@@ -158,6 +167,13 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             matches,
             test_policy,
         )),
+        Command::VerifyPol { record_id } => {
+            if runtime()?.block_on(commands::arena::verify_pol(config, record_id))? {
+                Ok(())
+            } else {
+                std::process::exit(4)
+            }
+        }
         Command::Replay { match_id } => {
             if runtime()?.block_on(commands::arena::replay(config, match_id))? {
                 Ok(())
@@ -179,6 +195,10 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::Decode(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
                 agents::cli::run_bench_decode(args)
+            }
+            BenchCommand::Dpo(mut args) => {
+                args.model = Some(model_or_default(args.model.take(), config)?);
+                agents::cli::run_bench_dpo(args)
             }
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))

@@ -189,9 +189,20 @@ pub fn adapter_hash(adapter: &LoraAdapter, model: &ModelConfig) -> Result<String
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(dir, name, |f| f.write_all(bytes))
+}
+
+/// Writes `dir/name` through a temporary file in `dir` that is renamed over the target
+/// only once `write` and the sync succeed; on any failure the temporary file is removed
+/// (dropped) and the old file stays as it was.
+fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let target = dir.join(name);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(&target, e))?;
-    tmp.write_all(bytes).map_err(|e| io_err(&target, e))?;
+    write(tmp.as_file_mut()).map_err(|e| io_err(&target, e))?;
     tmp.as_file().sync_all().map_err(|e| io_err(&target, e))?;
     tmp.persist(&target).map_err(|e| io_err(&target, e.error))?;
     Ok(())
@@ -339,6 +350,26 @@ mod tests {
         // HF row 1 (first half, i=1) comes from GGUF row 2 (pair 1, j=0).
         assert_eq!(f[1], 2);
         assert_eq!(f[4], 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), WEIGHTS_FILE, b"version one").unwrap();
+        let err = write_atomic_with(dir.path(), WEIGHTS_FILE, |f| {
+            f.write_all(b"half of version tw")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("disk full") && err.contains(WEIGHTS_FILE),
+            "{err}"
+        );
+        let kept = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
+        assert_eq!(kept, b"version one");
+        // The temporary file is gone too.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Command-line glue for `rlfc generate` and `rlfc bench decode`; the binary owns the
+//! Command-line glue for `rlfc generate`, `rlfc bench decode` and `rlfc bench dpo`; the binary owns the
 //! command tree and calls these.
 
 use crate::adapter::load_adapter;
@@ -158,6 +158,43 @@ pub fn run_bench_decode(args: BenchDecodeArgs) -> anyhow::Result<()> {
         ..BenchOptions::default()
     };
     let report = bench_decode(&path, &opts)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `rlfc bench dpo`: prints seconds per DPO training step and peak memory as JSON.
+#[derive(Debug, Clone, Args)]
+pub struct BenchDpoArgs {
+    /// GGUF model file (default: the fetched SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Timed optimizer steps (one untimed warm-up step runs first).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Preference pairs per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Most tokens of prompt plus answer per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// LoRA rank (alpha = 2 × rank), on q, k, v, o, gate, up and down.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Also write the pairs used, as TRL-style JSON, for `scripts/bench_trl_dpo.py`.
+    #[arg(long)]
+    pub pairs_out: Option<PathBuf>,
+}
+
+/// Runs `rlfc bench dpo` and prints the JSON report to stdout.
+pub fn run_bench_dpo(args: BenchDpoArgs) -> anyhow::Result<()> {
+    let path = args.model.clone().unwrap_or_else(default_model_path);
+    let opts = crate::dpo_bench::DpoBenchOptions {
+        steps: args.steps.max(1),
+        batch: args.batch,
+        seq_len: args.seq_len,
+        rank: args.rank,
+    };
+    let report = crate::dpo_bench::bench_dpo(&path, &opts, args.pairs_out.as_deref())?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -80,6 +80,25 @@ pub enum AgentError {
     /// Text could not be encoded or decoded.
     #[error("tokenizer failed: {0}")]
     Encoding(String),
+    /// A DPO training setting is out of range.
+    #[error("invalid DPO setting `{field}`: {detail}")]
+    InvalidTrainingConfig {
+        /// The setting's field name in `DpoConfig`.
+        field: &'static str,
+        /// The limit it breaks and the value found.
+        detail: String,
+    },
+    /// A preference pair cannot be trained on.
+    #[error("preference pair {index} is unusable: {detail}")]
+    InvalidPair {
+        /// Position of the pair in the training order (0-based).
+        index: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A training run cannot start or failed.
+    #[error("DPO training: {0}")]
+    Training(String),
 }
 
 /// The runtime's result type.

@@ -6,6 +6,10 @@ pub mod adapter;
 pub mod batch;
 pub mod bench;
 pub mod cli;
+pub mod dpo;
+mod dpo_bench;
+mod dpo_forward;
+mod dpo_ops;
 pub mod error;
 pub mod gguf;
 pub mod infer;
@@ -22,6 +26,7 @@ pub use batch::{
     BatchDecoder, ChatRequest, DeltaCallback, FinishReason, Generation, GenerationRequest, SeqId,
     generate,
 };
+pub use dpo::{DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
 pub use gguf::{Architecture, GgufFile, ModelConfig};
 pub use infer::{KvCache, Logits, Segment};
@@ -30,5 +35,7 @@ pub use model::Model;
 pub use sampling::{Sampler, SamplingParams};
 pub use tokenizer::{ChatTemplate, ChatTokenizer};
 
+#[cfg(test)]
+mod dpo_tests;
 #[cfg(test)]
 mod tests_tiny;

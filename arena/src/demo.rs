@@ -12,12 +12,29 @@ use crate::runner::{RunnerError, SpaceSlot};
 /// One wei-denominated ether.
 pub const ETH: u128 = 1_000_000_000_000_000_000;
 
-/// A demo agent: name, meta-prompt, sampling settings.
+/// A demo agent: name, meta-prompt, sampling settings, whether it trains.
 struct Persona {
     name: &'static str,
     prompt: &'static str,
     temperature: f64,
     top_p: f64,
+}
+
+/// Which personas learn from their matches (every fourth), and how: small DPO runs
+/// that fit two CPU cores beside live matches.
+fn demo_training(index: usize) -> serde_json::Value {
+    if index.is_multiple_of(4) {
+        serde_json::json!({
+            "enabled": true,
+            "every_pairs": 12,
+            "min_margin": 0.1,
+            "max_pairs": 24,
+            "dpo": {"max_steps": 6, "batch_size": 4, "max_length": 256, "lora_rank": 8,
+                    "lora_alpha": 16.0, "learning_rate": 5e-4, "seed": index},
+        })
+    } else {
+        serde_json::json!({})
+    }
 }
 
 const PERSONAS: [Persona; 12] = [
@@ -151,7 +168,7 @@ pub async fn seed_demo(
                                 "temperature": persona.temperature,
                                 "top_p": persona.top_p,
                             }),
-                            training: serde_json::json!({}),
+                            training: demo_training(i),
                             adapter_hash: None,
                         },
                     )

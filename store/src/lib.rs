@@ -10,6 +10,7 @@
 mod agents;
 mod error;
 mod escrow;
+mod learning;
 mod ledger;
 mod matches;
 mod migrate;

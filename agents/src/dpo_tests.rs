@@ -1,0 +1,390 @@
+//! Tests of the DPO trainer on tiny random-weight models: the packed training forward
+//! against the plain candle forward, determinism, learning, and config checks.
+
+use crate::adapter::adapter_hash;
+use crate::dpo::{DpoConfig, DpoPair, StepMetrics, train_dpo};
+use crate::dpo_forward::{PackedBatch, TrainBase};
+use crate::gguf::{Architecture, ModelConfig};
+use crate::infer::{KvCache, Logits, Segment};
+use crate::lora::{LoraAdapter, LoraConfig};
+use crate::model::Model;
+use crate::tokenizer::ChatTokenizer;
+use candle_core::{D, Device, Tensor};
+
+fn tiny(arch: Architecture) -> ModelConfig {
+    ModelConfig {
+        architecture: arch,
+        vocab_size: 96,
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 16,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        context_length: 128,
+    }
+}
+
+/// An adapter whose B is nonzero, so it changes the output.
+fn live_adapter(cfg: &ModelConfig, seed: u64) -> LoraAdapter {
+    let a = LoraAdapter::new(cfg, LoraConfig::all_targets(4, 8.0), seed).unwrap();
+    for (i, v) in a.vars().iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let (o, r) = v.dims2().unwrap();
+        let vals: Vec<f32> = (0..o * r)
+            .map(|j| ((j * 37 + i * 11 + seed as usize) % 101) as f32 / 101.0 - 0.5)
+            .map(|x| x * 0.2)
+            .collect();
+        v.set(&Tensor::from_vec(vals, (o, r), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    a
+}
+
+/// Completion log-prob sums through the model's plain candle forward pass.
+fn plain_logprobs(
+    model: &Model,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    adapter: Option<&LoraAdapter>,
+) -> Tensor {
+    let sums: Vec<Tensor> = seqs
+        .iter()
+        .map(|(p, c)| {
+            let tokens: Vec<u32> = p.iter().chain(c).copied().collect();
+            let mut cache = KvCache::new();
+            let mut segs = [Segment {
+                tokens: &tokens,
+                cache: &mut cache,
+                adapter,
+            }];
+            let logits = model
+                .forward_train(&mut segs, Logits::All)
+                .unwrap()
+                .remove(0);
+            let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+            let rows = lsm.narrow(0, p.len() - 1, c.len()).unwrap();
+            let ids = Tensor::new(c.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(1)
+                .unwrap();
+            rows.gather(&ids, 1)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .reshape(1)
+                .unwrap()
+        })
+        .collect();
+    Tensor::cat(&sums, 0).unwrap()
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn packed_training_forward_matches_plain_forward_and_gradients() {
+    for arch in [Architecture::Llama, Architecture::Qwen2] {
+        let model = Model::random(tiny(arch), 3).unwrap();
+        let adapter = live_adapter(model.config(), 9);
+        // Two completions share the first prompt; the second prompt is one token long.
+        let p1: Vec<u32> = (1..12).collect();
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = vec![
+            (p1.clone(), (40..47).collect()),
+            (p1.clone(), (2..15).collect()),
+            (vec![5], (60..63).collect()),
+        ];
+        let mut batch = PackedBatch::default();
+        batch.push(&p1, &[&seqs[0].1, &seqs[1].1]);
+        batch.push(&seqs[2].0, &[&seqs[2].1]);
+        let base = TrainBase::new(&model).unwrap();
+        let packed = base.completion_logprobs(&batch, Some(&adapter)).unwrap();
+        let plain = plain_logprobs(&model, &seqs, Some(&adapter));
+        for (a, b) in to_vec(&packed).iter().zip(to_vec(&plain)) {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                "{arch:?}: {a} vs {b}"
+            );
+        }
+        // Gradients of a weighted sum reach every var and agree with candle's autograd.
+        let w = Tensor::new(&[1.0f32, -0.5, 0.25], &Device::Cpu).unwrap();
+        let g1 = (packed * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (plain * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in adapter.vars() {
+            let a = to_vec(g1.get(v.as_tensor()).expect("packed grad"));
+            let b = to_vec(g2.get(v.as_tensor()).expect("plain grad"));
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+            let diff = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 2e-3 * scale,
+                "{arch:?}: gradient differs by {diff} (scale {scale})"
+            );
+        }
+        // With no adapter the pass is the bare base model.
+        let bare = base.completion_logprobs(&batch, None).unwrap();
+        let plain_bare = plain_logprobs(&model, &seqs, None);
+        for (a, b) in to_vec(&bare).iter().zip(to_vec(&plain_bare)) {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                "{arch:?}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+fn pairs() -> Vec<DpoPair> {
+    let q = [
+        ("2+2=", "4", "5"),
+        ("3+3=", "6", "9"),
+        ("say yes:", "yes", "no"),
+        ("colour of sky:", "blue", "green"),
+        ("1+1=", "2", "11"),
+        ("opposite of up:", "down", "up up"),
+    ];
+    q.iter()
+        .map(|(p, c, r)| DpoPair {
+            prompt: format!("Q: {p} A:"),
+            chosen: format!(" {c}."),
+            rejected: format!(" {r}."),
+        })
+        .collect()
+}
+
+fn quick_cfg() -> DpoConfig {
+    DpoConfig {
+        learning_rate: 1e-2,
+        beta: 0.5,
+        max_steps: 3,
+        batch_size: 3,
+        grad_accumulation: 2,
+        max_length: 64,
+        lora_rank: 4,
+        lora_alpha: 8.0,
+        seed: 7,
+        ..DpoConfig::default()
+    }
+}
+
+fn run(model: &Model, pairs: &[DpoPair], cfg: &DpoConfig) -> (String, Vec<StepMetrics>) {
+    let tok = ChatTokenizer::for_tests(96);
+    let out = train_dpo(model, &tok, None, pairs, cfg, |_| {}).unwrap();
+    assert_eq!(
+        out.adapter_hash,
+        adapter_hash(&out.adapter, model.config()).unwrap()
+    );
+    (out.adapter_hash, out.steps)
+}
+
+#[test]
+fn same_inputs_give_the_same_adapter_hash() {
+    let model = Model::random(tiny(Architecture::Llama), 11).unwrap();
+    let cfg = quick_cfg();
+    let ps = pairs();
+    let (h1, m1) = run(&model, &ps, &cfg);
+    let (h2, m2) = run(&model, &ps, &cfg);
+    assert_eq!(h1, h2, "two runs from the same inputs differ");
+    assert_eq!(m1, m2);
+    // A different seed, pair order or setting gives a different adapter.
+    let (h3, _) = run(
+        &model,
+        &ps,
+        &DpoConfig {
+            seed: 8,
+            ..cfg.clone()
+        },
+    );
+    assert_ne!(h1, h3, "seed is ignored");
+    let mut swapped = ps.clone();
+    swapped.swap(0, 4);
+    let (h4, _) = run(&model, &swapped, &cfg);
+    assert_ne!(h1, h4, "pair order is ignored");
+    let (h5, _) = run(
+        &model,
+        &ps,
+        &DpoConfig {
+            beta: 0.4,
+            ..cfg.clone()
+        },
+    );
+    assert_ne!(h1, h5, "beta is ignored");
+}
+
+#[test]
+fn training_moves_the_policy_towards_chosen_answers() {
+    let model = Model::random(tiny(Architecture::Qwen2), 12).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let cfg = DpoConfig {
+        learning_rate: 2e-2,
+        beta: 0.5,
+        max_steps: 12,
+        batch_size: 6,
+        lora_rank: 4,
+        lora_alpha: 8.0,
+        max_length: 64,
+        ..DpoConfig::default()
+    };
+    let mut seen = Vec::new();
+    let out = train_dpo(&model, &tok, None, &pairs(), &cfg, |m| seen.push(m.clone())).unwrap();
+    assert_eq!(seen, out.steps);
+    let first = &out.steps[0];
+    let last = out.steps.last().unwrap();
+    // Step 1 runs with the policy equal to the reference (B starts at zero).
+    assert!(
+        (first.loss - std::f64::consts::LN_2).abs() < 1e-9,
+        "{first:?}"
+    );
+    assert_eq!(first.reward_accuracy, 0.0);
+    assert!(last.loss < 0.5 * std::f64::consts::LN_2, "{last:?}");
+    assert!(last.reward_accuracy > first.reward_accuracy, "{last:?}");
+    assert!(last.reward_margin > 0.0);
+    assert!(last.tokens > 0 && last.pairs == 6);
+}
+
+#[test]
+fn a_parent_adapter_is_the_frozen_reference() {
+    let model = Model::random(tiny(Architecture::Llama), 13).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let parent = live_adapter(model.config(), 4);
+    let before = adapter_hash(&parent, model.config()).unwrap();
+    let cfg = DpoConfig {
+        max_steps: 2,
+        learning_rate: 1e-2,
+        ..quick_cfg()
+    };
+    let out = train_dpo(&model, &tok, Some(&parent), &pairs(), &cfg, |_| {}).unwrap();
+    // Policy starts equal to the reference, so the first loss is exactly ln 2.
+    assert!((out.steps[0].loss - std::f64::consts::LN_2).abs() < 1e-9);
+    assert_eq!(adapter_hash(&parent, model.config()).unwrap(), before);
+    assert_ne!(out.adapter_hash, before);
+    // A parent with another rank is refused, naming the setting.
+    let err = train_dpo(
+        &model,
+        &tok,
+        Some(&parent),
+        &pairs(),
+        &DpoConfig {
+            lora_rank: 8,
+            ..cfg
+        },
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("lora_rank") && err.contains("parent"), "{err}");
+}
+
+#[test]
+fn config_is_validated_and_hashed_canonically() {
+    let cfg = DpoConfig::default();
+    cfg.validate().unwrap();
+    let bad = |c: DpoConfig| c.validate().unwrap_err().to_string();
+    let e = bad(DpoConfig {
+        beta: -1.0,
+        ..cfg.clone()
+    });
+    assert!(
+        e.contains("`beta`") && e.contains("(0, 1000]") && e.contains("-1"),
+        "{e}"
+    );
+    let e = bad(DpoConfig {
+        batch_size: 0,
+        ..cfg.clone()
+    });
+    assert!(e.contains("`batch_size`") && e.contains("[1, 1024]"), "{e}");
+    let e = bad(DpoConfig {
+        adam_beta2: 1.0,
+        ..cfg.clone()
+    });
+    assert!(e.contains("`adam_beta2`") && e.contains("[0, 1)"), "{e}");
+    let e = bad(DpoConfig {
+        learning_rate: f64::NAN,
+        ..cfg.clone()
+    });
+    assert!(e.contains("`learning_rate`"), "{e}");
+
+    let h = cfg.hyperparameters_hash();
+    assert_eq!(h.len(), 64);
+    assert_eq!(h, cfg.clone().hyperparameters_hash());
+    assert_ne!(
+        h,
+        DpoConfig {
+            seed: 1,
+            ..cfg.clone()
+        }
+        .hyperparameters_hash()
+    );
+    let json = cfg.canonical_json();
+    assert!(json.starts_with("{\"adam_beta1\":0.9,"), "{json}");
+    assert!(
+        json.contains("\"algorithm\":\"rlfc-dpo-sigmoid/1\""),
+        "{json}"
+    );
+    // Serde round trip keeps the hash; unknown fields are refused.
+    let back: DpoConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(back.hyperparameters_hash(), h);
+    let partial: DpoConfig = serde_json::from_str("{\"beta\":0.2}").unwrap();
+    assert_eq!(partial.beta, 0.2);
+    assert!(serde_json::from_str::<DpoConfig>("{\"betta\":0.2}").is_err());
+}
+
+#[test]
+fn unusable_inputs_are_refused_with_a_reason() {
+    let model = Model::random(tiny(Architecture::Llama), 14).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let cfg = quick_cfg();
+    let err = train_dpo(&model, &tok, None, &[], &cfg, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no preference pairs"), "{err}");
+    let mut ps = pairs();
+    ps[2].chosen = String::new();
+    let err = train_dpo(&model, &tok, None, &ps, &cfg, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pair 2") && err.contains("no tokens"), "{err}");
+    let err = train_dpo(
+        &model,
+        &tok,
+        None,
+        &pairs(),
+        &DpoConfig {
+            max_length: 500,
+            ..cfg
+        },
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("max_length") && err.contains("128"), "{err}");
+}
+
+#[test]
+fn long_pairs_are_truncated_to_max_length() {
+    let model = Model::random(tiny(Architecture::Llama), 15).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let long = DpoPair {
+        prompt: "x".repeat(100),
+        chosen: "a".repeat(80),
+        rejected: "b".repeat(10),
+    };
+    let cfg = DpoConfig {
+        max_length: 40,
+        max_steps: 1,
+        batch_size: 1,
+        grad_accumulation: 1,
+        ..quick_cfg()
+    };
+    let out = train_dpo(&model, &tok, None, &[long], &cfg, |_| {}).unwrap();
+    // Prompt keeps 20 tokens (computed once for both answers); chosen is cut to 20 and
+    // rejected keeps its 10.
+    assert_eq!(out.steps[0].tokens, 20 + 20 + 10);
+}

@@ -1,0 +1,604 @@
+//! Learning from competition: each agent's training policy, the training run that
+//! turns its new preference pairs into a new adapter version with DPO, the
+//! proof-of-learning record that ties that version to the exact pairs and match
+//! results behind it, and the verifier that re-runs the training to check a record.
+//!
+//! A record binds: the parent and new adapter hashes, the Merkle root of the pairs in
+//! training order (each leaf is the pair's index and its exact content), the Merkle
+//! root of the results of the matches those pairs came from (one leaf per match: its
+//! id and settled result root), and the hash of the hyperparameters. Training is
+//! deterministic on CPU, so a verifier with the same inputs gets the same bytes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agents::dpo::{DpoConfig, DpoPair, train_dpo};
+use agents::{ChatTokenizer, LoraAdapter, Model};
+use alloy::primitives::{Address, B256};
+use chain::{AnyChain, Contracts};
+use serde::{Deserialize, Serialize};
+use store::{PreferencePair, Store};
+
+use crate::ratings::{ADAPTER_CHANGE_TAU, Skill};
+use crate::runtime::AdapterLibrary;
+
+/// What can go wrong while training or verifying.
+#[derive(Debug, thiserror::Error)]
+pub enum LearningError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The chain failed.
+    #[error("chain: {0}")]
+    Chain(#[from] chain::ChainError),
+    /// The trainer failed.
+    #[error(transparent)]
+    Training(#[from] agents::AgentError),
+    /// A setting or a record is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result type of this module.
+pub type Result<T> = std::result::Result<T, LearningError>;
+
+/// An agent's training settings (its version's `training` JSON): train after every
+/// `every_pairs` new pairs whose margin is at least `min_margin`, with `dpo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingPolicy {
+    /// Whether the agent trains at all.
+    pub enabled: bool,
+    /// New pairs (at or above `min_margin`) that trigger a run (1 to 10000).
+    pub every_pairs: usize,
+    /// The smallest margin a pair needs to count (0 to 1).
+    pub min_margin: f64,
+    /// The most pairs one run trains on (the newest are kept).
+    pub max_pairs: usize,
+    /// The DPO hyperparameters.
+    pub dpo: DpoConfig,
+}
+
+impl Default for TrainingPolicy {
+    fn default() -> TrainingPolicy {
+        TrainingPolicy {
+            enabled: false,
+            every_pairs: 16,
+            min_margin: 0.1,
+            max_pairs: 64,
+            dpo: DpoConfig::default(),
+        }
+    }
+}
+
+impl TrainingPolicy {
+    /// Reads a version's training settings; an empty object means the defaults
+    /// (training off). Errors name the key.
+    pub fn from_json(text: &str) -> Result<TrainingPolicy> {
+        let value: serde_json::Value = if text.trim().is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_str(text)
+                .map_err(|e| LearningError::Invalid(format!("training: {e}")))?
+        };
+        let policy: TrainingPolicy = serde_path_to_error::deserialize(value)
+            .map_err(|e| LearningError::Invalid(format!("training.{}: {}", e.path(), e.inner())))?;
+        if !(1..=10_000).contains(&policy.every_pairs) {
+            return Err(LearningError::Invalid(format!(
+                "training.every_pairs {} is out of range, expected 1 to 10000",
+                policy.every_pairs
+            )));
+        }
+        if !(0.0..=1.0).contains(&policy.min_margin) {
+            return Err(LearningError::Invalid(format!(
+                "training.min_margin {} is out of range, expected 0 to 1",
+                policy.min_margin
+            )));
+        }
+        if !(1..=10_000).contains(&policy.max_pairs) {
+            return Err(LearningError::Invalid(format!(
+                "training.max_pairs {} is out of range, expected 1 to 10000",
+                policy.max_pairs
+            )));
+        }
+        policy.dpo.validate()?;
+        Ok(policy)
+    }
+}
+
+/// The leaf of pair `index` in a run's pairs root: its position and exact content.
+pub fn pair_leaf(index: usize, p: &PreferencePair) -> B256 {
+    let data = serde_json::json!({
+        "id": p.id,
+        "match_id": p.match_id,
+        "round_id": p.round_id,
+        "prompt": p.prompt,
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "chosen_agent_version_id": p.chosen_agent_version_id,
+        "rejected_agent_version_id": p.rejected_agent_version_id,
+    });
+    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+}
+
+/// The Merkle root of pairs in training order.
+pub fn pairs_root(pairs: &[PreferencePair]) -> B256 {
+    let leaves: Vec<B256> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pair_leaf(i, p))
+        .collect();
+    chain::merkle::root(&leaves)
+}
+
+/// The leaf of one match in a results root: its id and settled result root.
+pub fn result_leaf(match_id: i64, result_root: &str) -> B256 {
+    chain::merkle::leaf_hash(format!("rlfc-match-result:{match_id}:{result_root}").as_bytes())
+}
+
+/// The matches behind `pairs` (by id) with their settled result roots.
+async fn match_results(store: &Store, pairs: &[PreferencePair]) -> Result<BTreeMap<i64, String>> {
+    let mut results = BTreeMap::new();
+    for p in pairs {
+        if results.contains_key(&p.match_id) {
+            continue;
+        }
+        let s = store.match_settlement(p.match_id).await?.ok_or_else(|| {
+            LearningError::Invalid(format!("match {} has no settlement", p.match_id))
+        })?;
+        let root = s.result_root.ok_or_else(|| {
+            LearningError::Invalid(format!(
+                "match {} was not settled with a result",
+                p.match_id
+            ))
+        })?;
+        results.insert(p.match_id, root);
+    }
+    Ok(results)
+}
+
+fn results_leaves(results: &BTreeMap<i64, String>) -> Vec<B256> {
+    results
+        .iter()
+        .map(|(id, root)| result_leaf(*id, root))
+        .collect()
+}
+
+fn hex32(text: &str) -> Result<B256> {
+    let t = text.strip_prefix("0x").unwrap_or(text);
+    format!("0x{t}")
+        .parse()
+        .map_err(|e| LearningError::Invalid(format!("{text:?} is not a 32-byte hex hash: {e}")))
+}
+
+/// The pairs a run trains on, as the trainer reads them.
+pub fn dpo_pairs(pairs: &[PreferencePair]) -> Vec<DpoPair> {
+    pairs
+        .iter()
+        .map(|p| DpoPair {
+            prompt: p.prompt.clone(),
+            chosen: p.chosen.clone(),
+            rejected: p.rejected.clone(),
+        })
+        .collect()
+}
+
+/// A finished training run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainedVersion {
+    /// The agent.
+    pub agent_id: i64,
+    /// The training run.
+    pub training_run_id: i64,
+    /// The new agent version.
+    pub version_id: i64,
+    /// The new adapter's hash.
+    pub adapter_hash: String,
+    /// The on-chain record's id.
+    pub record_id: u64,
+    /// Pairs trained on.
+    pub pairs: usize,
+    /// The last step's loss.
+    pub final_loss: f64,
+}
+
+/// Trains agents on their pairs and records each new version on chain.
+pub struct Trainer {
+    store: Store,
+    contracts: Arc<Contracts<AnyChain>>,
+    trainer: Address,
+    model: Arc<Model>,
+    tokenizer: Arc<ChatTokenizer>,
+    adapters: Arc<AdapterLibrary>,
+}
+
+impl Trainer {
+    /// A trainer signing records as `trainer`.
+    pub fn new(
+        store: Store,
+        contracts: Arc<Contracts<AnyChain>>,
+        trainer: Address,
+        model: Arc<Model>,
+        tokenizer: Arc<ChatTokenizer>,
+        adapters: Arc<AdapterLibrary>,
+    ) -> Trainer {
+        Trainer {
+            store,
+            contracts,
+            trainer,
+            model,
+            tokenizer,
+            adapters,
+        }
+    }
+
+    /// The pairs an agent would train on now, if its policy says a run is due.
+    pub async fn due_pairs(&self, agent_id: i64) -> Result<Option<Vec<PreferencePair>>> {
+        let version = self.store.latest_agent_version(agent_id).await?;
+        let policy = TrainingPolicy::from_json(&version.training)?;
+        if !policy.enabled {
+            return Ok(None);
+        }
+        let after = self.store.last_trained_pair_id(agent_id).await?;
+        let mut fresh = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self
+                .store
+                .preference_pairs_for_agent(agent_id, cursor, 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            fresh.extend(page.into_iter().filter(|p| p.margin >= policy.min_margin));
+        }
+        if fresh.len() < policy.every_pairs {
+            return Ok(None);
+        }
+        let keep = fresh.len().saturating_sub(policy.max_pairs);
+        Ok(Some(fresh.split_off(keep)))
+    }
+
+    /// One training run for `agent_id` on `pairs` (in that order): the new version is
+    /// stored with its adapter, hash and parent, the agent's sigma widens in every
+    /// Space, and the record lands on chain. The DPO steps run on a blocking thread.
+    pub async fn train(&self, agent_id: i64, pairs: Vec<PreferencePair>) -> Result<TrainedVersion> {
+        let parent = self.store.latest_agent_version(agent_id).await?;
+        let policy = TrainingPolicy::from_json(&parent.training)?;
+        let parent_adapter: Option<Arc<LoraAdapter>> = match &parent.adapter_hash {
+            Some(h) => Some(
+                self.adapters
+                    .get(h, self.model.config())
+                    .map_err(LearningError::Invalid)?,
+            ),
+            None => None,
+        };
+        let results = match_results(&self.store, &pairs).await?;
+        let pairs_root = pairs_root(&pairs);
+        let results_root = chain::merkle::root(&results_leaves(&results));
+        let hyper_json = serde_json::to_value(&policy.dpo).expect("serializes");
+        let hyper_hash = policy.dpo.hyperparameters_hash();
+        let pair_ids: Vec<i64> = pairs.iter().map(|p| p.id).collect();
+        let run = self
+            .store
+            .create_training_run(&store::NewTrainingRun {
+                agent_id,
+                parent_version_id: parent.id,
+                hyperparams: &hyper_json,
+                hyperparams_hash: &hyper_hash,
+                pairs_root: &format!("{pairs_root}"),
+                results_root: &format!("{results_root}"),
+                pair_ids: &pair_ids,
+            })
+            .await?;
+        let trained = {
+            let model = self.model.clone();
+            let tokenizer = self.tokenizer.clone();
+            let dpo = policy.dpo.clone();
+            let data = dpo_pairs(&pairs);
+            let parent = parent_adapter.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut steps = Vec::new();
+                let out = train_dpo(&model, &tokenizer, parent.as_deref(), &data, &dpo, |s| {
+                    steps.push(s.clone())
+                });
+                out.map(|o| (o, steps))
+            })
+            .await
+            .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))?
+        };
+        let (outcome, steps) = match trained {
+            Ok(t) => t,
+            Err(e) => {
+                self.store
+                    .finish_training_run(run.id, Err(&e.to_string()))
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        for s in &steps {
+            self.store
+                .add_training_metric(&store::TrainingMetric {
+                    training_run_id: run.id,
+                    step: s.step as i64,
+                    loss: s.loss,
+                    reward_accuracy: s.reward_accuracy,
+                    chosen_reward: s.chosen_reward,
+                    rejected_reward: s.rejected_reward,
+                })
+                .await?;
+        }
+        let hash = self
+            .adapters
+            .save(&outcome.adapter, self.model.config(), None)?;
+        if hash != outcome.adapter_hash {
+            return Err(LearningError::Invalid(format!(
+                "the saved adapter hashes to {hash}, the trainer reported {}",
+                outcome.adapter_hash
+            )));
+        }
+        let version = self
+            .store
+            .add_agent_version(
+                agent_id,
+                parent.id,
+                &store::NewAgentVersion {
+                    system_prompt: parent.system_prompt.clone(),
+                    sampling: serde_json::from_str(&parent.sampling)
+                        .unwrap_or(serde_json::Value::Null),
+                    training: serde_json::from_str(&parent.training)
+                        .unwrap_or(serde_json::Value::Null),
+                    adapter_hash: Some(hash.clone()),
+                },
+            )
+            .await?;
+        self.store
+            .finish_training_run(run.id, Ok(version.id))
+            .await?;
+        // A new adapter is a partly new player: widen sigma on every ladder.
+        for r in self.store.agent_ratings(agent_id).await? {
+            let widened = Skill {
+                mu: r.mu,
+                sigma: r.sigma,
+            }
+            .widened(ADAPTER_CHANGE_TAU);
+            self.store
+                .update_ratings(
+                    r.space_id,
+                    None,
+                    &[store::RatingUpdate {
+                        agent_id,
+                        mu: widened.mu,
+                        sigma: widened.sigma,
+                    }],
+                )
+                .await?;
+        }
+        let key = format!("pol:run:{}", run.id);
+        let ct = self.store.begin_chain_tx(&key, "pol_record").await?;
+        let record = chain::NewRecord {
+            agent_id: agent_id as u64,
+            parent_adapter_hash: match &parent.adapter_hash {
+                Some(h) => hex32(h)?,
+                None => B256::ZERO,
+            },
+            new_adapter_hash: hex32(&hash)?,
+            pairs_root,
+            results_root,
+            hyperparams_hash: hex32(&hyper_hash)?,
+        };
+        let (record_id, receipt) = match self.contracts.record(self.trainer, &record).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.store.fail_chain_tx(ct.id, &e.to_string()).await?;
+                return Err(e.into());
+            }
+        };
+        self.store
+            .confirm_chain_tx(
+                ct.id,
+                &format!("{:#x}", receipt.tx_hash),
+                receipt.block_number as i64,
+            )
+            .await?;
+        self.store
+            .add_pol_record(&store::NewPolRecord {
+                record_id: record_id as i64,
+                training_run_id: run.id,
+                new_hash: &hash,
+                parent_hash: parent.adapter_hash.as_deref().unwrap_or(""),
+                trainer: &format!("{:#x}", self.trainer),
+                block_number: receipt.block_number as i64,
+                chain_tx_id: Some(ct.id),
+            })
+            .await?;
+        Ok(TrainedVersion {
+            agent_id,
+            training_run_id: run.id,
+            version_id: version.id,
+            adapter_hash: hash,
+            record_id,
+            pairs: pairs.len(),
+            final_loss: steps.last().map_or(f64::NAN, |s| s.loss),
+        })
+    }
+
+    /// Verifies an on-chain record by replay; see [`verify_record`].
+    pub async fn verify(&self, record_id: u64) -> Result<Verdict> {
+        verify_record(
+            &self.store,
+            &self.contracts,
+            &self.model,
+            &self.tokenizer,
+            &self.adapters,
+            record_id,
+        )
+        .await
+    }
+}
+
+/// What verifying a record found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The record.
+    pub record_id: u64,
+    /// Each check in order, with whether it passed.
+    pub checks: Vec<(String, bool)>,
+    /// The first check that failed, with what differs.
+    pub failure: Option<String>,
+}
+
+impl Verdict {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Verifies a proof-of-learning record: reads it from the chain, gets the run's pairs
+/// from the local database, checks the pairs root, checks every pair's match result
+/// against the results root, checks the hyperparameters hash, checks the stored
+/// adapters against their hashes, re-runs the training from the parent adapter and
+/// compares the new hash. Stops at the first difference.
+pub async fn verify_record(
+    store: &Store,
+    contracts: &Contracts<AnyChain>,
+    model: &Arc<Model>,
+    tokenizer: &Arc<ChatTokenizer>,
+    adapters: &AdapterLibrary,
+    record_id: u64,
+) -> Result<Verdict> {
+    let mut verdict = Verdict {
+        record_id,
+        checks: Vec::new(),
+        failure: None,
+    };
+    macro_rules! check {
+        ($name:expr, $ok:expr, $why:expr) => {{
+            let ok = $ok;
+            verdict.checks.push(($name.to_string(), ok));
+            if !ok {
+                verdict.failure = Some(format!("{}: {}", $name, $why));
+                return Ok(verdict);
+            }
+        }};
+    }
+    let on_chain = contracts.get_record(record_id).await?;
+    let local = store
+        .pol_record_by_record_id(record_id as i64)
+        .await?
+        .ok_or_else(|| {
+            LearningError::Invalid(format!(
+                "record {record_id} is on chain but its training run is not in this database"
+            ))
+        })?;
+    let run = store.training_run(local.training_run_id).await?;
+    let pairs = store.training_run_pairs(run.id).await?;
+    let root = pairs_root(&pairs);
+    check!(
+        "pairs root",
+        root == on_chain.fields.pairs_root,
+        format!(
+            "the {} pairs hash to {root}, the record holds {}{}",
+            pairs.len(),
+            on_chain.fields.pairs_root,
+            first_changed_pair(&pairs, &run.pairs_root)
+        )
+    );
+    let results = match_results(store, &pairs).await?;
+    let leaves = results_leaves(&results);
+    let results_root = on_chain.fields.results_root;
+    for p in &pairs {
+        let leaf = result_leaf(p.match_id, &results[&p.match_id]);
+        let in_root = leaves
+            .iter()
+            .position(|l| *l == leaf)
+            .and_then(|i| chain::merkle::proof(&leaves, i))
+            .is_some_and(|proof| chain::merkle::verify(&proof, results_root, leaf));
+        check!(
+            format!("pair {} in the results root", p.id),
+            in_root,
+            format!(
+                "match {}'s result is not under the recorded results root {results_root}",
+                p.match_id
+            )
+        );
+    }
+    let dpo: DpoConfig = serde_json::from_str(&run.hyperparams)
+        .map_err(|e| LearningError::Invalid(format!("run {} hyperparameters: {e}", run.id)))?;
+    let hyper = hex32(&dpo.hyperparameters_hash())?;
+    check!(
+        "hyperparameters hash",
+        hyper == on_chain.fields.hyperparams_hash,
+        format!(
+            "the run's hyperparameters hash to {hyper}, the record holds {}",
+            on_chain.fields.hyperparams_hash
+        )
+    );
+    let parent_version = store.agent_version(run.parent_version_id).await?;
+    let parent = match &parent_version.adapter_hash {
+        Some(h) => {
+            let got = adapters.get(h, model.config());
+            check!(
+                "parent adapter",
+                got.is_ok() && hex32(h)? == on_chain.fields.parent_adapter_hash,
+                format!(
+                    "{} (record holds {})",
+                    got.as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| format!("parent is {h}")),
+                    on_chain.fields.parent_adapter_hash
+                )
+            );
+            got.ok()
+        }
+        None => {
+            check!(
+                "parent adapter",
+                on_chain.fields.parent_adapter_hash == B256::ZERO,
+                format!(
+                    "the run started from the bare base model but the record names parent {}",
+                    on_chain.fields.parent_adapter_hash
+                )
+            );
+            None
+        }
+    };
+    let new_hash = format!("{:x}", on_chain.fields.new_adapter_hash);
+    let stored = adapters.get(&new_hash, model.config());
+    check!(
+        "stored adapter",
+        stored.is_ok(),
+        stored.err().unwrap_or_default()
+    );
+    let data = dpo_pairs(&pairs);
+    let (m, t, d) = (model.clone(), tokenizer.clone(), dpo.clone());
+    let retrained = tokio::task::spawn_blocking(move || {
+        train_dpo(&m, &t, parent.as_deref(), &data, &d, |_| {})
+    })
+    .await
+    .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))??;
+    check!(
+        "retrained adapter hash",
+        hex32(&retrained.adapter_hash)? == on_chain.fields.new_adapter_hash,
+        format!(
+            "training again gives {}, the record holds {}",
+            retrained.adapter_hash, on_chain.fields.new_adapter_hash
+        )
+    );
+    Ok(verdict)
+}
+
+/// A hint at which pair changed: the first pair whose prefix root no longer matches
+/// is not knowable from the root alone, so this names the pair count and stored root.
+fn first_changed_pair(pairs: &[PreferencePair], stored_root: &str) -> String {
+    let now = pairs_root(pairs);
+    if format!("{now}") == stored_root {
+        String::new()
+    } else {
+        format!(
+            " (the run stored root {stored_root} when it trained; the pairs have changed or \
+             been reordered since)"
+        )
+    }
+}

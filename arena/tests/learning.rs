@@ -1,0 +1,306 @@
+//! The learning loop end to end: matches produce preference pairs, an agent whose
+//! training policy is due trains a new adapter version with DPO on the real SmolLM2
+//! weights, the version is stored with its hash and parent, sigma widens, the
+//! proof-of-learning record lands on the embedded chain, and verifying the record by
+//! replay passes. Then each kind of tampering makes verification fail and name the
+//! cause: a changed pair, reordered pairs, a changed hyperparameter, a match result
+//! outside the results root, and a tampered adapter file.
+
+use std::sync::Arc;
+
+use arena::bus::Bus;
+use arena::demo::{ETH, seed_demo};
+use arena::engine::InstantEngine;
+use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
+use arena::learning::{Trainer, verify_record};
+use arena::payments::Payments;
+use arena::runner::{MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
+use arena::runtime::AdapterLibrary;
+use chain::{AnyChain, Contracts, Embedded};
+use spaces::Rulebook;
+use store::Wei;
+
+/// Scores by answer length, so seats differ and pairs are cut.
+struct ByLength;
+impl RoundJudge for ByLength {
+    fn judge(
+        &self,
+        _: &Rulebook,
+        _: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        Ok(responses
+            .iter()
+            .zip(hard_failed)
+            .map(|(r, &hard)| {
+                let score = (r.split_whitespace().count() as f64 / 10.0).min(1.0);
+                RoundVerdict {
+                    combined: score,
+                    hard_failed: hard,
+                    scores: vec![ScoreLine {
+                        judge: "length".into(),
+                        model_hash: String::new(),
+                        template_version: "test".into(),
+                        score,
+                        rationale: format!("{score:.2}"),
+                    }],
+                }
+            })
+            .collect())
+    }
+}
+
+/// Runs `;`-separated SQL statements on the test database behind the store's back.
+async fn sql(path: &str, statement: &str) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    for one in statement.split(';') {
+        sqlx::query(sqlx::AssertSqlSafe(one.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
+    let db = store::testing::TestDb::sqlite().await;
+    let store = &db.store;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = chain::dev::dev_accounts(10);
+    let contracts = Arc::new(
+        Contracts::deploy(
+            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
+            dev[0],
+            dev[0],
+        )
+        .await
+        .unwrap(),
+    );
+    let payments = Arc::new(Payments::new(
+        store.clone(),
+        contracts.clone(),
+        dev[0],
+        dev[9],
+    ));
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
+    let spaces: Vec<SpaceSlot> = seed_spaces(store, std::path::Path::new(assets))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.rulebook.slug == "tweet-duel")
+        .collect();
+    let demo = seed_demo(store, &payments, &spaces, &[("free", Wei(0))], Wei(ETH))
+        .await
+        .unwrap();
+    // The first agent trains after 3 pairs, a few small steps.
+    let agent = demo.agents[0];
+    let v1 = store.latest_agent_version(agent).await.unwrap();
+    let training = serde_json::json!({
+        "enabled": true,
+        "every_pairs": 3,
+        "min_margin": 0.0,
+        "max_pairs": 6,
+        "dpo": {"max_steps": 2, "batch_size": 2, "max_length": 96, "lora_rank": 4,
+                "lora_alpha": 8.0, "learning_rate": 1e-3, "seed": 7}
+    });
+    store
+        .add_agent_version(
+            agent,
+            v1.id,
+            &store::NewAgentVersion {
+                system_prompt: v1.system_prompt.clone(),
+                sampling: serde_json::from_str(&v1.sampling).unwrap(),
+                training: training.clone(),
+                adapter_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut runner = MatchRunner::new(
+        store.clone(),
+        payments.clone(),
+        Bus::new(),
+        Box::new(InstantEngine::new()),
+        Box::new(ByLength),
+        spaces.clone(),
+        RunnerConfig::default(),
+    );
+    for _ in 0..6 {
+        runner.step().await.unwrap();
+    }
+
+    let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
+    let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
+    let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+    let adapters = Arc::new(AdapterLibrary::new(dir.path().join("adapters")));
+    let trainer = Trainer::new(
+        store.clone(),
+        contracts.clone(),
+        dev[0],
+        model.clone(),
+        tokenizer.clone(),
+        adapters.clone(),
+    );
+    assert!(
+        trainer.due_pairs(demo.agents[1]).await.unwrap().is_none(),
+        "training is off by default"
+    );
+    let pairs = trainer
+        .due_pairs(agent)
+        .await
+        .unwrap()
+        .expect("enough pairs for a run");
+    assert!((3..=6).contains(&pairs.len()), "{}", pairs.len());
+    let sigma_before: Vec<f64> = store
+        .agent_ratings(agent)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.sigma)
+        .collect();
+    let trained = trainer.train(agent, pairs.clone()).await.unwrap();
+
+    // The new version, its adapter, metrics, widened sigma and the record.
+    let v3 = store.latest_agent_version(agent).await.unwrap();
+    assert_eq!(v3.id, trained.version_id);
+    assert_eq!(
+        v3.adapter_hash.as_deref(),
+        Some(trained.adapter_hash.as_str())
+    );
+    assert!(adapters.dir_of(&trained.adapter_hash).is_dir());
+    let metrics = store
+        .training_metrics(trained.training_run_id)
+        .await
+        .unwrap();
+    assert_eq!(metrics.len(), 2);
+    let sigma_after: Vec<f64> = store
+        .agent_ratings(agent)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.sigma)
+        .collect();
+    assert!(
+        sigma_after.iter().zip(&sigma_before).all(|(a, b)| a >= b) && sigma_after != sigma_before,
+        "{sigma_before:?} -> {sigma_after:?}"
+    );
+    let record = contracts.get_record(trained.record_id).await.unwrap();
+    assert_eq!(record.fields.agent_id, agent as u64);
+    assert!(
+        trainer.due_pairs(agent).await.unwrap().is_none(),
+        "the pairs it trained on are used up"
+    );
+
+    // Honest: verification re-trains and gets the same bytes.
+    let fresh = AdapterLibrary::new(dir.path().join("adapters"));
+    let verdict = verify_record(
+        store,
+        &contracts,
+        &model,
+        &tokenizer,
+        &fresh,
+        trained.record_id,
+    )
+    .await
+    .unwrap();
+    assert!(verdict.passed(), "{verdict:?}");
+
+    // Each tampering fails, naming its cause (each check runs before any re-training).
+    let path = db.name.clone();
+    let first = pairs[0].id;
+    let original_root = store
+        .match_settlement(pairs[0].match_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .result_root
+        .unwrap();
+    let run = trained.training_run_id;
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        (
+            "changed pair",
+            format!("UPDATE preference_pairs SET chosen = chosen || '!' WHERE id = {first}"),
+            format!("UPDATE preference_pairs SET chosen = substr(chosen, 1, length(chosen) - 1) WHERE id = {first}"),
+            "pairs root",
+        ),
+        (
+            "reordered pairs",
+            format!(
+                "UPDATE training_run_pairs SET position = 1000000 WHERE training_run_id = {run} AND position = 0;
+                 UPDATE training_run_pairs SET position = 0 WHERE training_run_id = {run} AND position = 1;
+                 UPDATE training_run_pairs SET position = 1 WHERE training_run_id = {run} AND position = 1000000"
+            ),
+            format!(
+                "UPDATE training_run_pairs SET position = 1000000 WHERE training_run_id = {run} AND position = 0;
+                 UPDATE training_run_pairs SET position = 0 WHERE training_run_id = {run} AND position = 1;
+                 UPDATE training_run_pairs SET position = 1 WHERE training_run_id = {run} AND position = 1000000"
+            ),
+            "pairs root",
+        ),
+        (
+            "changed hyperparameter",
+            format!("UPDATE training_runs SET hyperparams = replace(hyperparams, '\"beta\":0.1', '\"beta\":0.2') WHERE id = {run}"),
+            format!("UPDATE training_runs SET hyperparams = replace(hyperparams, '\"beta\":0.2', '\"beta\":0.1') WHERE id = {run}"),
+            "hyperparameters hash",
+        ),
+        (
+            "match result outside the results root",
+            format!("UPDATE match_settlements SET result_root = '0x' || substr('{}', 1, 64) WHERE match_id = {}", "ab".repeat(32), pairs[0].match_id),
+            format!(
+                "UPDATE match_settlements SET result_root = '{original_root}' WHERE match_id = {}",
+                pairs[0].match_id
+            ),
+            "in the results root",
+        ),
+    ];
+    for (what, tamper, restore, cause) in cases {
+        sql(&path, &tamper).await;
+        let v = verify_record(
+            store,
+            &contracts,
+            &model,
+            &tokenizer,
+            &fresh,
+            trained.record_id,
+        )
+        .await
+        .unwrap();
+        let failure = v.failure.clone().unwrap_or_default();
+        assert!(!v.passed() && failure.contains(cause), "{what}: {v:?}");
+        if !restore.is_empty() {
+            sql(&path, &restore).await;
+        }
+    }
+    // A tampered adapter file (read by a library that has not cached it).
+    let weights = adapters
+        .dir_of(&trained.adapter_hash)
+        .join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&weights, &bytes).unwrap();
+    let untouched = AdapterLibrary::new(dir.path().join("adapters"));
+    let v = verify_record(
+        store,
+        &contracts,
+        &model,
+        &tokenizer,
+        &untouched,
+        trained.record_id,
+    )
+    .await
+    .unwrap();
+    assert!(
+        v.failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stored adapter"),
+        "{v:?}"
+    );
+}
