@@ -41,8 +41,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The main job: seed the demo owners and agents, run live matches in every Space
-    /// on the real models, log each result as it settles (Ctrl-C stops).
+    /// The main job: seed the demo owners and agents, serve the web UI, run live
+    /// matches in every Space on the real models, train agents in the background, log
+    /// each result as it settles (Ctrl-C stops).
     Demo {
         /// Stop after this many matches have finished.
         #[arg(long, value_name = "N")]
@@ -63,6 +64,15 @@ enum Command {
         /// instead of the models: for testing the platform, not for real results.
         #[arg(long)]
         test_policy: bool,
+    },
+    /// Spectate a match in the terminal: its events so far, then live, streamed text
+    /// included, over the server's websocket.
+    Watch {
+        /// The match id.
+        match_id: i64,
+        /// The server (http://, https://, ws:// or wss://).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
     },
     /// Verify a proof-of-learning record: read it from the chain, check its pairs and
     /// match results against its roots, re-run the training from the parent adapter
@@ -167,6 +177,9 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             matches,
             test_policy,
         )),
+        Command::Watch { match_id, url } => {
+            runtime()?.block_on(commands::web::watch(&url, match_id))
+        }
         Command::VerifyPol { record_id } => {
             if runtime()?.block_on(commands::arena::verify_pol(config, record_id))? {
                 Ok(())

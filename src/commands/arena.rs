@@ -206,6 +206,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "demo population ready; loading the models"
     );
+    let server = crate::commands::web::spawn_server(&platform, config, true).await?;
     let mut runner = platform.model_runner(config)?;
     let learning = tokio::spawn(train_in_background(
         platform.trainer(config)?,
@@ -233,6 +234,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         }
     }
     learning.abort();
+    server.abort();
     let abandoned = runner.abandon_all("the demo was stopped").await?;
     tracing::info!(finished, refunded = abandoned.len(), "demo stopped");
     Ok(())

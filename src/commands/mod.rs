@@ -5,3 +5,4 @@ pub mod bench;
 pub mod bench_arena;
 pub mod db;
 pub mod models;
+pub mod web;

@@ -8,8 +8,11 @@
 //! balance journal.
 
 mod agents;
+mod browse;
 mod error;
 mod escrow;
+mod export;
+pub mod fixtures;
 mod learning;
 mod ledger;
 mod matches;
@@ -17,6 +20,7 @@ mod migrate;
 mod ratings;
 mod records;
 mod results;
+mod sessions;
 mod spaces;
 pub mod testing;
 mod training;
@@ -34,6 +38,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use agents::NewAgentVersion;
 pub use error::{Error, Result};
 pub use escrow::{MatchSettlement, PayoutRow};
+pub use export::{ExportPair, PairFilter};
 pub use ledger::{JournalLine, Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
 pub use migrate::{MIGRATIONS, MigrationSource, Migrator};
@@ -42,6 +47,7 @@ pub use records::*;
 pub use results::{
     MatchRecord, PairRecord, RecordStep, RecordedMatch, ResponseRecord, RoundRecordIn, ScoreRecord,
 };
+pub use sessions::{ApiToken, Session};
 pub use spaces::NewSpace;
 pub use training::{NewPolRecord, NewTrainingRun};
 pub use users::normalize_wallet;

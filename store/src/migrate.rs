@@ -83,6 +83,16 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "auto_entry",
             Portable(migration_file!("0012_auto_entry.sql")),
         ),
+        (
+            13,
+            "sessions_and_api_tokens",
+            Portable(migration_file!("0013_sessions_and_api_tokens.sql")),
+        ),
+        (
+            14,
+            "browse_indexes",
+            Portable(migration_file!("0014_browse_indexes.sql")),
+        ),
     ]
 };
 

@@ -1,0 +1,94 @@
+//! The web server as the binary runs it: the chain-backed payment rail behind the web
+//! layer's `Payments` trait, the web configuration from `[web]`, and `rlfc watch`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arena::payments::PaymentError as ArenaPaymentError;
+use store::Wei;
+use web::{PaymentError, PaymentFuture};
+
+use crate::commands::arena::Platform;
+use crate::config::Config;
+
+/// Deposits and withdrawals through the Arena contract (the user's dev wallet signs on
+/// the embedded chain or a dev node), mirrored in the journal.
+pub struct ChainPayments(pub Arc<arena::payments::Payments>);
+
+fn web_error(e: ArenaPaymentError) -> PaymentError {
+    match e {
+        ArenaPaymentError::Store(store::Error::InsufficientBalance { have, need, .. }) => {
+            PaymentError::InsufficientFunds { have, need }
+        }
+        ArenaPaymentError::Invalid { field, reason } => {
+            PaymentError::Rejected(format!("{field}: {reason}"))
+        }
+        ArenaPaymentError::Store(store::Error::Invalid { field, reason }) => {
+            PaymentError::Rejected(format!("{field}: {reason}"))
+        }
+        other => PaymentError::Failed(other.to_string()),
+    }
+}
+
+impl web::Payments for ChainPayments {
+    fn deposit(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
+        Box::pin(async move { self.0.deposit(user_id, amount).await.map_err(web_error) })
+    }
+
+    fn withdraw(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
+        Box::pin(async move { self.0.withdraw(user_id, amount).await.map_err(web_error) })
+    }
+}
+
+/// The web layer's settings for this configuration: sign-in names the bound address,
+/// the dev login is offered on the embedded chain only (its wallets' keys are public).
+pub fn web_config(config: &Config, demo: bool) -> web::WebConfig {
+    let host = config.web.bind.replace("0.0.0.0", "localhost");
+    web::WebConfig {
+        demo_login: demo && config.chain.backend == chain::Backend::Embedded,
+        cookie_secure: false,
+        siwe_domain: host.clone(),
+        siwe_uri: format!("http://{host}"),
+        chain_id: config.chain.embedded_chain_id(),
+        ..web::WebConfig::default()
+    }
+}
+
+/// Starts the web UI and API on `[web] bind` over the platform; returns the task.
+pub async fn spawn_server(
+    platform: &Platform,
+    config: &Config,
+    demo: bool,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let state = web::AppState::new(
+        platform.store.clone(),
+        platform.bus.clone(),
+        platform
+            .spaces
+            .iter()
+            .map(|s| (*s.rulebook).clone())
+            .collect(),
+        Arc::new(ChainPayments(platform.payments.clone())),
+        web_config(config, demo),
+    );
+    let listener = tokio::net::TcpListener::bind(&config.web.bind)
+        .await
+        .with_context(|| format!("bind web.bind {}", config.web.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}/"), "web UI and API listening");
+    Ok(tokio::spawn(async move {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if let Err(e) = web::serve(listener, state, stop).await {
+            tracing::error!(error = %e, "web server stopped");
+        }
+    }))
+}
+
+/// `rlfc watch`: prints a match's events as they happen.
+pub async fn watch(url: &str, match_id: i64) -> Result<()> {
+    web::watch::run(url, match_id)
+        .await
+        .with_context(|| format!("watch match {match_id} at {url}"))
+}

@@ -1,0 +1,152 @@
+//! The signed-in user's money: balance, deposits and withdrawals (through the
+//! [`Payments`](crate::Payments) rail), and the journal of every movement. Nobody
+//! can see or move another user's money: every route acts on the caller only.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, parse_wei};
+use crate::auth::AuthUser;
+use crate::error::{Error, ErrorBody, Result};
+use crate::payments::PaymentError;
+use crate::state::AppState;
+
+/// Balances, wei as decimal text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceView {
+    /// Spendable.
+    pub available_wei: String,
+    /// Locked in entry fees.
+    pub locked_wei: String,
+}
+
+impl From<store::Balance> for BalanceView {
+    fn from(b: store::Balance) -> BalanceView {
+        BalanceView {
+            available_wei: b.available_wei.to_string(),
+            locked_wei: b.locked_wei.to_string(),
+        }
+    }
+}
+
+/// An amount to move.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Amount {
+    /// Wei as decimal text, above zero.
+    pub amount_wei: String,
+}
+
+/// One journal line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JournalView {
+    /// Order.
+    pub id: i64,
+    /// `available` or `locked`.
+    pub account: String,
+    /// `deposit`, `withdrawal`, `lock`, `payout` or `refund`.
+    pub kind: String,
+    /// `credit` or `debit`.
+    pub direction: String,
+    /// Wei as decimal text.
+    pub amount_wei: String,
+    /// The match, if any.
+    pub match_id: Option<i64>,
+    /// The entry, if any.
+    pub entry_id: Option<i64>,
+    /// Time, ms.
+    pub created_at: i64,
+}
+
+/// Parses and checks an amount (above zero).
+pub(crate) fn amount(text: &str) -> Result<store::Wei> {
+    let wei = parse_wei("amount_wei", text)?;
+    if wei == store::Wei::ZERO {
+        return Err(Error::invalid("amount_wei", "must be above zero"));
+    }
+    Ok(wei)
+}
+
+impl From<PaymentError> for Error {
+    fn from(e: PaymentError) -> Error {
+        match e {
+            PaymentError::InsufficientFunds { .. } => Error::InsufficientFunds(e.to_string()),
+            PaymentError::Rejected(m) => Error::invalid("amount_wei", m),
+            PaymentError::Failed(m) => Error::Internal(m),
+        }
+    }
+}
+
+/// Your balances.
+#[utoipa::path(get, path = "/account/balance", tag = "account",
+    responses((status = 200, body = BalanceView), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn balance(State(state): State<AppState>, user: AuthUser) -> Result<Json<BalanceView>> {
+    Ok(Json(state.store.balance(user.user_id).await?.into()))
+}
+
+/// Deposits into your available balance.
+#[utoipa::path(post, path = "/account/deposit", tag = "account", request_body = Amount,
+    responses((status = 200, body = BalanceView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn deposit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<Amount>,
+) -> Result<Json<BalanceView>> {
+    let wei = amount(&body.amount_wei)?;
+    Ok(Json(
+        state.payments.deposit(user.user_id, wei).await?.into(),
+    ))
+}
+
+/// Withdraws from your available balance.
+#[utoipa::path(post, path = "/account/withdraw", tag = "account", request_body = Amount,
+    responses((status = 200, body = BalanceView), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "insufficient funds"), (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn withdraw(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<Amount>,
+) -> Result<Json<BalanceView>> {
+    let wei = amount(&body.amount_wei)?;
+    Ok(Json(
+        state.payments.withdraw(user.user_id, wei).await?.into(),
+    ))
+}
+
+/// Your journal: every movement of your money, in order.
+#[utoipa::path(get, path = "/account/journal", tag = "account",
+    responses((status = 200, body = Vec<JournalView>), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn journal(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<JournalView>>> {
+    let rows = state.store.journal(Some(user.user_id)).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|l| JournalView {
+                id: l.id,
+                account: l.account,
+                kind: l.kind,
+                direction: l.direction,
+                amount_wei: l.amount_wei.to_string(),
+                match_id: l.match_id,
+                entry_id: l.entry_id,
+                created_at: l.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Account routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balance))
+        .routes(routes!(deposit))
+        .routes(routes!(withdraw))
+        .routes(routes!(journal))
+}

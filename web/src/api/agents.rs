@@ -1,0 +1,335 @@
+//! Agents and their versions. Anyone may see an agent's public face (name, model,
+//! ratings); only its owner may create versions, archive it, or read its versions
+//! (the meta-prompt and hyperparameters are the owner's work).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::settings::{self, SamplingSettings, TrainingSettings};
+use super::{ApiJson, ApiPath, owned_agent};
+use crate::auth::AuthUser;
+use crate::error::{Error, ErrorBody, Result};
+use crate::state::AppState;
+
+/// An agent's public face.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    /// Id.
+    pub id: i64,
+    /// The owner's user id.
+    pub owner_id: i64,
+    /// Name.
+    pub name: String,
+    /// Base model.
+    pub base_model: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Archived, ms (archived agents enter no new matches).
+    pub archived_at: Option<i64>,
+    /// The newest version number.
+    pub latest_version: i64,
+    /// Its rating in each Space it has played.
+    pub ratings: Vec<AgentRating>,
+}
+
+/// An agent's rating in one Space.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentRating {
+    /// The Space.
+    pub space_id: i64,
+    /// Skill estimate.
+    pub mu: f64,
+    /// Uncertainty.
+    pub sigma: f64,
+    /// Rated matches.
+    pub matches_played: i64,
+}
+
+/// One version of an agent, with its settings (owner only).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// Row id (what entries and pairs refer to).
+    pub id: i64,
+    /// 1, 2, 3… per agent.
+    pub version: i64,
+    /// The version it was derived from.
+    pub parent_version_id: Option<i64>,
+    /// The meta-prompt.
+    pub system_prompt: String,
+    /// Sampling settings.
+    pub sampling: SamplingSettings,
+    /// Training settings.
+    pub training: TrainingSettings,
+    /// sha256 of its adapter, if trained.
+    pub adapter_hash: Option<String>,
+    /// Created, ms.
+    pub created_at: i64,
+}
+
+impl From<store::AgentVersion> for VersionView {
+    fn from(v: store::AgentVersion) -> VersionView {
+        VersionView {
+            id: v.id,
+            version: v.version,
+            parent_version_id: v.parent_version_id,
+            sampling: settings::stored(&v.sampling),
+            training: settings::stored(&v.training),
+            system_prompt: v.system_prompt,
+            adapter_hash: v.adapter_hash,
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// An agent with its newest version (what its owner sees after a write).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentDetail {
+    /// The agent.
+    pub agent: AgentView,
+    /// Its newest version.
+    pub version: VersionView,
+}
+
+/// A new agent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    /// 1 to 64 characters.
+    pub name: String,
+    /// Base model identifier.
+    pub base_model: String,
+    /// The meta-prompt, at most 4000 characters.
+    pub system_prompt: String,
+    /// Sampling settings (defaults for what is left out).
+    #[serde(default)]
+    pub sampling: SamplingSettings,
+    /// Training settings (defaults for what is left out).
+    #[serde(default)]
+    pub training: TrainingSettings,
+}
+
+/// A change that makes a new version; what is left out is kept from the newest one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEdit {
+    /// New meta-prompt.
+    pub system_prompt: Option<String>,
+    /// New sampling settings.
+    pub sampling: Option<SamplingSettings>,
+    /// New training settings.
+    pub training: Option<TrainingSettings>,
+}
+
+/// Builds the public view of an agent.
+pub(crate) async fn agent_view(state: &AppState, agent: store::Agent) -> Result<AgentView> {
+    let latest = state.store.latest_agent_version(agent.id).await?;
+    let ratings = state.store.agent_ratings(agent.id).await?;
+    Ok(AgentView {
+        id: agent.id,
+        owner_id: agent.owner_id,
+        name: agent.name,
+        base_model: agent.base_model,
+        created_at: agent.created_at,
+        archived_at: agent.archived_at,
+        latest_version: latest.version,
+        ratings: ratings
+            .into_iter()
+            .map(|r| AgentRating {
+                space_id: r.space_id,
+                mu: r.mu,
+                sigma: r.sigma,
+                matches_played: r.matches_played,
+            })
+            .collect(),
+    })
+}
+
+/// Validates and stores a new agent for `owner_id`.
+pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> Result<AgentDetail> {
+    settings::validate_name(&new.name)?;
+    settings::validate_base_model(&new.base_model)?;
+    settings::validate_prompt(&new.system_prompt)?;
+    new.sampling.validate()?;
+    new.training.validate()?;
+    let (agent, version) = state
+        .store
+        .create_agent(
+            owner_id,
+            new.name.trim(),
+            &new.base_model,
+            &store::NewAgentVersion {
+                system_prompt: new.system_prompt.clone(),
+                sampling: to_json(&new.sampling)?,
+                training: to_json(&new.training)?,
+                adapter_hash: None,
+            },
+        )
+        .await?;
+    Ok(AgentDetail {
+        agent: agent_view(state, agent).await?,
+        version: version.into(),
+    })
+}
+
+/// Validates an edit of `agent_id` by `user_id` and stores it as a new version.
+pub(crate) async fn edit(
+    state: &AppState,
+    user_id: i64,
+    agent_id: i64,
+    edit: &AgentEdit,
+) -> Result<AgentDetail> {
+    let agent = owned_agent(state, user_id, agent_id).await?;
+    if agent.archived_at.is_some() {
+        return Err(Error::Conflict(format!("agent {agent_id} is archived")));
+    }
+    let latest = state.store.latest_agent_version(agent_id).await?;
+    let current = VersionView::from(latest.clone());
+    let prompt = edit.system_prompt.clone().unwrap_or(current.system_prompt);
+    let sampling = edit.sampling.clone().unwrap_or(current.sampling);
+    let training = edit.training.clone().unwrap_or(current.training);
+    settings::validate_prompt(&prompt)?;
+    sampling.validate()?;
+    training.validate()?;
+    let version = state
+        .store
+        .add_agent_version(
+            agent_id,
+            latest.id,
+            &store::NewAgentVersion {
+                system_prompt: prompt,
+                sampling: to_json(&sampling)?,
+                training: to_json(&training)?,
+                // Training settings change how the adapter learns, not the adapter itself.
+                adapter_hash: latest.adapter_hash,
+            },
+        )
+        .await?;
+    Ok(AgentDetail {
+        agent: agent_view(state, agent).await?,
+        version: version.into(),
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Creates an agent with its first version.
+#[utoipa::path(post, path = "/agents", tag = "agents", request_body = NewAgent,
+    responses((status = 201, body = AgentDetail), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn create_agent(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<NewAgent>,
+) -> Result<(StatusCode, Json<AgentDetail>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create(&state, user.user_id, &body).await?),
+    ))
+}
+
+/// The signed-in user's agents, archived ones included.
+#[utoipa::path(get, path = "/agents", tag = "agents",
+    responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn my_agents(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<AgentView>>> {
+    let mut out = Vec::new();
+    for agent in state.store.agents_by_owner(user.user_id).await? {
+        out.push(agent_view(&state, agent).await?);
+    }
+    Ok(Json(out))
+}
+
+/// One agent's public face.
+#[utoipa::path(get, path = "/agents/{id}", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+async fn get_agent(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<AgentView>> {
+    let agent = state.store.agent(id).await?;
+    Ok(Json(agent_view(&state, agent).await?))
+}
+
+/// Edits an agent (owner only): stores a new version.
+#[utoipa::path(patch, path = "/agents/{id}", tag = "agents", request_body = AgentEdit,
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = AgentDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn edit_agent(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AgentEdit>,
+) -> Result<Json<AgentDetail>> {
+    Ok(Json(edit(&state, user.user_id, id, &body).await?))
+}
+
+/// Archives an agent (owner only); it keeps its history and enters no new matches.
+#[utoipa::path(post, path = "/agents/{id}/archive", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn archive_agent(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<AgentView>> {
+    owned_agent(&state, user.user_id, id).await?;
+    let agent = state.store.archive_agent(id).await?;
+    Ok(Json(agent_view(&state, agent).await?))
+}
+
+/// Every version of an agent, oldest first (owner only).
+#[utoipa::path(get, path = "/agents/{id}/versions", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id")),
+    responses((status = 200, body = Vec<VersionView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn versions(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<VersionView>>> {
+    owned_agent(&state, user.user_id, id).await?;
+    let rows = state.store.agent_versions(id).await?;
+    Ok(Json(rows.into_iter().map(VersionView::from).collect()))
+}
+
+/// One version of an agent by number (owner only).
+#[utoipa::path(get, path = "/agents/{id}/versions/{version}", tag = "agents",
+    params(("id" = i64, Path, description = "Agent id"), ("version" = i64, Path, description = "Version number")),
+    responses((status = 200, body = VersionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn version(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, number)): ApiPath<(i64, i64)>,
+) -> Result<Json<VersionView>> {
+    owned_agent(&state, user.user_id, id).await?;
+    let row = state
+        .store
+        .agent_versions(id)
+        .await?
+        .into_iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| Error::NotFound(format!("version {number} of agent {id} not found")))?;
+    Ok(Json(row.into()))
+}
+
+/// Agent routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_agent, my_agents))
+        .routes(routes!(get_agent, edit_agent))
+        .routes(routes!(archive_agent))
+        .routes(routes!(versions))
+        .routes(routes!(version))
+}

@@ -1,0 +1,316 @@
+//! The preference-dataset export, `GET /api/v1/datasets/preferences`: JSON lines that
+//! Hugging Face `datasets` loads and TRL's `DPOTrainer` reads as they are.
+//!
+//! - `format=trl`: `{prompt, chosen, rejected}` as text (the exact prompt the policy
+//!   saw), plus metadata columns.
+//! - `format=trl-conversational`: `prompt` is a list of `{role, content}` messages
+//!   (parsed from the ChatML prompt), `chosen` and `rejected` one assistant message.
+//!
+//! Rows stream straight from the database a keyset page at a time, so memory stays
+//! constant however many rows there are. Every row carries its `pair_id`; to resume an
+//! interrupted download, pass the last complete row's `pair_id` as `after`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use serde::{Deserialize, Serialize};
+use store::{ExportPair, PairFilter};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiQuery;
+use crate::error::{Error, ErrorBody, Result};
+use crate::state::AppState;
+
+/// The header naming the cursor parameter a client resumes with.
+pub const RESUME_HEADER: &str = "x-resume-cursor";
+
+/// The export's filters and options.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only this Space (slug).
+    pub space: Option<String>,
+    /// Only pairs where this agent wrote the chosen or the rejected answer.
+    pub agent: Option<i64>,
+    /// Created at or after: ms since the epoch, or RFC 3339.
+    pub since: Option<String>,
+    /// Created before: ms since the epoch, or RFC 3339.
+    pub until: Option<String>,
+    /// Margin at least this (≥ 0).
+    pub min_margin: Option<f64>,
+    /// Judge agreement at least this, in [0, 1].
+    pub min_agreement: Option<f64>,
+    /// `trl` (default) or `trl-conversational`.
+    pub format: Option<String>,
+    /// Resume after this pair id (the last `pair_id` received).
+    pub after: Option<i64>,
+    /// Stop after this many rows.
+    pub limit: Option<u64>,
+}
+
+/// The two output layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Text prompt, chosen and rejected.
+    Trl,
+    /// Message lists.
+    Conversational,
+}
+
+/// A checked export request.
+#[derive(Debug, Clone)]
+pub(crate) struct Export {
+    pub(crate) filter: PairFilter,
+    pub(crate) format: Format,
+    pub(crate) after: i64,
+    pub(crate) limit: Option<u64>,
+}
+
+fn parse_time(field: &str, text: &str) -> Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| Error::invalid(field, "expected ms since the epoch or an RFC 3339 time"))?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
+/// Checks the query and resolves the Space slug.
+pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
+    let format = match q.format.as_deref().unwrap_or("trl") {
+        "trl" => Format::Trl,
+        "trl-conversational" => Format::Conversational,
+        _ => {
+            return Err(Error::invalid(
+                "format",
+                "must be trl or trl-conversational",
+            ));
+        }
+    };
+    if let Some(m) = q.min_margin
+        && !(m.is_finite() && m >= 0.0)
+    {
+        return Err(Error::invalid("min_margin", "must be a number ≥ 0"));
+    }
+    if let Some(a) = q.min_agreement
+        && !(0.0..=1.0).contains(&a)
+    {
+        return Err(Error::invalid("min_agreement", "must be within [0, 1]"));
+    }
+    let space_id = match &q.space {
+        Some(slug) => Some(state.store.space_by_slug(slug).await?.id),
+        None => None,
+    };
+    Ok(Export {
+        filter: PairFilter {
+            space_id,
+            agent_id: q.agent,
+            since_ms: q
+                .since
+                .as_deref()
+                .map(|t| parse_time("since", t))
+                .transpose()?,
+            until_ms: q
+                .until
+                .as_deref()
+                .map(|t| parse_time("until", t))
+                .transpose()?,
+            min_margin: q.min_margin,
+            min_agreement: q.min_agreement,
+        },
+        format,
+        after: q.after.unwrap_or(0),
+        limit: q.limit,
+    })
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Splits a ChatML prompt into messages, dropping the open assistant turn at its end;
+/// a prompt without ChatML markers is one user message.
+pub fn chat_messages(prompt: &str) -> Vec<Message> {
+    const START: &str = "<|im_start|>";
+    const END: &str = "<|im_end|>";
+    if !prompt.contains(START) {
+        return vec![Message {
+            role: "user".into(),
+            content: prompt.trim_end().to_string(),
+        }];
+    }
+    prompt
+        .split(START)
+        .filter_map(|turn| {
+            let (role, rest) = turn.split_once('\n')?;
+            let content = rest.split(END).next().unwrap_or("");
+            // The trailing `<|im_start|>assistant\n` is where the answer goes, not a turn.
+            (!(role == "assistant" && content.is_empty())).then(|| Message {
+                role: role.trim().to_string(),
+                content: content.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Row<'a, P: Serialize, C: Serialize> {
+    prompt: P,
+    chosen: C,
+    rejected: C,
+    pair_id: i64,
+    match_id: i64,
+    round: i64,
+    space: &'a str,
+    chosen_agent_id: i64,
+    chosen_agent_version_id: i64,
+    rejected_agent_id: i64,
+    rejected_agent_version_id: i64,
+    margin: f64,
+    judge_agreement: f64,
+    created_at: i64,
+}
+
+fn assistant(text: &str) -> Vec<Message> {
+    vec![Message {
+        role: "assistant".into(),
+        content: text.to_string(),
+    }]
+}
+
+/// Appends one pair as a JSON line in `format`.
+pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
+    macro_rules! row {
+        ($prompt:expr, $chosen:expr, $rejected:expr) => {
+            Row {
+                prompt: $prompt,
+                chosen: $chosen,
+                rejected: $rejected,
+                pair_id: p.id,
+                match_id: p.match_id,
+                round: p.round_index,
+                space: &p.space,
+                chosen_agent_id: p.chosen_agent_id,
+                chosen_agent_version_id: p.chosen_agent_version_id,
+                rejected_agent_id: p.rejected_agent_id,
+                rejected_agent_version_id: p.rejected_agent_version_id,
+                margin: p.margin,
+                judge_agreement: p.judge_agreement,
+                created_at: p.created_at,
+            }
+        };
+    }
+    let written = match format {
+        Format::Trl => serde_json::to_writer(&mut *out, &row!(&p.prompt, &p.chosen, &p.rejected)),
+        Format::Conversational => serde_json::to_writer(
+            &mut *out,
+            &row!(
+                chat_messages(&p.prompt),
+                assistant(&p.chosen),
+                assistant(&p.rejected)
+            ),
+        ),
+    };
+    written.expect("writing JSON to memory cannot fail");
+    out.push(b'\n');
+}
+
+/// The export as a stream of byte chunks, one database page per chunk.
+pub(crate) fn stream_export(
+    state: AppState,
+    export: Export,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, Error>> + Send + 'static {
+    let page = state.config.export_page_rows.max(1);
+    let remaining = export.limit.unwrap_or(u64::MAX);
+    stream::try_unfold(
+        (state, export, remaining, false),
+        move |(state, export, remaining, done)| async move {
+            if done || remaining == 0 {
+                return Ok(None);
+            }
+            let want = i64::try_from(remaining.min(page as u64)).unwrap_or(page);
+            let rows = state
+                .store
+                .export_pairs_page(&export.filter, export.after, want)
+                .await?;
+            let done = (rows.len() as i64) < want;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            let next = Export {
+                after: last.id,
+                ..export.clone()
+            };
+            let mut chunk = Vec::with_capacity(rows.len() * 512);
+            for p in &rows {
+                write_line(&mut chunk, p, export.format);
+            }
+            let remaining = remaining - rows.len() as u64;
+            Ok(Some((chunk, (state, next, remaining, done))))
+        },
+    )
+}
+
+/// Streams preference pairs as JSON lines for TRL.
+#[utoipa::path(get, path = "/datasets/preferences", tag = "datasets", params(ExportQuery),
+    responses(
+        (status = 200, description = "JSON lines, one pair per line; resume with after=<last pair_id>", content_type = "application/x-ndjson", body = String),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn preferences(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response> {
+    let export = parse(&state, &q).await?;
+    let body = Body::from_stream(stream_export(state, export));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::HeaderName::from_static(RESUME_HEADER),
+                "after=<pair_id of the last line>",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Dataset routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(preferences))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_prompts_become_messages() {
+        let p = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+        let m = chat_messages(p);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].role.as_str(), m[0].content.as_str()),
+            ("system", "Be brief.")
+        );
+        assert_eq!((m[1].role.as_str(), m[1].content.as_str()), ("user", "Hi"));
+        let plain = chat_messages("Just text\n");
+        assert_eq!(
+            plain,
+            vec![Message {
+                role: "user".into(),
+                content: "Just text".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! An agent version's settings as the API accepts them: the meta-prompt, sampling
+//! and training hyperparameters, each checked against its range so a bad value is a
+//! 422 that names the field and the limit, never a surprise inside a match.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+
+/// Longest meta-prompt, characters.
+pub const MAX_PROMPT_CHARS: usize = 4000;
+/// Longest agent name, characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Most tokens an answer may ask for (a Space may cap it lower).
+pub const MAX_NEW_TOKENS: usize = 1024;
+/// Most stop strings.
+pub const MAX_STOP: usize = 4;
+
+/// Sampling settings; names match the agent runtime's sampling parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingSettings {
+    /// Softmax temperature in [0, 2]; 0 is greedy.
+    pub temperature: f32,
+    /// Nucleus probability in (0, 1].
+    pub top_p: f32,
+    /// Keep the k likeliest tokens, 0 to 200 (0 disables).
+    pub top_k: usize,
+    /// Repetition penalty in [1, 2].
+    pub repetition_penalty: f32,
+    /// Tokens the penalty looks back over, 0 to 512.
+    pub repeat_last_n: usize,
+    /// Most tokens per answer, 1 to 1024.
+    pub max_new_tokens: usize,
+    /// Up to 4 stop strings of 1 to 32 characters.
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingSettings {
+    fn default() -> Self {
+        SamplingSettings {
+            temperature: 0.7,
+            top_p: 0.9,
+            top_k: 40,
+            repetition_penalty: 1.1,
+            repeat_last_n: 64,
+            max_new_tokens: 256,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Training settings for the agent's DPO runs on its LoRA adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSettings {
+    /// LoRA rank, 1 to 64.
+    pub lora_rank: u32,
+    /// LoRA alpha in (0, 256].
+    pub lora_alpha: f32,
+    /// Learning rate in (0, 0.01].
+    pub learning_rate: f64,
+    /// DPO beta in (0, 1].
+    pub dpo_beta: f64,
+    /// Train after this many new preference pairs, 1 to 10000.
+    pub train_every_pairs: u32,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        TrainingSettings {
+            lora_rank: 8,
+            lora_alpha: 16.0,
+            learning_rate: 5e-5,
+            dpo_beta: 0.1,
+            train_every_pairs: 64,
+        }
+    }
+}
+
+fn check(ok: bool, field: &str, rule: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, rule))
+    }
+}
+
+impl SamplingSettings {
+    /// Every range check, first failure first.
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        check(
+            t.is_finite() && (0.0..=2.0).contains(&t),
+            "sampling.temperature",
+            "must be within [0, 2]",
+        )?;
+        let p = self.top_p;
+        check(
+            p.is_finite() && p > 0.0 && p <= 1.0,
+            "sampling.top_p",
+            "must be within (0, 1]",
+        )?;
+        check(
+            self.top_k <= 200,
+            "sampling.top_k",
+            "must be within [0, 200]",
+        )?;
+        let r = self.repetition_penalty;
+        check(
+            r.is_finite() && (1.0..=2.0).contains(&r),
+            "sampling.repetition_penalty",
+            "must be within [1, 2]",
+        )?;
+        check(
+            self.repeat_last_n <= 512,
+            "sampling.repeat_last_n",
+            "must be within [0, 512]",
+        )?;
+        check(
+            (1..=MAX_NEW_TOKENS).contains(&self.max_new_tokens),
+            "sampling.max_new_tokens",
+            "must be within [1, 1024]",
+        )?;
+        check(
+            self.stop.len() <= MAX_STOP,
+            "sampling.stop",
+            "at most 4 stop strings",
+        )?;
+        check(
+            self.stop
+                .iter()
+                .all(|s| (1..=32).contains(&s.chars().count())),
+            "sampling.stop",
+            "each stop string must be 1 to 32 characters",
+        )
+    }
+}
+
+impl TrainingSettings {
+    /// Every range check, first failure first.
+    pub fn validate(&self) -> Result<()> {
+        check(
+            (1..=64).contains(&self.lora_rank),
+            "training.lora_rank",
+            "must be within [1, 64]",
+        )?;
+        let a = self.lora_alpha;
+        check(
+            a.is_finite() && a > 0.0 && a <= 256.0,
+            "training.lora_alpha",
+            "must be within (0, 256]",
+        )?;
+        let lr = self.learning_rate;
+        check(
+            lr.is_finite() && lr > 0.0 && lr <= 0.01,
+            "training.learning_rate",
+            "must be within (0, 0.01]",
+        )?;
+        let b = self.dpo_beta;
+        check(
+            b.is_finite() && b > 0.0 && b <= 1.0,
+            "training.dpo_beta",
+            "must be within (0, 1]",
+        )?;
+        check(
+            (1..=10_000).contains(&self.train_every_pairs),
+            "training.train_every_pairs",
+            "must be within [1, 10000]",
+        )
+    }
+}
+
+/// Checks a meta-prompt's length.
+pub fn validate_prompt(prompt: &str) -> Result<()> {
+    check(
+        prompt.chars().count() <= MAX_PROMPT_CHARS,
+        "system_prompt",
+        "must be at most 4000 characters",
+    )
+}
+
+/// Checks an agent name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let n = name.trim().chars().count();
+    check(
+        (1..=MAX_NAME_CHARS).contains(&n),
+        "name",
+        "must be 1 to 64 characters",
+    )
+}
+
+/// Checks a base model identifier (a catalogue name or a file hash).
+pub fn validate_base_model(model: &str) -> Result<()> {
+    let ok = (1..=128).contains(&model.len())
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));
+    check(
+        ok,
+        "base_model",
+        "must be 1 to 128 characters of letters, digits and ._-:/",
+    )
+}
+
+/// Reads stored settings JSON, falling back to defaults for missing keys.
+pub fn stored<T: for<'de> Deserialize<'de> + Default>(json: &str) -> T {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_name_the_field() {
+        let mut s = SamplingSettings::default();
+        assert!(s.validate().is_ok());
+        s.temperature = 2.5;
+        let Err(Error::Invalid { field, .. }) = s.validate() else {
+            panic!()
+        };
+        assert_eq!(field, "sampling.temperature");
+        s.temperature = 1.0;
+        s.top_p = 0.0;
+        assert!(s.validate().is_err());
+        s.top_p = 1.0;
+        s.max_new_tokens = 0;
+        assert!(s.validate().is_err());
+        assert!(TrainingSettings::default().validate().is_ok());
+        let t = TrainingSettings {
+            lora_rank: 0,
+            ..Default::default()
+        };
+        assert!(t.validate().is_err());
+        assert!(validate_prompt(&"x".repeat(MAX_PROMPT_CHARS + 1)).is_err());
+        assert!(validate_base_model("smollm2-135m").is_ok());
+        assert!(validate_base_model("bad model").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Spaces and their leaderboards. A leaderboard ranks by the conservative estimate
+//! mu − 3σ and gives each rank an interval: the best and worst place the agent could
+//! hold given everyone's 95% skill intervals (mu ± 2σ), so a newcomer with a wide σ
+//! shows a wide interval rather than a falsely precise rank.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiPath;
+use crate::error::{ErrorBody, Result};
+use crate::state::AppState;
+
+/// A fee tier of a Space.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FeeTierView {
+    /// Id (what entries name).
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Fee per entry, wei as decimal text.
+    pub fee_wei: String,
+}
+
+/// A Space.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpaceView {
+    /// Id.
+    pub id: i64,
+    /// URL name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Players per match (from the loaded rulebook).
+    pub players: Option<usize>,
+    /// Rounds per match (from the loaded rulebook).
+    pub rounds: Option<u32>,
+    /// The judges' rubric (from the loaded rulebook).
+    pub rubric: Option<String>,
+    /// Fee tiers, cheapest first.
+    pub fee_tiers: Vec<FeeTierView>,
+}
+
+/// One row of a leaderboard.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeaderboardRow {
+    /// 1-based rank by mu − 3σ.
+    pub rank: usize,
+    /// Best rank the agent could hold given the skill intervals.
+    pub rank_best: usize,
+    /// Worst rank the agent could hold given the skill intervals.
+    pub rank_worst: usize,
+    /// The agent.
+    pub agent_id: i64,
+    /// Its name.
+    pub agent_name: String,
+    /// Skill estimate.
+    pub mu: f64,
+    /// Uncertainty.
+    pub sigma: f64,
+    /// mu − 3σ, the ranking key.
+    pub conservative: f64,
+    /// Rated matches.
+    pub matches_played: i64,
+}
+
+/// Builds the view of a stored Space.
+pub(crate) async fn space_view(state: &AppState, space: store::Space) -> Result<SpaceView> {
+    let tiers = state.store.fee_tiers(space.id).await?;
+    let book = state.rulebook(&space.slug);
+    Ok(SpaceView {
+        players: book.map(|b| b.players),
+        rounds: book.map(|b| b.rounds),
+        rubric: book.map(|b| b.rubric.clone()),
+        fee_tiers: tiers
+            .into_iter()
+            .map(|t| FeeTierView {
+                id: t.id,
+                name: t.name,
+                fee_wei: t.fee_wei.to_string(),
+            })
+            .collect(),
+        id: space.id,
+        slug: space.slug,
+        name: space.name,
+        description: space.description,
+    })
+}
+
+/// Ranks a Space's ratings and computes each rank's interval.
+pub(crate) async fn leaderboard_rows(
+    state: &AppState,
+    space_id: i64,
+) -> Result<Vec<LeaderboardRow>> {
+    let ratings = state.store.leaderboard(space_id).await?;
+    let bounds: Vec<(f64, f64)> = ratings
+        .iter()
+        .map(|r| (r.mu - 2.0 * r.sigma, r.mu + 2.0 * r.sigma))
+        .collect();
+    let n = ratings.len();
+    let mut rows = Vec::with_capacity(n);
+    for (i, r) in ratings.into_iter().enumerate() {
+        let (lo, hi) = bounds[i];
+        let surely_better = bounds.iter().filter(|(olo, _)| *olo > hi).count();
+        let surely_worse = bounds.iter().filter(|(_, ohi)| *ohi < lo).count();
+        let name = state.store.agent(r.agent_id).await?.name;
+        rows.push(LeaderboardRow {
+            rank: i + 1,
+            rank_best: surely_better + 1,
+            rank_worst: n - surely_worse,
+            agent_id: r.agent_id,
+            agent_name: name,
+            conservative: r.mu - 3.0 * r.sigma,
+            mu: r.mu,
+            sigma: r.sigma,
+            matches_played: r.matches_played,
+        });
+    }
+    Ok(rows)
+}
+
+/// Every Space.
+#[utoipa::path(get, path = "/spaces", tag = "spaces",
+    responses((status = 200, body = Vec<SpaceView>)))]
+async fn list_spaces(State(state): State<AppState>) -> Result<Json<Vec<SpaceView>>> {
+    let mut out = Vec::new();
+    for s in state.store.spaces().await? {
+        out.push(space_view(&state, s).await?);
+    }
+    Ok(Json(out))
+}
+
+/// One Space by slug.
+#[utoipa::path(get, path = "/spaces/{slug}", tag = "spaces",
+    params(("slug" = String, Path, description = "Space slug")),
+    responses((status = 200, body = SpaceView), (status = 404, body = ErrorBody)))]
+async fn get_space(
+    State(state): State<AppState>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<SpaceView>> {
+    let space = state.store.space_by_slug(&slug).await?;
+    Ok(Json(space_view(&state, space).await?))
+}
+
+/// A Space's leaderboard, best first, with rank intervals.
+#[utoipa::path(get, path = "/spaces/{slug}/leaderboard", tag = "spaces",
+    params(("slug" = String, Path, description = "Space slug")),
+    responses((status = 200, body = Vec<LeaderboardRow>), (status = 404, body = ErrorBody)))]
+async fn leaderboard(
+    State(state): State<AppState>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Vec<LeaderboardRow>>> {
+    let space = state.store.space_by_slug(&slug).await?;
+    Ok(Json(leaderboard_rows(&state, space.id).await?))
+}
+
+/// Space routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_spaces))
+        .routes(routes!(get_space))
+        .routes(routes!(leaderboard))
+}

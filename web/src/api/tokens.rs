@@ -1,0 +1,133 @@
+//! API tokens for scripts: created (the secret is shown once), listed and revoked by
+//! their owner. Only the sha256 of a token is stored.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath};
+use crate::auth::{self, AuthUser, TOKEN_PREFIX};
+use crate::error::{Error, ErrorBody, Result};
+use crate::state::AppState;
+
+/// Longest token label, characters.
+pub const MAX_TOKEN_NAME: usize = 64;
+
+/// A token as listed (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// Id.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// The token's first characters.
+    pub prefix: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Last used, ms.
+    pub last_used_at: Option<i64>,
+    /// Revoked, ms.
+    pub revoked_at: Option<i64>,
+}
+
+impl From<store::ApiToken> for TokenView {
+    fn from(t: store::ApiToken) -> TokenView {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// A new token's label.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewToken {
+    /// 1 to 64 characters.
+    pub name: String,
+}
+
+/// A created token: the secret appears here once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// The stored token.
+    pub info: TokenView,
+}
+
+/// Creates a token and shows its secret once.
+#[utoipa::path(post, path = "/tokens", tag = "session", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn create_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>)> {
+    let (token, info) = create(&state, user.user_id, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+}
+
+/// Creates a token for `user_id`; returns the secret and the stored row.
+pub(crate) async fn create(
+    state: &AppState,
+    user_id: i64,
+    name: &str,
+) -> Result<(String, TokenView)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME {
+        return Err(Error::invalid(
+            "name",
+            format!("must be 1 to {MAX_TOKEN_NAME} characters"),
+        ));
+    }
+    let token = format!("{TOKEN_PREFIX}{}", auth::new_secret());
+    let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
+    let row = state
+        .store
+        .create_api_token(user_id, name, &auth::hash_secret(&token), &prefix)
+        .await?;
+    Ok((token, row.into()))
+}
+
+/// The signed-in user's tokens.
+#[utoipa::path(get, path = "/tokens", tag = "session",
+    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<TokenView>>> {
+    let rows = state.store.api_tokens(user.user_id).await?;
+    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+}
+
+/// Revokes one of the signed-in user's tokens (another user's token is 404).
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "session",
+    params(("id" = i64, Path, description = "Token id")),
+    responses((status = 200, body = TokenView), (status = 404, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TokenView>> {
+    Ok(Json(
+        state.store.revoke_api_token(user.user_id, id).await?.into(),
+    ))
+}
+
+/// Token routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
+}

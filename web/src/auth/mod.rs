@@ -1,0 +1,219 @@
+//! Who is asking: a session cookie (browsers) or an API token (`Authorization:
+//! Bearer`, scripts). Cookie-authenticated writes must echo the session's CSRF token
+//! (header `x-csrf-token` for the API, a `_csrf` form field for pages); token
+//! requests carry no ambient credentials, so they need none. Every authenticated write
+//! also spends from the user's rate limit.
+
+pub(crate) mod siwe;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use rand::Rng as _;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::limits::is_write;
+use crate::state::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "rlfc_session";
+/// The header cookie-authenticated API writes carry the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The prefix of every API token.
+pub const TOKEN_PREFIX: &str = "rlfc_";
+
+/// A signed-in user, resolved from a session cookie or an API token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user's id.
+    pub user_id: i64,
+    /// The session's CSRF token; `None` when signed in with an API token.
+    pub csrf: Option<String>,
+}
+
+/// The signed-in user if there is one (pages that also serve visitors).
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<AuthUser>);
+
+/// A signed-in user for pages: a visitor is sent home instead of getting a 401, and
+/// form posts check the form's `_csrf` field with [`AuthUser::check_csrf`] instead of
+/// the header.
+#[derive(Debug, Clone)]
+pub struct PageUser(pub AuthUser);
+
+impl AuthUser {
+    /// Refuses a form post whose `_csrf` field does not match the session.
+    pub fn check_csrf(&self, token: &str) -> Result<()> {
+        match &self.csrf {
+            None => Ok(()),
+            Some(expected) if constant_time_eq(expected.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(Error::Csrf),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// sha256 of a secret, hex: what the database keeps instead of the secret.
+pub(crate) fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A fresh random secret of 32 bytes, hex.
+pub(crate) fn new_secret() -> String {
+    hex::encode(rand::rng().random::<[u8; 32]>())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Resolves the caller; `header_csrf` demands the CSRF header on cookie writes.
+async fn resolve(parts: &Parts, state: &AppState, header_csrf: bool) -> Result<Option<AuthUser>> {
+    let user = if let Some(token) = bearer(&parts.headers) {
+        let found = state.store.use_api_token(&hash_secret(token)).await?;
+        // A wrong or revoked token is an error, not an anonymous request.
+        let token = found.ok_or(Error::Unauthorized)?;
+        AuthUser {
+            user_id: token.user_id,
+            csrf: None,
+        }
+    } else {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let Some(session) = state.store.session(&hash_secret(cookie.value())).await? else {
+            return Ok(None);
+        };
+        let user = AuthUser {
+            user_id: session.user_id,
+            csrf: Some(session.csrf_token),
+        };
+        if header_csrf && is_write(&parts.method) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            user.check_csrf(sent)?;
+        }
+        user
+    };
+    if is_write(&parts.method) {
+        state.limits.user_write(user.user_id)?;
+    }
+    Ok(Some(user))
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        resolve(parts, state, true)
+            .await?
+            .ok_or(Error::Unauthorized)
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        Ok(MaybeUser(resolve(parts, state, true).await?))
+    }
+}
+
+impl FromRequestParts<AppState> for PageUser {
+    /// Pages send visitors who are not signed in home rather than showing JSON.
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse as _;
+        match resolve(parts, state, false).await {
+            Ok(Some(user)) => Ok(PageUser(user)),
+            Ok(None) | Err(Error::Unauthorized) => {
+                Err(axum::response::Redirect::to("/").into_response())
+            }
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// Middleware: refuses a cross-site write, one whose `Origin` names another host
+/// than the request's `Host` (defence in depth behind SameSite cookies and the CSRF
+/// token; it also stops a forged cross-site sign-in). Requests without `Origin`
+/// (scripts, older clients) pass on to the token checks.
+pub(crate) async fn same_origin(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response> {
+    if is_write(request.method())
+        && let Some(origin) = request.headers().get(header::ORIGIN)
+    {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        if host.is_none() || origin_host != host {
+            return Err(Error::Csrf);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Starts a session for `user_id`: returns the cookie to set and the CSRF token.
+pub(crate) async fn start_session(
+    state: &AppState,
+    user_id: i64,
+) -> Result<(Cookie<'static>, String)> {
+    let secret = new_secret();
+    let csrf = new_secret();
+    let ttl = state.config.session_ttl;
+    let expires_at = store::now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    state
+        .store
+        .create_session(&hash_secret(&secret), user_id, &csrf, expires_at)
+        .await?;
+    let cookie = Cookie::build((SESSION_COOKIE, secret))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.cookie_secure)
+        .max_age(time::Duration::seconds(
+            i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build();
+    Ok((cookie, csrf))
+}
+
+/// Ends the session named by the request's cookie, if any; returns the removal cookie.
+pub(crate) async fn end_session(state: &AppState, jar: &CookieJar) -> Result<Cookie<'static>> {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        state.store.delete_session(&hash_secret(c.value())).await?;
+    }
+    Ok(Cookie::build((SESSION_COOKIE, ""))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.cookie_secure)
+        .max_age(time::Duration::ZERO)
+        .build())
+}

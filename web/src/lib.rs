@@ -1,0 +1,147 @@
+//! The RLFC Arena web layer: the JSON API under `/api/v1` (with its generated OpenAPI
+//! document), Sign-In with Ethereum and API tokens, the streamed preference-dataset
+//! export, websocket spectating, and the server-rendered pages.
+//!
+//! The binary builds an [`AppState`] (store, event bus, rulebooks, payment rail,
+//! configuration) and calls [`serve`]; tests call [`router`] and drive it in process.
+
+#![warn(missing_docs)]
+
+mod api;
+pub mod auth;
+mod config;
+pub mod error;
+mod limits;
+mod pages;
+mod payments;
+mod state;
+pub mod watch;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use config::WebConfig;
+pub use error::{Error, Result};
+pub use payments::{LedgerPayments, PaymentError, PaymentFuture, Payments};
+pub use state::AppState;
+
+/// The OpenAPI document of the JSON API, generated from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = OpenApiRouter::<AppState>::new()
+        .nest("/api/v1", api::router())
+        .into_openapi();
+    describe_responses(&mut doc);
+    doc
+}
+
+/// Gives every response without a description its status's reason phrase, since
+/// OpenAPI requires one.
+fn describe_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let RefOr::T(r) = response
+                    && r.description.is_empty()
+                {
+                    r.description = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| axum::http::StatusCode::from_u16(c).ok())
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or("Response")
+                        .to_string();
+                }
+            }
+        }
+    }
+}
+
+/// Every route: the API, its OpenAPI document, the websockets and the pages, with the
+/// body-size and write-rate limits applied.
+pub fn router(state: AppState) -> Router {
+    let (api, mut doc) = OpenApiRouter::new()
+        .nest("/api/v1", api::router())
+        .split_for_parts();
+    describe_responses(&mut doc);
+    let doc = Arc::new(doc);
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(ws::router())
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn(auth::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_ip_writes,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops taking
+/// requests, tells open websockets to close, and waits for requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = state.shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.send_replace(true);
+        })
+        .await
+}
+
+/// Stores the loaded rulebooks as Spaces with their fee tiers (creating or updating
+/// by slug), so entries and matches can refer to them.
+pub async fn sync_spaces(
+    store: &store::Store,
+    rulebooks: &[spaces::Rulebook],
+) -> store::Result<()> {
+    for book in rulebooks {
+        let tiers: Vec<(&str, store::Wei)> = book
+            .fees
+            .iter()
+            .map(|f| (f.name.as_str(), store::Wei(f.wei)))
+            .collect();
+        store
+            .upsert_space(&store::NewSpace {
+                slug: &book.slug,
+                name: &book.name,
+                description: &book.description,
+                rulebook: &format!("assets/spaces/{}.toml", book.slug),
+                version_hash: book.version_hash(),
+                fee_tiers: &tiers,
+            })
+            .await?;
+    }
+    Ok(())
+}

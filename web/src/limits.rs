@@ -1,0 +1,117 @@
+//! Abuse limits: write rate per client IP and per user (token buckets from
+//! `governor`), and concurrent websocket spectators per IP.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::WebConfig;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// The live limiters of one server.
+pub(crate) struct Limits {
+    user_writes: DefaultKeyedRateLimiter<i64>,
+    ip_writes: DefaultKeyedRateLimiter<IpAddr>,
+    ws_per_ip: usize,
+    ws_open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least one"))
+}
+
+impl Limits {
+    /// Limiters sized from the configuration.
+    pub(crate) fn new(config: &WebConfig) -> Limits {
+        Limits {
+            user_writes: RateLimiter::keyed(per_minute(config.user_writes_per_minute)),
+            ip_writes: RateLimiter::keyed(per_minute(config.ip_writes_per_minute)),
+            ws_per_ip: config.ws_per_ip,
+            ws_open: Mutex::default(),
+        }
+    }
+
+    /// Takes one write from `user_id`'s bucket, or refuses with 429.
+    pub(crate) fn user_write(&self, user_id: i64) -> Result<()> {
+        self.user_writes
+            .check_key(&user_id)
+            .map_err(|_| Error::RateLimited)
+    }
+
+    /// Takes one write from `ip`'s bucket, or refuses with 429.
+    fn ip_write(&self, ip: IpAddr) -> Result<()> {
+        if self.ip_writes.len() > 100_000 {
+            // Forget full buckets so a flood of addresses cannot grow the map forever.
+            self.ip_writes.retain_recent();
+        }
+        self.ip_writes
+            .check_key(&ip)
+            .map_err(|_| Error::RateLimited)
+    }
+
+    /// Admits one more websocket from `ip`, or `None` when it already has the most.
+    pub(crate) fn open_ws(self: &Arc<Self>, ip: IpAddr) -> Option<WsPermit> {
+        let mut open = self.ws_open.lock().expect("ws limit lock");
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.ws_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(WsPermit {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted websocket; dropping it frees the slot.
+pub(crate) struct WsPermit {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for WsPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.ws_open.lock().expect("ws limit lock");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether a method changes state (and so counts as a write).
+pub(crate) fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The client's IP: the socket peer. Without connection info (in-process tests) all
+/// requests share the unspecified address.
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Middleware: refuses writes over the per-IP rate.
+pub(crate) async fn limit_ip_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response> {
+    if is_write(request.method()) {
+        state.limits.ip_write(client_ip(request.extensions()))?;
+    }
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,289 @@
+//! The account page (balance, deposit and withdraw, API tokens, the journal), the
+//! datasets page (filters, a preview, the download link), and the sign-in forms
+//! (dev login in demo mode, sign-out).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::spaces::CsrfForm;
+use super::{nav, render, respond, when};
+use crate::api::account::amount;
+use crate::api::datasets::{ExportQuery, parse};
+use crate::api::tokens;
+use crate::auth::{self, MaybeUser, PageUser, siwe};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(account_page))
+        .route("/account/deposit", post(deposit))
+        .route("/account/withdraw", post(withdraw))
+        .route("/account/tokens", post(create_token))
+        .route("/account/tokens/{id}/revoke", post(revoke_token))
+        .route("/datasets", get(datasets_page))
+        .route("/auth/dev-login", post(dev_login))
+        .route("/auth/logout", post(logout))
+}
+
+async fn account_context(state: &AppState, user_id: i64) -> Result<Value> {
+    let user = state.store.user(user_id).await?;
+    let balance = state.store.balance(user_id).await?;
+    let tokens: Vec<Value> = state
+        .store
+        .api_tokens(user_id)
+        .await?
+        .into_iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "prefix": t.prefix, "revoked": t.revoked_at.is_some(),
+                        "last_used": t.last_used_at.map(when).unwrap_or_else(|| "never".into())}))
+        .collect();
+    let journal: Vec<Value> = state
+        .store
+        .journal(Some(user_id))
+        .await?
+        .into_iter()
+        .rev()
+        .take(50)
+        .map(|l| {
+            json!({"id": l.id, "kind": l.kind, "account": l.account, "direction": l.direction,
+                        "amount_wei": l.amount_wei.to_string(), "match_id": l.match_id})
+        })
+        .collect();
+    let agents: Vec<Value> = state
+        .store
+        .agents_by_owner(user_id)
+        .await?
+        .into_iter()
+        .map(|a| json!({"id": a.id, "name": a.name, "archived_at": a.archived_at}))
+        .collect();
+    Ok(json!({
+        "wallet": user.wallet_address,
+        "balance": {"available_wei": balance.available_wei.to_string(), "locked_wei": balance.locked_wei.to_string()},
+        "tokens": tokens, "journal": journal, "agents": agents, "new_token": null, "error": null,
+    }))
+}
+
+async fn account_page(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
+    let result = async {
+        let nav = nav(&state, Some(&user)).await?;
+        let ctx = account_context(&state, user.user_id).await?;
+        render(&state, "account.html", &nav, "Account", ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+/// An amount form.
+#[derive(Debug, Deserialize)]
+struct AmountForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    amount_wei: String,
+}
+
+async fn money(
+    state: &AppState,
+    user: &auth::AuthUser,
+    form: &AmountForm,
+    deposit: bool,
+) -> Result<Response> {
+    user.check_csrf(&form.csrf)?;
+    let moved = match amount(&form.amount_wei) {
+        Ok(wei) if deposit => state
+            .payments
+            .deposit(user.user_id, wei)
+            .await
+            .map_err(Error::from),
+        Ok(wei) => state
+            .payments
+            .withdraw(user.user_id, wei)
+            .await
+            .map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    match moved {
+        Ok(_) => Ok(Redirect::to("/account").into_response()),
+        Err(e @ (Error::Invalid { .. } | Error::InsufficientFunds(_))) => {
+            let nav = nav(state, Some(user)).await?;
+            let mut ctx = account_context(state, user.user_id).await?;
+            ctx["error"] = json!(e.body().error.message);
+            Ok((
+                e.status(),
+                render(state, "account.html", &nav, "Account", ctx)?,
+            )
+                .into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn deposit(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<AmountForm>,
+) -> Response {
+    let result = money(&state, &user, &form, true).await;
+    respond(&state, result).await
+}
+
+async fn withdraw(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<AmountForm>,
+) -> Response {
+    let result = money(&state, &user, &form, false).await;
+    respond(&state, result).await
+}
+
+/// The new-token form.
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        let nav = nav(&state, Some(&user)).await?;
+        let (status, extra) = match tokens::create(&state, user.user_id, &form.name).await {
+            Ok((secret, _)) => (StatusCode::OK, ("new_token", secret)),
+            Err(e @ Error::Invalid { .. }) => (e.status(), ("error", e.body().error.message)),
+            Err(e) => return Err(e),
+        };
+        let mut ctx = account_context(&state, user.user_id).await?;
+        ctx[extra.0] = json!(extra.1);
+        Ok((
+            status,
+            render(&state, "account.html", &nav, "Account", ctx)?,
+        )
+            .into_response())
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        state.store.revoke_api_token(user.user_id, id).await?;
+        Ok(Redirect::to("/account").into_response())
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn datasets_page(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = async {
+        let nav = nav(&state, user.as_ref()).await?;
+        let raw = raw.unwrap_or_default();
+        // Empty form fields mean "no filter".
+        let cleaned: String = raw
+            .split('&')
+            .filter(|kv| kv.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+            .collect::<Vec<_>>()
+            .join("&");
+        let q: ExportQuery = serde_urlencoded_from(&cleaned)?;
+        let (preview, error) = match parse(&state, &q).await {
+            Ok(export) => {
+                let rows = state.store.export_pairs_page(&export.filter, export.after, 20).await?;
+                (rows, None)
+            }
+            Err(e) => (Vec::new(), Some(e.body().error.message)),
+        };
+        let spaces: Vec<Value> = state
+            .store
+            .spaces()
+            .await?
+            .into_iter()
+            .map(|s| json!({"slug": s.slug, "name": s.name, "selected": q.space.as_deref() == Some(s.slug.as_str())}))
+            .collect();
+        let format = q.format.clone().unwrap_or_else(|| "trl".into());
+        let preview: Vec<Value> = preview
+            .into_iter()
+            .map(|p| json!({"id": p.id, "space": p.space, "margin": format!("{:.3}", p.margin),
+                            "judge_agreement": format!("{:.2}", p.judge_agreement),
+                            "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}))
+            .collect();
+        let formats: Vec<Value> = ["trl", "trl-conversational"]
+            .iter()
+            .map(|f| json!({"value": f, "selected": *f == format}))
+            .collect();
+        let ctx = json!({
+            "spaces": spaces,
+            "formats": formats,
+            "q": {"agent": q.agent, "since": q.since, "until": q.until, "min_margin": q.min_margin, "min_agreement": q.min_agreement},
+            "preview": preview, "error": error,
+            "download": format!("/api/v1/datasets/preferences?{cleaned}"),
+        });
+        render(&state, "datasets.html", &nav, "Datasets", ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+fn serde_urlencoded_from(query: &str) -> Result<ExportQuery> {
+    axum::extract::Query::<ExportQuery>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Error::invalid("query", "bad query"))?,
+    )
+    .map(|q| q.0)
+    .map_err(Error::from)
+}
+
+/// The dev login form.
+#[derive(Debug, Default, Deserialize)]
+struct DevLoginForm {
+    #[serde(default)]
+    account: usize,
+}
+
+async fn dev_login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(form): Form<DevLoginForm>,
+) -> Response {
+    let result = async {
+        let user = siwe::dev_sign_in(&state, form.account).await?;
+        let (cookie, _) = auth::start_session(&state, user.id).await?;
+        Ok((jar.add(cookie), Redirect::to("/")).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        let removal = auth::end_session(&state, &jar).await?;
+        Ok((jar.add(removal), Redirect::to("/")).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}

@@ -1,0 +1,502 @@
+//! The agent studio: create an agent, edit its meta-prompt and every hyperparameter
+//! (errors shown next to the field at fault), the version history with a word diff
+//! of the prompts, the rating chart, recent matches, and training runs with their
+//! loss curves and proof-of-learning records.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde_json::{Value, json};
+use similar::{ChangeTag, TextDiff};
+
+use super::spaces::CsrfForm;
+use super::{charts, nav, render, respond, when};
+use crate::api::agents::{self, AgentEdit, NewAgent, VersionView, agent_view};
+use crate::api::settings::{SamplingSettings, TrainingSettings};
+use crate::auth::{MaybeUser, PageUser};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/agents/new", get(new_page).post(create))
+        .route("/agents/{id}", get(studio).post(save))
+        .route("/agents/{id}/archive", post(archive))
+}
+
+/// One form field: (name, label, kind, min, max, step, hint).
+type FieldSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const IDENTITY: &[FieldSpec] = &[
+    ("name", "Name", "text", "", "64", "", "1 to 64 characters"),
+    (
+        "base_model",
+        "Base model",
+        "text",
+        "",
+        "128",
+        "",
+        "e.g. smollm2-135m",
+    ),
+];
+const PROMPT: FieldSpec = (
+    "system_prompt",
+    "Meta-prompt",
+    "textarea",
+    "",
+    "4000",
+    "",
+    "at most 4000 characters",
+);
+const SETTINGS: &[FieldSpec] = &[
+    (
+        "sampling.temperature",
+        "Temperature",
+        "number",
+        "0",
+        "2",
+        "0.01",
+        "0 to 2; 0 is greedy",
+    ),
+    (
+        "sampling.top_p",
+        "Top p",
+        "number",
+        "0.01",
+        "1",
+        "0.01",
+        "above 0, at most 1",
+    ),
+    (
+        "sampling.top_k",
+        "Top k",
+        "number",
+        "0",
+        "200",
+        "1",
+        "0 to 200; 0 disables",
+    ),
+    (
+        "sampling.repetition_penalty",
+        "Repetition penalty",
+        "number",
+        "1",
+        "2",
+        "0.01",
+        "1 to 2",
+    ),
+    (
+        "sampling.repeat_last_n",
+        "Repeat window",
+        "number",
+        "0",
+        "512",
+        "1",
+        "0 to 512 tokens",
+    ),
+    (
+        "sampling.max_new_tokens",
+        "Max new tokens",
+        "number",
+        "1",
+        "1024",
+        "1",
+        "1 to 1024",
+    ),
+    (
+        "sampling.stop",
+        "Stop strings",
+        "text",
+        "",
+        "140",
+        "",
+        "comma-separated, up to 4",
+    ),
+    (
+        "training.lora_rank",
+        "LoRA rank",
+        "number",
+        "1",
+        "64",
+        "1",
+        "1 to 64",
+    ),
+    (
+        "training.lora_alpha",
+        "LoRA alpha",
+        "number",
+        "0.1",
+        "256",
+        "0.1",
+        "above 0, at most 256",
+    ),
+    (
+        "training.learning_rate",
+        "Learning rate",
+        "number",
+        "0.0000001",
+        "0.01",
+        "any",
+        "above 0, at most 0.01",
+    ),
+    (
+        "training.dpo_beta",
+        "DPO beta",
+        "number",
+        "0.001",
+        "1",
+        "0.001",
+        "above 0, at most 1",
+    ),
+    (
+        "training.train_every_pairs",
+        "Train every K pairs",
+        "number",
+        "1",
+        "10000",
+        "1",
+        "1 to 10000",
+    ),
+];
+
+/// The current values of every settings field.
+fn settings_values(
+    prompt: &str,
+    s: &SamplingSettings,
+    t: &TrainingSettings,
+) -> HashMap<String, String> {
+    let mut v = HashMap::new();
+    v.insert("system_prompt".into(), prompt.to_string());
+    v.insert("sampling.temperature".into(), s.temperature.to_string());
+    v.insert("sampling.top_p".into(), s.top_p.to_string());
+    v.insert("sampling.top_k".into(), s.top_k.to_string());
+    v.insert(
+        "sampling.repetition_penalty".into(),
+        s.repetition_penalty.to_string(),
+    );
+    v.insert("sampling.repeat_last_n".into(), s.repeat_last_n.to_string());
+    v.insert(
+        "sampling.max_new_tokens".into(),
+        s.max_new_tokens.to_string(),
+    );
+    v.insert("sampling.stop".into(), s.stop.join(","));
+    v.insert("training.lora_rank".into(), t.lora_rank.to_string());
+    v.insert("training.lora_alpha".into(), t.lora_alpha.to_string());
+    v.insert("training.learning_rate".into(), t.learning_rate.to_string());
+    v.insert("training.dpo_beta".into(), t.dpo_beta.to_string());
+    v.insert(
+        "training.train_every_pairs".into(),
+        t.train_every_pairs.to_string(),
+    );
+    v
+}
+
+fn fields(
+    specs: &[&FieldSpec],
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+) -> Vec<Value> {
+    specs
+        .iter()
+        .map(|(name, label, kind, min, max, step, hint)| {
+            json!({"name": name, "label": label, "kind": kind, "min": min, "max": max, "step": step, "hint": hint,
+                   "value": values.get(*name).cloned().unwrap_or_default(), "error": errors.get(*name)})
+        })
+        .collect()
+}
+
+fn all_specs(with_identity: bool) -> Vec<&'static FieldSpec> {
+    let mut v: Vec<&FieldSpec> = Vec::new();
+    if with_identity {
+        v.extend(IDENTITY.iter());
+    }
+    v.push(&PROMPT);
+    v.extend(SETTINGS.iter());
+    v
+}
+
+/// Reads the settings from a posted form, collecting a message per bad field.
+fn parse_settings(
+    form: &HashMap<String, String>,
+    errors: &mut HashMap<String, String>,
+) -> (SamplingSettings, TrainingSettings) {
+    fn num<T: std::str::FromStr>(
+        form: &HashMap<String, String>,
+        errors: &mut HashMap<String, String>,
+        key: &str,
+        default: T,
+    ) -> T {
+        match form.get(key).map(|s| s.trim()) {
+            None | Some("") => default,
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                errors.insert(key.to_string(), "must be a number".into());
+                default
+            }),
+        }
+    }
+    let d = SamplingSettings::default();
+    let s = SamplingSettings {
+        temperature: num(form, errors, "sampling.temperature", d.temperature),
+        top_p: num(form, errors, "sampling.top_p", d.top_p),
+        top_k: num(form, errors, "sampling.top_k", d.top_k),
+        repetition_penalty: num(
+            form,
+            errors,
+            "sampling.repetition_penalty",
+            d.repetition_penalty,
+        ),
+        repeat_last_n: num(form, errors, "sampling.repeat_last_n", d.repeat_last_n),
+        max_new_tokens: num(form, errors, "sampling.max_new_tokens", d.max_new_tokens),
+        stop: form
+            .get("sampling.stop")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let d = TrainingSettings::default();
+    let t = TrainingSettings {
+        lora_rank: num(form, errors, "training.lora_rank", d.lora_rank),
+        lora_alpha: num(form, errors, "training.lora_alpha", d.lora_alpha),
+        learning_rate: num(form, errors, "training.learning_rate", d.learning_rate),
+        dpo_beta: num(form, errors, "training.dpo_beta", d.dpo_beta),
+        train_every_pairs: num(
+            form,
+            errors,
+            "training.train_every_pairs",
+            d.train_every_pairs,
+        ),
+    };
+    (s, t)
+}
+
+fn check_csrf(user: &crate::auth::AuthUser, form: &HashMap<String, String>) -> Result<()> {
+    user.check_csrf(form.get("_csrf").map(String::as_str).unwrap_or(""))
+}
+
+async fn new_page(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
+    let result = async {
+        let nav = nav(&state, Some(&user)).await?;
+        let mut values = settings_values(
+            "",
+            &SamplingSettings::default(),
+            &TrainingSettings::default(),
+        );
+        values.insert("base_model".into(), "smollm2-135m".into());
+        let ctx = json!({"fields": fields(&all_specs(true), &values, &HashMap::new())});
+        render(&state, "agent_new.html", &nav, "New agent", ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let result = async {
+        check_csrf(&user, &form)?;
+        let mut errors = HashMap::new();
+        let (sampling, training) = parse_settings(&form, &mut errors);
+        let new = NewAgent {
+            name: form.get("name").cloned().unwrap_or_default(),
+            base_model: form.get("base_model").cloned().unwrap_or_default(),
+            system_prompt: form.get("system_prompt").cloned().unwrap_or_default(),
+            sampling,
+            training,
+        };
+        if errors.is_empty() {
+            match agents::create(&state, user.user_id, &new).await {
+                Ok(detail) => {
+                    return Ok(
+                        Redirect::to(&format!("/agents/{}", detail.agent.id)).into_response()
+                    );
+                }
+                Err(Error::Invalid { field, message }) => {
+                    errors.insert(field, message);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let nav = nav(&state, Some(&user)).await?;
+        let values: HashMap<String, String> = form.into_iter().collect();
+        let ctx = json!({"fields": fields(&all_specs(true), &values, &errors)});
+        let page = render(&state, "agent_new.html", &nav, "New agent", ctx)?;
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}
+
+/// Word diff of `old` → `new` as tagged segments.
+fn prompt_diff(old: &str, new: &str) -> Vec<Value> {
+    TextDiff::from_words(old, new)
+        .iter_all_changes()
+        .map(|c| {
+            let tag = match c.tag() {
+                ChangeTag::Equal => "equal",
+                ChangeTag::Insert => "insert",
+                ChangeTag::Delete => "delete",
+            };
+            json!({"tag": tag, "text": c.value()})
+        })
+        .collect()
+}
+
+async fn studio_context(
+    state: &AppState,
+    id: i64,
+    viewer: Option<i64>,
+    form: Option<(HashMap<String, String>, HashMap<String, String>)>,
+) -> Result<Value> {
+    let agent = state.store.agent(id).await?;
+    let owner = viewer == Some(agent.owner_id);
+    let view = agent_view(state, agent.clone()).await?;
+    let mut versions = Vec::new();
+    let mut fields_json = Vec::new();
+    if owner {
+        let rows = state.store.agent_versions(id).await?;
+        for (i, v) in rows.iter().enumerate().rev() {
+            let diff = if i > 0 {
+                prompt_diff(&rows[i - 1].system_prompt, &v.system_prompt)
+            } else {
+                Vec::new()
+            };
+            let vv = VersionView::from(v.clone());
+            versions.push(json!({
+                "version": v.version, "when": when(v.created_at), "system_prompt": v.system_prompt, "diff": diff,
+                "adapter_hash": v.adapter_hash, "adapter_short": v.adapter_hash.as_deref().map(|h| h.chars().take(12).collect::<String>()),
+                "settings": format!("{} · {}", serde_json::to_string(&vv.sampling).unwrap_or_default(), serde_json::to_string(&vv.training).unwrap_or_default()),
+            }));
+        }
+        let latest = VersionView::from(
+            rows.last()
+                .cloned()
+                .ok_or_else(|| Error::NotFound("version".into()))?,
+        );
+        let (values, errors) = form.unwrap_or_else(|| {
+            (
+                settings_values(&latest.system_prompt, &latest.sampling, &latest.training),
+                HashMap::new(),
+            )
+        });
+        fields_json = fields(&all_specs(false), &values, &errors);
+    }
+    let spaces = state.store.spaces().await?;
+    let mut charts_json = Vec::new();
+    for r in state.store.agent_ratings(id).await? {
+        let history = state.store.rating_history(id, r.space_id).await?;
+        let points: Vec<(f64, f64)> = history.iter().map(|p| (p.mu, p.sigma)).collect();
+        if let Some(svg) = charts::rating_svg(&points) {
+            let name = spaces
+                .iter()
+                .find(|s| s.id == r.space_id)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            charts_json.push(json!({"space": name, "svg": svg}));
+        }
+    }
+    let pol = state.store.pol_records(id).await?;
+    let mut runs = Vec::new();
+    for run in state.store.training_runs_for_agent(id).await? {
+        let metrics = state.store.training_metrics(run.id).await?;
+        let steps: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
+        let record = pol.iter().find(|p| p.training_run_id == run.id);
+        runs.push(json!({"id": run.id, "status": run.status, "pairs_root": run.pairs_root, "svg": charts::loss_svg(&steps),
+            "pol": record.map(|p| json!({"record_id": p.record_id, "block_number": p.block_number, "new_hash": p.new_hash}))}));
+    }
+    let matches: Vec<Value> = state
+        .store
+        .agent_matches(id, 20)
+        .await?
+        .into_iter()
+        .map(|m| json!({"id": m.id, "status": m.status, "when": when(m.created_at)}))
+        .collect();
+    Ok(
+        json!({"agent": view, "owner": owner, "versions": versions, "fields": fields_json, "charts": charts_json,
+              "runs": runs, "matches": matches, "saved": false}),
+    )
+}
+
+async fn studio(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(id): Path<i64>,
+) -> Response {
+    let result = async {
+        let nav = nav(&state, user.as_ref()).await?;
+        let ctx = studio_context(&state, id, user.as_ref().map(|u| u.user_id), None).await?;
+        let title = ctx["agent"]["name"].as_str().unwrap_or("Agent").to_string();
+        render(&state, "agent.html", &nav, &title, ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn save(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let result = async {
+        check_csrf(&user, &form)?;
+        let mut errors = HashMap::new();
+        let (sampling, training) = parse_settings(&form, &mut errors);
+        if errors.is_empty() {
+            let edit = AgentEdit {
+                system_prompt: form.get("system_prompt").cloned(),
+                sampling: Some(sampling),
+                training: Some(training),
+            };
+            match agents::edit(&state, user.user_id, id, &edit).await {
+                Ok(_) => return Ok(Redirect::to(&format!("/agents/{id}")).into_response()),
+                Err(Error::Invalid { field, message }) => {
+                    errors.insert(field, message);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let nav = nav(&state, Some(&user)).await?;
+        let values: HashMap<String, String> = form.into_iter().collect();
+        let ctx = studio_context(&state, id, Some(user.user_id), Some((values, errors))).await?;
+        let title = ctx["agent"]["name"].as_str().unwrap_or("Agent").to_string();
+        let page = render(&state, "agent.html", &nav, &title, ctx)?;
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        crate::api::owned_agent(&state, user.user_id, id).await?;
+        state.store.archive_agent(id).await?;
+        Ok(Redirect::to(&format!("/agents/{id}")).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}

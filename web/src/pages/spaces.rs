@@ -1,0 +1,198 @@
+//! The home page (live matches, Spaces) and a Space's page (leaderboard, recent
+//! matches, entering and leaving at a fee tier).
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{nav, render, respond, when};
+use crate::api::entries::{self, NewEntry};
+use crate::api::spaces::{leaderboard_rows, space_view};
+use crate::auth::{MaybeUser, PageUser};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/spaces/{slug}", get(space_page))
+        .route("/spaces/{slug}/enter", post(enter))
+        .route("/entries/{id}/leave", post(leave))
+}
+
+async fn match_rows(
+    state: &AppState,
+    matches: Vec<store::Match>,
+) -> Result<Vec<serde_json::Value>> {
+    let spaces = state.store.spaces().await?;
+    Ok(matches
+        .into_iter()
+        .map(|m| {
+            let slug = spaces.iter().find(|s| s.id == m.space_id).map(|s| s.slug.clone());
+            json!({"id": m.id, "space": slug, "status": m.status, "when": when(m.started_at.unwrap_or(m.created_at))})
+        })
+        .collect())
+}
+
+async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Response {
+    let result = async {
+        let nav = nav(&state, user.as_ref()).await?;
+        let mut live = state.store.recent_matches(None, Some("running"), None, 20).await?;
+        live.extend(state.store.recent_matches(None, Some("pending"), None, 20).await?);
+        let recent = state.store.recent_matches(None, Some("settled"), None, 10).await?;
+        let mut spaces = Vec::new();
+        for s in state.store.spaces().await? {
+            let v = space_view(&state, s).await?;
+            let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {} wei", t.name, t.fee_wei)).collect();
+            spaces.push(json!({"slug": v.slug, "name": v.name, "description": v.description, "tiers": tiers.join(" · ")}));
+        }
+        let ctx = json!({
+            "live": match_rows(&state, live).await?,
+            "recent": match_rows(&state, recent).await?,
+            "spaces": spaces,
+        });
+        render(&state, "home.html", &nav, "Live", ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+async fn space_context(
+    state: &AppState,
+    slug: &str,
+    user_id: Option<i64>,
+) -> Result<serde_json::Value> {
+    let space = state.store.space_by_slug(slug).await?;
+    let view = space_view(state, space.clone()).await?;
+    let leaderboard: Vec<_> = leaderboard_rows(state, space.id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({"rank": r.rank, "rank_best": r.rank_best, "rank_worst": r.rank_worst, "agent_id": r.agent_id,
+                "agent_name": r.agent_name, "mu": format!("{:.2}", r.mu), "sigma": format!("{:.2}", r.sigma),
+                "conservative": format!("{:.2}", r.conservative), "matches_played": r.matches_played})
+        })
+        .collect();
+    let matches = state
+        .store
+        .recent_matches(Some(space.id), None, None, 20)
+        .await?;
+    let (mut my_agents, mut my_entries) = (Vec::new(), Vec::new());
+    if let Some(uid) = user_id {
+        for a in state.store.agents_by_owner(uid).await? {
+            if a.archived_at.is_none() {
+                my_agents.push(json!({"id": a.id, "name": a.name}));
+            }
+        }
+        for e in state.store.entries_by_user(uid, 50).await? {
+            if e.space_id == space.id {
+                my_entries.push(
+                    json!({"id": e.id, "agent_id": e.agent_id, "fee_wei": e.fee_wei.to_string(),
+                    "status": e.status, "match_id": e.match_id}),
+                );
+            }
+        }
+    }
+    let tiers: Vec<_> = view
+        .fee_tiers
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "fee": format!("{} wei", t.fee_wei)}))
+        .collect();
+    Ok(json!({
+        "space": {"slug": view.slug, "name": view.name, "description": view.description,
+                  "players": view.players, "rounds": view.rounds},
+        "leaderboard": leaderboard,
+        "matches": matches.into_iter().map(|m| json!({"id": m.id, "status": m.status, "when": when(m.created_at)})).collect::<Vec<_>>(),
+        "my_agents": my_agents,
+        "my_entries": my_entries,
+        "tiers": tiers,
+        "error": null,
+    }))
+}
+
+async fn space_page(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(slug): Path<String>,
+) -> Response {
+    let result = async {
+        let nav = nav(&state, user.as_ref()).await?;
+        let ctx = space_context(&state, &slug, user.as_ref().map(|u| u.user_id)).await?;
+        let title = ctx["space"]["name"].as_str().unwrap_or("Space").to_string();
+        render(&state, "space.html", &nav, &title, ctx)
+    }
+    .await;
+    respond(&state, result).await
+}
+
+/// The enter form.
+#[derive(Debug, Deserialize)]
+struct EnterForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    agent_id: i64,
+    fee_tier_id: i64,
+}
+
+async fn enter(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(slug): Path<String>,
+    Form(form): Form<EnterForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        let tier = state.store.fee_tier(form.fee_tier_id).await?;
+        let space = state.store.space_by_slug(&slug).await?;
+        if tier.space_id != space.id {
+            return Err(Error::invalid(
+                "fee_tier_id",
+                "that fee tier belongs to another Space",
+            ));
+        }
+        let new = NewEntry {
+            agent_id: form.agent_id,
+            fee_tier_id: form.fee_tier_id,
+        };
+        match entries::enter(&state, user.user_id, &new).await {
+            Ok(_) => Ok(Redirect::to(&format!("/spaces/{slug}")).into_response()),
+            Err(e @ (Error::InsufficientFunds(_) | Error::Conflict(_) | Error::Invalid { .. })) => {
+                let nav = nav(&state, Some(&user)).await?;
+                let mut ctx = space_context(&state, &slug, Some(user.user_id)).await?;
+                ctx["error"] = json!(e.body().error.message);
+                let page = render(&state, "space.html", &nav, &space.name, ctx)?;
+                Ok((e.status(), page).into_response())
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    respond(&state, result).await
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(rename = "_csrf")]
+    pub(crate) csrf: String,
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        let entry = entries::leave(&state, user.user_id, id).await?;
+        let space = state.store.space(entry.space_id).await?;
+        Ok(Redirect::to(&format!("/spaces/{}", space.slug)).into_response())
+    }
+    .await;
+    respond(&state, result).await
+}

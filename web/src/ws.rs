@@ -1,0 +1,221 @@
+//! Websocket spectating: `/ws/matches/{id}` streams one match's events as JSON and
+//! `/ws/spaces/{id}` every live match of a Space (token deltas included).
+//!
+//! A spectator who joins late first gets the snapshot of what happened so far, then
+//! the live events, with no gap and no duplicate: the bus hands both out under one
+//! lock, and sequence numbers drop any overlap. A spectator who falls too far behind
+//! (the broadcast buffer overflows, or one send stalls) is cut off with close code
+//! 4008 rather than slowing the publisher or anyone else. Each IP may hold only so
+//! many sockets at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use arena::bus::SpectatorError;
+use arena::events::MatchEvent;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::{Error, Result};
+use crate::limits::{WsPermit, client_ip};
+use crate::state::AppState;
+
+/// Close code sent to a spectator that fell behind.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// Close code sent when the match is already over (read its transcript instead).
+pub const CLOSE_MATCH_OVER: u16 = 4000;
+/// How long one send may stall before the spectator counts as too slow.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Websocket routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws/matches/{id}", get(watch_match))
+        .route("/ws/spaces/{id}", get(watch_space))
+}
+
+fn admit(state: &AppState, request: &axum::http::Extensions) -> Result<WsPermit> {
+    state
+        .limits
+        .open_ws(client_ip(request))
+        .ok_or(Error::RateLimited)
+}
+
+async fn watch_match(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    request: axum::extract::Request,
+) -> Result<Response> {
+    let permit = admit(&state, request.extensions())?;
+    state.store.get_match(id).await?;
+    let upgrade = upgrade(request).await?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        stream_match(state, socket, id).await;
+        drop(permit);
+    }))
+}
+
+async fn watch_space(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response> {
+    let permit = admit(&state, request.extensions())?;
+    let space = match id.parse::<i64>() {
+        Ok(n) => state.store.space(n).await?,
+        Err(_) => state.store.space_by_slug(&id).await?,
+    };
+    let upgrade = upgrade(request).await?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        stream_space(state, socket, space).await;
+        drop(permit);
+    }))
+}
+
+async fn upgrade(request: axum::extract::Request) -> Result<WebSocketUpgrade> {
+    use axum::extract::FromRequest as _;
+    WebSocketUpgrade::from_request(request, &())
+        .await
+        .map_err(|e| Error::invalid("upgrade", e.to_string()))
+}
+
+/// Sends one event; `false` when the client is gone or too slow.
+async fn send(socket: &mut WebSocket, event: &MatchEvent) -> bool {
+    let text = serde_json::to_string(event).expect("events serialize");
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+async fn stream_match(state: AppState, mut socket: WebSocket, id: i64) {
+    let mut spectator = state.bus.watch(id);
+    if spectator.snapshot.is_empty()
+        && let Ok(m) = state.store.get_match(id).await
+        && matches!(m.status.as_str(), "settled" | "refunded" | "failed")
+    {
+        close(
+            &mut socket,
+            CLOSE_MATCH_OVER,
+            "match is over; read its transcript",
+        )
+        .await;
+        return;
+    }
+    for event in std::mem::take(&mut spectator.snapshot) {
+        if !send(&mut socket, &event).await {
+            return;
+        }
+    }
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            next = spectator.next() => match next {
+                Ok(event) => {
+                    let last = event.kind.is_final();
+                    if !send(&mut socket, &event).await {
+                        return close(&mut socket, CLOSE_TOO_SLOW, "too slow").await;
+                    }
+                    if last {
+                        return close(&mut socket, 1000, "match over").await;
+                    }
+                }
+                Err(SpectatorError::Lagged(_)) => {
+                    return close(&mut socket, CLOSE_TOO_SLOW, "too slow").await;
+                }
+                Err(SpectatorError::Closed) => return close(&mut socket, 1001, "shutting down").await,
+            },
+            incoming = socket.recv() => match incoming {
+                // Spectators only listen; anything but a close is ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.changed() => return close(&mut socket, 1001, "shutting down").await,
+        }
+    }
+}
+
+async fn stream_space(state: AppState, mut socket: WebSocket, space: store::Space) {
+    // Subscribe first, then take each live match's snapshot: anything published in
+    // between arrives twice and is dropped by its sequence number.
+    let mut rx = state.bus.subscribe();
+    let mut next_seq: HashMap<i64, Option<u64>> = HashMap::new();
+    let live = [Some("pending"), Some("running")];
+    for status in live {
+        let Ok(matches) = state
+            .store
+            .recent_matches(Some(space.id), status, None, 100)
+            .await
+        else {
+            return;
+        };
+        for m in matches {
+            let snapshot = state.bus.watch(m.id).snapshot;
+            next_seq.insert(m.id, Some(snapshot.len() as u64));
+            for event in snapshot {
+                if !send(&mut socket, &event).await {
+                    return;
+                }
+            }
+        }
+    }
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Ok(event) => {
+                    let seen = match next_seq.get(&event.match_id) {
+                        Some(known) => *known,
+                        None => {
+                            let ours = in_space(&state, &space, &event).await;
+                            let entry = ours.then_some(0);
+                            next_seq.insert(event.match_id, entry);
+                            entry
+                        }
+                    };
+                    if event.kind.is_final() {
+                        next_seq.remove(&event.match_id);
+                    }
+                    let Some(expected) = seen else { continue };
+                    if event.seq < expected {
+                        continue;
+                    }
+                    if !event.kind.is_final() {
+                        next_seq.insert(event.match_id, Some(event.seq + 1));
+                    }
+                    if !send(&mut socket, &event).await {
+                        return close(&mut socket, CLOSE_TOO_SLOW, "too slow").await;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => return close(&mut socket, CLOSE_TOO_SLOW, "too slow").await,
+                Err(RecvError::Closed) => return close(&mut socket, 1001, "shutting down").await,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.changed() => return close(&mut socket, 1001, "shutting down").await,
+        }
+    }
+}
+
+/// Whether an event's match belongs to `space` (from the event itself when it says,
+/// else from the database).
+async fn in_space(state: &AppState, space: &store::Space, event: &MatchEvent) -> bool {
+    if let arena::events::EventKind::MatchCreated { space: slug, .. } = &event.kind {
+        return *slug == space.slug;
+    }
+    matches!(state.store.get_match(event.match_id).await, Ok(m) if m.space_id == space.id)
+}

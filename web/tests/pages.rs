@@ -1,0 +1,266 @@
+//! The pages: each renders, forms check the CSRF token, validation errors show next to
+//! their field, and the page flows (dev login, create and edit an agent, enter a
+//! Space, move money, make a token) work without JavaScript.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{TestApp, Who};
+
+async fn form(app: &TestApp, uri: &str, who: &Who, fields: &[(&str, &str)]) -> common::Reply {
+    let mut pairs: Vec<(&str, &str)> = fields.to_vec();
+    let csrf = who.csrf.clone().unwrap_or_default();
+    if !fields.iter().any(|(k, _)| *k == "_csrf") {
+        pairs.push(("_csrf", &csrf));
+    }
+    let body = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut req =
+        Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = &who.cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    app.send(req.body(Body::from(body)).unwrap()).await
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn html(r: &common::Reply) -> &str {
+    r.json.as_str().unwrap_or("")
+}
+
+async fn pages_render_for_visitors(app: TestApp) {
+    web::sync_spaces(app.store(), &common::rulebooks())
+        .await
+        .unwrap();
+    let played = store::fixtures::played_match(app.store(), 3).await;
+    let home = app.get("/", &Who::anon()).await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(html(&home).contains("Tweet Duel") && html(&home).contains("Dev login"));
+    let space = app.get("/spaces/tweet-duel", &Who::anon()).await;
+    assert!(html(&space).contains("Leaderboard") && html(&space).contains("agent 0"));
+    let m = app
+        .get(&format!("/matches/{}", played.match_id), &Who::anon())
+        .await;
+    assert_eq!(m.status, StatusCode::OK);
+    let page = html(&m);
+    assert!(page.contains("seat 0 reads well"), "rationales shown");
+    assert!(page.contains("290"), "payouts shown");
+    assert!(page.contains("Outcome"));
+    let agent = app
+        .get(&format!("/agents/{}", played.agent_ids[0]), &Who::anon())
+        .await;
+    assert!(html(&agent).contains("<svg"), "rating chart");
+    assert!(
+        !html(&agent).contains("You are agent 0"),
+        "visitors never see the meta-prompt"
+    );
+    let ds = app
+        .get(
+            "/datasets?space=tweet-duel&min_margin=&format=trl",
+            &Who::anon(),
+        )
+        .await;
+    assert_eq!(ds.status, StatusCode::OK);
+    assert!(html(&ds).contains("Tea, take 0."), "preview rows");
+    assert!(html(&ds).contains("/api/v1/datasets/preferences?space=tweet-duel&amp;format=trl"));
+    let bad = app.get("/datasets?min_agreement=5", &Who::anon()).await;
+    assert!(html(&bad).contains("within [0, 1]"));
+    assert_eq!(
+        app.get("/matches/999", &Who::anon()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let css = app.get("/static/style.css", &Who::anon()).await;
+    assert_eq!(css.headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    assert_eq!(
+        app.get("/static/app.js", &Who::anon()).await.status,
+        StatusCode::OK
+    );
+    let account = app.get("/account", &Who::anon()).await;
+    assert_eq!(
+        account.status,
+        StatusCode::SEE_OTHER,
+        "visitors are sent home"
+    );
+}
+both!(pages_render_for_visitors);
+
+async fn the_studio_flow_works_without_javascript(app: TestApp) {
+    let (_, tier) = store::fixtures::fixture_space(app.store()).await;
+    let login = form(&app, "/auth/dev-login", &Who::anon(), &[("account", "2")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let cookie = common::session_cookie(&login.headers);
+    assert!(
+        login.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+    let me = app
+        .get(
+            "/api/v1/me",
+            &Who {
+                cookie: Some(cookie.clone()),
+                ..Who::default()
+            },
+        )
+        .await;
+    let who = Who {
+        cookie: Some(cookie),
+        csrf: me.json["csrf_token"].as_str().map(str::to_string),
+        user_id: me.json["user"]["id"].as_i64().unwrap(),
+        bearer: None,
+    };
+    assert!(html(&app.get("/agents/new", &who).await).contains("Meta-prompt"));
+
+    let bad = form(
+        &app,
+        "/agents/new",
+        &who,
+        &[
+            ("name", "Poet"),
+            ("base_model", "smollm2-135m"),
+            ("system_prompt", "Rhyme."),
+            ("sampling.temperature", "3"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = html(&bad);
+    assert!(
+        page.contains(r#"data-error-for="sampling.temperature""#),
+        "the error sits by its field"
+    );
+    assert!(page.contains("must be within [0, 2]"));
+    assert!(page.contains(r#"value="Poet""#), "what was typed is kept");
+    let nan = form(
+        &app,
+        "/agents/new",
+        &who,
+        &[
+            ("name", "Poet"),
+            ("base_model", "m"),
+            ("training.lora_rank", "lots"),
+        ],
+    )
+    .await;
+    assert!(html(&nan).contains(r#"data-error-for="training.lora_rank""#));
+
+    let forged = form(
+        &app,
+        "/agents/new",
+        &who,
+        &[("_csrf", "forged"), ("name", "Poet"), ("base_model", "m")],
+    )
+    .await;
+    assert_eq!(
+        forged.status,
+        StatusCode::FORBIDDEN,
+        "form posts need the session's CSRF token"
+    );
+
+    let ok = form(
+        &app,
+        "/agents/new",
+        &who,
+        &[
+            ("name", "Poet"),
+            ("base_model", "smollm2-135m"),
+            ("system_prompt", "Rhyme softly."),
+            ("sampling.temperature", "0.9"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let location = ok.headers[header::LOCATION].to_str().unwrap().to_string();
+    let id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
+    let edit = form(
+        &app,
+        &location,
+        &who,
+        &[
+            ("system_prompt", "Rhyme loudly."),
+            ("sampling.temperature", "0.9"),
+        ],
+    )
+    .await;
+    assert_eq!(edit.status, StatusCode::SEE_OTHER);
+    let studio = app.get(&location, &who).await;
+    let page = html(&studio);
+    assert!(
+        page.contains(r#"<span class="insert">loudly.</span>"#),
+        "the prompt diff: {page}"
+    );
+    assert!(page.contains("v2"));
+    let bad_edit = form(
+        &app,
+        &location,
+        &who,
+        &[("system_prompt", "x"), ("sampling.top_p", "0")],
+    )
+    .await;
+    assert!(html(&bad_edit).contains(r#"data-error-for="sampling.top_p""#));
+
+    let broke = form(
+        &app,
+        "/spaces/tweet-duel/enter",
+        &who,
+        &[
+            ("agent_id", &id.to_string()),
+            ("fee_tier_id", &tier.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(broke.status, StatusCode::CONFLICT);
+    assert!(html(&broke).contains("insufficient balance"));
+    let dep = form(&app, "/account/deposit", &who, &[("amount_wei", "500")]).await;
+    assert_eq!(dep.status, StatusCode::SEE_OTHER);
+    let bad_dep = form(&app, "/account/deposit", &who, &[("amount_wei", "lots")]).await;
+    assert_eq!(bad_dep.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let entered = form(
+        &app,
+        "/spaces/tweet-duel/enter",
+        &who,
+        &[
+            ("agent_id", &id.to_string()),
+            ("fee_tier_id", &tier.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(entered.status, StatusCode::SEE_OTHER);
+    let space = app.get("/spaces/tweet-duel", &who).await;
+    assert!(html(&space).contains("queued"));
+    let entry = app.store().entries_by_user(who.user_id, 1).await.unwrap()[0].id;
+    let left = form(&app, &format!("/entries/{entry}/leave"), &who, &[]).await;
+    assert_eq!(left.status, StatusCode::SEE_OTHER);
+    let w = form(&app, "/account/withdraw", &who, &[("amount_wei", "100")]).await;
+    assert_eq!(w.status, StatusCode::SEE_OTHER);
+    let account = app.get("/account", &who).await;
+    assert!(
+        html(&account).contains(">400<"),
+        "balance after deposit 500 and withdraw 100"
+    );
+    let token = form(&app, "/account/tokens", &who, &[("name", "laptop")]).await;
+    assert!(
+        html(&token).contains("rlfc_"),
+        "the new token is shown once"
+    );
+    let out = form(&app, "/auth/logout", &who, &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get("/api/v1/me", &who).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+both!(the_studio_flow_works_without_javascript);
