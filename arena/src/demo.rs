@@ -12,7 +12,7 @@ use crate::runner::{RunnerError, SpaceSlot};
 /// One wei-denominated ether.
 pub const ETH: u128 = 1_000_000_000_000_000_000;
 
-/// A demo agent: name, meta-prompt, sampling settings, whether it trains.
+/// A demo agent: name, meta-prompt, sampling settings.
 struct Persona {
     name: &'static str,
     prompt: &'static str,
@@ -20,21 +20,18 @@ struct Persona {
     top_p: f64,
 }
 
-/// Which personas learn from their matches (every fourth), and how: small DPO runs
-/// that fit two CPU cores beside live matches.
+/// How each persona learns: every fourth trains after 12 new pairs with small DPO runs
+/// that fit two CPU cores beside live matches; the others keep their adapter-less
+/// base for the length of a demo (they would train after 10000 pairs).
 fn demo_training(index: usize) -> serde_json::Value {
-    if index.is_multiple_of(4) {
-        serde_json::json!({
-            "enabled": true,
-            "every_pairs": 12,
-            "min_margin": 0.1,
-            "max_pairs": 24,
-            "dpo": {"max_steps": 6, "batch_size": 4, "max_length": 256, "lora_rank": 8,
-                    "lora_alpha": 16.0, "learning_rate": 5e-4, "seed": index},
-        })
-    } else {
-        serde_json::json!({})
-    }
+    let every = if index.is_multiple_of(4) { 12 } else { 10_000 };
+    serde_json::json!({
+        "lora_rank": 8,
+        "lora_alpha": 16.0,
+        "learning_rate": 0.0005,
+        "dpo_beta": 0.1,
+        "train_every_pairs": every,
+    })
 }
 
 const PERSONAS: [Persona; 12] = [

@@ -42,38 +42,58 @@ pub enum LearningError {
 /// The result type of this module.
 pub type Result<T> = std::result::Result<T, LearningError>;
 
-/// An agent's training settings (its version's `training` JSON): train after every
-/// `every_pairs` new pairs whose margin is at least `min_margin`, with `dpo`.
+/// An agent's training settings (its version's `training` JSON): after every
+/// `train_every_pairs` new pairs whose margin is at least `min_margin`, a DPO run trains
+/// the next adapter version. The first five fields are what the web studio edits (the
+/// same names and ranges); the rest are platform settings with fixed defaults. An empty
+/// object means every default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingPolicy {
-    /// Whether the agent trains at all.
-    pub enabled: bool,
+    /// LoRA rank of a first adapter version.
+    pub lora_rank: usize,
+    /// LoRA alpha of a first adapter version.
+    pub lora_alpha: f32,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// DPO beta.
+    pub dpo_beta: f64,
     /// New pairs (at or above `min_margin`) that trigger a run (1 to 10000).
-    pub every_pairs: usize,
+    pub train_every_pairs: usize,
     /// The smallest margin a pair needs to count (0 to 1).
     pub min_margin: f64,
-    /// The most pairs one run trains on (the newest are kept).
+    /// The most pairs one run trains on (the newest are kept, 1 to 10000).
     pub max_pairs: usize,
-    /// The DPO hyperparameters.
-    pub dpo: DpoConfig,
+    /// Optimizer steps per run.
+    pub max_steps: usize,
+    /// Pairs per step.
+    pub batch_size: usize,
+    /// Tokens of prompt plus answer kept per pair.
+    pub max_length: usize,
+    /// Seed of a first version's LoRA matrices.
+    pub seed: u64,
 }
 
 impl Default for TrainingPolicy {
     fn default() -> TrainingPolicy {
         TrainingPolicy {
-            enabled: false,
-            every_pairs: 16,
+            lora_rank: 8,
+            lora_alpha: 16.0,
+            learning_rate: 5e-5,
+            dpo_beta: 0.1,
+            train_every_pairs: 64,
             min_margin: 0.1,
             max_pairs: 64,
-            dpo: DpoConfig::default(),
+            max_steps: 8,
+            batch_size: 4,
+            max_length: 256,
+            seed: 0,
         }
     }
 }
 
 impl TrainingPolicy {
-    /// Reads a version's training settings; an empty object means the defaults
-    /// (training off). Errors name the key.
+    /// Reads a version's training settings. Errors name the key and the limit.
     pub fn from_json(text: &str) -> Result<TrainingPolicy> {
         let value: serde_json::Value = if text.trim().is_empty() {
             serde_json::json!({})
@@ -83,10 +103,10 @@ impl TrainingPolicy {
         };
         let policy: TrainingPolicy = serde_path_to_error::deserialize(value)
             .map_err(|e| LearningError::Invalid(format!("training.{}: {}", e.path(), e.inner())))?;
-        if !(1..=10_000).contains(&policy.every_pairs) {
+        if !(1..=10_000).contains(&policy.train_every_pairs) {
             return Err(LearningError::Invalid(format!(
-                "training.every_pairs {} is out of range, expected 1 to 10000",
-                policy.every_pairs
+                "training.train_every_pairs {} is out of range, expected 1 to 10000",
+                policy.train_every_pairs
             )));
         }
         if !(0.0..=1.0).contains(&policy.min_margin) {
@@ -101,8 +121,23 @@ impl TrainingPolicy {
                 policy.max_pairs
             )));
         }
-        policy.dpo.validate()?;
+        policy.dpo().validate()?;
         Ok(policy)
+    }
+
+    /// The DPO hyperparameters of a run under this policy.
+    pub fn dpo(&self) -> DpoConfig {
+        DpoConfig {
+            beta: self.dpo_beta,
+            learning_rate: self.learning_rate,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            max_length: self.max_length,
+            lora_rank: self.lora_rank,
+            lora_alpha: self.lora_alpha,
+            seed: self.seed,
+            ..DpoConfig::default()
+        }
     }
 }
 
@@ -236,9 +271,6 @@ impl Trainer {
     pub async fn due_pairs(&self, agent_id: i64) -> Result<Option<Vec<PreferencePair>>> {
         let version = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&version.training)?;
-        if !policy.enabled {
-            return Ok(None);
-        }
         let after = self.store.last_trained_pair_id(agent_id).await?;
         let mut fresh = Vec::new();
         let mut cursor = after;
@@ -251,7 +283,7 @@ impl Trainer {
             cursor = last.id;
             fresh.extend(page.into_iter().filter(|p| p.margin >= policy.min_margin));
         }
-        if fresh.len() < policy.every_pairs {
+        if fresh.len() < policy.train_every_pairs {
             return Ok(None);
         }
         let keep = fresh.len().saturating_sub(policy.max_pairs);
@@ -275,8 +307,9 @@ impl Trainer {
         let results = match_results(&self.store, &pairs).await?;
         let pairs_root = pairs_root(&pairs);
         let results_root = chain::merkle::root(&results_leaves(&results));
-        let hyper_json = serde_json::to_value(&policy.dpo).expect("serializes");
-        let hyper_hash = policy.dpo.hyperparameters_hash();
+        let dpo = policy.dpo();
+        let hyper_json = serde_json::to_value(&dpo).expect("serializes");
+        let hyper_hash = dpo.hyperparameters_hash();
         let pair_ids: Vec<i64> = pairs.iter().map(|p| p.id).collect();
         let run = self
             .store
@@ -293,7 +326,7 @@ impl Trainer {
         let trained = {
             let model = self.model.clone();
             let tokenizer = self.tokenizer.clone();
-            let dpo = policy.dpo.clone();
+            let dpo = dpo.clone();
             let data = dpo_pairs(&pairs);
             let parent = parent_adapter.clone();
             tokio::task::spawn_blocking(move || {

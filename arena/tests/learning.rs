@@ -102,12 +102,16 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     let agent = demo.agents[0];
     let v1 = store.latest_agent_version(agent).await.unwrap();
     let training = serde_json::json!({
-        "enabled": true,
-        "every_pairs": 3,
+        "train_every_pairs": 3,
         "min_margin": 0.0,
         "max_pairs": 6,
-        "dpo": {"max_steps": 2, "batch_size": 2, "max_length": 96, "lora_rank": 4,
-                "lora_alpha": 8.0, "learning_rate": 1e-3, "seed": 7}
+        "max_steps": 2,
+        "batch_size": 2,
+        "max_length": 96,
+        "lora_rank": 4,
+        "lora_alpha": 8.0,
+        "learning_rate": 1e-3,
+        "seed": 7,
     });
     store
         .add_agent_version(
@@ -149,7 +153,7 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     );
     assert!(
         trainer.due_pairs(demo.agents[1]).await.unwrap().is_none(),
-        "training is off by default"
+        "a demo agent without training waits for 10000 pairs"
     );
     let pairs = trainer
         .due_pairs(agent)

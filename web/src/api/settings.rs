@@ -213,6 +213,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_trainer_reads_what_the_studio_writes() {
+        let mut t = TrainingSettings::default();
+        t.lora_rank = 4;
+        t.train_every_pairs = 12;
+        let stored = serde_json::to_string(&t).unwrap();
+        let policy = arena::learning::TrainingPolicy::from_json(&stored).unwrap();
+        assert_eq!(policy.lora_rank, 4);
+        assert_eq!(policy.train_every_pairs, 12);
+        assert_eq!(policy.dpo().beta, t.dpo_beta);
+        assert_eq!(policy.dpo().learning_rate, t.learning_rate);
+    }
+
+    #[test]
     fn ranges_name_the_field() {
         let mut s = SamplingSettings::default();
         assert!(s.validate().is_ok());
