@@ -214,9 +214,11 @@ mod tests {
 
     #[test]
     fn the_trainer_reads_what_the_studio_writes() {
-        let mut t = TrainingSettings::default();
-        t.lora_rank = 4;
-        t.train_every_pairs = 12;
+        let t = TrainingSettings {
+            lora_rank: 4,
+            train_every_pairs: 12,
+            ..TrainingSettings::default()
+        };
         let stored = serde_json::to_string(&t).unwrap();
         let policy = arena::learning::TrainingPolicy::from_json(&stored).unwrap();
         assert_eq!(policy.lora_rank, 4);
