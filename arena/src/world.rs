@@ -311,12 +311,16 @@ pub fn seat_seed(match_seed: u64, round: u32, seat: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Publishes each due round and submits every seat's generation. A seat the engine
+/// refuses (an unknown adapter, a prompt too long for the context) fails its match at
+/// once, so it is refunded rather than left to its deadline.
 fn publish_tasks(
     mut matches: Query<&mut MatchState>,
     seats: Query<&Seat>,
     mut engine: ResMut<EngineRes>,
     mut tickets: ResMut<Tickets>,
     bus: Res<BusRes>,
+    mut finished: ResMut<Finished>,
     mut commands: Commands,
 ) {
     for mut m in &mut matches {
@@ -331,6 +335,7 @@ fn publish_tasks(
                 task: task.prompt.clone(),
             },
         );
+        let mut refused = None;
         for &entity in &m.seats {
             let Ok(seat) = seats.get(entity) else {
                 continue;
@@ -356,11 +361,22 @@ fn publish_tasks(
                 }
                 Err(e) => {
                     tracing::warn!(match_id = m.match_id, error = %e, "engine refused a seat");
+                    refused.get_or_insert(format!("seat {} refused: {e}", seat.index));
                 }
             }
         }
         m.task = Some(task);
         m.phase = Phase::Generate;
+        if let Some(reason) = refused {
+            let entry_ids = entry_ids(&m, &seats);
+            finished.0.push(MatchOutcome {
+                match_id: m.match_id,
+                entry_ids,
+                result: Err(reason),
+            });
+            // Swept, its other seats' generations cancelled, by the deadline system.
+            m.deadline_ms = i64::MIN;
+        }
     }
 }
 

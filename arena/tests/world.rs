@@ -240,3 +240,43 @@ fn an_engine_failure_fails_the_waiting_matches_at_once() {
     assert_eq!(world.live_generations(), 0);
     assert!(world.tick(1).is_empty(), "no second outcome");
 }
+
+/// An engine that refuses every generation.
+struct Refusing;
+impl Engine for Refusing {
+    fn submit(&mut self, request: GenRequest) -> Result<Ticket, EngineError> {
+        Err(EngineError(format!(
+            "adapter {} not found",
+            request.adapter_hash.unwrap_or_default()
+        )))
+    }
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        Ok(Vec::new())
+    }
+    fn cancel(&mut self, _: Ticket) {}
+    fn live(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn a_refused_seat_fails_its_match_at_once() {
+    let mut world = MatchWorld::new(Box::new(Refusing), Box::new(RulesOnly), Bus::new());
+    let book = rulebooks().remove(0);
+    world.add_match(MatchSpec {
+        match_id: 5,
+        rulebook: book.clone(),
+        seed: 1,
+        seats: seats(book.players, 0),
+        deadline_ms: i64::MAX,
+    });
+    let out = world.tick(0);
+    assert_eq!(out.len(), 1);
+    let reason = out[0].result.clone().unwrap_err();
+    assert!(
+        reason.contains("seat 0 refused") && reason.contains("not found"),
+        "{reason}"
+    );
+    assert_eq!(world.live_matches(), 0);
+    assert!(world.tick(1).is_empty(), "no second outcome");
+}
