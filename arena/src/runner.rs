@@ -218,6 +218,13 @@ impl MatchRunner {
         &self.spaces
     }
 
+    /// Draws match seeds from `salt` instead of the clock, so a run's matches are
+    /// reproducible (tests, benchmarks). Each match's seed is recorded either way.
+    pub fn set_seed_salt(&mut self, salt: u64) {
+        self.seed_salt = salt;
+        self.seeds_drawn = 0;
+    }
+
     /// Starts at most `n` more matches from now on (`None`: no limit), for runs of a
     /// fixed length.
     pub fn limit_new_matches(&mut self, n: Option<usize>) {

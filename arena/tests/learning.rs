@@ -135,6 +135,7 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
         spaces.clone(),
         RunnerConfig::default(),
     );
+    runner.set_seed_salt(7);
     for _ in 0..6 {
         runner.step().await.unwrap();
     }
