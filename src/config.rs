@@ -267,6 +267,13 @@ impl Config {
         Ok(())
     }
 
+    /// The model fetcher over the configured cache, interpreter and pip arguments.
+    pub fn fetcher(&self) -> models::Fetcher {
+        models::Fetcher::new(&self.models.dir)
+            .python(&self.models.python)
+            .pip_args(self.models.pip_args.clone())
+    }
+
     /// The database URL, or `None` for the embedded SQLite file.
     pub fn database_url(&self) -> Option<&str> {
         Some(self.database.url.as_str()).filter(|u| !u.is_empty())

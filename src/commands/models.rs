@@ -21,10 +21,7 @@ pub enum ModelsCommand {
 }
 
 fn fetcher(config: &Config) -> Fetcher {
-    Fetcher::new(&config.models.dir)
-        .python(&config.models.python)
-        .pip_args(config.models.pip_args.clone())
-        .progress(std::io::stderr().is_terminal())
+    config.fetcher().progress(std::io::stderr().is_terminal())
 }
 
 fn selected(names: &[String]) -> Result<Vec<&'static ModelSpec>> {
