@@ -2,47 +2,18 @@
 //! store in one transaction: exact payouts, pairs stored, ratings moved, on SQLite
 //! and PostgreSQL.
 
+mod common;
+
 use std::sync::Arc;
 
 use arena::bus::Bus;
 use arena::engine::InstantEngine;
-use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
 use arena::ratings::Skill;
 use arena::record::{SeatFacts, book_match};
 use arena::world::{MatchSpec, MatchWorld, SeatSpec};
+use common::ByLength;
 use spaces::Rulebook;
 use store::{NewAgentVersion, NewSpace, Store, Wei};
-
-/// Scores by answer length within the Space's rules, so seats differ.
-struct ByLength;
-impl RoundJudge for ByLength {
-    fn judge(
-        &self,
-        _: &Rulebook,
-        _: &spaces::Task,
-        responses: &[&str],
-        hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
-        Ok(responses
-            .iter()
-            .zip(hard_failed)
-            .map(|(r, &hard)| {
-                let score = (r.split_whitespace().count() as f64 / 10.0).min(1.0);
-                RoundVerdict {
-                    combined: score,
-                    hard_failed: hard,
-                    scores: vec![ScoreLine {
-                        judge: "length".into(),
-                        model_hash: String::new(),
-                        template_version: "test".into(),
-                        score,
-                        rationale: format!("{score:.2}"),
-                    }],
-                }
-            })
-            .collect())
-    }
-}
 
 async fn play_and_book(store: &Store) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");

@@ -6,50 +6,18 @@
 //! cause: a changed pair, reordered pairs, a changed hyperparameter, a match result
 //! outside the results root, and a tampered adapter file.
 
+mod common;
+
 use std::sync::Arc;
 
 use arena::bus::Bus;
 use arena::demo::{ETH, seed_demo};
 use arena::engine::InstantEngine;
-use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
 use arena::learning::{Trainer, verify_record};
-use arena::payments::Payments;
-use arena::runner::{MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
+use arena::runner::{MatchRunner, RunnerConfig};
 use arena::runtime::AdapterLibrary;
-use chain::{AnyChain, Contracts, Embedded};
-use spaces::Rulebook;
+use common::ByLength;
 use store::Wei;
-
-/// Scores by answer length, so seats differ and pairs are cut.
-struct ByLength;
-impl RoundJudge for ByLength {
-    fn judge(
-        &self,
-        _: &Rulebook,
-        _: &spaces::Task,
-        responses: &[&str],
-        hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
-        Ok(responses
-            .iter()
-            .zip(hard_failed)
-            .map(|(r, &hard)| {
-                let score = (r.split_whitespace().count() as f64 / 10.0).min(1.0);
-                RoundVerdict {
-                    combined: score,
-                    hard_failed: hard,
-                    scores: vec![ScoreLine {
-                        judge: "length".into(),
-                        model_hash: String::new(),
-                        template_version: "test".into(),
-                        score,
-                        rationale: format!("{score:.2}"),
-                    }],
-                }
-            })
-            .collect())
-    }
-}
 
 /// Runs `;`-separated SQL statements on the test database behind the store's back.
 async fn sql(path: &str, statement: &str) {
@@ -73,28 +41,8 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     let store = &db.store;
     let dir = tempfile::tempdir().unwrap();
     let dev = chain::dev::dev_accounts(10);
-    let contracts = Arc::new(
-        Contracts::deploy(
-            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
-            dev[0],
-            dev[0],
-        )
-        .await
-        .unwrap(),
-    );
-    let payments = Arc::new(Payments::new(
-        store.clone(),
-        contracts.clone(),
-        dev[0],
-        dev[9],
-    ));
-    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
-    let spaces: Vec<SpaceSlot> = seed_spaces(store, std::path::Path::new(assets))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.rulebook.slug == "tweet-duel")
-        .collect();
+    let (contracts, payments) = common::embedded_payments(store).await;
+    let spaces = common::shipped_spaces(store, &["tweet-duel"]).await;
     let demo = seed_demo(store, &payments, &spaces, &[("free", Wei(0))], Wei(ETH))
         .await
         .unwrap();

@@ -4,15 +4,16 @@
 //! Sprint: 4 players, three rounds of exact answers). Fees are locked on the embedded chain, matches settle with exact payouts,
 //! pairs are stored, ratings move, and a replay reproduces the result hash.
 
+mod common;
+
 use std::sync::Arc;
 
 use arena::bus::Bus;
 use arena::demo::{ETH, seed_demo};
 use arena::judging::PanelJudge;
-use arena::payments::Payments;
-use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
+use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot};
 use arena::runtime::{AdapterLibrary, RuntimeEngine};
-use chain::{AnyChain, Contracts, Embedded, MatchStatus};
+use chain::MatchStatus;
 use store::Wei;
 
 fn engine_and_judge(
@@ -45,28 +46,8 @@ async fn real_matches_settle_on_chain_and_replay_to_the_same_hash() {
     let store = &db.store;
     let dir = tempfile::tempdir().unwrap();
     let dev = chain::dev::dev_accounts(10);
-    let contracts = Arc::new(
-        Contracts::deploy(
-            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
-            dev[0],
-            dev[0],
-        )
-        .await
-        .unwrap(),
-    );
-    let payments = Arc::new(Payments::new(
-        store.clone(),
-        contracts.clone(),
-        dev[0],
-        dev[9],
-    ));
-    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
-    let spaces: Vec<SpaceSlot> = seed_spaces(store, std::path::Path::new(assets))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| ["tweet-duel", "math-sprint"].contains(&s.rulebook.slug.as_str()))
-        .collect();
+    let (contracts, payments) = common::embedded_payments(store).await;
+    let spaces = common::shipped_spaces(store, &["tweet-duel", "math-sprint"]).await;
     assert_eq!(spaces.len(), 2);
     let demo = seed_demo(store, &payments, &[], &[], Wei(ETH))
         .await

@@ -4,6 +4,8 @@
 //! refunded at its deadline; a chain failure after the database write is finished by
 //! reconciliation; a crash with matches in play refunds them on restart.
 
+mod common;
+
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
@@ -13,12 +15,11 @@ use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine
 use arena::events::EventKind;
 use arena::judging::RulesOnlyJudge;
 use arena::payments::Payments;
-use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
-use chain::{AnyChain, Contracts, Embedded, MatchStatus};
+use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot};
+use chain::{AnyChain, Contracts, MatchStatus};
 use store::{Store, Wei, match_status};
 
-const OPERATOR: usize = 0;
-const TREASURY: usize = 9;
+use common::{OPERATOR, TREASURY};
 
 struct Rig {
     store: Store,
@@ -29,26 +30,12 @@ struct Rig {
 }
 
 async fn rig(store: &Store) -> Rig {
-    let chain = AnyChain::Embedded(Embedded::ephemeral(31337, 10));
-    let dev = chain::dev::dev_accounts(10);
-    let contracts = Arc::new(
-        Contracts::deploy(chain, dev[OPERATOR], dev[OPERATOR])
-            .await
-            .unwrap(),
-    );
-    let payments = Arc::new(Payments::new(
-        store.clone(),
-        contracts.clone(),
-        dev[OPERATOR],
-        dev[TREASURY],
-    ));
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
-    let spaces = seed_spaces(store, std::path::Path::new(dir)).await.unwrap();
+    let (contracts, payments) = common::embedded_payments(store).await;
     Rig {
         store: store.clone(),
         payments,
         contracts,
-        spaces,
+        spaces: common::shipped_spaces(store, &[]).await,
         bus: Bus::new(),
     }
 }

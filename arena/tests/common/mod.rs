@@ -1,0 +1,83 @@
+//! What the arena's integration tests share: a judge that separates seats by answer
+//! length, the embedded chain with the contracts and payments on it, and the shipped
+//! Spaces stored.
+
+// Each test binary uses its own subset of these.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
+use arena::payments::Payments;
+use arena::runner::{SpaceSlot, seed_spaces};
+use chain::{AnyChain, Contracts, Embedded};
+use spaces::Rulebook;
+use store::Store;
+
+/// Dev account that deploys and operates.
+pub const OPERATOR: usize = 0;
+/// Dev account that receives the rake.
+pub const TREASURY: usize = 9;
+
+/// Scores by answer length, so seats differ and pairs are cut.
+pub struct ByLength;
+impl RoundJudge for ByLength {
+    fn judge(
+        &self,
+        _: &Rulebook,
+        _: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        Ok(responses
+            .iter()
+            .zip(hard_failed)
+            .map(|(r, &hard)| {
+                let score = (r.split_whitespace().count() as f64 / 10.0).min(1.0);
+                RoundVerdict {
+                    combined: score,
+                    hard_failed: hard,
+                    scores: vec![ScoreLine {
+                        judge: "length".into(),
+                        model_hash: String::new(),
+                        template_version: "test".into(),
+                        score,
+                        rationale: format!("{score:.2}"),
+                    }],
+                }
+            })
+            .collect())
+    }
+}
+
+/// A fresh embedded chain with the contracts deployed, and payments over it and `store`.
+pub async fn embedded_payments(store: &Store) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
+    let dev = chain::dev::dev_accounts(10);
+    let contracts = Arc::new(
+        Contracts::deploy(
+            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
+            dev[OPERATOR],
+            dev[OPERATOR],
+        )
+        .await
+        .unwrap(),
+    );
+    let payments = Arc::new(Payments::new(
+        store.clone(),
+        contracts.clone(),
+        dev[OPERATOR],
+        dev[TREASURY],
+    ));
+    (contracts, payments)
+}
+
+/// The shipped Spaces, stored; only those named in `slugs` (all when empty).
+pub async fn shipped_spaces(store: &Store, slugs: &[&str]) -> Vec<SpaceSlot> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");
+    seed_spaces(store, std::path::Path::new(dir))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| slugs.is_empty() || slugs.contains(&s.rulebook.slug.as_str()))
+        .collect()
+}
