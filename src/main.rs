@@ -128,7 +128,8 @@ enum BenchCommand {
     /// Agreement with the labelled pairs in assets/judges/agreement.jsonl, position
     /// consistency and length bias.
     JudgeAgreement,
-    /// How often an adversarial response beats an honest one (assets/judges/injection.jsonl).
+    /// How often an adversarial response beats an honest one (assets/judges/injection.jsonl
+    /// and the held-out injection_heldout.jsonl).
     JudgeInjection,
     /// Orchestration cost (matches/s on the test policy), one real Tweet Duel's time
     /// outside the models, and 8 concurrent matches against the decoder's ceiling.

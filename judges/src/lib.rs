@@ -17,6 +17,7 @@ pub mod embedding;
 pub mod llm;
 pub mod panel;
 pub mod rules;
+pub mod screen;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
 pub use panel::{LoadedJudges, Panel, PanelMember, ResponseVerdict, agreement, places};
 pub use rules::RulesJudge;
+pub use screen::SemanticScreen;
 
 /// What the judges are told about a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

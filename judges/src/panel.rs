@@ -23,6 +23,7 @@ use spaces::{InjectionSignal, LengthUnit, Rulebook};
 use crate::embedding::EmbeddingJudge;
 use crate::llm::{DELIMITERS, LlmJudge};
 use crate::rules::RulesJudge;
+use crate::screen::SemanticScreen;
 use crate::{Judge, JudgeError, Score, Task};
 
 /// What a flagged response keeps of its combined score.
@@ -47,8 +48,11 @@ pub struct Panel {
     /// The Space's rules, for hard failures in [`Panel::judge_round`].
     pub rules: Option<Arc<RulesJudge>>,
     /// Delimiters of the judge template for the injection screen; `None` turns the
-    /// screen off.
+    /// screen off (the semantic screen too).
     pub injection_delimiters: Option<Vec<String>>,
+    /// The semantic screen (on the embedding model), consulted when the rules find
+    /// nothing; `None` without an embedding model.
+    pub semantic_screen: Option<SemanticScreen>,
 }
 
 /// The judges a deployment has loaded, shared by every panel built from them.
@@ -105,12 +109,14 @@ impl Panel {
             length_unit: LengthUnit::Words,
             rules: None,
             injection_delimiters: None,
+            semantic_screen: None,
         }
     }
 
     /// A Space's panel: its weights (a judge of weight 0 is left out), its target
     /// length, its rules (as a member weighted `rules` and as the hard-rule source) and
-    /// the injection screen with the LLM template's delimiters. Fails when a weighted
+    /// the injection screen with the LLM template's delimiters (and the semantic screen
+    /// when an embedding model is loaded, whatever its weight). Fails when a weighted
     /// judge was not loaded.
     pub fn from_rulebook(book: Arc<Rulebook>, judges: &LoadedJudges) -> Result<Panel, JudgeError> {
         let weights = &book.judges;
@@ -145,6 +151,7 @@ impl Panel {
             length_unit: weights.length_unit,
             rules: Some(rules),
             injection_delimiters: Some(DELIMITERS.iter().map(|d| d.to_string()).collect()),
+            semantic_screen: judges.embedding.clone().map(SemanticScreen::new),
         })
     }
 
@@ -195,11 +202,25 @@ impl Panel {
             .injection_delimiters
             .as_ref()
             .map(|d| d.iter().map(String::as_str).collect());
+        let injections: Vec<Vec<InjectionSignal>> = match &delimiters {
+            Some(d) => responses
+                .iter()
+                .map(|text| {
+                    let found = spaces::injection_signals(text, d);
+                    match &self.semantic_screen {
+                        Some(screen) if found.is_empty() => screen.signals(text),
+                        _ => Ok(found),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            None => vec![Vec::new(); responses.len()],
+        };
         let total: f64 = self.members.iter().map(|m| m.weight).sum();
         Ok(responses
             .iter()
+            .zip(injections)
             .enumerate()
-            .map(|(i, text)| {
+            .map(|(i, (text, injection))| {
                 let raw: f64 = if total > 0.0 {
                     self.members
                         .iter()
@@ -221,10 +242,6 @@ impl Panel {
                     }
                     None => 1.0,
                 };
-                let injection = delimiters
-                    .as_ref()
-                    .map(|d| spaces::injection_signals(text, d))
-                    .unwrap_or_default();
                 let mut combined = raw * length_factor;
                 let mut rationale = format!("judged {raw:.3}");
                 if length_factor < 1.0 {

@@ -28,9 +28,13 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         BenchCommand::JudgeAgreement => {
             bench::agreement(&judges, &spaces, &data.join("agreement.jsonl"))?
         }
-        BenchCommand::JudgeInjection => {
-            bench::injection(&judges, &spaces, &data.join("injection.jsonl"))?
-        }
+        // The shipped set was written together with the screen; the held-out set was
+        // written afterwards without reading it, so it measures what the screen has
+        // not been fitted to.
+        BenchCommand::JudgeInjection => serde_json::json!({
+            "shipped": bench::injection(&judges, &spaces, &data.join("injection.jsonl"))?,
+            "held_out": bench::injection(&judges, &spaces, &data.join("injection_heldout.jsonl"))?,
+        }),
         other => unreachable!("{other:?} is not a judge benchmark"),
     };
     println!("{}", serde_json::to_string_pretty(&figures)?);
