@@ -1,7 +1,7 @@
 //! The RLFC Arena platform core: the match world (bevy_ecs) with cross-match batched
 //! generation, the runtime engine over the agents' batched decoder, the event bus,
 //! Weng-Lin ratings and matchmaking, the match book (payouts, preference pairs, result
-//! root), payments through the Arena contract, and the runner that ties them together.
+//! root), payments through the Arena contract, the runner that ties them together, and the learning loop with its benchmark.
 
 pub mod bus;
 pub mod demo;
@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod judging;
 pub mod learning;
+pub mod learning_bench;
 pub mod matchmaking;
 pub mod payments;
 pub mod ratings;
