@@ -80,6 +80,10 @@ enum Command {
     VerifyPol {
         /// The record's id on chain.
         record_id: u64,
+        /// Get the run's pairs, hyperparameters and match results from this server's
+        /// API (its base URL, e.g. http://127.0.0.1:8080) instead of the local database.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
     },
     /// Re-run a settled match from its record and compare the result hash; a mismatch
     /// is reported as a dispute (exit status 3).
@@ -134,6 +138,10 @@ enum BenchCommand {
     /// Orchestration cost (matches/s on the test policy), one real Tweet Duel's time
     /// outside the models, and 8 concurrent matches against the decoder's ceiling.
     Arena(commands::bench_arena::BenchArenaArgs),
+    /// Does training help? An agent learns a Space's rules over several DPO updates,
+    /// then plays its frozen parent on held-out tasks: win rate and rule-pass rate
+    /// before and after, with 95% intervals.
+    Learning(commands::bench_learning::BenchLearningArgs),
 }
 
 fn main() -> ExitCode {
@@ -181,8 +189,12 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Watch { match_id, url } => {
             runtime()?.block_on(commands::web::watch(&url, match_id))
         }
-        Command::VerifyPol { record_id } => {
-            if runtime()?.block_on(commands::arena::verify_pol(config, record_id))? {
+        Command::VerifyPol { record_id, from } => {
+            if runtime()?.block_on(commands::arena::verify_pol(
+                config,
+                record_id,
+                from.as_deref(),
+            ))? {
                 Ok(())
             } else {
                 std::process::exit(4)
@@ -217,6 +229,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))
             }
+            BenchCommand::Learning(args) => commands::bench_learning::run(args, config),
             judge => commands::bench::run_judges(judge, config),
         },
         Command::Chain { command } => {

@@ -2,7 +2,8 @@
 //! generation, the runtime engine over the agents' batched decoder, the event bus,
 //! Weng-Lin ratings and matchmaking, the match book (payouts, preference pairs, result
 //! root), payments through the Arena contract, the match-job queue (in-process or
-//! Redis Streams), and the runner that ties them together.
+//! Redis Streams), the runner that ties them together, and the learning loop with its
+//! benchmark.
 
 pub mod bus;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod jobs;
 pub mod judging;
 pub mod learning;
+pub mod learning_bench;
 pub mod matchmaking;
 pub mod payments;
 pub mod ratings;

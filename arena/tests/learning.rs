@@ -1,10 +1,12 @@
 //! The learning loop end to end: matches produce preference pairs, an agent whose
 //! training policy is due trains a new adapter version with DPO on the real SmolLM2
 //! weights, the version is stored with its hash and parent, sigma widens, the
-//! proof-of-learning record lands on the embedded chain, and verifying the record by
-//! replay passes. Then each kind of tampering makes verification fail and name the
-//! cause: a changed pair, reordered pairs, a changed hyperparameter, a match result
-//! outside the results root, and a tampered adapter file.
+//! proof-of-learning record lands on chain, and verifying the record by replay passes.
+//! The flow runs on the embedded chain and on a Hardhat node over JSON-RPC (started by
+//! `chain::testing`; under `CI=true` a missing node fails the test). On the embedded
+//! chain, each kind of tampering then makes verification fail and name the cause: a
+//! changed pair, reordered pairs, a changed hyperparameter, a match result outside the
+//! results root, and a tampered adapter file.
 
 mod common;
 
@@ -35,13 +37,27 @@ async fn sql(path: &str, statement: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
-    let db = store::testing::TestDb::sqlite().await;
-    let store = &db.store;
-    let dir = tempfile::tempdir().unwrap();
+/// What the shared flow leaves for a test to look at further.
+struct Trained {
+    pairs: Vec<store::PreferencePair>,
+    trained: arena::learning::TrainedVersion,
+    model: Arc<agents::Model>,
+    tokenizer: Arc<agents::ChatTokenizer>,
+    adapters: Arc<AdapterLibrary>,
+    fresh: AdapterLibrary,
+}
+
+/// Matches on the test policy give an agent pairs; it trains on the real model; the
+/// version, metrics, widened sigma and the record on `contracts` are checked; and
+/// verifying the record by replay (with an adapter library that has cached nothing)
+/// passes.
+async fn matches_train_record_and_verify(
+    store: &store::Store,
+    contracts: Arc<chain::Contracts<chain::AnyChain>>,
+    payments: Arc<arena::payments::Payments>,
+    dir: &std::path::Path,
+) -> Trained {
     let dev = chain::dev::dev_accounts(10);
-    let (contracts, payments) = common::embedded_payments(store).await;
     let spaces = common::shipped_spaces(store, &["tweet-duel"]).await;
     let demo = seed_demo(store, &payments, &spaces, &[("free", Wei(0))], Wei(ETH))
         .await
@@ -91,7 +107,7 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
     let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
     let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
-    let adapters = Arc::new(AdapterLibrary::new(dir.path().join("adapters")));
+    let adapters = Arc::new(AdapterLibrary::new(dir.join("adapters")));
     let trainer = Trainer::new(
         store.clone(),
         contracts.clone(),
@@ -151,7 +167,7 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     );
 
     // Honest: verification re-trains and gets the same bytes.
-    let fresh = AdapterLibrary::new(dir.path().join("adapters"));
+    let fresh = AdapterLibrary::new(dir.join("adapters"));
     let verdict = verify_record(
         store,
         &contracts,
@@ -163,6 +179,30 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
     .await
     .unwrap();
     assert!(verdict.passed(), "{verdict:?}");
+    Trained {
+        pairs,
+        trained,
+        model,
+        tokenizer,
+        adapters,
+        fresh,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
+    let db = store::testing::TestDb::sqlite().await;
+    let store = &db.store;
+    let dir = tempfile::tempdir().unwrap();
+    let (contracts, payments) = common::embedded_payments(store).await;
+    let Trained {
+        pairs,
+        trained,
+        model,
+        tokenizer,
+        adapters,
+        fresh,
+    } = matches_train_record_and_verify(store, contracts.clone(), payments, dir.path()).await;
 
     // Each tampering fails, naming its cause (each check runs before any re-training).
     let path = db.name.clone();
@@ -256,4 +296,38 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
             .contains("stored adapter"),
         "{v:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_hardhat_node_an_agent_trains_records_and_verifies() {
+    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        .await
+        .unwrap();
+    let node = match started {
+        Ok(node) => node,
+        Err(reason) => {
+            chain::testing::unavailable::<()>(&reason);
+            return;
+        }
+    };
+    let db = store::testing::TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rpc = node.rpc().await;
+    let (contracts, payments) = common::payments_on(&db.store, chain::AnyChain::Rpc(rpc)).await;
+    let done =
+        matches_train_record_and_verify(&db.store, contracts.clone(), payments, dir.path()).await;
+    // The record is the node's: its block is one Hardhat mined, and the mirror agrees.
+    let record = contracts.get_record(done.trained.record_id).await.unwrap();
+    let mirrored = db
+        .store
+        .pol_record_by_record_id(done.trained.record_id as i64)
+        .await
+        .unwrap()
+        .expect("the record is mirrored in the database");
+    assert_eq!(record.block_number as i64, mirrored.block_number);
+    assert_eq!(
+        format!("{:x}", record.fields.new_adapter_hash),
+        done.trained.adapter_hash
+    );
+    drop(node);
 }

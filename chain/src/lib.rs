@@ -2,7 +2,7 @@
 //! their Rust bindings, one [`Chain`] interface with two backends (an embedded revm chain
 //! that persists in the data directory, and any EVM JSON-RPC endpoint), a typed client
 //! for the contracts ([`Contracts`]), the Merkle trees the contracts verify, and the
-//! `rlfc chain ...` command handlers.
+//! `rlfc chain ...` command handlers, and a Hardhat node for tests ([`testing`]).
 
 pub mod any;
 pub mod backend;
@@ -16,6 +16,7 @@ pub mod error;
 pub mod gas;
 pub mod merkle;
 pub mod rpc;
+pub mod testing;
 
 pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};

@@ -1,7 +1,7 @@
 //! The committed artifacts match the Solidity sources (a fresh solc-js compile with the
 //! pinned compiler and EVM version), and the Rust bindings carry that same bytecode.
 
-mod support;
+use chain::testing as support;
 
 use chain::bindings::{Arena, ProofOfLearning};
 

@@ -300,11 +300,38 @@ async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>
     }
 }
 
-/// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training.
-pub async fn verify_pol(config: &Config, record_id: u64) -> Result<bool> {
-    let platform = Platform::open(config).await?;
-    let trainer = platform.trainer(&BaseModels::load(config)?);
-    let verdict = trainer.verify(record_id).await?;
+/// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training,
+/// with the run's pairs from the local database, or from the export API of the server
+/// at `from`. Adapters come from the local adapter library either way.
+pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> Result<bool> {
+    let verdict = match from {
+        None => {
+            let platform = Platform::open(config).await?;
+            let trainer = platform.trainer(&BaseModels::load(config)?);
+            trainer.verify(record_id).await?
+        }
+        Some(url) => {
+            let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
+            let record = contracts.get_record(record_id).await?;
+            let evidence = web::evidence::fetch_evidence(url, &record).await?;
+            println!(
+                "evidence from {url}: {} pairs of {} matches",
+                evidence.pairs.len(),
+                evidence.match_results.len()
+            );
+            let models = BaseModels::load(config)?;
+            let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
+            arena::learning::verify_evidence(
+                &record,
+                &evidence,
+                &models.model,
+                &models.tokenizer,
+                &adapters,
+                arena::learning::StoredAdapter::IfPresent,
+            )
+            .await?
+        }
+    };
     println!("proof-of-learning record {record_id}");
     for (check, ok) in &verdict.checks {
         println!("  {} {check}", if *ok { "ok  " } else { "FAIL" });

@@ -1,5 +1,5 @@
 //! The preference-pair export: pages of pairs with the metadata a dataset needs,
-//! filtered by Space, agent, time, margin and judge agreement, read by keyset
+//! filtered by Space, agent, time, margin, judge agreement and training run, read by keyset
 //! (`id > after`, ascending) so a caller streams millions of rows a page at a time
 //! and resumes an interrupted download from the last id it received.
 
@@ -23,6 +23,9 @@ pub struct PairFilter {
     pub min_margin: Option<f64>,
     /// Judge agreement at least this.
     pub min_agreement: Option<f64>,
+    /// Only the pairs this training run trained on (each row then carries its
+    /// position in the run's training order).
+    pub training_run_id: Option<i64>,
 }
 
 /// One exported pair with its metadata columns.
@@ -32,6 +35,8 @@ pub struct ExportPair {
     pub id: i64,
     /// The match.
     pub match_id: i64,
+    /// The round's row id.
+    pub round_id: i64,
     /// The round's 0-based index.
     pub round_index: i64,
     /// The Space's slug.
@@ -56,10 +61,16 @@ pub struct ExportPair {
     pub judge_agreement: f64,
     /// Time, ms.
     pub created_at: i64,
+    /// The settled result root of the pair's match (what a proof-of-learning results
+    /// root commits to), once the match is settled.
+    pub match_result_root: Option<String>,
+    /// The pair's 0-based position in the training order of the run filtered on.
+    pub training_position: Option<i64>,
 }
 from_row!(ExportPair {
     id,
     match_id,
+    round_id,
     round_index,
     space,
     prompt,
@@ -71,7 +82,9 @@ from_row!(ExportPair {
     rejected_agent_version_id,
     margin,
     judge_agreement,
-    created_at
+    created_at,
+    match_result_root,
+    training_position
 });
 
 impl Store {
@@ -83,16 +96,20 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ExportPair>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
-            "SELECT p.id, p.match_id, r.round_index, s.slug AS space, p.prompt, p.chosen,
-                    p.rejected, cv.agent_id AS chosen_agent_id, p.chosen_agent_version_id,
-                    rv.agent_id AS rejected_agent_id, p.rejected_agent_version_id,
-                    p.margin, p.judge_agreement, p.created_at
+            "SELECT p.id, p.match_id, p.round_id, r.round_index, s.slug AS space, p.prompt,
+                    p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
+                    p.chosen_agent_version_id, rv.agent_id AS rejected_agent_id,
+                    p.rejected_agent_version_id, p.margin, p.judge_agreement, p.created_at,
+                    ms.result_root AS match_result_root, t.position AS training_position
              FROM preference_pairs p
              JOIN rounds r ON r.id = p.round_id
              JOIN spaces s ON s.id = p.space_id
              JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
              JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
+             LEFT JOIN match_settlements ms ON ms.match_id = p.match_id
+             LEFT JOIN training_run_pairs t ON t.pair_id = p.id AND t.training_run_id = $9
              WHERE p.id > $1
+               AND ($9 IS NULL OR t.training_run_id IS NOT NULL)
                AND ($2 IS NULL OR p.space_id = $2)
                AND ($3 IS NULL OR cv.agent_id = $3 OR rv.agent_id = $3)
                AND ($4 IS NULL OR p.created_at >= $4)
@@ -110,6 +127,7 @@ impl Store {
         .bind(filter.min_margin)
         .bind(filter.min_agreement)
         .bind(limit)
+        .bind(filter.training_run_id)
         .fetch_all(pool)
         .await)?)
     }
@@ -213,6 +231,56 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(since.len(), all.len());
+        assert!(
+            all.iter()
+                .all(|p| p.match_result_root.as_deref() == Some("0xroot")
+                    && p.training_position.is_none())
+        );
+
+        // A training run's pairs, in an order of their own: only they come back, each
+        // with its position.
+        let chosen: Vec<i64> = played.pair_ids.iter().rev().take(2).copied().collect();
+        let run = store
+            .create_training_run(&crate::NewTrainingRun {
+                agent_id: played.agent_ids[0],
+                parent_version_id: played.version_ids[0],
+                hyperparams: &serde_json::json!({}),
+                hyperparams_hash: "0xhyper",
+                pairs_root: "0xpairs",
+                results_root: "0xresults",
+                pair_ids: &chosen,
+            })
+            .await
+            .unwrap();
+        let of_run = store
+            .export_pairs_page(
+                &PairFilter {
+                    training_run_id: Some(run.id),
+                    ..Default::default()
+                },
+                0,
+                1000,
+            )
+            .await
+            .unwrap();
+        let mut by_position: Vec<(i64, i64)> = of_run
+            .iter()
+            .map(|p| (p.training_position.unwrap(), p.id))
+            .collect();
+        by_position.sort();
+        assert_eq!(by_position, vec![(0, chosen[0]), (1, chosen[1])]);
+        let other_run = store
+            .export_pairs_page(
+                &PairFilter {
+                    training_run_id: Some(run.id + 1000),
+                    ..Default::default()
+                },
+                0,
+                1000,
+            )
+            .await
+            .unwrap();
+        assert!(other_run.is_empty());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The RLFC Arena web layer: the JSON API under `/api/v1` (with its generated OpenAPI
 //! document), Sign-In with Ethereum and API tokens, the streamed preference-dataset
-//! export, websocket spectating, and the server-rendered pages.
+//! export, websocket spectating, the server-rendered pages, and the client that gathers a
+//! proof-of-learning record's evidence from a server (`rlfc verify-pol --from`).
 //!
 //! The binary builds an [`AppState`] (store, event bus, rulebooks, payment rail,
 //! configuration) and calls [`serve`]; tests call [`router`] and drive it in process.
@@ -11,6 +12,7 @@ mod api;
 pub mod auth;
 mod config;
 pub mod error;
+pub mod evidence;
 mod limits;
 mod pages;
 mod payments;

@@ -145,5 +145,60 @@ async fn filters_narrow_the_export(app: TestApp) {
         .get("/api/v1/datasets/preferences?space=nope", &Who::anon())
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let no_run = app
+        .get(
+            "/api/v1/datasets/preferences?training_run=999",
+            &Who::anon(),
+        )
+        .await;
+    assert_eq!(no_run.status, StatusCode::NOT_FOUND);
 }
 both!(filters_narrow_the_export);
+
+async fn a_training_runs_pairs_come_with_their_order_and_match_results(app: TestApp) {
+    let played = store::fixtures::played_match(app.store(), 4).await;
+    let used = [played.pair_ids[4], played.pair_ids[1], played.pair_ids[2]];
+    let run = app
+        .store()
+        .create_training_run(&store::NewTrainingRun {
+            agent_id: played.agent_ids[0],
+            parent_version_id: played.version_ids[0],
+            hyperparams: &serde_json::json!({"beta": 0.1}),
+            hyperparams_hash: "0xhyper",
+            pairs_root: "0xpairs",
+            results_root: "0xresults",
+            pair_ids: &used,
+        })
+        .await
+        .unwrap();
+    let r = app
+        .get(
+            &format!("/api/v1/datasets/preferences?training_run={}", run.id),
+            &Who::anon(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let rows = lines(&r);
+    let mut order: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["training_position"].as_i64().unwrap(),
+                r["pair_id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    order.sort();
+    assert_eq!(order, vec![(0, used[0]), (1, used[1]), (2, used[2])]);
+    for row in &rows {
+        assert_eq!(row["match_id"], played.match_id);
+        assert_eq!(row["match_result_root"], "0xroot");
+        assert!(row["round_id"].as_i64().unwrap() > 0);
+    }
+    let all = lines(&app.get("/api/v1/datasets/preferences", &Who::anon()).await);
+    assert!(
+        all.iter().all(|r| r.get("training_position").is_none()),
+        "the position appears only for a training run's export"
+    );
+}
+both!(a_training_runs_pairs_come_with_their_order_and_match_results);

@@ -52,15 +52,20 @@ impl RoundJudge for ByLength {
 
 /// A fresh embedded chain with the contracts deployed, and payments over it and `store`.
 pub async fn embedded_payments(store: &Store) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
+    payments_on(store, AnyChain::Embedded(Embedded::ephemeral(31337, 10))).await
+}
+
+/// The contracts deployed on `chain` (its dev accounts funded), and payments over them
+/// and `store`.
+pub async fn payments_on(
+    store: &Store,
+    chain: AnyChain,
+) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
     let dev = chain::dev::dev_accounts(10);
     let contracts = Arc::new(
-        Contracts::deploy(
-            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
-            dev[OPERATOR],
-            dev[OPERATOR],
-        )
-        .await
-        .unwrap(),
+        Contracts::deploy(chain, dev[OPERATOR], dev[OPERATOR])
+            .await
+            .unwrap(),
     );
     let payments = Arc::new(Payments::new(
         store.clone(),

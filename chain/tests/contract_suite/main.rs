@@ -2,8 +2,7 @@
 //! backends: the embedded revm chain, and a Hardhat node (started here on a free port
 //! and stopped afterwards) through the RPC backend.
 
-#[path = "../support/mod.rs"]
-mod support;
+use chain::testing as support;
 
 mod arena;
 mod registry;

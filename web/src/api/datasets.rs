@@ -6,6 +6,11 @@
 //! - `format=trl-conversational`: `prompt` is a list of `{role, content}` messages
 //!   (parsed from the ChatML prompt), `chosen` and `rejected` one assistant message.
 //!
+//! `training_run=ID` narrows the export to the pairs one training run trained on; each
+//! row then carries its `training_position`, and every row carries the `round_id` and
+//! the `match_result_root` that a proof-of-learning record commits to, so a verifier
+//! (`rlfc verify-pol --from URL`) can rebuild the record's roots from the export alone.
+//!
 //! Rows stream straight from the database a keyset page at a time, so memory stays
 //! constant however many rows there are. Every row carries its `pair_id`; to resume an
 //! interrupted download, pass the last complete row's `pair_id` as `after`.
@@ -44,6 +49,9 @@ pub struct ExportQuery {
     pub min_margin: Option<f64>,
     /// Judge agreement at least this, in [0, 1].
     pub min_agreement: Option<f64>,
+    /// Only the pairs this training run trained on; rows then carry
+    /// `training_position`, their place in the run's training order.
+    pub training_run: Option<i64>,
     /// `trl` (default) or `trl-conversational`.
     pub format: Option<String>,
     /// Resume after this pair id (the last `pair_id` received).
@@ -105,6 +113,10 @@ pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
         Some(slug) => Some(state.store.space_by_slug(slug).await?.id),
         None => None,
     };
+    if let Some(run) = q.training_run {
+        // 404 for a run that does not exist, rather than an empty export.
+        state.store.training_run(run).await?;
+    }
     Ok(Export {
         filter: PairFilter {
             space_id,
@@ -121,6 +133,7 @@ pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
                 .transpose()?,
             min_margin: q.min_margin,
             min_agreement: q.min_agreement,
+            training_run_id: q.training_run,
         },
         format,
         after: q.after.unwrap_or(0),
@@ -169,6 +182,7 @@ struct Row<'a, P: Serialize, C: Serialize> {
     rejected: C,
     pair_id: i64,
     match_id: i64,
+    round_id: i64,
     round: i64,
     space: &'a str,
     chosen_agent_id: i64,
@@ -178,6 +192,9 @@ struct Row<'a, P: Serialize, C: Serialize> {
     margin: f64,
     judge_agreement: f64,
     created_at: i64,
+    match_result_root: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    training_position: Option<i64>,
 }
 
 fn assistant(text: &str) -> Vec<Message> {
@@ -197,6 +214,7 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
                 rejected: $rejected,
                 pair_id: p.id,
                 match_id: p.match_id,
+                round_id: p.round_id,
                 round: p.round_index,
                 space: &p.space,
                 chosen_agent_id: p.chosen_agent_id,
@@ -206,6 +224,8 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
                 margin: p.margin,
                 judge_agreement: p.judge_agreement,
                 created_at: p.created_at,
+                match_result_root: p.match_result_root.as_deref(),
+                training_position: p.training_position,
             }
         };
     }

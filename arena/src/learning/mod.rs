@@ -9,10 +9,9 @@
 //! id and settled result root), and the hash of the hyperparameters. Training is
 //! deterministic on CPU, so a verifier with the same inputs gets the same bytes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agents::dpo::{DpoConfig, DpoPair, train_dpo};
+use agents::dpo::{DpoConfig, train_dpo};
 use agents::{ChatTokenizer, LoraAdapter, Model};
 use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Contracts};
@@ -21,6 +20,14 @@ use store::{PreferencePair, Store};
 
 use crate::ratings::{ADAPTER_CHANGE_TAU, Skill};
 use crate::runtime::AdapterLibrary;
+
+mod verify;
+
+pub use verify::{
+    CommittedPair, RunEvidence, StoredAdapter, Verdict, dpo_pairs, local_evidence, pair_leaf,
+    pairs_root, result_leaf, verify_evidence, verify_record,
+};
+use verify::{hex32, match_results, results_leaves};
 
 /// What can go wrong while training or verifying.
 #[derive(Debug, thiserror::Error)]
@@ -141,83 +148,6 @@ impl TrainingPolicy {
     }
 }
 
-/// The leaf of pair `index` in a run's pairs root: its position and exact content.
-pub fn pair_leaf(index: usize, p: &PreferencePair) -> B256 {
-    let data = serde_json::json!({
-        "id": p.id,
-        "match_id": p.match_id,
-        "round_id": p.round_id,
-        "prompt": p.prompt,
-        "chosen": p.chosen,
-        "rejected": p.rejected,
-        "chosen_agent_version_id": p.chosen_agent_version_id,
-        "rejected_agent_version_id": p.rejected_agent_version_id,
-    });
-    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
-}
-
-/// The Merkle root of pairs in training order.
-pub fn pairs_root(pairs: &[PreferencePair]) -> B256 {
-    let leaves: Vec<B256> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| pair_leaf(i, p))
-        .collect();
-    chain::merkle::root(&leaves)
-}
-
-/// The leaf of one match in a results root: its id and settled result root.
-pub fn result_leaf(match_id: i64, result_root: &str) -> B256 {
-    chain::merkle::leaf_hash(format!("rlfc-match-result:{match_id}:{result_root}").as_bytes())
-}
-
-/// The matches behind `pairs` (by id) with their settled result roots.
-async fn match_results(store: &Store, pairs: &[PreferencePair]) -> Result<BTreeMap<i64, String>> {
-    let mut results = BTreeMap::new();
-    for p in pairs {
-        if results.contains_key(&p.match_id) {
-            continue;
-        }
-        let s = store.match_settlement(p.match_id).await?.ok_or_else(|| {
-            LearningError::Invalid(format!("match {} has no settlement", p.match_id))
-        })?;
-        let root = s.result_root.ok_or_else(|| {
-            LearningError::Invalid(format!(
-                "match {} was not settled with a result",
-                p.match_id
-            ))
-        })?;
-        results.insert(p.match_id, root);
-    }
-    Ok(results)
-}
-
-fn results_leaves(results: &BTreeMap<i64, String>) -> Vec<B256> {
-    results
-        .iter()
-        .map(|(id, root)| result_leaf(*id, root))
-        .collect()
-}
-
-fn hex32(text: &str) -> Result<B256> {
-    let t = text.strip_prefix("0x").unwrap_or(text);
-    format!("0x{t}")
-        .parse()
-        .map_err(|e| LearningError::Invalid(format!("{text:?} is not a 32-byte hex hash: {e}")))
-}
-
-/// The pairs a run trains on, as the trainer reads them.
-pub fn dpo_pairs(pairs: &[PreferencePair]) -> Vec<DpoPair> {
-    pairs
-        .iter()
-        .map(|p| DpoPair {
-            prompt: p.prompt.clone(),
-            chosen: p.chosen.clone(),
-            rejected: p.rejected.clone(),
-        })
-        .collect()
-}
-
 /// A finished training run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainedVersion {
@@ -304,8 +234,9 @@ impl Trainer {
             ),
             None => None,
         };
-        let results = match_results(&self.store, &pairs).await?;
-        let pairs_root = pairs_root(&pairs);
+        let committed: Vec<CommittedPair> = pairs.iter().map(CommittedPair::from).collect();
+        let results = match_results(&self.store, &committed).await?;
+        let pairs_root = pairs_root(&committed);
         let results_root = chain::merkle::root(&results_leaves(&results));
         let dpo = policy.dpo();
         let hyper_json = serde_json::to_value(&dpo).expect("serializes");
@@ -327,7 +258,7 @@ impl Trainer {
             let model = self.model.clone();
             let tokenizer = self.tokenizer.clone();
             let dpo = dpo.clone();
-            let data = dpo_pairs(&pairs);
+            let data = dpo_pairs(&committed);
             let parent = parent_adapter.clone();
             tokio::task::spawn_blocking(move || {
                 let mut steps = Vec::new();
@@ -466,172 +397,5 @@ impl Trainer {
             record_id,
         )
         .await
-    }
-}
-
-/// What verifying a record found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    /// The record.
-    pub record_id: u64,
-    /// Each check in order, with whether it passed.
-    pub checks: Vec<(String, bool)>,
-    /// The first check that failed, with what differs.
-    pub failure: Option<String>,
-}
-
-impl Verdict {
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.failure.is_none()
-    }
-}
-
-/// Verifies a proof-of-learning record: reads it from the chain, gets the run's pairs
-/// from the local database, checks the pairs root, checks every pair's match result
-/// against the results root, checks the hyperparameters hash, checks the stored
-/// adapters against their hashes, re-runs the training from the parent adapter and
-/// compares the new hash. Stops at the first difference.
-pub async fn verify_record(
-    store: &Store,
-    contracts: &Contracts<AnyChain>,
-    model: &Arc<Model>,
-    tokenizer: &Arc<ChatTokenizer>,
-    adapters: &AdapterLibrary,
-    record_id: u64,
-) -> Result<Verdict> {
-    let mut verdict = Verdict {
-        record_id,
-        checks: Vec::new(),
-        failure: None,
-    };
-    macro_rules! check {
-        ($name:expr, $ok:expr, $why:expr) => {{
-            let ok = $ok;
-            verdict.checks.push(($name.to_string(), ok));
-            if !ok {
-                verdict.failure = Some(format!("{}: {}", $name, $why));
-                return Ok(verdict);
-            }
-        }};
-    }
-    let on_chain = contracts.get_record(record_id).await?;
-    let local = store
-        .pol_record_by_record_id(record_id as i64)
-        .await?
-        .ok_or_else(|| {
-            LearningError::Invalid(format!(
-                "record {record_id} is on chain but its training run is not in this database"
-            ))
-        })?;
-    let run = store.training_run(local.training_run_id).await?;
-    let pairs = store.training_run_pairs(run.id).await?;
-    let root = pairs_root(&pairs);
-    check!(
-        "pairs root",
-        root == on_chain.fields.pairs_root,
-        format!(
-            "the {} pairs hash to {root}, the record holds {}{}",
-            pairs.len(),
-            on_chain.fields.pairs_root,
-            first_changed_pair(&pairs, &run.pairs_root)
-        )
-    );
-    let results = match_results(store, &pairs).await?;
-    let leaves = results_leaves(&results);
-    let results_root = on_chain.fields.results_root;
-    for p in &pairs {
-        let leaf = result_leaf(p.match_id, &results[&p.match_id]);
-        let in_root = leaves
-            .iter()
-            .position(|l| *l == leaf)
-            .and_then(|i| chain::merkle::proof(&leaves, i))
-            .is_some_and(|proof| chain::merkle::verify(&proof, results_root, leaf));
-        check!(
-            format!("pair {} in the results root", p.id),
-            in_root,
-            format!(
-                "match {}'s result is not under the recorded results root {results_root}",
-                p.match_id
-            )
-        );
-    }
-    let dpo: DpoConfig = serde_json::from_str(&run.hyperparams)
-        .map_err(|e| LearningError::Invalid(format!("run {} hyperparameters: {e}", run.id)))?;
-    let hyper = hex32(&dpo.hyperparameters_hash())?;
-    check!(
-        "hyperparameters hash",
-        hyper == on_chain.fields.hyperparams_hash,
-        format!(
-            "the run's hyperparameters hash to {hyper}, the record holds {}",
-            on_chain.fields.hyperparams_hash
-        )
-    );
-    let parent_version = store.agent_version(run.parent_version_id).await?;
-    let parent = match &parent_version.adapter_hash {
-        Some(h) => {
-            let got = adapters.get(h, model.config());
-            check!(
-                "parent adapter",
-                got.is_ok() && hex32(h)? == on_chain.fields.parent_adapter_hash,
-                format!(
-                    "{} (record holds {})",
-                    got.as_ref()
-                        .err()
-                        .cloned()
-                        .unwrap_or_else(|| format!("parent is {h}")),
-                    on_chain.fields.parent_adapter_hash
-                )
-            );
-            got.ok()
-        }
-        None => {
-            check!(
-                "parent adapter",
-                on_chain.fields.parent_adapter_hash == B256::ZERO,
-                format!(
-                    "the run started from the bare base model but the record names parent {}",
-                    on_chain.fields.parent_adapter_hash
-                )
-            );
-            None
-        }
-    };
-    let new_hash = format!("{:x}", on_chain.fields.new_adapter_hash);
-    let stored = adapters.get(&new_hash, model.config());
-    check!(
-        "stored adapter",
-        stored.is_ok(),
-        stored.err().unwrap_or_default()
-    );
-    let data = dpo_pairs(&pairs);
-    let (m, t, d) = (model.clone(), tokenizer.clone(), dpo.clone());
-    let retrained = tokio::task::spawn_blocking(move || {
-        train_dpo(&m, &t, parent.as_deref(), &data, &d, |_| {})
-    })
-    .await
-    .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))??;
-    check!(
-        "retrained adapter hash",
-        hex32(&retrained.adapter_hash)? == on_chain.fields.new_adapter_hash,
-        format!(
-            "training again gives {}, the record holds {}",
-            retrained.adapter_hash, on_chain.fields.new_adapter_hash
-        )
-    );
-    Ok(verdict)
-}
-
-/// A hint at which pair changed: the first pair whose prefix root no longer matches
-/// is not knowable from the root alone, so this names the pair count and stored root.
-fn first_changed_pair(pairs: &[PreferencePair], stored_root: &str) -> String {
-    let now = pairs_root(pairs);
-    if format!("{now}") == stored_root {
-        String::new()
-    } else {
-        format!(
-            " (the run stored root {stored_root} when it trained; the pairs have changed or \
-             been reordered since)"
-        )
     }
 }

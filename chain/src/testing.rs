@@ -1,20 +1,19 @@
-//! Test fixtures shared by the integration tests: finding Node.js and npm, installing
-//! `chain/node_modules` with `npm ci` when it is missing, and a Hardhat dev node started
-//! on 127.0.0.1 on a free port and killed when dropped.
+//! Test fixtures for every crate's integration tests that need a real EVM node:
+//! finding Node.js and npm, installing `chain/node_modules` with `npm ci` when it is
+//! missing, and a Hardhat dev node started on 127.0.0.1 on a free port and killed when
+//! dropped.
 //!
 //! Node is `$RLFC_NODE` if set, else `node` on `PATH`; npm is `$RLFC_NPM`, else `npm`.
 //! Outside CI a missing tool skips the RPC half (with a message); under `CI=true` it
 //! fails the test, so CI can never pass without running against Hardhat.
-
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chain::rpc::Rpc;
-use chain::{Chain, dev};
+use crate::rpc::Rpc;
+use crate::{Chain, dev};
 
 /// Accounts the Hardhat node funds (the same dev accounts the embedded chain has).
 pub const ACCOUNTS: usize = 10;

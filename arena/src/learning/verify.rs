@@ -1,0 +1,379 @@
+//! Checking a proof-of-learning record by replay: what a record commits to (the pairs
+//! in training order, the results of their matches), the evidence a verifier gathers
+//! (from the local database here, or from a server's export API in the binary), and
+//! the checks that compare the two and re-run the training.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agents::dpo::{DpoConfig, DpoPair, train_dpo};
+use agents::{ChatTokenizer, Model};
+use alloy::primitives::B256;
+use chain::{AnyChain, Contracts};
+use serde::{Deserialize, Serialize};
+use store::{PreferencePair, Store};
+
+use super::{LearningError, Result};
+use crate::runtime::AdapterLibrary;
+
+/// What a record's pairs root commits to of one preference pair. It reads straight
+/// from a row of the preference export (`pair_id` is the id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedPair {
+    /// The pair's id.
+    #[serde(rename = "pair_id")]
+    pub id: i64,
+    /// Its match.
+    pub match_id: i64,
+    /// Its round.
+    pub round_id: i64,
+    /// The exact prompt the policy saw.
+    pub prompt: String,
+    /// The better completion.
+    pub chosen: String,
+    /// The worse completion.
+    pub rejected: String,
+    /// The version that wrote the better one.
+    pub chosen_agent_version_id: i64,
+    /// The version that wrote the worse one.
+    pub rejected_agent_version_id: i64,
+}
+
+impl From<&PreferencePair> for CommittedPair {
+    fn from(p: &PreferencePair) -> CommittedPair {
+        CommittedPair {
+            id: p.id,
+            match_id: p.match_id,
+            round_id: p.round_id,
+            prompt: p.prompt.clone(),
+            chosen: p.chosen.clone(),
+            rejected: p.rejected.clone(),
+            chosen_agent_version_id: p.chosen_agent_version_id,
+            rejected_agent_version_id: p.rejected_agent_version_id,
+        }
+    }
+}
+
+/// The leaf of pair `index` in a run's pairs root: its position and exact content.
+pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
+    let data = serde_json::json!({
+        "id": p.id,
+        "match_id": p.match_id,
+        "round_id": p.round_id,
+        "prompt": p.prompt,
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "chosen_agent_version_id": p.chosen_agent_version_id,
+        "rejected_agent_version_id": p.rejected_agent_version_id,
+    });
+    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+}
+
+/// The Merkle root of pairs in training order.
+pub fn pairs_root(pairs: &[CommittedPair]) -> B256 {
+    let leaves: Vec<B256> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pair_leaf(i, p))
+        .collect();
+    chain::merkle::root(&leaves)
+}
+
+/// The leaf of one match in a results root: its id and settled result root.
+pub fn result_leaf(match_id: i64, result_root: &str) -> B256 {
+    chain::merkle::leaf_hash(format!("rlfc-match-result:{match_id}:{result_root}").as_bytes())
+}
+
+/// The matches behind `pairs` (by id) with their settled result roots.
+pub(super) async fn match_results(
+    store: &Store,
+    pairs: &[CommittedPair],
+) -> Result<BTreeMap<i64, String>> {
+    let mut results = BTreeMap::new();
+    for p in pairs {
+        if results.contains_key(&p.match_id) {
+            continue;
+        }
+        let s = store.match_settlement(p.match_id).await?.ok_or_else(|| {
+            LearningError::Invalid(format!("match {} has no settlement", p.match_id))
+        })?;
+        let root = s.result_root.ok_or_else(|| {
+            LearningError::Invalid(format!(
+                "match {} was not settled with a result",
+                p.match_id
+            ))
+        })?;
+        results.insert(p.match_id, root);
+    }
+    Ok(results)
+}
+
+pub(super) fn results_leaves(results: &BTreeMap<i64, String>) -> Vec<B256> {
+    results
+        .iter()
+        .map(|(id, root)| result_leaf(*id, root))
+        .collect()
+}
+
+pub(super) fn hex32(text: &str) -> Result<B256> {
+    let t = text.strip_prefix("0x").unwrap_or(text);
+    format!("0x{t}")
+        .parse()
+        .map_err(|e| LearningError::Invalid(format!("{text:?} is not a 32-byte hex hash: {e}")))
+}
+
+/// The pairs a run trains on, as the trainer reads them.
+pub fn dpo_pairs(pairs: &[CommittedPair]) -> Vec<DpoPair> {
+    pairs
+        .iter()
+        .map(|p| DpoPair {
+            prompt: p.prompt.clone(),
+            chosen: p.chosen.clone(),
+            rejected: p.rejected.clone(),
+        })
+        .collect()
+}
+
+/// What verifying a record found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The record.
+    pub record_id: u64,
+    /// Each check in order, with whether it passed.
+    pub checks: Vec<(String, bool)>,
+    /// The first check that failed, with what differs.
+    pub failure: Option<String>,
+}
+
+impl Verdict {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// What a record is checked against: the run's pairs in training order, the settled
+/// result root of each match they came from, the run's hyperparameters and the parent
+/// adapter's hash. It comes from the local database ([`local_evidence`]) or from a
+/// server's export API (`rlfc verify-pol --from URL`); either way every part is
+/// checked against the record on chain before it is trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvidence {
+    /// The pairs, in training order.
+    pub pairs: Vec<CommittedPair>,
+    /// Each pair's match and its settled result root.
+    pub match_results: BTreeMap<i64, String>,
+    /// The run's hyperparameters.
+    pub hyperparams: DpoConfig,
+    /// The adapter the run trained from (`None`: the bare base model).
+    pub parent_adapter_hash: Option<String>,
+    /// The pairs root the run stored when it trained, if known (names a change since).
+    pub stored_pairs_root: Option<String>,
+}
+
+/// The evidence for `record_id` from the local database.
+pub async fn local_evidence(store: &Store, record_id: u64) -> Result<RunEvidence> {
+    let local = store
+        .pol_record_by_record_id(record_id as i64)
+        .await?
+        .ok_or_else(|| {
+            LearningError::Invalid(format!(
+                "record {record_id} is on chain but its training run is not in this database"
+            ))
+        })?;
+    let run = store.training_run(local.training_run_id).await?;
+    let pairs: Vec<CommittedPair> = store
+        .training_run_pairs(run.id)
+        .await?
+        .iter()
+        .map(CommittedPair::from)
+        .collect();
+    let match_results = match_results(store, &pairs).await?;
+    let hyperparams: DpoConfig = serde_json::from_str(&run.hyperparams)
+        .map_err(|e| LearningError::Invalid(format!("run {} hyperparameters: {e}", run.id)))?;
+    let parent = store.agent_version(run.parent_version_id).await?;
+    Ok(RunEvidence {
+        pairs,
+        match_results,
+        hyperparams,
+        parent_adapter_hash: parent.adapter_hash,
+        stored_pairs_root: Some(run.pairs_root),
+    })
+}
+
+/// Whether the adapter the record names as new must be in the local library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredAdapter {
+    /// It must be there and hash right (the platform's own records).
+    Required,
+    /// Checked when it is there; a verifier elsewhere may not hold it, and the
+    /// retrained hash is compared with the record either way.
+    IfPresent,
+}
+
+/// Verifies a proof-of-learning record against the local database; see
+/// [`verify_evidence`].
+pub async fn verify_record(
+    store: &Store,
+    contracts: &Contracts<AnyChain>,
+    model: &Arc<Model>,
+    tokenizer: &Arc<ChatTokenizer>,
+    adapters: &AdapterLibrary,
+    record_id: u64,
+) -> Result<Verdict> {
+    let on_chain = contracts.get_record(record_id).await?;
+    let evidence = local_evidence(store, record_id).await?;
+    verify_evidence(
+        &on_chain,
+        &evidence,
+        model,
+        tokenizer,
+        adapters,
+        StoredAdapter::Required,
+    )
+    .await
+}
+
+/// Verifies a record read from the chain against `evidence`: checks the pairs root,
+/// every pair's match result against the results root, the hyperparameters hash, the
+/// parent adapter and the stored new adapter against their hashes, then re-runs the
+/// training from the parent adapter and compares the new hash. Stops at the first
+/// difference.
+pub async fn verify_evidence(
+    on_chain: &chain::LearningRecord,
+    evidence: &RunEvidence,
+    model: &Arc<Model>,
+    tokenizer: &Arc<ChatTokenizer>,
+    adapters: &AdapterLibrary,
+    stored_adapter: StoredAdapter,
+) -> Result<Verdict> {
+    let mut verdict = Verdict {
+        record_id: on_chain.id,
+        checks: Vec::new(),
+        failure: None,
+    };
+    macro_rules! check {
+        ($name:expr, $ok:expr, $why:expr) => {{
+            let ok = $ok;
+            verdict.checks.push(($name.to_string(), ok));
+            if !ok {
+                verdict.failure = Some(format!("{}: {}", $name, $why));
+                return Ok(verdict);
+            }
+        }};
+    }
+    let pairs = &evidence.pairs;
+    let root = pairs_root(pairs);
+    check!(
+        "pairs root",
+        root == on_chain.fields.pairs_root,
+        format!(
+            "the {} pairs hash to {root}, the record holds {}{}",
+            pairs.len(),
+            on_chain.fields.pairs_root,
+            evidence
+                .stored_pairs_root
+                .as_deref()
+                .map(|r| first_changed_pair(pairs, r))
+                .unwrap_or_default()
+        )
+    );
+    let leaves = results_leaves(&evidence.match_results);
+    let results_root = on_chain.fields.results_root;
+    for p in pairs {
+        let in_root = evidence.match_results.get(&p.match_id).is_some_and(|r| {
+            let leaf = result_leaf(p.match_id, r);
+            leaves
+                .iter()
+                .position(|l| *l == leaf)
+                .and_then(|i| chain::merkle::proof(&leaves, i))
+                .is_some_and(|proof| chain::merkle::verify(&proof, results_root, leaf))
+        });
+        check!(
+            format!("pair {} in the results root", p.id),
+            in_root,
+            format!(
+                "match {}'s result is not under the recorded results root {results_root}",
+                p.match_id
+            )
+        );
+    }
+    let dpo = evidence.hyperparams.clone();
+    let hyper = hex32(&dpo.hyperparameters_hash())?;
+    check!(
+        "hyperparameters hash",
+        hyper == on_chain.fields.hyperparams_hash,
+        format!(
+            "the run's hyperparameters hash to {hyper}, the record holds {}",
+            on_chain.fields.hyperparams_hash
+        )
+    );
+    let parent = match &evidence.parent_adapter_hash {
+        Some(h) => {
+            let got = adapters.get(h, model.config());
+            check!(
+                "parent adapter",
+                got.is_ok() && hex32(h)? == on_chain.fields.parent_adapter_hash,
+                format!(
+                    "{} (record holds {})",
+                    got.as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| format!("parent is {h}")),
+                    on_chain.fields.parent_adapter_hash
+                )
+            );
+            got.ok()
+        }
+        None => {
+            check!(
+                "parent adapter",
+                on_chain.fields.parent_adapter_hash == B256::ZERO,
+                format!(
+                    "the run started from the bare base model but the record names parent {}",
+                    on_chain.fields.parent_adapter_hash
+                )
+            );
+            None
+        }
+    };
+    let new_hash = format!("{:x}", on_chain.fields.new_adapter_hash);
+    if stored_adapter == StoredAdapter::Required || adapters.dir_of(&new_hash).exists() {
+        let stored = adapters.get(&new_hash, model.config());
+        check!(
+            "stored adapter",
+            stored.is_ok(),
+            stored.err().unwrap_or_default()
+        );
+    }
+    let data = dpo_pairs(pairs);
+    let (m, t, d) = (model.clone(), tokenizer.clone(), dpo.clone());
+    let retrained = tokio::task::spawn_blocking(move || {
+        train_dpo(&m, &t, parent.as_deref(), &data, &d, |_| {})
+    })
+    .await
+    .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))??;
+    check!(
+        "retrained adapter hash",
+        hex32(&retrained.adapter_hash)? == on_chain.fields.new_adapter_hash,
+        format!(
+            "training again gives {}, the record holds {}",
+            retrained.adapter_hash, on_chain.fields.new_adapter_hash
+        )
+    );
+    Ok(verdict)
+}
+
+/// A hint at which pair changed: the first pair whose prefix root no longer matches
+/// is not knowable from the root alone, so this names the pair count and stored root.
+fn first_changed_pair(pairs: &[CommittedPair], stored_root: &str) -> String {
+    let now = pairs_root(pairs);
+    if format!("{now}") == stored_root {
+        String::new()
+    } else {
+        format!(
+            " (the run stored root {stored_root} when it trained; the pairs have changed or \
+             been reordered since)"
+        )
+    }
+}

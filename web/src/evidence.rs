@@ -1,0 +1,157 @@
+//! The client side of `rlfc verify-pol --from URL`: gathers a proof-of-learning
+//! record's evidence from a server's public API instead of a local database. The
+//! record's run comes from `GET /api/v1/agents/{agent}/pol-records`, its
+//! hyperparameters from `GET /api/v1/training-runs/{id}`, and its pairs (in training
+//! order, with their rounds and their matches' settled result roots) from
+//! `GET /api/v1/datasets/preferences?training_run={id}`. Nothing here is trusted:
+//! [`arena::learning::verify_evidence`] checks all of it against the record on chain.
+
+use std::collections::BTreeMap;
+
+use arena::learning::{CommittedPair, RunEvidence};
+use serde::Deserialize;
+
+/// Why the evidence could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The URL is not http(s)://.
+    #[error("--from must be the server's base URL (http:// or https://), got {0:?}")]
+    Url(String),
+    /// The request failed or the server answered with an error.
+    #[error("{url}: {reason}")]
+    Http {
+        /// What was requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server's answer does not fit the record.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+#[derive(Deserialize)]
+struct PolRecordRow {
+    record_id: i64,
+    training_run_id: i64,
+    parent_hash: String,
+}
+
+#[derive(Deserialize)]
+struct RunDetail {
+    run: RunRow,
+}
+
+#[derive(Deserialize)]
+struct RunRow {
+    hyperparams: serde_json::Value,
+    pairs_root: String,
+}
+
+#[derive(Deserialize)]
+struct ExportRow {
+    #[serde(flatten)]
+    pair: CommittedPair,
+    match_result_root: Option<String>,
+    training_position: Option<i64>,
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> Result<String, EvidenceError> {
+    let http = |reason: String| EvidenceError::Http {
+        url: url.to_string(),
+        reason,
+    };
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| http(e.to_string()))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| http(e.to_string()))?;
+    if !status.is_success() {
+        return Err(http(format!("{status}: {}", body.trim())));
+    }
+    Ok(body)
+}
+
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, EvidenceError> {
+    let body = get_text(client, url).await?;
+    serde_json::from_str(&body).map_err(|e| EvidenceError::Http {
+        url: url.to_string(),
+        reason: format!("unexpected answer: {e}"),
+    })
+}
+
+/// The evidence for `record` (as read from the chain) from the server at `base`.
+pub async fn fetch_evidence(
+    base: &str,
+    record: &chain::LearningRecord,
+) -> Result<RunEvidence, EvidenceError> {
+    let base = base.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(EvidenceError::Url(base.to_string()));
+    }
+    let api = format!("{base}/api/v1");
+    let client = reqwest::Client::new();
+    let agent = record.fields.agent_id;
+    let records: Vec<PolRecordRow> =
+        get_json(&client, &format!("{api}/agents/{agent}/pol-records")).await?;
+    let row = records
+        .iter()
+        .find(|r| r.record_id == record.id as i64)
+        .ok_or_else(|| {
+            EvidenceError::Mismatch(format!(
+                "the server lists no record {} for agent {agent}",
+                record.id
+            ))
+        })?;
+    let run = row.training_run_id;
+    let detail: RunDetail = get_json(&client, &format!("{api}/training-runs/{run}")).await?;
+    let hyperparams = serde_json::from_value(detail.run.hyperparams).map_err(|e| {
+        EvidenceError::Mismatch(format!("training run {run}'s hyperparameters: {e}"))
+    })?;
+    let url = format!("{api}/datasets/preferences?training_run={run}");
+    let body = get_text(&client, &url).await?;
+    let mut rows = Vec::new();
+    for (n, line) in body
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let row: ExportRow = serde_json::from_str(line).map_err(|e| EvidenceError::Http {
+            url: url.clone(),
+            reason: format!("line {}: {e}", n + 1),
+        })?;
+        rows.push(row);
+    }
+    let mut positioned = Vec::with_capacity(rows.len());
+    let mut match_results = BTreeMap::new();
+    for row in rows {
+        let position = row.training_position.ok_or_else(|| {
+            EvidenceError::Mismatch(format!(
+                "pair {} came without its training position",
+                row.pair.id
+            ))
+        })?;
+        let root = row.match_result_root.ok_or_else(|| {
+            EvidenceError::Mismatch(format!(
+                "match {} of pair {} is not settled with a result",
+                row.pair.match_id, row.pair.id
+            ))
+        })?;
+        match_results.insert(row.pair.match_id, root);
+        positioned.push((position, row.pair));
+    }
+    positioned.sort_by_key(|(position, _)| *position);
+    let parent = row.parent_hash.trim();
+    Ok(RunEvidence {
+        pairs: positioned.into_iter().map(|(_, p)| p).collect(),
+        match_results,
+        hyperparams,
+        parent_adapter_hash: (!parent.is_empty()).then(|| parent.to_string()),
+        stored_pairs_root: Some(detail.run.pairs_root),
+    })
+}

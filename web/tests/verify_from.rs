@@ -1,0 +1,151 @@
+//! `rlfc verify-pol --from URL` end to end: an agent trains on the real SmolLM2 weights
+//! from a settled match's pairs and its record lands on the embedded chain; the app is
+//! served over TCP; the verifier gathers the record's evidence from the served export
+//! API alone (no database of its own, no adapters of its own) and the record verifies
+//! by replay. The evidence from the API equals what the local database gives.
+
+mod common;
+
+use std::sync::Arc;
+
+use arena::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence};
+use arena::runtime::AdapterLibrary;
+use chain::{AnyChain, Contracts, Embedded};
+use web::{AppState, LedgerPayments};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_verifies_from_the_served_export_api() {
+    let db = store::testing::TestDb::sqlite().await;
+    let store = &db.store;
+    let played = store::fixtures::played_match(store, 4).await;
+    let agent = played.agent_ids[0];
+    let v1 = store.latest_agent_version(agent).await.unwrap();
+    store
+        .add_agent_version(
+            agent,
+            v1.id,
+            &store::NewAgentVersion {
+                system_prompt: v1.system_prompt.clone(),
+                sampling: serde_json::json!({}),
+                training: serde_json::json!({
+                    "max_steps": 2,
+                    "batch_size": 2,
+                    "max_length": 64,
+                    "lora_rank": 4,
+                    "lora_alpha": 8.0,
+                    "learning_rate": 1e-3,
+                    "seed": 3,
+                }),
+                adapter_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let pairs = store
+        .preference_pairs_for_agent(agent, 0, 100)
+        .await
+        .unwrap();
+    assert!(pairs.len() >= 2, "{}", pairs.len());
+
+    let dev = chain::dev::dev_accounts(10);
+    let contracts = Arc::new(
+        Contracts::deploy(
+            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
+            dev[0],
+            dev[0],
+        )
+        .await
+        .unwrap(),
+    );
+    let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
+    let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
+    let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+    let dir = tempfile::tempdir().unwrap();
+    let adapters = Arc::new(AdapterLibrary::new(dir.path().join("platform-adapters")));
+    let trainer = Trainer::new(
+        store.clone(),
+        contracts.clone(),
+        dev[0],
+        model.clone(),
+        tokenizer.clone(),
+        adapters,
+    );
+    let trained = trainer.train(agent, pairs).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(
+        store.clone(),
+        arena::bus::Bus::new(),
+        common::rulebooks(),
+        Arc::new(LedgerPayments::new(store.clone())),
+        common::config(),
+    );
+    let server = tokio::spawn(web::serve(listener, state, std::future::pending()));
+
+    let record = contracts.get_record(trained.record_id).await.unwrap();
+    let remote = web::evidence::fetch_evidence(&url, &record).await.unwrap();
+    let local = local_evidence(store, trained.record_id).await.unwrap();
+    assert_eq!(
+        remote, local,
+        "the export API gives what the database holds"
+    );
+
+    // A verifier elsewhere: its own, empty adapter library.
+    let elsewhere = AdapterLibrary::new(dir.path().join("verifier-adapters"));
+    let verdict = verify_evidence(
+        &record,
+        &remote,
+        &model,
+        &tokenizer,
+        &elsewhere,
+        StoredAdapter::IfPresent,
+    )
+    .await
+    .unwrap();
+    assert!(verdict.passed(), "{verdict:?}");
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .any(|(c, ok)| c == "retrained adapter hash" && *ok),
+        "{verdict:?}"
+    );
+
+    // Evidence served in another order no longer matches the record.
+    let mut reordered = remote.clone();
+    reordered.pairs.swap(0, 1);
+    let verdict = verify_evidence(
+        &record,
+        &reordered,
+        &model,
+        &tokenizer,
+        &elsewhere,
+        StoredAdapter::IfPresent,
+    )
+    .await
+    .unwrap();
+    assert!(
+        verdict
+            .failure
+            .as_deref()
+            .unwrap_or("")
+            .contains("pairs root"),
+        "{verdict:?}"
+    );
+
+    // A record the server does not know, and a URL that is not one, are named.
+    let mut unknown = record;
+    unknown.id += 7;
+    let err = web::evidence::fetch_evidence(&url, &unknown)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lists no record"), "{err}");
+    let err = web::evidence::fetch_evidence("localhost:1", &record)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--from"), "{err}");
+    server.abort();
+}
