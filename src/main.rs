@@ -133,6 +133,13 @@ enum BenchCommand {
     /// Orchestration cost (matches/s on the test policy), one real Tweet Duel's time
     /// outside the models, and 8 concurrent matches against the decoder's ceiling.
     Arena(commands::bench_arena::BenchArenaArgs),
+    /// Websocket spectators of one live match (1k and 10k by default): delivered
+    /// events/s and the p99 delay from emit to receipt; then the dataset export's rows/s
+    /// against `psql \copy` of the same rows, with its peak memory.
+    Spectate(commands::bench_web::BenchSpectateArgs),
+    /// The spectators' side of `bench spectate`, run by it as a child process.
+    #[command(hide = true)]
+    SpectateClients(commands::bench_web::SpectateClientsArgs),
 }
 
 fn main() -> ExitCode {
@@ -216,6 +223,8 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))
             }
+            BenchCommand::Spectate(args) => commands::bench_web::run(args),
+            BenchCommand::SpectateClients(args) => commands::bench_web::run_clients(args),
             judge => commands::bench::run_judges(judge, config),
         },
         Command::Chain { command } => {

@@ -9,6 +9,7 @@
 
 mod api;
 pub mod auth;
+pub mod bench;
 mod config;
 pub mod error;
 mod limits;
