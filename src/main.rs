@@ -142,6 +142,13 @@ enum BenchCommand {
     /// then plays its frozen parent on held-out tasks: win rate and rule-pass rate
     /// before and after, with 95% intervals.
     Learning(commands::bench_learning::BenchLearningArgs),
+    /// Websocket spectators of one live match (1k and 10k by default): delivered
+    /// events/s and the p99 delay from emit to receipt; then the dataset export's rows/s
+    /// against `psql \copy` of the same rows, with its peak memory.
+    Spectate(commands::bench_web::BenchSpectateArgs),
+    /// The spectators' side of `bench spectate`, run by it as a child process.
+    #[command(hide = true)]
+    SpectateClients(commands::bench_web::SpectateClientsArgs),
 }
 
 fn main() -> ExitCode {
@@ -230,6 +237,8 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
                 runtime()?.block_on(commands::bench_arena::run(args, config))
             }
             BenchCommand::Learning(args) => commands::bench_learning::run(args, config),
+            BenchCommand::Spectate(args) => commands::bench_web::run(args),
+            BenchCommand::SpectateClients(args) => commands::bench_web::run_clients(args),
             judge => commands::bench::run_judges(judge, config),
         },
         Command::Chain { command } => {

@@ -190,3 +190,42 @@ fn chain_status_on_the_embedded_chain_survives_a_restart() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("chain.rpc_url"), "{}", text(&bad));
 }
+
+#[test]
+fn bench_spectate_runs_its_spectators_in_a_child_process_and_the_counts_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rlfc(
+        dir.path(),
+        &[
+            "bench",
+            "spectate",
+            "--spectators",
+            "10",
+            "--seats",
+            "2",
+            "--rounds",
+            "1",
+            "--tokens",
+            "5",
+            "--steps-per-sec",
+            "500",
+            "--export-rows",
+            "0",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &figures["spectate"][0];
+    assert_eq!(run["clients_in_child_process"], true);
+    // One round: the task, 5 steps × 2 seats, 2 answers, 2 scores; then 4 closing events.
+    assert_eq!(run["events_emitted"], 1 + 10 + 2 + 2 + 4);
+    assert_eq!(run["deliveries"], run["deliveries_expected"]);
+    assert_eq!(run["deliveries"], 10 * (1 + 10 + 2 + 2 + 4));
+    assert_eq!(run["complete"], 10);
+    assert_eq!(run["delay"]["samples"], run["deliveries"]);
+    assert!(
+        figures["export"].is_null(),
+        "--export-rows 0 skips the export"
+    );
+}

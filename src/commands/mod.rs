@@ -4,6 +4,7 @@ pub mod arena;
 pub mod bench;
 pub mod bench_arena;
 pub mod bench_learning;
+pub mod bench_web;
 pub mod db;
 pub mod models;
 pub mod web;

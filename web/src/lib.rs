@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+pub mod bench;
 mod config;
 pub mod error;
 pub mod evidence;
