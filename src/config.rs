@@ -1,6 +1,6 @@
 //! The effective configuration, layered in this order (later wins): built-in
 //! defaults, then `rlfc.toml` (or `--config PATH`), then `RLFC_*` environment
-//! variables (plus `DATABASE_URL`), then command-line flags.
+//! variables (plus `DATABASE_URL` and `REDIS_URL`), then command-line flags.
 //!
 //! An environment variable names a key with its section and an underscore:
 //! `RLFC_MODELS_DIR` is `models.dir`, `RLFC_LOG_FORMAT` is `log.format`. Every
@@ -15,7 +15,9 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
-const SECTIONS: &[&str] = &["log", "database", "models", "chain", "arena", "web"];
+const SECTIONS: &[&str] = &[
+    "log", "database", "models", "chain", "arena", "web", "redis",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,33 @@ pub struct Config {
     /// The web server.
     #[serde(default)]
     pub web: WebConfig,
+    /// Redis: the shared event bus and match-job queue of a scaled-out deployment.
+    #[serde(default)]
+    pub redis: RedisConfig,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`; empty means in-process (one
+    /// process holds the bus and the job queue).
+    pub url: String,
+    /// Prefix of every key, so deployments can share one Redis.
+    pub namespace: String,
+    /// A claimed match job unacknowledged and untouched this long goes to another
+    /// worker (5 to 3600).
+    pub claim_timeout_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            url: String::new(),
+            namespace: "rlfc".into(),
+            claim_timeout_secs: 60,
+        }
+    }
 }
 
 /// `[arena]`
@@ -141,6 +170,7 @@ impl Default for Config {
             chain: chain::ChainConfig::default(),
             arena: ArenaConfig::default(),
             web: WebConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -264,7 +294,23 @@ impl Config {
                 self.web.bind
             );
         }
+        let r = &self.redis;
+        if !r.url.is_empty() {
+            arena::redis_setup::open_client(&r.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        arena::redis_setup::check_namespace(&r.namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !(5..=3600).contains(&r.claim_timeout_secs) {
+            bail!(
+                "invalid redis.claim_timeout_secs {}: accepts 5 to 3600",
+                r.claim_timeout_secs
+            );
+        }
         Ok(())
+    }
+
+    /// The Redis URL, or `None` for the in-process bus and job queue.
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.redis.url.as_str()).filter(|u| !u.is_empty())
     }
 
     /// The model fetcher over the configured cache, interpreter and pip arguments.
@@ -289,11 +335,12 @@ impl Config {
         if let Some(url) = &shown.chain.rpc_url {
             shown.chain.rpc_url = Some(store::redact_url(url));
         }
+        shown.redis.url = store::redact_url(&shown.redis.url);
         toml::to_string_pretty(&shown).context("render configuration")
     }
 }
 
-/// The `RLFC_*` and `DATABASE_URL` variables as a figment layer. `RLFC_TEST_*` is
+/// The `RLFC_*`, `DATABASE_URL` and `REDIS_URL` variables as a figment layer. `RLFC_TEST_*` is
 /// reserved for the test suite and is not configuration.
 fn env_layer(env: &[(String, String)]) -> Result<EnvVars> {
     use figment::value::{Dict, Value};
@@ -301,6 +348,8 @@ fn env_layer(env: &[(String, String)]) -> Result<EnvVars> {
     for (name, raw) in env {
         let key = if name == "DATABASE_URL" {
             "database_url".to_string()
+        } else if name == "REDIS_URL" {
+            "redis_url".to_string()
         } else if let Some(rest) = name.strip_prefix("RLFC_") {
             if rest.starts_with("TEST_") {
                 continue;
@@ -452,6 +501,29 @@ mod tests {
     }
 
     #[test]
+    fn redis_url_env_and_masking() {
+        let c = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(c.redis_url(), None, "in-process by default");
+        let e = env(&[("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.redis_url(), Some("redis://:hunter2@127.0.0.1:6379/0"));
+        let shown = c.to_masked_toml().unwrap();
+        assert!(
+            !shown.contains("hunter2") && shown.contains(":***@127.0.0.1"),
+            "{shown}"
+        );
+        let e = env(&[
+            ("RLFC_REDIS_URL", "redis://127.0.0.1:6380"),
+            ("RLFC_REDIS_NAMESPACE", "staging"),
+        ]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.redis_url(), c.redis.namespace.as_str()),
+            (Some("redis://127.0.0.1:6380"), "staging")
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "[log]\nformt = \"json\"\n");
@@ -495,6 +567,12 @@ mod tests {
                 "arena.match_deadline_secs",
             ),
             ("[web]\nbind = \"nowhere\"\n", "web.bind"),
+            ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+            ("[redis]\nnamespace = \"a b\"\n", "redis.namespace"),
+            (
+                "[redis]\nclaim_timeout_secs = 1\n",
+                "redis.claim_timeout_secs",
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, key) in cases {

@@ -1,10 +1,19 @@
-//! The in-process event bus: a broadcast of every match event, plus each live
-//! match's history so a spectator who joins late gets a snapshot first.
+//! The event bus: every match event goes out to spectators, and each live match's
+//! history is kept so a spectator who joins late gets a snapshot first.
 //!
-//! Subscribing and taking the snapshot happen under one lock, so the snapshot ends
-//! exactly where the live stream begins: no gap, no duplicate. A subscriber that
-//! falls too far behind is dropped by the broadcast (it sees `Lagged`) rather than
-//! slowing the publisher or anyone else.
+//! Two backends behind the one [`Bus`] type. In-process (the default): a tokio
+//! broadcast plus a per-match history, where subscribing and taking the snapshot
+//! happen under one lock. Redis (`redis.url` set, many processes): one Redis Stream
+//! per match is both the history and the sequence authority, and a feed stream of
+//! every event is read by each process into its own broadcast (see [`streams`]).
+//!
+//! Either way a snapshot ends exactly where the live stream begins: live events
+//! with `seq` below the snapshot's end are dropped by [`Spectator`], so there is no
+//! gap and no duplicate. A subscriber that falls more than [`SUBSCRIBER_BUFFER`]
+//! events behind is dropped by its broadcast (it sees `Lagged`) rather than slowing
+//! the publisher or anyone else. Publishing never waits on the network.
+
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,23 +21,46 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use crate::events::{EventKind, MatchEvent};
+use crate::redis_setup::BadSetting;
 
 /// How many events a slow subscriber may fall behind before it is cut off.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
 
 #[derive(Default)]
-struct Inner {
+struct History {
     /// Events of matches still running, for late joiners.
     history: HashMap<i64, Vec<MatchEvent>>,
     /// The next sequence number per live match.
     next_seq: HashMap<i64, u64>,
 }
 
-/// The bus. Cheap to clone.
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<Mutex<History>>),
+    Redis(Arc<streams::RedisBus>),
+}
+
+/// The bus. Cheap to clone; clones share one bus.
 #[derive(Clone)]
 pub struct Bus {
+    /// This process's live events (in-process: published here; Redis: read from
+    /// the feed).
     tx: broadcast::Sender<MatchEvent>,
-    inner: Arc<Mutex<Inner>>,
+    backend: Backend,
+}
+
+/// What the bus can fail with (only the Redis backend fails).
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A setting is out of range.
+    #[error(transparent)]
+    Invalid(#[from] BadSetting),
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The bus's publisher task is gone (the runtime is shutting down).
+    #[error("the event bus publisher stopped")]
+    Stopped,
 }
 
 impl Default for Bus {
@@ -38,18 +70,51 @@ impl Default for Bus {
 }
 
 impl Bus {
-    /// An empty bus.
+    /// An empty in-process bus.
     pub fn new() -> Bus {
         let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         Bus {
             tx,
-            inner: Arc::default(),
+            backend: Backend::Local(Arc::default()),
         }
     }
 
-    /// Publishes one event of a match, giving it the match's next sequence number.
-    pub fn publish(&self, match_id: i64, kind: EventKind) -> MatchEvent {
-        let mut inner = self.inner.lock().expect("bus lock");
+    /// A bus over the Redis at `url`, its keys under `namespace`: every `Bus` on
+    /// the same Redis and namespace, in any process, sees the same events.
+    pub async fn redis(url: &str, namespace: &str) -> Result<Bus, BusError> {
+        let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let redis = streams::RedisBus::open(url, namespace, tx.clone()).await?;
+        Ok(Bus {
+            tx,
+            backend: Backend::Redis(Arc::new(redis)),
+        })
+    }
+
+    /// The Redis bus when `redis_url` is set, else an in-process one.
+    pub async fn connect(redis_url: Option<&str>, namespace: &str) -> Result<Bus, BusError> {
+        match redis_url {
+            Some(url) => Bus::redis(url, namespace).await,
+            None => Ok(Bus::new()),
+        }
+    }
+
+    /// Whether this bus lives in Redis (shared between processes).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// Publishes one event of a match; it gets the match's next sequence number.
+    /// Never blocks on the network: over Redis the event is queued for this
+    /// process's publisher task, which stores events in the order published.
+    pub fn publish(&self, match_id: i64, kind: EventKind) {
+        match &self.backend {
+            Backend::Local(history) => self.publish_local(history, match_id, kind),
+            Backend::Redis(redis) => redis.publish(match_id, store::now_ms(), kind),
+        }
+    }
+
+    fn publish_local(&self, history: &Mutex<History>, match_id: i64, kind: EventKind) {
+        let mut inner = history.lock().expect("bus lock");
         let seq = inner.next_seq.entry(match_id).or_insert(0);
         let event = MatchEvent {
             match_id,
@@ -69,8 +134,7 @@ impl Bus {
                 .push(event.clone());
         }
         // No receiver is fine: nobody is watching.
-        let _ = self.tx.send(event.clone());
-        event
+        let _ = self.tx.send(event);
     }
 
     /// Every event from now on, of every match.
@@ -78,18 +142,33 @@ impl Bus {
         self.tx.subscribe()
     }
 
-    /// A snapshot of a live match so far plus the live stream after it, taken
-    /// atomically. Live events with `seq` below the snapshot's end are duplicates the
-    /// caller must skip; [`Spectator`] does that.
-    pub fn watch(&self, match_id: i64) -> Spectator {
-        let inner = self.inner.lock().expect("bus lock");
-        let rx = self.tx.subscribe();
-        let snapshot = inner.history.get(&match_id).cloned().unwrap_or_default();
-        Spectator {
-            match_id,
-            next_seq: snapshot.len() as u64,
-            snapshot,
-            rx,
+    /// A snapshot of a live match so far plus the live stream after it. Live events
+    /// with `seq` below the snapshot's end are duplicates that [`Spectator`] skips.
+    /// A match that has ended (or never started) has an empty snapshot.
+    pub async fn watch(&self, match_id: i64) -> Result<Spectator, BusError> {
+        match &self.backend {
+            Backend::Local(history) => {
+                let inner = history.lock().expect("bus lock");
+                let rx = self.tx.subscribe();
+                let snapshot = inner.history.get(&match_id).cloned().unwrap_or_default();
+                Ok(Spectator::new(match_id, snapshot, None, rx))
+            }
+            Backend::Redis(redis) => {
+                // Subscribed before reading the history: an event stored after the
+                // read is still ahead in this process's feed.
+                let rx = self.tx.subscribe();
+                let (snapshot, next_seq) = redis.history(match_id).await?;
+                Ok(Spectator::new(match_id, snapshot, next_seq, rx))
+            }
+        }
+    }
+
+    /// Waits until every event published through this handle so far is stored
+    /// (Redis; immediate in-process), e.g. before a worker exits.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(()),
+            Backend::Redis(redis) => redis.flush().await,
         }
     }
 }
@@ -115,6 +194,22 @@ pub enum SpectatorError {
 }
 
 impl Spectator {
+    /// `next_seq` defaults to just past the snapshot.
+    fn new(
+        match_id: i64,
+        snapshot: Vec<MatchEvent>,
+        next_seq: Option<u64>,
+        rx: broadcast::Receiver<MatchEvent>,
+    ) -> Spectator {
+        let next_seq = next_seq.unwrap_or_else(|| snapshot.last().map_or(0, |e| e.seq + 1));
+        Spectator {
+            match_id,
+            next_seq,
+            snapshot,
+            rx,
+        }
+    }
+
     /// The next live event of this match (skipping other matches and anything the
     /// snapshot already held).
     pub async fn next(&mut self) -> Result<MatchEvent, SpectatorError> {
@@ -135,6 +230,9 @@ impl Spectator {
 }
 
 #[cfg(test)]
+mod redis_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -153,7 +251,7 @@ mod tests {
             bus.publish(7, delta(&i.to_string()));
         }
         bus.publish(8, delta("other match"));
-        let mut late = bus.watch(7);
+        let mut late = bus.watch(7).await.unwrap();
         assert_eq!(late.snapshot.len(), 5);
         let publisher = {
             let bus = bus.clone();
@@ -181,7 +279,7 @@ mod tests {
         publisher.await.unwrap();
         assert_eq!(seqs, (0..21).collect::<Vec<u64>>());
         assert!(
-            bus.watch(7).snapshot.is_empty(),
+            bus.watch(7).await.unwrap().snapshot.is_empty(),
             "history is dropped once the match ends"
         );
     }
@@ -189,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_spectator_is_cut_off_not_waited_for() {
         let bus = Bus::new();
-        let mut slow = bus.watch(1);
+        let mut slow = bus.watch(1).await.unwrap();
         for i in 0..(SUBSCRIBER_BUFFER + 10) {
             bus.publish(1, delta(&i.to_string()));
         }

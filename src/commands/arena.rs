@@ -61,7 +61,9 @@ impl Platform {
             store,
             payments,
             spaces,
-            bus: Bus::new(),
+            bus: Bus::connect(config.redis_url(), &config.redis.namespace)
+                .await
+                .context("connect the event bus (redis.url)")?,
             adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
         })
     }

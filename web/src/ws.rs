@@ -2,8 +2,8 @@
 //! `/ws/spaces/{id}` every live match of a Space (token deltas included).
 //!
 //! A spectator who joins late first gets the snapshot of what happened so far, then
-//! the live events, with no gap and no duplicate: the bus hands both out under one
-//! lock, and sequence numbers drop any overlap. A spectator who falls too far behind
+//! the live events, with no gap and no duplicate: the bus subscribes before it reads
+//! the history, and sequence numbers drop any overlap. A spectator who falls too far behind
 //! (the broadcast buffer overflows, or one send stalls) is cut off with close code
 //! 4008 rather than slowing the publisher or anyone else. Each IP may hold only so
 //! many sockets at once.
@@ -101,7 +101,13 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 }
 
 async fn stream_match(state: AppState, mut socket: WebSocket, id: i64) {
-    let mut spectator = state.bus.watch(id);
+    let mut spectator = match state.bus.watch(id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(match_id = id, error = %e, "cannot read the match's events");
+            return close(&mut socket, 1011, "event bus unavailable").await;
+        }
+    };
     if spectator.snapshot.is_empty()
         && let Ok(m) = state.store.get_match(id).await
         && matches!(m.status.as_str(), "settled" | "refunded" | "failed")
@@ -162,7 +168,13 @@ async fn stream_space(state: AppState, mut socket: WebSocket, space: store::Spac
             return;
         };
         for m in matches {
-            let snapshot = state.bus.watch(m.id).snapshot;
+            let snapshot = match state.bus.watch(m.id).await {
+                Ok(s) => s.snapshot,
+                Err(e) => {
+                    tracing::error!(match_id = m.id, error = %e, "cannot read the match's events");
+                    return close(&mut socket, 1011, "event bus unavailable").await;
+                }
+            };
             next_seq.insert(m.id, Some(snapshot.len() as u64));
             for event in snapshot {
                 if !send(&mut socket, &event).await {
