@@ -190,3 +190,52 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
     out.pair_ids = recorded.pair_ids;
     out
 }
+
+/// Entries waiting in the fixture Space's paid tier: `agents` funded users with one
+/// agent each, every agent entered `per_agent` times. Returns (space id, tier id,
+/// entry ids in id order).
+pub async fn queued_entries(
+    store: &Store,
+    agents: usize,
+    per_agent: usize,
+) -> (i64, i64, Vec<i64>) {
+    static RUN: AtomicU32 = AtomicU32::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let (space_id, tier_id) = fixture_space(store).await;
+    let mut entry_ids = Vec::new();
+    for seat in 0..agents {
+        let wallet = format!("0x{}", format!("{:02x}", 0x40 + seat).repeat(20));
+        let user = store.upsert_user(&wallet).await.expect("user");
+        store
+            .deposit(
+                user.id,
+                Wei(FIXTURE_FEE.0 * per_agent as u128),
+                &format!("queued:{run}:{seat}:{}", crate::now_ms()),
+            )
+            .await
+            .expect("deposit");
+        let (_, version) = store
+            .create_agent(
+                user.id,
+                &format!("queued agent {run}.{seat}"),
+                "smollm2-135m",
+                &NewAgentVersion {
+                    system_prompt: format!("You are agent {seat}."),
+                    sampling: serde_json::json!({"temperature": 0.7}),
+                    training: serde_json::json!({}),
+                    adapter_hash: None,
+                },
+            )
+            .await
+            .expect("agent");
+        for _ in 0..per_agent {
+            let entry = store
+                .enter(user.id, version.id, tier_id)
+                .await
+                .expect("entry");
+            entry_ids.push(entry.id);
+        }
+    }
+    entry_ids.sort_unstable();
+    (space_id, tier_id, entry_ids)
+}

@@ -66,6 +66,27 @@ impl Store {
         space_version: &str,
         entry_ids: &[i64],
     ) -> Result<Match> {
+        self.create_match_leased(space_id, fee_tier_id, seed, space_version, entry_ids, None)
+            .await
+    }
+
+    /// [`Store::create_match`], with the new match leased to `lease` (owner, expiry in
+    /// ms) in the same transaction, so no other process reclaims it while its maker
+    /// locks the fees. The entries are claimed in id order by a conditional `UPDATE`
+    /// on their queued state: two servers matchmaking the same queue at once block on
+    /// the first entry they share, and the second finds it taken and fails whole.
+    pub async fn create_match_leased(
+        &self,
+        space_id: i64,
+        fee_tier_id: i64,
+        seed: i64,
+        space_version: &str,
+        entry_ids: &[i64],
+        lease: Option<(&str, i64)>,
+    ) -> Result<Match> {
+        let mut entry_ids = entry_ids.to_vec();
+        // One lock order for every caller, so two overlapping claims never deadlock.
+        entry_ids.sort_unstable();
         if entry_ids.is_empty() {
             return Err(Error::Invalid {
                 field: "entry_ids",
@@ -75,18 +96,21 @@ impl Store {
         let mut tx = self.begin().await?;
         let m: Match = on_tx!(&mut tx, |c| {
             sqlx::query_as(
-            "INSERT INTO matches (space_id, fee_tier_id, seed, space_version, status, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING *",
+            "INSERT INTO matches (space_id, fee_tier_id, seed, space_version, status, created_at,
+                                  lease_owner, lease_expires_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING *",
         )
         .bind(space_id)
         .bind(fee_tier_id)
         .bind(seed)
         .bind(space_version)
         .bind(now_ms())
+        .bind(lease.map(|(owner, _)| owner))
+        .bind(lease.map(|(_, until)| until))
         .fetch_one(&mut *c)
         .await
         })?;
-        for &entry_id in entry_ids {
+        for &entry_id in &entry_ids {
             let taken = on_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE entries SET match_id = $1, status = 'matched'
                  WHERE id = $2 AND status = 'queued' AND match_id IS NULL

@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "browse_indexes",
             Portable(migration_file!("0014_browse_indexes.sql")),
         ),
+        (
+            15,
+            "match_leases",
+            Portable(migration_file!("0015_match_leases.sql")),
+        ),
     ]
 };
 
