@@ -135,8 +135,11 @@ const BANK: &[(InjectionKind, &str)] = &[
 
 /// The bank's embeddings per embedding model (by its sha256), computed once per
 /// process: panels are built often, the bank never changes.
-static BANK_EMBEDDINGS: LazyLock<Mutex<HashMap<String, Arc<Vec<Vec<f32>>>>>> =
+static BANK_EMBEDDINGS: LazyLock<Mutex<HashMap<String, BankEmbeddings>>> =
     LazyLock::new(Mutex::default);
+
+/// One embedding per bank statement, in bank order.
+type BankEmbeddings = Arc<Vec<Vec<f32>>>;
 
 /// The semantic screen over a loaded sentence-embedding model.
 #[derive(Clone)]
@@ -165,7 +168,7 @@ impl SemanticScreen {
         }
     }
 
-    fn bank(&self) -> Result<Arc<Vec<Vec<f32>>>, JudgeError> {
+    fn bank(&self) -> Result<BankEmbeddings, JudgeError> {
         let model = self.encoder.id().model_hash;
         let mut banks = BANK_EMBEDDINGS.lock().expect("screen bank lock");
         if let Some(bank) = banks.get(&model) {
