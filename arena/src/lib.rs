@@ -11,6 +11,8 @@ pub mod events;
 pub mod jobs;
 pub mod judging;
 pub mod learning;
+pub mod match_worker;
+pub mod matchmaker;
 pub mod matchmaking;
 pub mod payments;
 pub mod ratings;
