@@ -83,6 +83,12 @@ pub struct ArenaConfig {
     pub matchmaking_gap: f64,
     /// How fast that gap widens per second of waiting (0 to 10).
     pub matchmaking_widen_per_sec: f64,
+    /// Seconds a lease on a match lasts without renewal (5 to 3600): another process
+    /// refunds a match only after its holder has been silent this long.
+    pub lease_secs: u64,
+    /// Seconds a formed match may wait for a worker before it is refunded (10 to
+    /// 86400).
+    pub queue_wait_secs: u64,
 }
 
 impl Default for ArenaConfig {
@@ -92,6 +98,8 @@ impl Default for ArenaConfig {
             match_deadline_secs: 900,
             matchmaking_gap: 5.0,
             matchmaking_widen_per_sec: 0.5,
+            lease_secs: 30,
+            queue_wait_secs: 1800,
         }
     }
 }
@@ -286,6 +294,18 @@ impl Config {
             bail!(
                 "invalid arena.matchmaking_widen_per_sec {}: accepts 0 to 10",
                 a.matchmaking_widen_per_sec
+            );
+        }
+        if !(5..=3600).contains(&a.lease_secs) {
+            bail!(
+                "invalid arena.lease_secs {}: accepts 5 to 3600",
+                a.lease_secs
+            );
+        }
+        if !(10..=86_400).contains(&a.queue_wait_secs) {
+            bail!(
+                "invalid arena.queue_wait_secs {}: accepts 10 to 86400",
+                a.queue_wait_secs
             );
         }
         if self.web.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -573,6 +593,7 @@ mod tests {
                 "[redis]\nclaim_timeout_secs = 1\n",
                 "redis.claim_timeout_secs",
             ),
+            ("[arena]\nlease_secs = 1\n", "arena.lease_secs"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, key) in cases {

@@ -13,6 +13,8 @@ pub mod jobs;
 pub mod judging;
 pub mod learning;
 pub mod learning_bench;
+pub mod match_worker;
+pub mod matchmaker;
 pub mod matchmaking;
 pub mod payments;
 pub mod ratings;

@@ -23,6 +23,9 @@ use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Chain, Contracts, MatchStatus};
 use store::{Balance, Store, Wei};
 
+mod reconcile;
+pub use reconcile::{Reclaim, Reconciled};
+
 /// What can go wrong moving money.
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -52,17 +55,6 @@ pub enum PaymentError {
 
 /// The result type of this module.
 pub type Result<T> = std::result::Result<T, PaymentError>;
-
-/// What start-up reconciliation did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Unfinished matches refunded.
-    pub refunded: Vec<i64>,
-    /// Settlements written in the database and now sent on chain.
-    pub settlements_pushed: Vec<i64>,
-    /// Refunds written in the database and now sent on chain.
-    pub refunds_pushed: Vec<i64>,
-}
 
 /// Money movements over the Arena contract and the database journal.
 pub struct Payments {
@@ -257,37 +249,65 @@ impl Payments {
             .begin_chain_tx(&settle_key(match_id), "settle")
             .await?;
         record.settlement.chain_tx_id = Some(ct.id);
-        let recorded = self.store.record_match(&record).await?;
+        let recorded = match self.store.record_match(&record).await {
+            Ok(r) => r,
+            // A racing writer's rows (its rounds, on PostgreSQL) can fail this write
+            // before its settlement row does: what counts is whether the match is
+            // closed now.
+            Err(e)
+                if matches!(e, store::Error::AlreadySettled { .. })
+                    || !store::is_unfinished(&self.store.get_match(match_id).await?.status) =>
+            {
+                // Refunded meanwhile (its lease was reclaimed): this settle key will
+                // never be sent. Settled meanwhile (a racing worker won): the winner
+                // sends it, under the same key.
+                let outcome = self.closed_as(match_id).await?;
+                if outcome == store::match_status::REFUNDED {
+                    self.store
+                        .fail_chain_tx(ct.id, "superseded: the match was refunded")
+                        .await?;
+                }
+                return Err(store::Error::AlreadySettled { match_id, outcome }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.push_settlement(match_id).await?;
         Ok(recorded)
     }
 
     /// Sends a settlement already written in the database to the chain, unless the
-    /// chain has it.
-    async fn push_settlement(&self, match_id: i64) -> Result<()> {
+    /// chain has it. Returns whether the chain side is now confirmed by this call.
+    pub(super) async fn push_settlement(&self, match_id: i64) -> Result<bool> {
         let Some(ct) = self.store.chain_tx_by_key(&settle_key(match_id)).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        if ct.status == "confirmed" {
-            return Ok(());
+        if ct.status != "pending" {
+            return Ok(false);
         }
+        let settlement = self.store.match_settlement(match_id).await?;
+        let Some(settlement) = settlement.filter(|s| s.outcome == store::match_status::SETTLED)
+        else {
+            // The settle key was taken but the database holds no settlement (the
+            // writer stopped before its transaction, or the match was refunded).
+            let m = self.store.get_match(match_id).await?;
+            if !store::is_unfinished(&m.status) {
+                self.store
+                    .fail_chain_tx(ct.id, "superseded: the match was not settled")
+                    .await?;
+            }
+            return Ok(false);
+        };
         let chain_id = chain_match_id(match_id)?;
         let escrow = self.contracts.escrow(chain_id).await?;
         match escrow.status {
             MatchStatus::Settled => {
-                // Sent before a crash: record what the chain already holds.
+                // Sent before a crash, or by a racing process: record what the chain
+                // already holds.
                 let hash = self.find_close_tx(chain_id).await?;
                 self.store.confirm_chain_tx(ct.id, &hash, 0).await?;
-                Ok(())
+                Ok(true)
             }
             MatchStatus::Open => {
-                let settlement = self.store.match_settlement(match_id).await?.ok_or(
-                    PaymentError::Inconsistent {
-                        match_id,
-                        detail: "a settle transaction is pending but no settlement is written"
-                            .into(),
-                    },
-                )?;
                 let entries = self.store.match_entries(match_id).await?;
                 let mut payouts = Vec::new();
                 for p in self.store.match_payouts(match_id).await? {
@@ -322,14 +342,23 @@ impl Payments {
                         ),
                     });
                 }
-                let r = self
+                let hash = match self
                     .contracts
                     .settle(self.operator, chain_id, &payouts, self.treasury, root)
-                    .await?;
-                self.store
-                    .confirm_chain_tx(ct.id, &tx_hex(r.tx_hash), r.block_number as i64)
-                    .await?;
-                Ok(())
+                    .await
+                {
+                    Ok(r) => (tx_hex(r.tx_hash), r.block_number as i64),
+                    Err(e) => {
+                        // Another process sent the same settlement first: the contract
+                        // refused the second, and the escrow shows the first.
+                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Settled {
+                            return Err(e.into());
+                        }
+                        (self.find_close_tx(chain_id).await?, 0)
+                    }
+                };
+                self.store.confirm_chain_tx(ct.id, &hash.0, hash.1).await?;
+                Ok(true)
             }
             other => Err(PaymentError::Inconsistent {
                 match_id,
@@ -358,7 +387,18 @@ impl Payments {
             .await
         {
             Ok(()) => {}
-            Err(store::Error::AlreadySettled { outcome, .. }) if outcome == "refunded" => {}
+            Err(store::Error::AlreadySettled { .. }) => {
+                let outcome = self.closed_as(match_id).await?;
+                if outcome != store::match_status::REFUNDED {
+                    // Settled meanwhile: this refund key will never be sent.
+                    if let Some(ct) = chain_tx.as_ref().filter(|c| c.status == "pending") {
+                        self.store
+                            .fail_chain_tx(ct.id, "superseded: the match was settled")
+                            .await?;
+                    }
+                    return Err(store::Error::AlreadySettled { match_id, outcome }.into());
+                }
+            }
             Err(e) => return Err(e.into()),
         }
         if chain_tx.is_some() {
@@ -367,31 +407,57 @@ impl Payments {
         Ok(())
     }
 
-    async fn push_refund(&self, match_id: i64) -> Result<()> {
+    /// How a closed match was closed (`settled` or `refunded`), from its settlement row.
+    async fn closed_as(&self, match_id: i64) -> Result<String> {
+        match self.store.match_settlement(match_id).await? {
+            Some(s) => Ok(s.outcome),
+            None => Ok(self.store.get_match(match_id).await?.status),
+        }
+    }
+
+    /// Sends a refund already written in the database to the chain, unless the chain
+    /// has it. Returns whether the chain side is now confirmed by this call.
+    pub(super) async fn push_refund(&self, match_id: i64) -> Result<bool> {
         let Some(ct) = self.store.chain_tx_by_key(&refund_key(match_id)).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        if ct.status == "confirmed" {
-            return Ok(());
+        if ct.status != "pending" {
+            return Ok(false);
+        }
+        let written = self.store.match_settlement(match_id).await?;
+        if written.is_none_or(|s| s.outcome != store::match_status::REFUNDED) {
+            let m = self.store.get_match(match_id).await?;
+            if !store::is_unfinished(&m.status) {
+                self.store
+                    .fail_chain_tx(ct.id, "superseded: the match was not refunded")
+                    .await?;
+            }
+            return Ok(false);
         }
         let chain_id = chain_match_id(match_id)?;
         match self.contracts.escrow(chain_id).await?.status {
             // No fee ever reached the escrow: nothing to return on chain.
             MatchStatus::None => {
                 self.store.confirm_chain_tx(ct.id, "", 0).await?;
-                Ok(())
+                Ok(true)
             }
             MatchStatus::Refunded => {
                 let hash = self.find_close_tx(chain_id).await?;
                 self.store.confirm_chain_tx(ct.id, &hash, 0).await?;
-                Ok(())
+                Ok(true)
             }
             MatchStatus::Open => {
-                let r = self.contracts.refund(self.operator, chain_id).await?;
-                self.store
-                    .confirm_chain_tx(ct.id, &tx_hex(r.tx_hash), r.block_number as i64)
-                    .await?;
-                Ok(())
+                let hash = match self.contracts.refund(self.operator, chain_id).await {
+                    Ok(r) => (tx_hex(r.tx_hash), r.block_number as i64),
+                    Err(e) => {
+                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Refunded {
+                            return Err(e.into());
+                        }
+                        (self.find_close_tx(chain_id).await?, 0)
+                    }
+                };
+                self.store.confirm_chain_tx(ct.id, &hash.0, hash.1).await?;
+                Ok(true)
             }
             MatchStatus::Settled => Err(PaymentError::Inconsistent {
                 match_id,
@@ -419,47 +485,5 @@ impl Payments {
             }
         }
         Ok(String::new())
-    }
-
-    /// Finishes what a stopped process left: every match still pending or running is
-    /// refunded (its engine state is gone), and every settlement or refund written in
-    /// the database but not yet confirmed on chain is sent. Run it before new matches
-    /// start, by the one process that owns the matches.
-    pub async fn reconcile(&self) -> Result<Reconciled> {
-        let mut done = Reconciled::default();
-        for status in [store::match_status::PENDING, store::match_status::RUNNING] {
-            for m in self.store.matches_with_status(status).await? {
-                self.refund(
-                    m.id,
-                    "interrupted: the process stopped before the match settled",
-                )
-                .await?;
-                done.refunded.push(m.id);
-            }
-        }
-        for ct in self.store.chain_txs_with_status("pending").await? {
-            let key = ct.idempotency_key.as_str();
-            if let Some(id) = key
-                .strip_prefix("settle:match:")
-                .and_then(|s| s.parse().ok())
-            {
-                self.push_settlement(id).await?;
-                done.settlements_pushed.push(id);
-            } else if let Some(id) = key
-                .strip_prefix("refund:match:")
-                .and_then(|s| s.parse().ok())
-            {
-                if !done.refunded.contains(&id) {
-                    self.push_refund(id).await?;
-                    done.refunds_pushed.push(id);
-                }
-            } else if key.starts_with("lock:entry:") {
-                // Its match was refunded above; a lock that landed was returned with it.
-                self.store
-                    .fail_chain_tx(ct.id, "superseded by the match's refund")
-                    .await?;
-            }
-        }
-        Ok(done)
     }
 }

@@ -14,7 +14,7 @@ use arena::demo::{ETH, seed_demo};
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
 use arena::judging::RulesOnlyJudge;
-use arena::payments::Payments;
+use arena::payments::{Payments, Reclaim};
 use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot};
 use chain::{AnyChain, Contracts, MatchStatus};
 use store::{Store, Wei, match_status};
@@ -346,7 +346,7 @@ async fn a_chain_failure_after_the_database_write_is_reconciled(store: &Store) {
         .set_operator(dev[OPERATOR], dev[OPERATOR])
         .await
         .unwrap();
-    let done = rig.payments.reconcile().await.unwrap();
+    let done = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
     let mut pushed = done.settlements_pushed.clone();
     pushed.sort_unstable();
     let mut expected = started.clone();
@@ -358,7 +358,7 @@ async fn a_chain_failure_after_the_database_write_is_reconciled(store: &Store) {
             MatchStatus::Settled
         );
     }
-    let again = rig.payments.reconcile().await.unwrap();
+    let again = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
     assert!(again.settlements_pushed.is_empty(), "{again:?}");
     rig.assert_books_agree().await;
 }
@@ -383,7 +383,7 @@ async fn a_crash_with_matches_in_play_refunds_them_on_restart(store: &Store) {
         // The runner is dropped here, as a crashed process would be.
     };
     assert!(!started.is_empty());
-    let done = rig.payments.reconcile().await.unwrap();
+    let done = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
     let mut refunded = done.refunded.clone();
     refunded.sort_unstable();
     let mut expected = started.clone();
@@ -397,7 +397,14 @@ async fn a_crash_with_matches_in_play_refunds_them_on_restart(store: &Store) {
         );
     }
     rig.assert_books_agree().await;
-    assert!(rig.payments.reconcile().await.unwrap().refunded.is_empty());
+    assert!(
+        rig.payments
+            .reconcile(&Reclaim::Everything)
+            .await
+            .unwrap()
+            .refunded
+            .is_empty()
+    );
 }
 
 macro_rules! both {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use arena::bus::Bus;
-use arena::payments::Payments;
+use arena::payments::{Payments, Reclaim};
 use arena::runner::{MatchEnd, MatchReport, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
 use arena::runtime::{AdapterLibrary, RuntimeEngine};
 use store::{Store, Wei};
@@ -30,8 +30,31 @@ pub struct Platform {
 
 impl Platform {
     /// Opens the store and the chain, seeds the Spaces and finishes whatever a
-    /// previous run left unsettled.
+    /// previous run left unsettled. For the single-process commands (`demo`,
+    /// `tournament`): every unfinished match was left by a stopped run.
     pub async fn open(config: &Config) -> Result<Platform> {
+        let bus = Bus::connect(config.redis_url(), &config.redis.namespace)
+            .await
+            .context("connect the event bus (redis.url)")?;
+        let platform = Platform::connect(config, bus).await?;
+        let done = platform.payments.reconcile(&Reclaim::Everything).await?;
+        if !done.refunded.is_empty()
+            || !done.settlements_pushed.is_empty()
+            || !done.refunds_pushed.is_empty()
+        {
+            tracing::warn!(
+                refunded = ?done.refunded,
+                settlements_pushed = ?done.settlements_pushed,
+                refunds_pushed = ?done.refunds_pushed,
+                "reconciled what the previous run left unfinished"
+            );
+        }
+        Ok(platform)
+    }
+
+    /// Opens the store and the chain and seeds the Spaces, publishing on `bus`,
+    /// without reconciling (other processes may be playing matches right now).
+    pub async fn connect(config: &Config, bus: Bus) -> Result<Platform> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
         let store = Store::connect(config.database_url(), &config.data_dir).await?;
@@ -45,25 +68,11 @@ impl Platform {
             treasury,
         ));
         let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
-        let done = payments.reconcile().await?;
-        if !done.refunded.is_empty()
-            || !done.settlements_pushed.is_empty()
-            || !done.refunds_pushed.is_empty()
-        {
-            tracing::warn!(
-                refunded = ?done.refunded,
-                settlements_pushed = ?done.settlements_pushed,
-                refunds_pushed = ?done.refunds_pushed,
-                "reconciled what the previous run left unfinished"
-            );
-        }
         Ok(Platform {
             store,
             payments,
             spaces,
-            bus: Bus::connect(config.redis_url(), &config.redis.namespace)
-                .await
-                .context("connect the event bus (redis.url)")?,
+            bus,
             adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
         })
     }
@@ -75,6 +84,8 @@ impl Platform {
             base_gap: config.arena.matchmaking_gap,
             widen_per_sec: config.arena.matchmaking_widen_per_sec,
             max_live_matches: config.arena.max_live_matches,
+            lease_ms: config.arena.lease_secs as i64 * 1000,
+            queue_wait_ms: config.arena.queue_wait_secs as i64 * 1000,
         }
     }
 
@@ -214,6 +225,15 @@ pub fn log_report(report: &MatchReport) {
         MatchEnd::Refunded { reason } => {
             tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
         }
+        MatchEnd::SettledChainPending { result_hash, error } => {
+            tracing::error!(match_id = report.match_id, space = %report.space,
+                result_hash = %&result_hash[..16], %error,
+                "settled in the database; the chain settlement is pending");
+        }
+        MatchEnd::ClosedElsewhere { closed_as } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %closed_as,
+                "closed by another process");
+        }
     }
 }
 
@@ -272,7 +292,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
 
 /// The training loop beside live matches: one run at a time, for whichever agent's
 /// policy is due, on a blocking thread so the match loop keeps its pace.
-async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>) {
+pub(crate) async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>) {
     loop {
         for &agent in &agents {
             let due = match trainer.due_pairs(agent).await {
@@ -444,8 +464,9 @@ pub async fn tournament(
         };
         for report in runner.finish(outcomes).await? {
             match report.end {
-                MatchEnd::Settled { .. } => settled += 1,
+                MatchEnd::Settled { .. } | MatchEnd::SettledChainPending { .. } => settled += 1,
                 MatchEnd::Refunded { .. } => refunded += 1,
+                MatchEnd::ClosedElsewhere { .. } => {}
             }
             bar.inc(1);
             bar.set_message(format!("{settled} settled, {refunded} refunded"));

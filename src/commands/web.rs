@@ -54,13 +54,9 @@ pub fn web_config(config: &Config, demo: bool) -> web::WebConfig {
     }
 }
 
-/// Starts the web UI and API on `[web] bind` over the platform; returns the task.
-pub async fn spawn_server(
-    platform: &Platform,
-    config: &Config,
-    demo: bool,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let state = web::AppState::new(
+/// The web layer's state over the platform.
+pub fn app_state(platform: &Platform, config: &Config, demo: bool) -> web::AppState {
+    web::AppState::new(
         platform.store.clone(),
         platform.bus.clone(),
         platform
@@ -70,7 +66,16 @@ pub async fn spawn_server(
             .collect(),
         Arc::new(ChainPayments(platform.payments.clone())),
         web_config(config, demo),
-    );
+    )
+}
+
+/// Starts the web UI and API on `[web] bind` over the platform; returns the task.
+pub async fn spawn_server(
+    platform: &Platform,
+    config: &Config,
+    demo: bool,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let state = app_state(platform, config, demo);
     let listener = tokio::net::TcpListener::bind(&config.web.bind)
         .await
         .with_context(|| format!("bind web.bind {}", config.web.bind))?;

@@ -1,0 +1,131 @@
+//! Start-up and periodic reconciliation: refunds the matches that stopped processes
+//! left unfinished and sends every settlement or refund written in the database but
+//! not confirmed on chain. With several servers and workers on one database only
+//! matches whose lease expired are reclaimed (see `store`'s leases).
+
+use super::{PaymentError, Payments, Result};
+
+/// What start-up reconciliation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Unfinished matches refunded.
+    pub refunded: Vec<i64>,
+    /// Settlements written in the database and now sent on chain.
+    pub settlements_pushed: Vec<i64>,
+    /// Refunds written in the database and now sent on chain.
+    pub refunds_pushed: Vec<i64>,
+}
+
+/// Which unfinished matches [`Payments::reconcile`] may refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim<'a> {
+    /// This process is the only one on the database (the single-process runner's
+    /// start-up): every unfinished match was left by a stopped run.
+    Everything,
+    /// Other servers and workers share the database: only matches whose lease ran out.
+    ExpiredLeases {
+        /// Who reclaims (this process's id), recorded as the new lease holder.
+        by: &'a str,
+        /// The time to judge expiry by, ms.
+        now_ms: i64,
+        /// How long a pending chain transaction is left to its sender before it is
+        /// sent again, ms.
+        grace_ms: i64,
+    },
+}
+
+/// How long a reclaimed match stays leased to its reclaimer while it is refunded.
+const RECLAIM_LEASE_MS: i64 = 60_000;
+
+impl Payments {
+    /// Finishes what stopped processes left. Unfinished matches are refunded (their
+    /// engine state is gone): under [`Reclaim::Everything`] all of them, under
+    /// [`Reclaim::ExpiredLeases`] only those whose lease ran out, each taken over
+    /// first so that one process alone refunds it. Then every settlement or refund
+    /// written in the database but not confirmed on chain is sent (under
+    /// `ExpiredLeases`, only those left alone longer than the grace period, since a
+    /// live worker may be sending them right now; a race is harmless, the contract
+    /// refuses the second send and the escrow then shows it done).
+    pub async fn reconcile(&self, reclaim: &Reclaim<'_>) -> Result<Reconciled> {
+        let mut done = Reconciled::default();
+        let reason = "interrupted: the process stopped before the match settled";
+        match *reclaim {
+            Reclaim::Everything => {
+                for status in [store::match_status::PENDING, store::match_status::RUNNING] {
+                    for m in self.store.matches_with_status(status).await? {
+                        self.refund(m.id, reason).await?;
+                        done.refunded.push(m.id);
+                    }
+                }
+            }
+            Reclaim::ExpiredLeases { by, now_ms, .. } => {
+                for lease in self.store.expired_leases(now_ms).await? {
+                    let until = now_ms.saturating_add(RECLAIM_LEASE_MS);
+                    if !self
+                        .store
+                        .take_expired_lease(lease.id, by, now_ms, until)
+                        .await?
+                    {
+                        continue;
+                    }
+                    tracing::warn!(match_id = lease.id, status = %lease.status,
+                        holder = ?lease.lease_owner, "reclaiming a match whose lease expired");
+                    match self
+                        .refund(lease.id, "interrupted: its lease expired before it settled")
+                        .await
+                    {
+                        Ok(()) => done.refunded.push(lease.id),
+                        // Its holder settled it just now: nothing to reclaim.
+                        Err(PaymentError::Store(store::Error::AlreadySettled { .. })) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let settled_before = match *reclaim {
+            Reclaim::Everything => i64::MAX,
+            Reclaim::ExpiredLeases {
+                now_ms, grace_ms, ..
+            } => now_ms.saturating_sub(grace_ms),
+        };
+        for ct in self.store.chain_txs_with_status("pending").await? {
+            if ct.updated_at > settled_before {
+                continue;
+            }
+            let key = ct.idempotency_key.as_str();
+            if let Some(id) = key
+                .strip_prefix("settle:match:")
+                .and_then(|s| s.parse().ok())
+            {
+                if self.push_settlement(id).await? {
+                    done.settlements_pushed.push(id);
+                }
+            } else if let Some(id) = key
+                .strip_prefix("refund:match:")
+                .and_then(|s| s.parse().ok())
+            {
+                if !done.refunded.contains(&id) && self.push_refund(id).await? {
+                    done.refunds_pushed.push(id);
+                }
+            } else if let Some(entry_id) = key
+                .strip_prefix("lock:entry:")
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                // A lock left pending belongs to a match that never started; once that
+                // match is refunded, a lock that landed was returned with it. Under
+                // `ExpiredLeases` a match still forming keeps its lock.
+                let entry = self.store.entry(entry_id).await?;
+                let finished = match entry.match_id {
+                    Some(m) => !store::is_unfinished(&self.store.get_match(m).await?.status),
+                    None => true,
+                };
+                if matches!(reclaim, Reclaim::Everything) || finished {
+                    self.store
+                        .fail_chain_tx(ct.id, "superseded by the match's refund")
+                        .await?;
+                }
+            }
+        }
+        Ok(done)
+    }
+}
