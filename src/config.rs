@@ -89,6 +89,16 @@ pub struct ArenaConfig {
     /// Seconds a formed match may wait for a worker before it is refunded (10 to
     /// 86400).
     pub queue_wait_secs: u64,
+    /// `rlfc serve`: formed matches waiting for a worker at most (1 to 10000); a
+    /// server forms no more while the queue holds this many.
+    pub max_queued_matches: usize,
+    /// `rlfc worker`: seconds a worker stopped by SIGTERM keeps playing its matches
+    /// before it hands the unfinished ones back to the queue (0 to 3600).
+    pub shutdown_grace_secs: u64,
+    /// Seconds between two lease sweeps of a server or worker, which refund the
+    /// matches of processes that died and resend unconfirmed chain transactions (1 to
+    /// 3600).
+    pub sweep_secs: u64,
 }
 
 impl Default for ArenaConfig {
@@ -100,6 +110,9 @@ impl Default for ArenaConfig {
             matchmaking_widen_per_sec: 0.5,
             lease_secs: 30,
             queue_wait_secs: 1800,
+            max_queued_matches: 16,
+            shutdown_grace_secs: 60,
+            sweep_secs: 10,
         }
     }
 }
@@ -306,6 +319,24 @@ impl Config {
             bail!(
                 "invalid arena.queue_wait_secs {}: accepts 10 to 86400",
                 a.queue_wait_secs
+            );
+        }
+        if !(1..=10_000).contains(&a.max_queued_matches) {
+            bail!(
+                "invalid arena.max_queued_matches {}: accepts 1 to 10000",
+                a.max_queued_matches
+            );
+        }
+        if a.shutdown_grace_secs > 3600 {
+            bail!(
+                "invalid arena.shutdown_grace_secs {}: accepts 0 to 3600",
+                a.shutdown_grace_secs
+            );
+        }
+        if !(1..=3600).contains(&a.sweep_secs) {
+            bail!(
+                "invalid arena.sweep_secs {}: accepts 1 to 3600",
+                a.sweep_secs
             );
         }
         if self.web.bind.parse::<std::net::SocketAddr>().is_err() {

@@ -49,6 +49,21 @@ enum Command {
         #[arg(long, value_name = "N")]
         matches: Option<usize>,
     },
+    /// Scale-out role: the API, web UI and spectating, auto-entry and matchmaking;
+    /// formed matches go on the Redis job queue for `rlfc worker`s (needs redis.url).
+    Serve(commands::roles::ServeArgs),
+    /// Scale-out role: claims match jobs from Redis, plays them (generation and
+    /// judging), settles and acknowledges them, and trains agents that are due.
+    Worker(commands::roles::WorkerArgs),
+    /// Ask a `serve` or `worker` process whether it is up (exit status 1 if not).
+    Health(commands::roles::HealthArgs),
+    /// Create (or top up) the demo owners and agents, auto-entered in the given
+    /// Spaces; idempotent. For a deployment, whose roles never seed anything.
+    SeedDemo {
+        /// Enter the agents in these Spaces only (slugs, comma-separated; default all).
+        #[arg(long, value_delimiter = ',', value_name = "SLUG,...")]
+        spaces: Vec<String>,
+    },
     /// Play N matches of one Space headless, then print its leaderboard.
     Tournament {
         /// The Space's slug, e.g. `math-sprint`.
@@ -146,6 +161,9 @@ enum BenchCommand {
     /// events/s and the p99 delay from emit to receipt; then the dataset export's rows/s
     /// against `psql \copy` of the same rows, with its peak memory.
     Spectate(commands::bench_web::BenchSpectateArgs),
+    /// Matches per second of a scaled-out deployment (one server, N test-policy
+    /// workers, PostgreSQL, Redis, a Hardhat node) for each worker count.
+    Scale(commands::bench_scale::BenchScaleArgs),
     /// The spectators' side of `bench spectate`, run by it as a child process.
     #[command(hide = true)]
     SpectateClients(commands::bench_web::SpectateClientsArgs),
@@ -193,6 +211,18 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             matches,
             test_policy,
         )),
+        Command::Serve(args) => runtime()?.block_on(commands::roles::serve(config, args)),
+        Command::Worker(args) => runtime()?.block_on(commands::roles::worker(config, args)),
+        Command::Health(args) => {
+            if runtime()?.block_on(commands::roles::health_check(&args))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        Command::SeedDemo { spaces } => {
+            runtime()?.block_on(commands::arena::seed_demo(config, &spaces))
+        }
         Command::Watch { match_id, url } => {
             runtime()?.block_on(commands::web::watch(&url, match_id))
         }
@@ -238,6 +268,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             }
             BenchCommand::Learning(args) => commands::bench_learning::run(args, config),
             BenchCommand::Spectate(args) => commands::bench_web::run(args),
+            BenchCommand::Scale(args) => runtime()?.block_on(commands::bench_scale::run(args)),
             BenchCommand::SpectateClients(args) => commands::bench_web::run_clients(args),
             judge => commands::bench::run_judges(judge, config),
         },

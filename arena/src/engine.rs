@@ -66,19 +66,39 @@ pub trait Engine: Send + Sync + 'static {
     fn live(&self) -> usize;
 }
 
-/// The orchestration test policy: every generation finishes on the step after it
-/// was submitted, with a short answer derived from the task and the seed. It is
-/// for measuring and testing the world itself, never for real matches.
+/// The orchestration test policy: a short answer derived from the task and the seed.
+/// By default every generation finishes on the step after it was submitted;
+/// [`InstantEngine::paced`] streams it one word per step and sleeps a fixed time per
+/// step instead, standing in for a model's decode time. It is for measuring and
+/// testing the platform itself, never for real matches.
 #[derive(Debug, Default)]
 pub struct InstantEngine {
     next: Ticket,
-    queued: Vec<(Ticket, GenRequest)>,
+    queued: Vec<Generation>,
+    pace: Option<std::time::Duration>,
+}
+
+#[derive(Debug)]
+struct Generation {
+    ticket: Ticket,
+    request: GenRequest,
+    answer: Vec<String>,
+    sent: usize,
 }
 
 impl InstantEngine {
     /// A new instant engine.
     pub fn new() -> InstantEngine {
         InstantEngine::default()
+    }
+
+    /// An engine that emits one word per step and spends `step` of wall time on each
+    /// step that has work (as a model's batched decode step would).
+    pub fn paced(step: std::time::Duration) -> InstantEngine {
+        InstantEngine {
+            pace: Some(step),
+            ..InstantEngine::default()
+        }
     }
 
     fn answer(request: &GenRequest) -> String {
@@ -101,34 +121,107 @@ impl Engine for InstantEngine {
     fn submit(&mut self, request: GenRequest) -> Result<Ticket, EngineError> {
         let ticket = self.next;
         self.next += 1;
-        self.queued.push((ticket, request));
+        let text = InstantEngine::answer(&request);
+        let answer = match self.pace {
+            None => vec![text],
+            Some(_) => text
+                .split_whitespace()
+                .enumerate()
+                .map(|(i, w)| {
+                    if i == 0 {
+                        w.to_string()
+                    } else {
+                        format!(" {w}")
+                    }
+                })
+                .collect(),
+        };
+        self.queued.push(Generation {
+            ticket,
+            request,
+            answer,
+            sent: 0,
+        });
         Ok(ticket)
     }
 
     fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
-        let mut out = Vec::new();
-        for (ticket, request) in self.queued.drain(..) {
-            let text = InstantEngine::answer(&request);
-            out.push(EngineOutput::Delta {
-                ticket,
-                text: text.clone(),
-            });
-            out.push(EngineOutput::Done {
-                ticket,
-                tokens: text.split_whitespace().count() as u32,
-                text,
-                finish: "end_of_turn".into(),
-                prompt: format!("{}\n{}", request.system, request.user),
-            });
+        if let Some(pace) = self.pace
+            && !self.queued.is_empty()
+        {
+            std::thread::sleep(pace);
         }
+        let mut out = Vec::new();
+        for g in &mut self.queued {
+            out.push(EngineOutput::Delta {
+                ticket: g.ticket,
+                text: g.answer[g.sent].clone(),
+            });
+            g.sent += 1;
+            if g.sent == g.answer.len() {
+                let text = g.answer.concat();
+                out.push(EngineOutput::Done {
+                    ticket: g.ticket,
+                    tokens: text.split_whitespace().count() as u32,
+                    text,
+                    finish: "end_of_turn".into(),
+                    prompt: format!("{}\n{}", g.request.system, g.request.user),
+                });
+            }
+        }
+        self.queued.retain(|g| g.sent < g.answer.len());
         Ok(out)
     }
 
     fn cancel(&mut self, ticket: Ticket) {
-        self.queued.retain(|(t, _)| *t != ticket);
+        self.queued.retain(|g| g.ticket != ticket);
     }
 
     fn live(&self) -> usize {
         self.queued.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(seed: u64) -> GenRequest {
+        GenRequest {
+            system: "Be brief.".into(),
+            user: "alpha beta gamma delta epsilon zeta eta theta".into(),
+            sampling: serde_json::Value::Null,
+            seed,
+            adapter_hash: None,
+            max_new_tokens: 16,
+        }
+    }
+
+    fn run(mut engine: InstantEngine) -> (usize, Vec<String>) {
+        engine.submit(request(3)).unwrap();
+        engine.submit(request(12)).unwrap();
+        let (mut steps, mut done) = (0, Vec::new());
+        while engine.live() > 0 {
+            steps += 1;
+            for o in engine.step().unwrap() {
+                if let EngineOutput::Done { text, .. } = o {
+                    done.push(text);
+                }
+            }
+        }
+        (steps, done)
+    }
+
+    #[test]
+    fn paced_streams_the_same_answers_one_word_per_step() {
+        let (instant_steps, instant) = run(InstantEngine::new());
+        let (paced_steps, mut paced) = run(InstantEngine::paced(std::time::Duration::ZERO));
+        assert_eq!(instant_steps, 1);
+        // Seeds 3 and 12 give 6 and 8 words: the longer one takes 8 steps.
+        assert_eq!(paced_steps, 8);
+        paced.sort_by_key(|t| t.len());
+        let mut instant = instant;
+        instant.sort_by_key(|t| t.len());
+        assert_eq!(paced, instant);
     }
 }

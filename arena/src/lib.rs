@@ -16,6 +16,7 @@ pub mod learning_bench;
 pub mod match_worker;
 pub mod matchmaker;
 pub mod matchmaking;
+pub mod metrics;
 pub mod payments;
 pub mod ratings;
 pub mod record;

@@ -12,8 +12,8 @@
 //! worker that finds its lease taken (it stalled past expiry and the match was
 //! reclaimed) stops publishing for that match and lets the reclaimer finish it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use store::{Entry, Store};
@@ -48,6 +48,10 @@ pub struct MatchWorker {
     id: String,
     live: HashMap<i64, LiveMatch>,
     renewed_at: i64,
+    /// The ids in `live`, shared with the background lease renewer.
+    held: Arc<Mutex<HashSet<i64>>>,
+    /// Matches whose lease the background renewer found taken.
+    lost: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl MatchWorker {
@@ -77,7 +81,45 @@ impl MatchWorker {
             id,
             live: HashMap::new(),
             renewed_at: 0,
+            held: Arc::default(),
+            lost: Arc::default(),
         }
+    }
+
+    /// Starts a task that renews the lease of every match in play every third of the
+    /// lease time, on the async runtime, so that a long blocking [`tick`](Self::tick)
+    /// (a model's judge pass over many rounds) never lets a lease lapse. A lease it
+    /// finds taken is handed to the next [`renew_leases`](Self::renew_leases). The
+    /// task ends when the worker is dropped.
+    pub fn spawn_lease_renewer(&self) -> tokio::task::JoinHandle<()> {
+        let held = Arc::downgrade(&self.held);
+        let lost = self.lost.clone();
+        let store = self.store.clone();
+        let id = self.id.clone();
+        let lease_ms = self.cfg.lease_ms;
+        let every = std::time::Duration::from_millis((lease_ms / 3).max(1) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(held) = held.upgrade() else { return };
+                let ids: Vec<i64> = held.lock().expect("held lock").iter().copied().collect();
+                drop(held);
+                for match_id in ids {
+                    let until = store::now_ms() + lease_ms;
+                    match store.renew_lease(match_id, &id, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.lock().expect("lost lock").insert(match_id);
+                        }
+                        Err(e) => tracing::warn!(match_id, error = %e, "lease renewal failed"),
+                    }
+                }
+            }
+        })
+    }
+
+    fn sync_held(&self) {
+        *self.held.lock().expect("held lock") = self.live.keys().copied().collect();
     }
 
     /// This worker's id.
@@ -175,6 +217,7 @@ impl MatchWorker {
                 job,
             },
         );
+        self.sync_held();
         Ok(Some(match_id))
     }
 
@@ -204,8 +247,21 @@ impl MatchWorker {
     }
 
     /// Renews the lease of every live match, at most every third of the lease
-    /// time. A match whose lease was taken is dropped from this worker's books.
+    /// time, and tells the queue each of their jobs is still being worked on (so a
+    /// long match is not redelivered). A match whose lease was taken is dropped from
+    /// this worker's books.
     pub async fn renew_leases(&mut self) -> Result<(), RunnerError> {
+        let lost: Vec<i64> = self.lost.lock().expect("lost lock").drain().collect();
+        for id in lost {
+            if let Some(live) = self.live.remove(&id) {
+                tracing::warn!(
+                    match_id = id,
+                    "lease lost; another process reclaimed the match"
+                );
+                self.queue.ack(&live.job).await?;
+            }
+        }
+        self.sync_held();
         let now = store::now_ms();
         if now - self.renewed_at < self.cfg.lease_ms / 3 {
             return Ok(());
@@ -225,8 +281,11 @@ impl MatchWorker {
                 if let Some(live) = self.live.remove(&id) {
                     self.queue.ack(&live.job).await?;
                 }
+            } else if let Some(live) = self.live.get(&id) {
+                self.queue.touch(&live.job).await?;
             }
         }
+        self.sync_held();
         Ok(())
     }
 
@@ -254,6 +313,7 @@ impl MatchWorker {
                 end,
             });
         }
+        self.sync_held();
         Ok(reports)
     }
 
@@ -404,6 +464,7 @@ impl MatchWorker {
                 self.queue.ack(&live.job).await?;
             }
         }
+        self.sync_held();
         Ok(ids)
     }
 
@@ -424,6 +485,7 @@ impl MatchWorker {
                 }
             }
         }
+        self.sync_held();
         Ok(ids)
     }
 }

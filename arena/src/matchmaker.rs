@@ -8,7 +8,6 @@
 //! with a conditional update, so a server that loses an entry to another forms
 //! nothing from that group and moves on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use store::{Entry, FeeTier, Store};
@@ -34,6 +33,7 @@ pub struct Matchmaker {
     seed_salt: u64,
     seeds_drawn: u64,
     new_match_budget: Option<usize>,
+    turn: usize,
 }
 
 /// The next match seed from a per-server salt and a counter (recorded with the
@@ -100,6 +100,7 @@ impl Matchmaker {
             seed_salt,
             seeds_drawn: 0,
             new_match_budget: None,
+            turn: 0,
         }
     }
 
@@ -159,21 +160,24 @@ impl Matchmaker {
     }
 
     /// Forms up to `capacity` matches from the queues, locks their fees and enqueues
-    /// them. Returns the new match ids.
+    /// them. Returns the new match ids. When capacity is short, the (Space, tier)
+    /// queues take turns, one match each, starting one queue further on every call, so
+    /// a busy Space never starves the others.
     pub async fn matchmake(&mut self, capacity: usize) -> Result<Vec<i64>, RunnerError> {
         let mut formed = Vec::new();
+        if capacity == 0 || self.new_match_budget == Some(0) {
+            return Ok(formed);
+        }
+        // Every queue's candidate groups, in the matchmaking policy's order.
+        let mut candidates: Vec<(SpaceSlot, FeeTier, std::vec::IntoIter<Vec<Entry>>)> = Vec::new();
         for slot_index in 0..self.spaces.len() {
             let slot = self.spaces[slot_index].clone();
             for tier in &slot.tiers {
-                if formed.len() >= capacity || self.new_match_budget == Some(0) {
-                    return Ok(formed);
-                }
                 let queue = self.store.queued_entries(slot.space.id, tier.id).await?;
                 if queue.len() < slot.rulebook.players {
                     continue;
                 }
                 let now = store::now_ms();
-                let mut skills = HashMap::new();
                 let mut queued = Vec::with_capacity(queue.len());
                 for e in &queue {
                     let skill = self
@@ -184,7 +188,6 @@ impl Matchmaker {
                             mu: r.mu,
                             sigma: r.sigma,
                         });
-                    skills.insert(e.id, skill);
                     queued.push(Queued {
                         entry_id: e.id,
                         agent_id: e.agent_id,
@@ -197,23 +200,45 @@ impl Matchmaker {
                     base_gap: self.cfg.base_gap,
                     widen_per_sec: self.cfg.widen_per_sec,
                 };
-                for group in form_matches(&queued, &policy) {
-                    if formed.len() >= capacity || self.new_match_budget == Some(0) {
-                        return Ok(formed);
-                    }
-                    let mut ids = group.clone();
-                    ids.sort_unstable();
-                    let entries: Vec<Entry> = ids
-                        .iter()
-                        .map(|id| queue.iter().find(|e| e.id == *id).expect("queued").clone())
-                        .collect();
-                    if let Some(id) = self.form(&slot, tier, &entries).await? {
-                        formed.push(id);
-                    }
+                let groups: Vec<Vec<Entry>> = form_matches(&queued, &policy)
+                    .into_iter()
+                    .map(|group| {
+                        let mut ids = group;
+                        ids.sort_unstable();
+                        ids.iter()
+                            .map(|id| queue.iter().find(|e| e.id == *id).expect("queued").clone())
+                            .collect()
+                    })
+                    .collect();
+                if !groups.is_empty() {
+                    candidates.push((slot.clone(), tier.clone(), groups.into_iter()));
                 }
             }
         }
-        Ok(formed)
+        if candidates.is_empty() {
+            return Ok(formed);
+        }
+        let start = self.turn % candidates.len();
+        self.turn = self.turn.wrapping_add(1);
+        candidates.rotate_left(start);
+        loop {
+            let mut any = false;
+            for (slot, tier, groups) in candidates.iter_mut() {
+                if formed.len() >= capacity || self.new_match_budget == Some(0) {
+                    return Ok(formed);
+                }
+                let Some(entries) = groups.next() else {
+                    continue;
+                };
+                any = true;
+                if let Some(id) = self.form(slot, tier, &entries).await? {
+                    formed.push(id);
+                }
+            }
+            if !any {
+                return Ok(formed);
+            }
+        }
     }
 
     /// Makes one match, locks its fees and enqueues it; `None` when another server

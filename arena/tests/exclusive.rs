@@ -285,6 +285,83 @@ async fn a_dead_workers_match_is_refunded_once_its_lease_expires(db: &TestDb) {
     assert_eq!((depth.waiting, depth.pending), (0, 0));
 }
 
+/// A worker blocked longer than its lease (a long judge pass) keeps its matches: the
+/// background renewer extends their leases meanwhile, so neither another process's
+/// sweep nor its own reclaims them, and it settles them afterwards.
+async fn a_busy_worker_keeps_its_leases(db: &TestDb) {
+    let store = &db.store;
+    let (_contracts, payments) = common::embedded_payments(store).await;
+    let spaces = common::shipped_spaces(store, &["tweet-duel"]).await;
+    seed_demo(store, &payments, &spaces, &[("bronze", Wei(ETH))], Wei(ETH))
+        .await
+        .unwrap();
+    let queue = MatchQueue::in_process_with_timeout(Duration::from_secs(60));
+    let mut a = maker(store, &payments, &queue, &spaces, "srv-a");
+    a.auto_enter().await.unwrap();
+    let ids = a.matchmake(2).await.unwrap();
+    assert_eq!(ids.len(), 2);
+    let short = RunnerConfig {
+        lease_ms: 300,
+        ..RunnerConfig::default()
+    };
+    let mut busy = worker(store, &payments, &queue, &spaces, short, "busy");
+    let renewer = busy.spawn_lease_renewer();
+    assert_eq!(busy.claim(Duration::ZERO).await.unwrap().len(), 2);
+    // Three lease periods without a call to renew_leases, as in one long tick.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for by in ["sweeper", "busy"] {
+        let swept = payments
+            .reconcile(&Reclaim::ExpiredLeases {
+                by,
+                now_ms: store::now_ms(),
+                grace_ms: 0,
+            })
+            .await
+            .unwrap();
+        assert!(swept.refunded.is_empty(), "{by} reclaimed {swept:?}");
+    }
+    busy.renew_leases().await.unwrap();
+    assert_eq!(busy.live_matches(), 2);
+    let mut settled = 0;
+    while busy.live_matches() > 0 {
+        let outcomes = busy.tick();
+        for report in busy.finish(outcomes).await.unwrap() {
+            assert!(
+                matches!(report.end, arena::runner::MatchEnd::Settled { .. }),
+                "{report:?}"
+            );
+            settled += 1;
+        }
+    }
+    assert_eq!(settled, 2);
+    // Without the renewer, its own sweep still leaves a lapsed lease of its own alone;
+    // another process's sweep takes it.
+    renewer.abort();
+    a.auto_enter().await.unwrap();
+    let ids = a.matchmake(1).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(busy.claim(Duration::ZERO).await.unwrap(), ids);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let own = payments
+        .reconcile(&Reclaim::ExpiredLeases {
+            by: "busy",
+            now_ms: store::now_ms(),
+            grace_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert!(own.refunded.is_empty(), "{own:?}");
+    let other = payments
+        .reconcile(&Reclaim::ExpiredLeases {
+            by: "sweeper",
+            now_ms: store::now_ms(),
+            grace_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(other.refunded, ids);
+}
+
 macro_rules! both {
     ($check:ident) => {
         mod $check {
@@ -306,3 +383,4 @@ macro_rules! both {
 both!(two_servers_never_share_an_entry);
 both!(two_workers_race_to_settle_one_match);
 both!(a_dead_workers_match_is_refunded_once_its_lease_expires);
+both!(a_busy_worker_keeps_its_leases);

@@ -47,7 +47,10 @@ pub async fn open_chain(cfg: &ChainConfig, data_dir: &Path) -> Result<AnyChain> 
         }
         Backend::Rpc => {
             let url = cfg.rpc_url.as_deref().unwrap_or_default();
-            let signer = cfg.signer()?.into_iter().collect();
+            let mut signer: Vec<_> = cfg.signer()?.into_iter().collect();
+            if cfg.rpc_dev_signers {
+                signer.extend(crate::dev::dev_signers(cfg.dev_accounts));
+            }
             let timeout = Duration::from_secs(cfg.receipt_timeout_secs);
             Ok(AnyChain::Rpc(
                 Rpc::connect(url, signer, cfg.chain_id, timeout).await?,

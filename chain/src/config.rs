@@ -43,6 +43,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The chain id of local dev nodes (Hardhat, Anvil) and of the embedded chain.
+pub const DEV_CHAIN_ID: u64 = 31337;
+
 /// The chain configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,6 +68,10 @@ pub struct ChainConfig {
     pub treasury: Option<Address>,
     /// How many funded dev accounts the embedded chain creates.
     pub dev_accounts: usize,
+    /// RPC only: also sign for the first `dev_accounts` dev wallets (whose keys are
+    /// public), for a local dev node funded with them, such as the Hardhat node the
+    /// tests start. Refused unless `chain_id` is 31337.
+    pub rpc_dev_signers: bool,
     /// How long to wait for a transaction receipt, in seconds.
     pub receipt_timeout_secs: u64,
 }
@@ -81,6 +88,7 @@ impl Default for ChainConfig {
             operator: None,
             treasury: None,
             dev_accounts: crate::dev::DEFAULT_DEV_ACCOUNTS,
+            rpc_dev_signers: false,
             receipt_timeout_secs: 120,
         }
     }
@@ -133,6 +141,12 @@ impl ChainConfig {
         }
         if let Some(key) = &self.private_key {
             parse_key(key.expose())?;
+        }
+        if self.rpc_dev_signers && self.chain_id != Some(DEV_CHAIN_ID) {
+            return Err(invalid(
+                "rpc_dev_signers",
+                format!("only for a dev node: set chain_id = {DEV_CHAIN_ID}"),
+            ));
         }
         if self.backend == Backend::Rpc {
             if self.rpc_url.is_none() {

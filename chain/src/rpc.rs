@@ -4,7 +4,10 @@
 //! Nonces: alloy's default cached nonce manager goes out of step when a transaction
 //! fails during gas estimation. Here every send is first simulated with `eth_call` (so a
 //! revert comes back typed and nothing is sent), sends are serialized, and the nonce is
-//! read fresh from the node (`pending`) for each transaction.
+//! read fresh from the node (`pending`) for each transaction. Several processes may sign
+//! with one key (API servers and workers all act as the Arena operator): when another
+//! one took the nonce first, the node refuses the transaction and it is resent with a
+//! fresh nonce (see [`is_nonce_conflict`]).
 
 use std::time::Duration;
 
@@ -16,6 +19,20 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::{RpcError, TransportErrorKind};
 
 use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
+
+/// How often a send is retried when another sender took its nonce.
+const NONCE_RETRIES: u32 = 8;
+
+/// Whether a node refused a transaction because its nonce was already used (by
+/// another process signing with the same key). Such a transaction was never accepted,
+/// so it can be resent with a fresh nonce. "already known" is not one of these: that
+/// is this very transaction, already in the pool.
+fn is_nonce_conflict(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("nonce too low")
+        || m.contains("nonce has already been used")
+        || m.contains("replacement transaction underpriced")
+}
 use crate::error::{ChainError, Result, Revert};
 
 /// How long [`Rpc`] waits for a receipt unless told otherwise.
@@ -156,15 +173,26 @@ impl Chain for Rpc {
         // Held from simulation to receipt: one transaction in flight per backend keeps
         // the node's pending nonce exact and the simulation close to the real state.
         let _guard = self.send_lock.lock().await;
-        self.provider
-            .call(request.clone())
-            .await
-            .map_err(rpc_error)?;
-        let pending = self
-            .provider
-            .send_transaction(request)
-            .await
-            .map_err(rpc_error)?;
+        let mut attempt = 0u32;
+        let pending = loop {
+            self.provider
+                .call(request.clone())
+                .await
+                .map_err(rpc_error)?;
+            match self.provider.send_transaction(request.clone()).await {
+                Ok(p) => break p,
+                // Another process signing with the same key took this nonce between
+                // our read and our send: the node refused ours, nothing was sent, so
+                // it is safe to read the nonce again and resend.
+                Err(e) if attempt < NONCE_RETRIES && is_nonce_conflict(&e.to_string()) => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "nonce taken by another sender; retrying");
+                    let jitter = u64::from(std::process::id() % 7) * 5 + u64::from(attempt) * 20;
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(e) => return Err(rpc_error(e)),
+            }
+        };
         let hash = *pending.tx_hash();
         let receipt = pending
             .with_timeout(Some(self.receipt_timeout))
@@ -214,5 +242,28 @@ impl Chain for Rpc {
         })
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_nonce_conflict;
+
+    #[test]
+    fn only_a_taken_nonce_is_retried() {
+        for m in [
+            "server returned an error response: error code -32000: Nonce too low. Expected nonce to be 29 but got 28.",
+            "nonce has already been used",
+            "replacement transaction underpriced",
+        ] {
+            assert!(is_nonce_conflict(m), "{m}");
+        }
+        for m in [
+            "already known",
+            "insufficient funds for gas * price + value",
+            "execution reverted",
+        ] {
+            assert!(!is_nonce_conflict(m), "{m}");
+        }
     }
 }

@@ -237,6 +237,47 @@ pub fn log_report(report: &MatchReport) {
     }
 }
 
+/// The demo's fee tiers and each agent's spending cap per Space in each.
+fn demo_tiers() -> [(&'static str, Wei); 2] {
+    [("free", Wei(0)), ("bronze", Wei(arena::demo::ETH / 10))]
+}
+
+/// `rlfc seed-demo`: the demo owners (funded through the Arena contract) and agents,
+/// entered automatically into the given Spaces (all when empty). Idempotent. For a
+/// deployment of `rlfc serve` and `rlfc worker` processes, which never seed anything.
+pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
+    let platform = Platform::connect(config, Bus::new()).await?;
+    let spaces: Vec<SpaceSlot> = if slugs.is_empty() {
+        platform.spaces.clone()
+    } else {
+        slugs
+            .iter()
+            .map(|slug| platform.space(slug).cloned())
+            .collect::<Result<_>>()?
+    };
+    let population = arena::demo::seed_demo(
+        &platform.store,
+        &platform.payments,
+        &spaces,
+        &demo_tiers(),
+        Wei(arena::demo::ETH),
+    )
+    .await?;
+    println!(
+        "demo population: {} owners, {} agents, auto-entered in {} ({} and {} tiers)",
+        population.owners.len(),
+        population.agents.len(),
+        spaces
+            .iter()
+            .map(|s| s.rulebook.slug.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        demo_tiers()[0].0,
+        demo_tiers()[1].0,
+    );
+    Ok(())
+}
+
 /// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
 pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     let platform = Platform::open(config).await?;
@@ -244,7 +285,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         &platform.store,
         &platform.payments,
         &platform.spaces,
-        &[("free", Wei(0)), ("bronze", Wei(arena::demo::ETH / 10))],
+        &demo_tiers(),
         Wei(arena::demo::ETH),
     )
     .await?;
@@ -258,10 +299,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     let server = crate::commands::web::spawn_server(&platform, config, true).await?;
     let models = BaseModels::load(config)?;
     let mut runner = platform.model_runner(config, &models)?;
-    let learning = tokio::spawn(train_in_background(
-        platform.trainer(&models),
-        population.agents.clone(),
-    ));
+    let learning = tokio::spawn(train_due_agents_forever(platform.trainer(&models)));
     tracing::info!("running matches (Ctrl-C stops; unfinished matches are refunded)");
     let mut finished = 0usize;
     let stop = tokio::signal::ctrl_c();
@@ -290,11 +328,35 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// The training loop beside live matches: one run at a time, for whichever agent's
-/// policy is due, on a blocking thread so the match loop keeps its pace.
-pub(crate) async fn train_in_background(trainer: arena::learning::Trainer, agents: Vec<i64>) {
+/// How long a training run may stay `running` before another process takes it for
+/// abandoned (its process stopped mid-run) and closes it as failed.
+const STALE_TRAINING_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// The training loop beside live matches: every active agent whose policy is due gets
+/// one run, one at a time, each on a blocking thread so the match loop keeps its
+/// pace. Several processes may run this loop on one database: the store admits one
+/// running run per agent, so a process that finds an agent already training skips it.
+pub(crate) async fn train_due_agents_forever(trainer: arena::learning::Trainer) {
     loop {
-        for &agent in &agents {
+        match trainer
+            .store()
+            .fail_stale_training_runs(store::now_ms() - STALE_TRAINING_MS)
+            .await
+        {
+            Ok(closed) if !closed.is_empty() => {
+                tracing::warn!(runs = ?closed, "closed training runs abandoned by a stopped process")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not sweep stale training runs"),
+        }
+        let agents = match trainer.store().active_agent_ids().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the agents to train");
+                Vec::new()
+            }
+        };
+        for agent in agents {
             let due = match trainer.due_pairs(agent).await {
                 Ok(Some(pairs)) => pairs,
                 Ok(None) => continue,
@@ -313,6 +375,9 @@ pub(crate) async fn train_in_background(trainer: arena::learning::Trainer, agent
                     final_loss = v.final_loss,
                     "trained; proof-of-learning recorded on chain"
                 ),
+                Err(arena::learning::LearningError::Store(store::Error::Duplicate { .. })) => {
+                    tracing::info!(agent, "another process is training this agent; skipped")
+                }
                 Err(e) => tracing::error!(agent, error = %e, "training failed"),
             }
         }

@@ -69,11 +69,26 @@ pub fn app_state(platform: &Platform, config: &Config, demo: bool) -> web::AppSt
     )
 }
 
-/// Starts the web UI and API on `[web] bind` over the platform; returns the task.
+/// Starts the web UI and API on `[web] bind` over the platform; it stops on Ctrl-C.
+/// Returns the task.
 pub async fn spawn_server(
     platform: &Platform,
     config: &Config,
     demo: bool,
+) -> Result<tokio::task::JoinHandle<()>> {
+    spawn_server_until(platform, config, demo, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// Starts the web UI and API on `[web] bind` over the platform; once `stop` resolves
+/// it stops accepting and finishes the requests in progress. Returns the task.
+pub async fn spawn_server_until(
+    platform: &Platform,
+    config: &Config,
+    demo: bool,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let state = app_state(platform, config, demo);
     let listener = tokio::net::TcpListener::bind(&config.web.bind)
@@ -82,9 +97,6 @@ pub async fn spawn_server(
     let addr = listener.local_addr()?;
     tracing::info!(url = %format!("http://{addr}/"), "web UI and API listening");
     Ok(tokio::spawn(async move {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
         if let Err(e) = web::serve(listener, state, stop).await {
             tracing::error!(error = %e, "web server stopped");
         }

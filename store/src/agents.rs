@@ -113,6 +113,16 @@ impl Store {
         })
     }
 
+    /// Ids of every agent not archived, oldest first.
+    pub async fn active_agent_ids(&self) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT id FROM agents WHERE archived_at IS NULL ORDER BY id"
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// The owner's agents, archived ones included, oldest first.
     pub async fn agents_by_owner(&self, owner_id: i64) -> Result<Vec<Agent>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(

@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "match_leases",
             Portable(migration_file!("0015_match_leases.sql")),
         ),
+        (
+            16,
+            "one_training_run_per_agent",
+            Portable(migration_file!("0016_one_training_run_per_agent.sql")),
+        ),
     ]
 };
 

@@ -62,7 +62,13 @@ impl Store {
         .bind(new.results_root)
         .bind(now_ms())
         .fetch_one(&mut *c)
-        .await)?;
+        .await)
+        .map_err(|e| {
+            Error::on_unique(
+                e,
+                format!("a training run in progress for agent {}", new.agent_id),
+            )
+        })?;
         for (position, &pair_id) in new.pair_ids.iter().enumerate() {
             on_tx!(&mut tx, |c| sqlx::query(
                 "INSERT INTO training_run_pairs (training_run_id, position, pair_id) VALUES ($1, $2, $3)"
@@ -99,6 +105,22 @@ impl Store {
             Error::on_unique(e, format!("step {} of run {}", m.step, m.training_run_id))
         })?;
         Ok(())
+    }
+
+    /// Closes as failed every run still `running` that started before `started_before`
+    /// (ms): left by a process that stopped mid-run, it would otherwise keep its agent
+    /// from training again. Returns the runs closed.
+    pub async fn fail_stale_training_runs(&self, started_before: i64) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
+            "UPDATE training_runs SET status = 'failed', finished_at = $2,
+                    error = 'interrupted: its process stopped before the run finished'
+             WHERE status = 'running' AND started_at < $1 RETURNING id"
+        )
+        .bind(started_before)
+        .bind(now_ms())
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// Ends a run: `Ok(new_version_id)` on success, `Err(message)` on failure.

@@ -493,6 +493,27 @@ async fn rounds_scores_pairs_and_training(store: &Store) {
         })
         .await
         .unwrap();
+    // One run in progress per agent: a second one is refused while the first runs.
+    let second = NewTrainingRun {
+        agent_id,
+        parent_version_id: w.versions[0],
+        hyperparams: &hp,
+        hyperparams_hash: "hh",
+        pairs_root: "pr",
+        results_root: "rr",
+        pair_ids: &[pair.id],
+    };
+    let busy = store.create_training_run(&second).await.unwrap_err();
+    assert!(matches!(busy, Error::Duplicate { .. }), "{busy}");
+    assert_eq!(
+        store
+            .fail_stale_training_runs(run.started_at)
+            .await
+            .unwrap(),
+        Vec::<i64>::new(),
+        "a run that started at the cutoff is not stale"
+    );
+    assert!(store.active_agent_ids().await.unwrap().contains(&agent_id));
     for step in 0..3 {
         store
             .add_training_metric(&TrainingMetric {
@@ -525,6 +546,23 @@ async fn rounds_scores_pairs_and_training(store: &Store) {
             .await
             .is_err()
     );
+    // Once the first has finished, the next may start; one left running by a stopped
+    // process is closed as failed by the stale sweep, and frees the agent again.
+    let stale = store.create_training_run(&second).await.unwrap();
+    assert_eq!(
+        store
+            .fail_stale_training_runs(stale.started_at + 1)
+            .await
+            .unwrap(),
+        vec![stale.id]
+    );
+    let closed = store.training_run(stale.id).await.unwrap();
+    assert_eq!(closed.status, "failed");
+    let third = store.create_training_run(&second).await.unwrap();
+    store
+        .finish_training_run(third.id, Err("test"))
+        .await
+        .unwrap();
 
     let tx1 = store
         .begin_chain_tx("record:run:1", "record")

@@ -197,6 +197,11 @@ impl Trainer {
         }
     }
 
+    /// The database it trains from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The pairs an agent would train on now, if its policy says a run is due.
     pub async fn due_pairs(&self, agent_id: i64) -> Result<Option<Vec<PreferencePair>>> {
         let version = self.store.latest_agent_version(agent_id).await?;
@@ -254,67 +259,78 @@ impl Trainer {
                 pair_ids: &pair_ids,
             })
             .await?;
-        let trained = {
-            let model = self.model.clone();
-            let tokenizer = self.tokenizer.clone();
-            let dpo = dpo.clone();
-            let data = dpo_pairs(&committed);
-            let parent = parent_adapter.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut steps = Vec::new();
-                let out = train_dpo(&model, &tokenizer, parent.as_deref(), &data, &dpo, |s| {
-                    steps.push(s.clone())
-                });
-                out.map(|o| (o, steps))
-            })
-            .await
-            .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))?
-        };
-        let (outcome, steps) = match trained {
-            Ok(t) => t,
-            Err(e) => {
+        // Whatever fails from here until the new version is stored closes the run as
+        // failed, so the agent's next run is not blocked by this one.
+        let produced: Result<_> = async {
+            let trained = {
+                let model = self.model.clone();
+                let tokenizer = self.tokenizer.clone();
+                let dpo = dpo.clone();
+                let data = dpo_pairs(&committed);
+                let parent = parent_adapter.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut steps = Vec::new();
+                    let out = train_dpo(&model, &tokenizer, parent.as_deref(), &data, &dpo, |s| {
+                        steps.push(s.clone())
+                    });
+                    out.map(|o| (o, steps))
+                })
+                .await
+                .map_err(|e| LearningError::Invalid(format!("the training task failed: {e}")))?
+            };
+            let (outcome, steps) = trained?;
+            for s in &steps {
                 self.store
-                    .finish_training_run(run.id, Err(&e.to_string()))
+                    .add_training_metric(&store::TrainingMetric {
+                        training_run_id: run.id,
+                        step: s.step as i64,
+                        loss: s.loss,
+                        reward_accuracy: s.reward_accuracy,
+                        chosen_reward: s.chosen_reward,
+                        rejected_reward: s.rejected_reward,
+                    })
                     .await?;
-                return Err(e.into());
+            }
+            let hash = self
+                .adapters
+                .save(&outcome.adapter, self.model.config(), None)?;
+            if hash != outcome.adapter_hash {
+                return Err(LearningError::Invalid(format!(
+                    "the saved adapter hashes to {hash}, the trainer reported {}",
+                    outcome.adapter_hash
+                )));
+            }
+            let version = self
+                .store
+                .add_agent_version(
+                    agent_id,
+                    parent.id,
+                    &store::NewAgentVersion {
+                        system_prompt: parent.system_prompt.clone(),
+                        sampling: serde_json::from_str(&parent.sampling)
+                            .unwrap_or(serde_json::Value::Null),
+                        training: serde_json::from_str(&parent.training)
+                            .unwrap_or(serde_json::Value::Null),
+                        adapter_hash: Some(hash.clone()),
+                    },
+                )
+                .await?;
+            Ok((version, hash, steps))
+        }
+        .await;
+        let (version, hash, steps) = match produced {
+            Ok(p) => p,
+            Err(e) => {
+                if let Err(closing) = self
+                    .store
+                    .finish_training_run(run.id, Err(&e.to_string()))
+                    .await
+                {
+                    tracing::warn!(run = run.id, error = %closing, "could not close the failed run");
+                }
+                return Err(e);
             }
         };
-        for s in &steps {
-            self.store
-                .add_training_metric(&store::TrainingMetric {
-                    training_run_id: run.id,
-                    step: s.step as i64,
-                    loss: s.loss,
-                    reward_accuracy: s.reward_accuracy,
-                    chosen_reward: s.chosen_reward,
-                    rejected_reward: s.rejected_reward,
-                })
-                .await?;
-        }
-        let hash = self
-            .adapters
-            .save(&outcome.adapter, self.model.config(), None)?;
-        if hash != outcome.adapter_hash {
-            return Err(LearningError::Invalid(format!(
-                "the saved adapter hashes to {hash}, the trainer reported {}",
-                outcome.adapter_hash
-            )));
-        }
-        let version = self
-            .store
-            .add_agent_version(
-                agent_id,
-                parent.id,
-                &store::NewAgentVersion {
-                    system_prompt: parent.system_prompt.clone(),
-                    sampling: serde_json::from_str(&parent.sampling)
-                        .unwrap_or(serde_json::Value::Null),
-                    training: serde_json::from_str(&parent.training)
-                        .unwrap_or(serde_json::Value::Null),
-                    adapter_hash: Some(hash.clone()),
-                },
-            )
-            .await?;
         self.store
             .finish_training_run(run.id, Ok(version.id))
             .await?;

@@ -60,6 +60,13 @@ impl Payments {
             }
             Reclaim::ExpiredLeases { by, now_ms, .. } => {
                 for lease in self.store.expired_leases(now_ms).await? {
+                    // A process never reclaims from itself: a match it holds is live in
+                    // it (a late renewal, not a death). A restarted process that reuses
+                    // a dead one's id leaves its matches to the other processes' sweeps
+                    // and to its own job redelivery.
+                    if lease.lease_owner.as_deref() == Some(by) {
+                        continue;
+                    }
                     let until = now_ms.saturating_add(RECLAIM_LEASE_MS);
                     if !self
                         .store

@@ -1,0 +1,745 @@
+//! The scaled-out deployment end to end, as separate processes on loopback: two
+//! `rlfc serve` and three `rlfc worker` against one PostgreSQL database, one Redis and
+//! a Hardhat node. Fifty-odd matches in three Spaces run on the test policy while a
+//! worker is killed with SIGKILL in the middle of a match and then a server too (it is
+//! restarted on new ports); then a server and a worker on the real models play three
+//! more matches. At the end every match is settled or refunded exactly once, the
+//! contract's balances equal the database journal, no round or pair was written
+//! twice, and every spectator (websockets on both servers, through the Redis bus)
+//! received every event of the matches it watched, in order and identical across
+//! servers.
+//!
+//! It needs PostgreSQL, Redis and Node.js (for Hardhat); outside CI a missing one skips
+//! the test with a message, under `CI=true` it fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chain::{AnyChain, Contracts};
+use futures_util::StreamExt;
+use store::{Store, match_status};
+
+/// Matches the test-policy phase runs at least.
+const TEST_POLICY_MATCHES: usize = 50;
+/// Spaces of three shapes: 3 players and 1 round, 4 players and 3 rounds, a
+/// 2-player debate of 3 rounds that shows each side the other's last answer.
+const SPACES: [&str; 3] = ["haiku", "math-sprint", "debate"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `rlfc` process, its output in a log file.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    ops: String,
+    web: Option<u16>,
+}
+
+impl Proc {
+    fn spawn(name: &str, dir: &Path, env: &[(String, String)], args: &[String]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let data = dir.join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlfc"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RLFC_") || k == "DATABASE_URL" || k == "REDIS_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RLFC_DATA_DIR", &data)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let child = cmd.spawn().expect("start rlfc");
+        let ops = args
+            .iter()
+            .position(|a| a == "--ops-bind")
+            .map(|i| format!("http://{}", args[i + 1]))
+            .unwrap_or_default();
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+            ops,
+            web: None,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/health` answers 200.
+    async fn wait_healthy(&mut self, http: &reqwest::Client, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited early ({status}):\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if let Ok(r) = http.get(format!("{}/health", self.ops)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not healthy within {within:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn stop(&mut self, within: Duration) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{} exited with {status} after SIGTERM:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running {within:?} after SIGTERM:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one websocket spectator received: per match, its events in arrival order.
+type Seen = Arc<Mutex<BTreeMap<i64, Vec<serde_json::Value>>>>;
+
+/// A spectator of a Space's live matches on one server, until the socket ends.
+struct Spectator {
+    server: String,
+    seen: Seen,
+    ended: Arc<Mutex<bool>>,
+}
+
+async fn spectate(server: &str, port: u16, space: &str) -> Spectator {
+    let url = format!("ws://127.0.0.1:{port}/ws/spaces/{space}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let seen: Seen = Arc::default();
+    let ended = Arc::new(Mutex::new(false));
+    let (s, e) = (seen.clone(), ended.clone());
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("event JSON");
+                let id = v["match_id"].as_i64().expect("match_id");
+                s.lock().unwrap().entry(id).or_default().push(v);
+            }
+        }
+        *e.lock().unwrap() = true;
+    });
+    Spectator {
+        server: server.to_string(),
+        seen,
+        ended,
+    }
+}
+
+async fn closed_matches(store: &Store) -> usize {
+    let mut n = 0;
+    for s in [match_status::SETTLED, match_status::REFUNDED] {
+        n += store.matches_with_status(s).await.unwrap().len();
+    }
+    n
+}
+
+async fn unfinished_matches(store: &Store) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for s in [match_status::PENDING, match_status::RUNNING] {
+        ids.extend(
+            store
+                .matches_with_status(s)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.id),
+        );
+    }
+    ids
+}
+
+fn ops_args(role: &str, ops: u16) -> Vec<String> {
+    vec![
+        role.to_string(),
+        "--ops-bind".into(),
+        format!("127.0.0.1:{ops}"),
+    ]
+}
+
+fn server(name: &str, dir: &Path, env: &[(String, String)], extra: &[&str]) -> Proc {
+    let (ops, web) = (free_port(), free_port());
+    let mut env = env.to_vec();
+    env.push(("RLFC_WEB_BIND".into(), format!("127.0.0.1:{web}")));
+    let mut args = ops_args("serve", ops);
+    args.extend(["--id".into(), name.into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut p = Proc::spawn(name, dir, &env, &args);
+    p.web = Some(web);
+    p
+}
+
+fn worker(name: &str, dir: &Path, env: &[(String, String)], extra: &[&str]) -> Proc {
+    let mut args = ops_args("worker", free_port());
+    args.extend(["--id".into(), name.into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::spawn(name, dir, env, &args)
+}
+
+async fn metric(http: &reqwest::Client, p: &Proc, line_start: &str) -> f64 {
+    let text = http
+        .get(format!("{}/metrics", p.ops))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until no chain transaction is pending in the database.
+async fn wait_chain_confirmed(pool: &sqlx::PgPool, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let open: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT idempotency_key, kind, status, error FROM chain_transactions
+              WHERE status <> 'confirmed' ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if open.iter().all(|(_, _, status, _)| status != "pending") {
+            if !open.is_empty() {
+                eprintln!("chain transactions that failed (and were handled): {open:?}");
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chain transactions still pending after {within:?}: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every owner's contract balance equals the journal (nothing is in play at the end:
+/// fees of entries still queued are locked in the database but still in the owner's
+/// contract balance), every escrow is closed as the database says, and the treasury
+/// matches.
+async fn assert_chain_equals_journal(store: &Store, contracts: &Contracts<AnyChain>) {
+    assert_eq!(unfinished_matches(store).await, Vec::<i64>::new());
+    for wallet in &chain::dev::dev_accounts(arena::demo::DEMO_OWNERS + 1)[1..] {
+        let user = store
+            .user_by_wallet(&format!("{wallet:#x}"))
+            .await
+            .unwrap()
+            .expect("demo owner");
+        let b = store.balance(user.id).await.unwrap();
+        assert_eq!(
+            contracts.balance_of(*wallet).await.unwrap(),
+            b.available_wei.0 + b.locked_wei.0,
+            "contract balance of {wallet} vs the journal"
+        );
+    }
+    let treasury = chain::dev::dev_accounts(1)[0];
+    assert_eq!(
+        contracts.balance_of(treasury).await.unwrap(),
+        store.treasury_total().await.unwrap().0,
+        "treasury"
+    );
+    for (status, chain_status) in [
+        (match_status::SETTLED, chain::MatchStatus::Settled),
+        (match_status::REFUNDED, chain::MatchStatus::Refunded),
+    ] {
+        for m in store.matches_with_status(status).await.unwrap() {
+            let escrow = contracts.escrow(m.id as u64).await.unwrap();
+            // A free match locks nothing on chain; a paid one closes as the database says.
+            let fees: u128 = store
+                .match_entries(m.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.fee_wei.0)
+                .sum();
+            // A match refunded before any of its fees was locked on chain (its lock
+            // failed) has no escrow at all.
+            let never_locked =
+                status == match_status::REFUNDED && escrow.status == chain::MatchStatus::None;
+            if fees > 0 && !never_locked {
+                assert_eq!(
+                    (escrow.status, escrow.held),
+                    (chain_status, 0),
+                    "escrow of {status} match {}",
+                    m.id
+                );
+            }
+        }
+    }
+}
+
+/// No match was written twice: a refunded match has no rounds, a settled one has each
+/// round once with one response per seat, and its pairs come from its own responses.
+async fn assert_written_once(pool: &sqlx::PgPool) {
+    let rows: Vec<(i64, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT m.id, m.status,
+                (SELECT COUNT(*) FROM rounds r WHERE r.match_id = m.id),
+                (SELECT COUNT(DISTINCT r.round_index) FROM rounds r WHERE r.match_id = m.id),
+                (SELECT COUNT(*) FROM responses p JOIN rounds r ON p.round_id = r.id
+                  WHERE r.match_id = m.id),
+                (SELECT COUNT(*) FROM entries e WHERE e.match_id = m.id)
+           FROM matches m ORDER BY m.id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (id, status, rounds, distinct_rounds, responses, seats) in rows {
+        match status.as_str() {
+            "refunded" => assert_eq!(rounds, 0, "refunded match {id} has rounds"),
+            "settled" => {
+                assert!(rounds > 0, "settled match {id} has no rounds");
+                assert_eq!(rounds, distinct_rounds, "a round of match {id} twice");
+                assert_eq!(responses, rounds * seats, "responses of match {id}");
+            }
+            other => panic!("match {id} is {other}"),
+        }
+    }
+    let foreign: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM preference_pairs pp
+           JOIN responses c ON c.id = pp.chosen_response_id
+           JOIN rounds rc ON rc.id = c.round_id
+           JOIN responses r ON r.id = pp.rejected_response_id
+           JOIN rounds rr ON rr.id = r.round_id
+          WHERE rc.match_id <> pp.match_id OR rr.match_id <> pp.match_id
+             OR rc.id <> pp.round_id OR rr.id <> pp.round_id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(foreign, 0, "pairs whose responses are another round's");
+    let dupes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (
+           SELECT round_id, chosen_agent_version_id, rejected_agent_version_id
+             FROM preference_pairs
+            GROUP BY round_id, chosen_agent_version_id, rejected_agent_version_id,
+                     chosen_response_id, rejected_response_id
+           HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(dupes, 0, "duplicate preference pairs");
+}
+
+/// Every spectator saw, for each match it followed, the events from where it began
+/// watching with no gap, ending with the final event once the match closed (unless
+/// its socket ended first); and any two spectators agree on every event both saw.
+async fn assert_spectators_complete(spectators: &[Spectator], store: &Store) -> usize {
+    let mut reference: HashMap<(i64, u64), serde_json::Value> = HashMap::new();
+    let mut complete = 0;
+    for s in spectators {
+        let ended = *s.ended.lock().unwrap();
+        let seen = s.seen.lock().unwrap().clone();
+        for (id, events) in seen.iter() {
+            let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+            let first = seqs[0];
+            assert_eq!(
+                seqs,
+                (first..first + seqs.len() as u64).collect::<Vec<_>>(),
+                "spectator on {} of match {id}: a gap or a duplicate",
+                s.server
+            );
+            let last = events.last().unwrap();
+            let is_final = matches!(
+                last["type"].as_str(),
+                Some("match_settled" | "match_refunded")
+            );
+            let status = store.get_match(*id).await.unwrap().status;
+            if !ended {
+                assert!(
+                    is_final,
+                    "spectator on {} of match {id} ({status}) missed its end: last {last}",
+                    s.server
+                );
+            }
+            if is_final {
+                let expected = if status == "settled" {
+                    "match_settled"
+                } else {
+                    "match_refunded"
+                };
+                assert_eq!(last["type"], expected, "match {id}");
+                if first == 0 {
+                    complete += 1;
+                }
+            }
+            for e in events {
+                let key = (*id, e["seq"].as_u64().unwrap());
+                match reference.get(&key) {
+                    Some(r) => {
+                        assert_eq!(r, e, "spectators disagree on event {key:?} ({})", s.server)
+                    }
+                    None => {
+                        reference.insert(key, e.clone());
+                    }
+                }
+            }
+        }
+    }
+    complete
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_kills() {
+    let Some(db) = store::testing::TestDb::postgres().await else {
+        return;
+    };
+    let Some(redis) = arena::redis_testing::redis_url().await else {
+        return;
+    };
+    let namespace = arena::redis_testing::TestNamespace::new(&redis);
+    let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        .await
+        .unwrap()
+    {
+        Ok(n) => n,
+        Err(e) if !chain::testing::in_ci() => {
+            eprintln!("skipping: no Hardhat node: {e}");
+            return;
+        }
+        Err(e) => panic!("CI=true and the Hardhat node could not start: {e}"),
+    };
+    let operator = chain::dev::dev_accounts(1)[0];
+    let contracts = Contracts::deploy(AnyChain::Rpc(node.rpc().await), operator, operator)
+        .await
+        .unwrap();
+    let deployment = contracts.deployment();
+    let db_url =
+        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db_url.clone()),
+        ("RLFC_REDIS_URL", redis.clone()),
+        ("RLFC_REDIS_NAMESPACE", namespace.name().to_string()),
+        ("RLFC_REDIS_CLAIM_TIMEOUT_SECS", "5".into()),
+        ("RLFC_CHAIN_BACKEND", "rpc".into()),
+        ("RLFC_CHAIN_RPC_URL", node.url.clone()),
+        ("RLFC_CHAIN_CHAIN_ID", "31337".into()),
+        ("RLFC_CHAIN_PRIVATE_KEY", chain::dev::dev_keys_env(1)),
+        ("RLFC_CHAIN_RPC_DEV_SIGNERS", "true".into()),
+        (
+            "RLFC_CHAIN_ARENA_ADDRESS",
+            format!("{:#x}", deployment.arena),
+        ),
+        (
+            "RLFC_CHAIN_PROOF_OF_LEARNING_ADDRESS",
+            format!("{:#x}", deployment.proof_of_learning),
+        ),
+        ("RLFC_ARENA_LEASE_SECS", "5".into()),
+        ("RLFC_ARENA_SWEEP_SECS", "1".into()),
+        ("RLFC_ARENA_QUEUE_WAIT_SECS", "120".into()),
+        ("RLFC_ARENA_MAX_LIVE_MATCHES", "4".into()),
+        ("RLFC_ARENA_MAX_QUEUED_MATCHES", "6".into()),
+        ("RLFC_ARENA_MATCHMAKING_GAP", "50".into()),
+        ("RLFC_ARENA_SHUTDOWN_GRACE_SECS", "30".into()),
+        (
+            "RLFC_ASSETS_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/assets").into(),
+        ),
+        (
+            "RLFC_MODELS_DIR",
+            models::default_models_dir().display().to_string(),
+        ),
+        ("RLFC_LOG_FILTER", "info,sqlx=warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    // The population: four funded owners, twelve agents auto-entered in three Spaces.
+    let mut seed = Proc::spawn(
+        "seed",
+        dir.path(),
+        &env,
+        &["seed-demo".into(), "--spaces".into(), SPACES.join(",")],
+    );
+    let status = seed.child.wait().unwrap();
+    assert!(status.success(), "seed-demo:\n{}", seed.log_text());
+
+    let mut servers = vec![
+        server("s1", dir.path(), &env, &[]),
+        server("s2", dir.path(), &env, &[]),
+    ];
+    let pace = ["--test-policy", "--test-policy-step-ms", "40"];
+    let mut workers = vec![
+        worker("w1", dir.path(), &env, &pace),
+        worker("w2", dir.path(), &env, &pace),
+        worker("w3", dir.path(), &env, &pace),
+    ];
+    for p in servers.iter_mut().chain(workers.iter_mut()) {
+        p.wait_healthy(&http, Duration::from_secs(120)).await;
+    }
+    // Spectators on both servers, watching each Space from before its first match.
+    let mut spectators = Vec::new();
+    for s in &servers {
+        for space in SPACES {
+            spectators.push(spectate(&s.name, s.web.unwrap(), space).await);
+        }
+    }
+
+    let started = Instant::now();
+    let mut killed_worker: Option<(String, Vec<i64>)> = None;
+    let mut killed_server = false;
+    loop {
+        let closed = closed_matches(&db.store).await;
+        if killed_worker.is_none() && closed >= 12 {
+            // SIGKILL a worker in the middle of a match.
+            let mut held: HashMap<String, Vec<i64>> = HashMap::new();
+            for m in db
+                .store
+                .matches_with_status(match_status::RUNNING)
+                .await
+                .unwrap()
+            {
+                let lease = db.store.match_lease(m.id).await.unwrap();
+                if let Some(owner) = lease.lease_owner {
+                    held.entry(owner).or_default().push(m.id);
+                }
+            }
+            if let Some(i) = workers
+                .iter()
+                .position(|w| held.get(&w.name).is_some_and(|h| !h.is_empty()))
+            {
+                let victim = workers.remove(i);
+                let mut victim = victim;
+                victim.kill9();
+                let ids = held.remove(&victim.name).unwrap();
+                eprintln!("killed {} holding matches {ids:?}", victim.name);
+                killed_worker = Some((victim.name.clone(), ids));
+            }
+        }
+        if killed_worker.is_some() && !killed_server && closed >= 25 {
+            // SIGKILL a server, then bring up a replacement with fresh spectators.
+            let mut victim = servers.remove(1);
+            victim.kill9();
+            eprintln!("killed {}", victim.name);
+            killed_server = true;
+            let mut s3 = server("s3", dir.path(), &env, &[]);
+            s3.wait_healthy(&http, Duration::from_secs(120)).await;
+            for space in SPACES {
+                spectators.push(spectate(&s3.name, s3.web.unwrap(), space).await);
+            }
+            servers.push(s3);
+        }
+        if killed_server && closed >= TEST_POLICY_MATCHES {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {closed} matches closed in 10 minutes; logs:\n{}",
+            servers
+                .iter()
+                .chain(&workers)
+                .map(|p| format!("== {}\n{}", p.name, p.log_text()))
+                .collect::<String>()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    eprintln!(
+        "{} matches closed in {:.1} s on the test policy",
+        closed_matches(&db.store).await,
+        started.elapsed().as_secs_f64()
+    );
+    // Metrics and health of live processes, through the CLI and over HTTP.
+    let w = &workers[0];
+    assert!(metric(&http, w, "rlfc_tokens_generated_total ").await > 0.0);
+    assert!(
+        metric(&http, w, "rlfc_matches_finished_total{end=\"settled\"} ").await > 0.0,
+        "{}",
+        w.log_text()
+    );
+    assert!(metric(&http, &servers[0], "rlfc_matches_formed_total ").await > 0.0);
+    let health = Command::new(env!("CARGO_BIN_EXE_rlfc"))
+        .args(["health", "--url", &w.ops])
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    assert!(String::from_utf8_lossy(&health.stdout).contains("\"status\":\"ok\""));
+
+    // Graceful stop: servers stop forming matches, workers play out what is queued
+    // (and sweep what the killed processes left), then stop on SIGTERM.
+    for s in &mut servers {
+        s.stop(Duration::from_secs(60)).await;
+    }
+    let drain = Instant::now();
+    while !unfinished_matches(&db.store).await.is_empty() {
+        assert!(
+            drain.elapsed() < Duration::from_secs(180),
+            "matches still unfinished: {:?}",
+            unfinished_matches(&db.store).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Settlements and refunds written in the database but not yet confirmed on chain
+    // (a process died between the two) are resent by the workers' lease sweeps.
+    wait_chain_confirmed(&pool, Duration::from_secs(90)).await;
+    for w in &mut workers {
+        w.stop(Duration::from_secs(60)).await;
+        assert!(w.log_text().contains("worker stopped"));
+    }
+
+    // The killed worker's matches: one it was about to settle as it died may have
+    // settled; the rest were taken over and refunded (their engine state died with it).
+    let (victim, held) = killed_worker.unwrap();
+    let mut interrupted = 0;
+    for id in &held {
+        let m = db.store.get_match(*id).await.unwrap();
+        if m.status == "refunded" {
+            let why = m.error.clone().unwrap_or_default();
+            assert!(why.contains("interrupted"), "match {id}: {why}");
+            interrupted += 1;
+        } else {
+            assert_eq!(m.status, "settled", "match {id} of the killed {victim}");
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "none of {victim}'s matches {held:?} was interrupted"
+    );
+    let settled = db
+        .store
+        .matches_with_status(match_status::SETTLED)
+        .await
+        .unwrap();
+    assert!(closed_matches(&db.store).await >= TEST_POLICY_MATCHES);
+    for slug in SPACES {
+        let space = db.store.space_by_slug(slug).await.unwrap();
+        assert!(
+            settled.iter().any(|m| m.space_id == space.id),
+            "no settled {slug} match"
+        );
+    }
+    assert_chain_equals_journal(&db.store, &contracts).await;
+    assert_written_once(&pool).await;
+    let complete = assert_spectators_complete(&spectators, &db.store).await;
+    assert!(
+        complete >= 10,
+        "only {complete} matches were followed from start to end"
+    );
+
+    // Three matches on the real models: one server forming three haiku matches, one
+    // model worker playing them (SmolLM2 agents, the real judge panel).
+    let before = closed_matches(&db.store).await;
+    let mut s4 = server(
+        "s4",
+        dir.path(),
+        &env,
+        &["--spaces", "haiku", "--max-matches", "3"],
+    );
+    let mut w4 = worker("w4", dir.path(), &env, &["--no-training"]);
+    s4.wait_healthy(&http, Duration::from_secs(120)).await;
+    w4.wait_healthy(&http, Duration::from_secs(300)).await;
+    let real = Instant::now();
+    while closed_matches(&db.store).await < before + 3 {
+        assert!(
+            real.elapsed() < Duration::from_secs(900),
+            "the real-model matches did not finish:\n{}\n{}",
+            s4.log_text(),
+            w4.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "three real-model haiku matches closed in {:.1} s (model load included)",
+        real.elapsed().as_secs_f64()
+    );
+    s4.stop(Duration::from_secs(60)).await;
+    w4.stop(Duration::from_secs(120)).await;
+    let newest: Vec<store::Match> = db
+        .store
+        .matches_with_status(match_status::SETTLED)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| !settled.iter().any(|s| s.id == m.id))
+        .collect();
+    assert_eq!(newest.len(), 3, "{}", w4.log_text());
+    let llm_scores: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM judge_scores js
+           JOIN responses p ON p.id = js.response_id
+           JOIN rounds r ON r.id = p.round_id
+          WHERE r.match_id = ANY($1) AND js.judge = 'llm' AND js.model_hash <> ''",
+    )
+    .bind(newest.iter().map(|m| m.id).collect::<Vec<_>>())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(llm_scores, 9, "3 matches x 3 seats scored by the LLM judge");
+    assert_chain_equals_journal(&db.store, &contracts).await;
+    assert_written_once(&pool).await;
+    pool.close().await;
+}
