@@ -625,6 +625,19 @@ mod tests {
                 "redis.claim_timeout_secs",
             ),
             ("[arena]\nlease_secs = 1\n", "arena.lease_secs"),
+            (
+                "[arena]\nmax_queued_matches = 0\n",
+                "arena.max_queued_matches",
+            ),
+            (
+                "[arena]\nshutdown_grace_secs = 7200\n",
+                "arena.shutdown_grace_secs",
+            ),
+            ("[arena]\nsweep_secs = 0\n", "arena.sweep_secs"),
+            (
+                "[chain]\nrpc_dev_signers = true\nchain_id = 1\n",
+                "chain.rpc_dev_signers",
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, key) in cases {

@@ -268,7 +268,9 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             }
             BenchCommand::Learning(args) => commands::bench_learning::run(args, config),
             BenchCommand::Spectate(args) => commands::bench_web::run(args),
-            BenchCommand::Scale(args) => runtime()?.block_on(commands::bench_scale::run(args)),
+            BenchCommand::Scale(args) => {
+                runtime()?.block_on(commands::bench_scale::run(args, config))
+            }
             BenchCommand::SpectateClients(args) => commands::bench_web::run_clients(args),
             judge => commands::bench::run_judges(judge, config),
         },

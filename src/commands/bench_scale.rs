@@ -186,6 +186,7 @@ async fn run_once(
     args: &BenchScaleArgs,
     workers: usize,
     program: &Path,
+    assets: &Path,
 ) -> Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let name = format!("rlfc_bench_scale_{}_{workers}", std::process::id());
@@ -230,10 +231,7 @@ async fn run_once(
                 args.live_per_worker.to_string(),
             ),
             ("RLFC_ARENA_MATCHMAKING_GAP", "50".into()),
-            (
-                "RLFC_ASSETS_DIR",
-                std::env::var("RLFC_ASSETS_DIR").unwrap_or_else(|_| "assets".into()),
-            ),
+            ("RLFC_ASSETS_DIR", assets.display().to_string()),
             ("RLFC_LOG_FILTER", "warn".into()),
         ]
         .into_iter()
@@ -326,8 +324,9 @@ async fn run_once(
     result
 }
 
-/// Runs every worker count and prints JSON.
-pub async fn run(args: BenchScaleArgs) -> Result<()> {
+/// Runs every worker count and prints JSON. The processes get the configured assets
+/// directory (made absolute, since they run in scratch directories).
+pub async fn run(args: BenchScaleArgs, config: &crate::config::Config) -> Result<()> {
     if args.workers.is_empty() || args.workers.iter().any(|&n| n == 0 || n > 64) {
         bail!("--workers: each count must be 1 to 64");
     }
@@ -338,9 +337,11 @@ pub async fn run(args: BenchScaleArgs) -> Result<()> {
         bail!("--secs must be at least 1");
     }
     let program = std::env::current_exe().context("locating this program")?;
+    let assets = std::path::absolute(&config.assets_dir)
+        .with_context(|| format!("assets_dir {}", config.assets_dir.display()))?;
     let mut runs = Vec::new();
     for &n in &args.workers {
-        let figures = run_once(&args, n, &program)
+        let figures = run_once(&args, n, &program, &assets)
             .await
             .with_context(|| format!("the run with {n} workers"))?;
         eprintln!(

@@ -346,16 +346,24 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
             };
             anyhow::Ok(formed)
         };
+        let mut busy = false;
         if let Some(formed) = ops.pass("serve", pass.await) {
             metrics.matches_formed.inc_by(formed.len() as u64);
             formed_total += formed.len();
+            busy = !formed.is_empty();
         }
         if last_sweep.elapsed() >= sweep_every {
             last_sweep = Instant::now();
             ops.pass("sweep", sweep(&platform, config, &id, &ops).await);
         }
+        // Straight on while matches form; otherwise wait for entries to queue up.
+        let pause = if busy {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop_rx.changed() => {}
         }
     }
