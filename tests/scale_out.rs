@@ -208,6 +208,31 @@ async fn unfinished_matches(store: &Store) -> Vec<i64> {
     ids
 }
 
+/// The matches a worker's log says it started.
+fn started_by(p: &Proc) -> Vec<i64> {
+    p.log_text()
+        .lines()
+        .filter(|l| l.contains("match started"))
+        .filter_map(|l| l.split("match_id=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The running matches by the worker holding their lease.
+async fn held_by(store: &Store) -> HashMap<String, Vec<i64>> {
+    let mut held: HashMap<String, Vec<i64>> = HashMap::new();
+    for m in store
+        .matches_with_status(match_status::RUNNING)
+        .await
+        .unwrap()
+    {
+        let lease = store.match_lease(m.id).await.unwrap();
+        if let Some(owner) = lease.lease_owner {
+            held.entry(owner).or_default().push(m.id);
+        }
+    }
+    held
+}
+
 fn ops_args(role: &str, ops: u16) -> Vec<String> {
     vec![
         role.to_string(),
@@ -549,22 +574,13 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
     let started = Instant::now();
     let mut killed_worker: Option<(String, Vec<i64>)> = None;
     let mut killed_server = false;
+    let mut stopped: Option<Vec<i64>> = None;
+    let mut handed_back: Option<Vec<i64>> = None;
     loop {
         let closed = closed_matches(&db.store).await;
         if killed_worker.is_none() && closed >= 12 {
             // SIGKILL a worker in the middle of a match.
-            let mut held: HashMap<String, Vec<i64>> = HashMap::new();
-            for m in db
-                .store
-                .matches_with_status(match_status::RUNNING)
-                .await
-                .unwrap()
-            {
-                let lease = db.store.match_lease(m.id).await.unwrap();
-                if let Some(owner) = lease.lease_owner {
-                    held.entry(owner).or_default().push(m.id);
-                }
-            }
+            let mut held = held_by(&db.store).await;
             if let Some(i) = workers
                 .iter()
                 .position(|w| held.get(&w.name).is_some_and(|h| !h.is_empty()))
@@ -590,7 +606,73 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
             }
             servers.push(s3);
         }
-        if killed_server && closed >= TEST_POLICY_MATCHES {
+        if killed_server && stopped.is_none() && closed >= 32 {
+            // SIGTERM a worker while it plays: it finishes its matches, then exits 0.
+            let held = held_by(&db.store).await;
+            // Only matches it plays: a match it is taking over to refund (a dead
+            // worker's) is briefly leased to it too.
+            let playing = |w: &Proc| -> Vec<i64> {
+                let started = started_by(w);
+                held.get(&w.name)
+                    .map(|h| {
+                        h.iter()
+                            .copied()
+                            .filter(|id| started.contains(id))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if let Some(i) = workers.iter().position(|w| !playing(w).is_empty()) {
+                let ids = playing(&workers[i]);
+                let mut w = workers.remove(i);
+                w.stop(Duration::from_secs(60)).await;
+                eprintln!("stopped {} gracefully while it played {ids:?}", w.name);
+                stopped = Some(ids);
+                // A slow replacement with no grace period, to be stopped mid-match.
+                let mut slow_env = env.clone();
+                slow_env.push(("RLFC_ARENA_SHUTDOWN_GRACE_SECS".into(), "0".into()));
+                let mut w5 = worker(
+                    "w5",
+                    dir.path(),
+                    &slow_env,
+                    &["--test-policy", "--test-policy-step-ms", "400"],
+                );
+                w5.wait_healthy(&http, Duration::from_secs(120)).await;
+                workers.push(w5);
+            }
+        }
+        if stopped.is_some() && handed_back.is_none() {
+            let held = held_by(&db.store).await;
+            let i = workers.iter().position(|w| w.name == "w5").unwrap();
+            let started = started_by(&workers[i]);
+            let ids: Vec<i64> = held
+                .get("w5")
+                .map(|h| {
+                    h.iter()
+                        .copied()
+                        .filter(|id| started.contains(id))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !ids.is_empty() {
+                let mut w5 = workers.remove(i);
+                w5.stop(Duration::from_secs(60)).await;
+                assert!(
+                    w5.log_text().contains("handed the unfinished matches back"),
+                    "{}",
+                    w5.log_text()
+                );
+                eprintln!("stopped w5 with no grace while it played {ids:?}");
+                handed_back = Some(ids);
+                workers.push(worker("w6", dir.path(), &env, &pace));
+                workers
+                    .last_mut()
+                    .unwrap()
+                    .wait_healthy(&http, Duration::from_secs(120))
+                    .await;
+            }
+        }
+        if handed_back.is_some() && closed >= TEST_POLICY_MATCHES {
             break;
         }
         assert!(
@@ -670,6 +752,12 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
         interrupted > 0,
         "none of {victim}'s matches {held:?} was interrupted"
     );
+    // The gracefully stopped worker finished what it played; the matches handed
+    // back by the one with no grace were played again by another worker.
+    for id in stopped.unwrap().iter().chain(&handed_back.unwrap()) {
+        let m = db.store.get_match(*id).await.unwrap();
+        assert_eq!(m.status, "settled", "match {id}: {:?}", m.error);
+    }
     let settled = db
         .store
         .matches_with_status(match_status::SETTLED)
