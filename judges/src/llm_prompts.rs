@@ -12,7 +12,10 @@ use crate::{JudgeError, Task};
 /// Responses longer than this many tokens are cut (the panel's length control
 /// already cuts them to the Space's target; this bounds a misconfigured panel).
 const MAX_RESPONSE_TOKENS: usize = 512;
-/// Prompts per forward pass: bounds the activations held at once.
+/// Prompts per forward pass, from any rounds: bounds the activations and the copies of
+/// KV caches held at once. On the 2-core CPU, passes of a few hundred rows already keep
+/// the cores busy, so merging more prompts into one pass measured no faster
+/// (`docs/benchmarks.md`, cross-match judging).
 const BATCH: usize = 8;
 
 const POINTWISE_SYSTEM: &str = "You are a fair and strict judge in a writing competition. \
