@@ -29,7 +29,20 @@ pub struct RoundVerdict {
     pub scores: Vec<ScoreLine>,
 }
 
-/// Judges one round of one match.
+/// One match's round that is due for judging.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundToJudge<'a> {
+    /// The match's rulebook.
+    pub rulebook: &'a Rulebook,
+    /// The round's task.
+    pub task: &'a spaces::Task,
+    /// The answers, in seat order.
+    pub responses: &'a [&'a str],
+    /// Which answers broke a hard rule (from the Space's rule verifiers).
+    pub hard_failed: &'a [bool],
+}
+
+/// Judges the rounds of matches.
 pub trait RoundJudge: Send + Sync + 'static {
     /// One verdict per response, in seat order. `hard_failed` comes from the Space's
     /// rule verifiers.
@@ -40,6 +53,21 @@ pub trait RoundJudge: Send + Sync + 'static {
         responses: &[&str],
         hard_failed: &[bool],
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError>;
+
+    /// Judges the rounds of several matches at once (the world's judge system calls
+    /// this once per tick with every round due), one result per round, in order. An
+    /// implementation may share work across rounds, but each round must get what
+    /// [`RoundJudge::judge`] gives it alone (replays judge one match), and a failing
+    /// round fails alone. The default judges each round in turn.
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        rounds
+            .iter()
+            .map(|r| self.judge(r.rulebook, r.task, r.responses, r.hard_failed))
+            .collect()
+    }
 }
 
 /// A [`RoundJudge`] that runs each Space's judge panel, built once per Space.
@@ -73,36 +101,75 @@ impl RoundJudge for PanelJudge {
         responses: &[&str],
         hard_failed: &[bool],
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
-        let panel = self
-            .panels
-            .get(&rulebook.slug)
-            .ok_or_else(|| judges::JudgeError::Model {
-                path: rulebook.slug.clone(),
-                reason: "no judge panel was built for this Space".into(),
-            })?;
-        let judged = panel.judge(
-            &judges::Task::from_space(rulebook, task),
+        // Alone is a batch of one: a replay judges through the same code as a tick.
+        self.judge_many(&[RoundToJudge {
+            rulebook,
+            task,
             responses,
             hard_failed,
-        )?;
-        Ok(judged
+        }])
+        .pop()
+        .expect("one round in, one out")
+    }
+
+    /// Every round goes to [`judges::Panel::judge_many`] together, so the LLM judge
+    /// shared by the Spaces' panels scores every answer of every round in one batch.
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        let tasks: Vec<judges::Task> = rounds
+            .iter()
+            .map(|r| judges::Task::from_space(r.rulebook, r.task))
+            .collect();
+        let mut results: Vec<Option<Result<Vec<RoundVerdict>, judges::JudgeError>>> =
+            Vec::with_capacity(rounds.len());
+        let mut asked = Vec::new();
+        let mut at = Vec::new();
+        for (i, (r, task)) in rounds.iter().zip(&tasks).enumerate() {
+            match self.panels.get(&r.rulebook.slug) {
+                Some(panel) => {
+                    asked.push(judges::PanelRound {
+                        panel,
+                        task,
+                        responses: r.responses,
+                        hard_failed: r.hard_failed,
+                    });
+                    at.push(i);
+                    results.push(None);
+                }
+                None => results.push(Some(Err(judges::JudgeError::Model {
+                    path: r.rulebook.slug.clone(),
+                    reason: "no judge panel was built for this Space".into(),
+                }))),
+            }
+        }
+        for (i, judged) in at.into_iter().zip(judges::Panel::judge_many(&asked)) {
+            results[i] = Some(judged.map(|v| v.into_iter().map(round_verdict).collect()));
+        }
+        results
             .into_iter()
-            .map(|v| RoundVerdict {
-                combined: v.combined,
-                hard_failed: v.hard_failed,
-                scores: v
-                    .scores
-                    .into_iter()
-                    .map(|s| ScoreLine {
-                        judge: s.judge.name,
-                        model_hash: s.judge.model_hash,
-                        template_version: s.judge.template_version,
-                        score: s.score,
-                        rationale: s.rationale,
-                    })
-                    .collect(),
+            .map(|r| r.expect("every round has a result"))
+            .collect()
+    }
+}
+
+/// What the world keeps of the panel's verdict on one answer.
+fn round_verdict(v: judges::ResponseVerdict) -> RoundVerdict {
+    RoundVerdict {
+        combined: v.combined,
+        hard_failed: v.hard_failed,
+        scores: v
+            .scores
+            .into_iter()
+            .map(|s| ScoreLine {
+                judge: s.judge.name,
+                model_hash: s.judge.model_hash,
+                template_version: s.judge.template_version,
+                score: s.score,
+                rationale: s.rationale,
             })
-            .collect())
+            .collect(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! components; the rulebooks, the engine and the judges are resources. Each tick runs
 //! the ordered sets publish → generate → verify → judge → rank, then checks deadlines.
 //! The generate system advances every waiting seat of every match together, one
-//! engine step per tick, so a model decodes all of them in one batched forward pass.
+//! engine step per tick, so a model decodes all of them in one batched forward pass;
+//! the judge system likewise hands every round due that tick to the judges at once.
 //! A finished (or failed) match leaves the world as a [`MatchOutcome`] for settlement.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use spaces::Rulebook;
 use crate::bus::Bus;
 use crate::engine::{Engine, EngineOutput, GenRequest, Ticket};
 use crate::events::{EventKind, JudgeLine, SeatInfo};
-use crate::judging::{RoundJudge, RoundVerdict};
+use crate::judging::{RoundJudge, RoundToJudge, RoundVerdict};
 
 /// Where a match is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,24 +512,49 @@ fn verify_rules(
     }
 }
 
+/// Judges every round that is due this tick, across all matches, in one
+/// [`RoundJudge::judge_many`] call, so a model judge scores them in one batch as the
+/// generate system decodes them. A round whose judging fails fails its own match
+/// (refunded); the other matches go on.
 fn judge_rounds(
-    mut matches: Query<&mut MatchState>,
+    mut matches: Query<(Entity, &mut MatchState)>,
     answers: Query<&Answer>,
     judge: Res<JudgeRes>,
     mut finished: ResMut<Finished>,
     seats: Query<&Seat>,
 ) {
-    for mut m in &mut matches {
-        if m.phase != Phase::Verify {
+    let due: Vec<(Entity, &MatchState, Vec<&str>)> = matches
+        .iter()
+        .filter(|(_, m)| m.phase == Phase::Verify)
+        .map(|(entity, m)| {
+            let texts = m
+                .seats
+                .iter()
+                .map(|&s| answers.get(s).map(|a| a.text.as_str()).unwrap_or(""))
+                .collect();
+            (entity, m, texts)
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let rounds: Vec<RoundToJudge<'_>> = due
+        .iter()
+        .map(|(_, m, texts)| RoundToJudge {
+            rulebook: &m.rulebook,
+            task: m.task.as_ref().expect("a verified match has a task"),
+            responses: texts,
+            hard_failed: &m.hard_failed,
+        })
+        .collect();
+    let judged = judge.0.judge_many(&rounds);
+    assert_eq!(judged.len(), rounds.len(), "one result per round judged");
+    let due: Vec<Entity> = due.into_iter().map(|(entity, _, _)| entity).collect();
+    for (entity, result) in due.into_iter().zip(judged) {
+        let Ok((_, mut m)) = matches.get_mut(entity) else {
             continue;
-        }
-        let task = m.task.clone().expect("a verified match has a task");
-        let texts: Vec<&str> = m
-            .seats
-            .iter()
-            .map(|&s| answers.get(s).map(|a| a.text.as_str()).unwrap_or(""))
-            .collect();
-        match judge.0.judge(&m.rulebook, &task, &texts, &m.hard_failed) {
+        };
+        match result {
             Ok(verdicts) => {
                 m.verdicts = verdicts;
                 m.phase = Phase::Judge;

@@ -1,13 +1,14 @@
 //! The match world on the instant test policy: matches in every shipped Space play to
-//! the end, seats of different matches advance in the same engine step, and a stalled
-//! match is refunded at its deadline.
+//! the end, seats of different matches advance in the same engine step, rounds of
+//! different matches are judged in one call (a failing one refunds only its match),
+//! and a stalled match is refunded at its deadline.
 
 use std::sync::{Arc, Mutex};
 
 use arena::bus::Bus;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
-use arena::judging::RulesOnlyJudge as RulesOnly;
+use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge as RulesOnly};
 use arena::world::{MatchSpec, MatchWorld, SeatSpec};
 use spaces::Rulebook;
 
@@ -279,4 +280,149 @@ fn a_refused_seat_fails_its_match_at_once() {
     );
     assert_eq!(world.live_matches(), 0);
     assert!(world.tick(1).is_empty(), "no second outcome");
+}
+
+/// Scores like the rules-only judge, records how many rounds each `judge_many` call
+/// brings, and fails every round of the Space named `failing`.
+struct CountingJudge {
+    calls: Arc<Mutex<Vec<usize>>>,
+    failing: &'static str,
+}
+impl RoundJudge for CountingJudge {
+    fn judge(
+        &self,
+        rulebook: &Rulebook,
+        task: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        if rulebook.slug == self.failing {
+            return Err(judges::JudgeError::MissingJudge("llm"));
+        }
+        RulesOnly.judge(rulebook, task, responses, hard_failed)
+    }
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        self.calls.lock().unwrap().push(rounds.len());
+        rounds
+            .iter()
+            .map(|r| self.judge(r.rulebook, r.task, r.responses, r.hard_failed))
+            .collect()
+    }
+}
+
+fn space(slug: &str) -> Arc<Rulebook> {
+    rulebooks().into_iter().find(|b| b.slug == slug).unwrap()
+}
+
+#[test]
+fn rounds_of_all_matches_are_judged_in_one_call_per_tick() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let judge = CountingJudge {
+        calls: calls.clone(),
+        failing: "",
+    };
+    let mut world = MatchWorld::new(Box::new(InstantEngine::new()), Box::new(judge), Bus::new());
+    // Eight matches in two Spaces of different shapes: one-round Tweet Duels and
+    // three-round Math Sprints.
+    for m in 0..8 {
+        let book = space(if m % 2 == 0 {
+            "tweet-duel"
+        } else {
+            "math-sprint"
+        });
+        world.add_match(MatchSpec {
+            match_id: m,
+            rulebook: book.clone(),
+            seed: m as u64,
+            seats: seats(book.players, 10 * m),
+            deadline_ms: i64::MAX,
+        });
+    }
+    let mut done = Vec::new();
+    for t in 0..10 {
+        done.extend(world.tick(t));
+    }
+    assert_eq!(done.len(), 8);
+    assert!(done.iter().all(|o| o.result.is_ok()));
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![8, 4, 4],
+        "every round due in a tick is judged in one call"
+    );
+}
+
+#[test]
+fn a_round_that_fails_judging_refunds_only_its_match() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let judge = CountingJudge {
+        calls: calls.clone(),
+        failing: "haiku",
+    };
+    let mut world = MatchWorld::new(Box::new(InstantEngine::new()), Box::new(judge), Bus::new());
+    for (m, slug) in ["tweet-duel", "haiku", "debate", "tweet-duel"]
+        .into_iter()
+        .enumerate()
+    {
+        let book = space(slug);
+        world.add_match(MatchSpec {
+            match_id: m as i64,
+            rulebook: book.clone(),
+            seed: 3,
+            seats: seats(book.players, 10 * m as i64),
+            deadline_ms: i64::MAX,
+        });
+    }
+    let mut done = Vec::new();
+    for t in 0..10 {
+        done.extend(world.tick(t));
+    }
+    done.sort_by_key(|o| o.match_id);
+    assert_eq!(done.len(), 4, "one outcome per match, none twice");
+    assert_eq!(calls.lock().unwrap()[0], 4, "all four judged together");
+    assert_eq!(
+        done[1].result,
+        Err("judging failed: the Space weighs the llm judge but it was not loaded".to_string())
+    );
+    assert_eq!(done[1].entry_ids, vec![10, 11, 12]);
+    for i in [0, 2, 3] {
+        assert!(done[i].result.is_ok(), "{:?}", done[i]);
+    }
+    assert_eq!(world.live_matches(), 0);
+}
+
+/// The judging of a match's round does not depend on the other matches in the tick:
+/// the same match played alone and beside seven others gives the same result hash.
+#[test]
+fn a_match_judged_beside_others_hashes_as_alone() {
+    let play = |others: i64| {
+        let mut world = MatchWorld::new(
+            Box::new(InstantEngine::new()),
+            Box::new(RulesOnly),
+            Bus::new(),
+        );
+        for m in 0..=others {
+            let book = space(if m % 2 == 0 { "math-sprint" } else { "debate" });
+            world.add_match(MatchSpec {
+                match_id: m,
+                rulebook: book.clone(),
+                seed: 11 + m as u64,
+                seats: seats(book.players, 10 * m),
+                deadline_ms: i64::MAX,
+            });
+        }
+        let mut done = Vec::new();
+        for t in 0..10 {
+            done.extend(world.tick(t));
+        }
+        done.into_iter()
+            .find(|o| o.match_id == 0)
+            .unwrap()
+            .result
+            .unwrap()
+            .hash()
+    };
+    assert_eq!(play(0), play(7));
 }

@@ -1,5 +1,5 @@
 //! Runs the judge benchmarks on the real models and prints their JSON figures:
-//! `cargo run --release -p judges --example bench [judge|agreement|injection|all]`.
+//! `cargo run --release -p judges --example bench [judge|cross-match|agreement|injection|all]`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,10 @@ fn main() -> anyhow::Result<()> {
     };
     if which == "judge" || which == "all" {
         let v = bench::throughput(&judges, &spaces, 5)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    if which == "cross-match" || which == "all" {
+        let v = bench::cross_match(&judges, &spaces, 8, 4)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     if which == "agreement" || which == "all" {

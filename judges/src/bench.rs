@@ -3,6 +3,8 @@
 //!
 //! - [`throughput`]: responses scored per second for a 4-player round, pointwise and
 //!   pairwise, on the device the judges were loaded on;
+//! - [`cross_match`]: the rounds of concurrent matches judged one at a time against
+//!   all in one batch;
 //! - [`agreement`]: agreement with the labels of `agreement.jsonl`, position
 //!   consistency of the pairwise LLM judge, and length bias;
 //! - [`injection`]: how often an adversarial response beats an honest one.
@@ -17,9 +19,9 @@ use spaces::Rulebook;
 
 use crate::dataset::{AgreementCase, InjectionCase, read_jsonl, task_for};
 use crate::llm::{LlmMode, Preference};
-use crate::panel::{LoadedJudges, Panel, places};
+use crate::panel::{LoadedJudges, Panel, PanelRound, places};
 use crate::text::word_count;
-use crate::{Judge, JudgeError, Task};
+use crate::{Judge, JudgeError, Round, Task};
 
 fn books(spaces_dir: &Path) -> Result<BTreeMap<String, Arc<Rulebook>>, JudgeError> {
     let books = spaces::load_dir(spaces_dir).map_err(|e| JudgeError::Dataset {
@@ -103,6 +105,138 @@ pub fn throughput(
             "embedding": embed,
             "panel_pointwise": whole,
         },
+        "llm_model_sha256": llm.model_hash(),
+    }))
+}
+
+/// Seconds per run of two ways of doing the same work, timed alternately (`repeats`
+/// runs each, after one warm-up run each) so load on a shared machine falls on both
+/// alike: the fastest and the median run of each, and the last outputs.
+fn alternately<A, B>(
+    repeats: usize,
+    mut a: impl FnMut() -> Result<A, JudgeError>,
+    mut b: impl FnMut() -> Result<B, JudgeError>,
+) -> Result<([f64; 2], [f64; 2], A, B), JudgeError> {
+    let (mut out_a, mut out_b) = (a()?, b()?);
+    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        out_a = a()?;
+        times_a.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        out_b = b()?;
+        times_b.push(start.elapsed().as_secs_f64());
+    }
+    let fastest_and_median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        [t[0], t[t.len() / 2]]
+    };
+    Ok((
+        fastest_and_median(times_a),
+        fastest_and_median(times_b),
+        out_a,
+        out_b,
+    ))
+}
+
+/// Cross-match judging: `matches` 4-player Tweet Duel rounds (each its own task, as
+/// concurrent matches have) judged one round at a time, as the world's judge system
+/// did, and all in one batch, as it does now; for the LLM judge alone (pointwise)
+/// and for the whole panel. Reports seconds per tick (responses per second from the
+/// fastest run) and whether the two ways gave bit-identical scores (they must: a
+/// replay judges one match alone).
+pub fn cross_match(
+    judges: &LoadedJudges,
+    spaces_dir: &Path,
+    matches: usize,
+    repeats: usize,
+) -> Result<Value, JudgeError> {
+    let books = books(spaces_dir)?;
+    let tweet = book(&books, "tweet-duel")?;
+    let answers = [
+        "Your brain is mostly water. A glass before class keeps you focused and headaches away. Fill a bottle tonight!",
+        "Thirsty? Drink up. Water beats soda every time and costs nothing at the school fountain.",
+        "Hydration matters. Keep a bottle on your desk and sip between lessons; you will feel sharper by lunch.",
+        "Water is good. Drink it every day.",
+        "Skip the energy drink: cold water wakes you up, and your teeth will thank you.",
+    ];
+    let tasks: Vec<Task> = (0..matches)
+        .map(|m| Task::from_space(tweet, &tweet.task(m as u64 + 1, 0)))
+        .collect();
+    let responses: Vec<Vec<&str>> = (0..matches)
+        .map(|m| {
+            (0..tweet.players)
+                .map(|s| answers[(m + s) % answers.len()])
+                .collect()
+        })
+        .collect();
+    let hard: Vec<bool> = vec![false; tweet.players];
+    let rounds: Vec<Round<'_>> = tasks
+        .iter()
+        .zip(&responses)
+        .map(|(task, responses)| Round { task, responses })
+        .collect();
+    let llm = judges.llm.clone().ok_or(JudgeError::MissingJudge("llm"))?;
+    let llm = llm.with_mode(LlmMode::Pointwise);
+    let (llm_alone, llm_batched, alone, batched) = alternately(
+        repeats,
+        || {
+            rounds
+                .iter()
+                .map(|r| llm.score(r.task, r.responses))
+                .collect::<Result<Vec<_>, _>>()
+        },
+        || {
+            llm.score_many(&rounds)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        },
+    )?;
+    let llm_identical = alone == batched;
+    let panel = Panel::from_rulebook(tweet.clone(), judges)?;
+    let panel_rounds: Vec<PanelRound<'_>> = rounds
+        .iter()
+        .map(|r| PanelRound {
+            panel: &panel,
+            task: r.task,
+            responses: r.responses,
+            hard_failed: &hard,
+        })
+        .collect();
+    let (panel_alone, panel_batched, alone, batched) = alternately(
+        repeats,
+        || {
+            panel_rounds
+                .iter()
+                .map(|r| panel.judge(r.task, r.responses, r.hard_failed))
+                .collect::<Result<Vec<_>, _>>()
+        },
+        || {
+            Panel::judge_many(&panel_rounds)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        },
+    )?;
+    let responses_per_tick = (matches * tweet.players) as f64;
+    let figures = |alone: [f64; 2], batched: [f64; 2], identical: bool| {
+        json!({
+            "seconds_per_tick_one_round_at_a_time": {"fastest": alone[0], "median": alone[1]},
+            "seconds_per_tick_batched": {"fastest": batched[0], "median": batched[1]},
+            "responses_per_second_one_round_at_a_time": responses_per_tick / alone[0],
+            "responses_per_second_batched": responses_per_tick / batched[0],
+            "speedup_fastest": alone[0] / batched[0],
+            "speedup_median": alone[1] / batched[1],
+            "bit_identical": identical,
+        })
+    };
+    Ok(json!({
+        "bench": "judge-cross-match",
+        "device": "cpu",
+        "matches": matches,
+        "round_players": tweet.players,
+        "repeats_timed": repeats,
+        "llm_pointwise": figures(llm_alone, llm_batched, llm_identical),
+        "panel": figures(panel_alone, panel_batched, alone == batched),
         "llm_model_sha256": llm.model_hash(),
     }))
 }

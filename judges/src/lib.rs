@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
-pub use panel::{LoadedJudges, Panel, PanelMember, ResponseVerdict, agreement, places};
+pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict, agreement, places};
 pub use rules::RulesJudge;
 pub use screen::SemanticScreen;
 
@@ -133,12 +133,31 @@ pub enum JudgeError {
     },
 }
 
+/// One round for a judge to score: a task and the responses to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// The task.
+    pub task: &'a Task,
+    /// The responses, in seat order.
+    pub responses: &'a [&'a str],
+}
+
 /// A judge: scores N responses to one task.
 pub trait Judge: Send + Sync {
     /// This judge's identity.
     fn id(&self) -> JudgeId;
     /// One score per response, in order.
     fn score(&self, task: &Task, responses: &[&str]) -> Result<Vec<Score>, JudgeError>;
+    /// Scores several rounds (of different tasks, even different Spaces), one result per
+    /// round in order. A judge that can share work across rounds (one batched forward
+    /// pass) overrides this; either way each round gets bit for bit what
+    /// [`Judge::score`] gives it alone, and a failing round fails alone.
+    fn score_many(&self, rounds: &[Round<'_>]) -> Vec<Result<Vec<Score>, JudgeError>> {
+        rounds
+            .iter()
+            .map(|r| self.score(r.task, r.responses))
+            .collect()
+    }
     /// Whether the panel must show this judge the whole response rather than the
     /// length-controlled prefix (true for objective checks such as length rules).
     fn sees_full_text(&self) -> bool {

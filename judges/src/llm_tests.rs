@@ -109,6 +109,109 @@ fn pairwise_judges_both_orders_and_scores_mean_preference() {
     assert_eq!(pairwise.score(&task(), &[a]).unwrap()[0].score, 0.5);
 }
 
+/// Rounds of different tasks and rubrics (different Spaces' prompts), as one tick of
+/// several matches hands them to the judge.
+fn mixed_rounds() -> Vec<(Task, Vec<&'static str>)> {
+    vec![
+        (
+            task(),
+            vec![
+                "Drink water, feel great!",
+                "Water keeps you sharp.",
+                "Cats.",
+            ],
+        ),
+        (
+            Task::new("Write a haiku about autumn.", "Three lines, 5-7-5, vivid."),
+            vec![
+                "Red leaves drift and fall\nthe cold wind hums through the oaks\nsummer says goodbye",
+                "Autumn is a season.",
+            ],
+        ),
+        (
+            Task::new("What is 17 + 25?", "Exact answer only."),
+            vec!["42", "43", "forty-two", "I think 42."],
+        ),
+        (task(), vec!["Hydrate."]),
+    ]
+}
+
+#[test]
+fn rounds_of_many_tasks_score_the_same_batched_as_alone() {
+    let judge = tiny_judge();
+    for judge in [judge.clone(), judge.with_mode(LlmMode::Pairwise)] {
+        let rounds = mixed_rounds();
+        let asked: Vec<Round<'_>> = rounds
+            .iter()
+            .map(|(task, responses)| Round { task, responses })
+            .collect();
+        let batched = judge.score_many(&asked);
+        assert_eq!(batched.len(), rounds.len());
+        for ((task, responses), batched) in rounds.iter().zip(batched) {
+            let batched = batched.unwrap();
+            let alone = judge.score(task, responses).unwrap();
+            assert_eq!(batched.len(), responses.len());
+            // Bit for bit: a replay judges one match alone and must get the same hash.
+            let bits = |s: &[Score]| s.iter().map(|s| s.score.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&batched), bits(&alone), "{:?} {task:?}", judge.mode());
+            assert_eq!(batched, alone);
+        }
+        // The order of the rounds in the batch does not matter either.
+        let reversed: Vec<Round<'_>> = asked.iter().rev().copied().collect();
+        let back: Vec<_> = judge
+            .score_many(&reversed)
+            .into_iter()
+            .rev()
+            .map(Result::unwrap)
+            .collect();
+        let forward: Vec<_> = judge
+            .score_many(&asked)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, forward);
+    }
+}
+
+#[test]
+fn a_round_that_cannot_be_judged_fails_alone() {
+    let judge = tiny_judge();
+    // Longer than the tiny model's 2048-token context: the batched pass refuses it.
+    let huge = Task::new("water ".repeat(3000), "On topic.");
+    let good = task();
+    let responses = ["Drink water, feel great!", "Cats."];
+    let asked = [
+        Round {
+            task: &good,
+            responses: &responses,
+        },
+        Round {
+            task: &huge,
+            responses: &responses,
+        },
+        Round {
+            task: &good,
+            responses: &responses[1..],
+        },
+    ];
+    let out = judge.score_many(&asked);
+    assert!(matches!(
+        out[1],
+        Err(JudgeError::Runtime(
+            agents::AgentError::PromptTooLong { .. }
+        ))
+    ));
+    assert_eq!(
+        out[0].as_ref().unwrap(),
+        &judge.score(&good, &responses).unwrap()
+    );
+    assert_eq!(
+        out[2].as_ref().unwrap(),
+        &judge.score(&good, &responses[1..]).unwrap()
+    );
+    assert!(judge.score_many(&[]).is_empty());
+}
+
 #[test]
 fn file_hash_is_the_sha256_of_the_bytes() {
     let dir = std::env::temp_dir().join(format!("judges-hash-{}", std::process::id()));

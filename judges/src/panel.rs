@@ -24,7 +24,7 @@ use crate::embedding::EmbeddingJudge;
 use crate::llm::{DELIMITERS, LlmJudge};
 use crate::rules::RulesJudge;
 use crate::screen::SemanticScreen;
-use crate::{Judge, JudgeError, Score, Task};
+use crate::{Judge, JudgeError, Round, Score, Task};
 
 /// What a flagged response keeps of its combined score.
 pub const INJECTION_FACTOR: f64 = 0.0;
@@ -53,6 +53,31 @@ pub struct Panel {
     /// The semantic screen (on the embedding model), consulted when the rules find
     /// nothing; `None` without an embedding model.
     pub semantic_screen: Option<SemanticScreen>,
+}
+
+/// One match's round for [`Panel::judge_many`]: the panel of its Space, the task,
+/// the responses in seat order, and which of them broke a hard rule.
+#[derive(Clone, Copy)]
+pub struct PanelRound<'a> {
+    /// The Space's panel.
+    pub panel: &'a Panel,
+    /// The round's task.
+    pub task: &'a Task,
+    /// The responses, in seat order.
+    pub responses: &'a [&'a str],
+    /// Whether each response broke a hard rule.
+    pub hard_failed: &'a [bool],
+}
+
+/// A judge and the (round, member) pairs that ask it, by index.
+type JudgeAsked<'a> = (&'a Arc<dyn Judge>, Vec<(usize, usize)>);
+
+/// One judge's scores of one round, or why it failed.
+type Scored = Result<Vec<Score>, JudgeError>;
+
+/// Whether two members hold the very same judge object (the shared loaded model).
+fn same_judge(a: &Arc<dyn Judge>, b: &Arc<dyn Judge>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
 /// The judges a deployment has loaded, shared by every panel built from them.
@@ -175,29 +200,97 @@ impl Panel {
         responses: &[&str],
         hard_failed: &[bool],
     ) -> Result<Vec<ResponseVerdict>, JudgeError> {
-        assert_eq!(responses.len(), hard_failed.len());
-        let judged: Vec<String> = responses
+        // Alone is a batch of one, so a replay scores through the same code.
+        Panel::judge_many(&[PanelRound {
+            panel: self,
+            task,
+            responses,
+            hard_failed,
+        }])
+        .pop()
+        .expect("one round in, one out")
+    }
+
+    /// Scores the rounds of many matches (each under its own Space's panel) at once:
+    /// each judge that several rounds share (the loaded LLM judge, say) scores all of
+    /// them in one [`Judge::score_many`] call. One result per round, in order; a round
+    /// that fails fails alone, and every round gets the same verdicts as judged alone.
+    pub fn judge_many(rounds: &[PanelRound<'_>]) -> Vec<Result<Vec<ResponseVerdict>, JudgeError>> {
+        // What each judge is shown: the length-controlled prefix, unless it sees the
+        // whole text.
+        let clipped: Vec<Vec<String>> = rounds
             .iter()
-            .map(|r| match self.target_length {
-                Some(target) if self.length_unit.measure(r) > target => {
-                    clip(r, target, self.length_unit)
-                }
-                _ => (*r).to_string(),
+            .map(|r| {
+                assert_eq!(r.responses.len(), r.hard_failed.len());
+                r.responses
+                    .iter()
+                    .map(|t| match r.panel.target_length {
+                        Some(target) if r.panel.length_unit.measure(t) > target => {
+                            clip(t, target, r.panel.length_unit)
+                        }
+                        _ => (*t).to_string(),
+                    })
+                    .collect()
             })
             .collect();
-        let judged: Vec<&str> = judged.iter().map(String::as_str).collect();
-        let per_judge: Vec<Vec<Score>> = self
-            .members
+        let clipped: Vec<Vec<&str>> = clipped
             .iter()
-            .map(|m| {
-                let shown = if m.judge.sees_full_text() {
-                    responses
-                } else {
-                    &judged
-                };
-                m.judge.score(task, shown)
+            .map(|c| c.iter().map(String::as_str).collect())
+            .collect();
+        // Every (round, member) pair, grouped by the judge object behind the member.
+        let mut by_judge: Vec<JudgeAsked<'_>> = Vec::new();
+        for (i, r) in rounds.iter().enumerate() {
+            for (j, m) in r.panel.members.iter().enumerate() {
+                match by_judge
+                    .iter_mut()
+                    .find(|(judge, _)| same_judge(judge, &m.judge))
+                {
+                    Some((_, asked)) => asked.push((i, j)),
+                    None => by_judge.push((&m.judge, vec![(i, j)])),
+                }
+            }
+        }
+        let mut scores: Vec<Vec<Option<Scored>>> = rounds
+            .iter()
+            .map(|r| r.panel.members.iter().map(|_| None).collect())
+            .collect();
+        for (judge, asked) in by_judge {
+            let shown: Vec<Round<'_>> = asked
+                .iter()
+                .map(|&(i, _)| Round {
+                    task: rounds[i].task,
+                    responses: if judge.sees_full_text() {
+                        rounds[i].responses
+                    } else {
+                        &clipped[i]
+                    },
+                })
+                .collect();
+            for (&(i, j), result) in asked.iter().zip(judge.score_many(&shown)) {
+                scores[i][j] = Some(result);
+            }
+        }
+        rounds
+            .iter()
+            .zip(scores)
+            .map(|(r, per_judge)| {
+                let per_judge = per_judge
+                    .into_iter()
+                    .map(|s| s.expect("every member was asked"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                r.panel.verdicts(r.responses, r.hard_failed, per_judge)
             })
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// Screens a round's responses and combines its judges' scores (`per_judge`, in
+    /// panel order) into verdicts.
+    fn verdicts(
+        &self,
+        responses: &[&str],
+        hard_failed: &[bool],
+        per_judge: Vec<Vec<Score>>,
+    ) -> Result<Vec<ResponseVerdict>, JudgeError> {
         let delimiters: Option<Vec<&str>> = self
             .injection_delimiters
             .as_ref()
@@ -447,6 +540,97 @@ mod tests {
         assert_eq!(v[0].scores[0].score, 0.0);
         assert_eq!(clip("one\n\ntwo\nthree", 2, LengthUnit::Lines), "one\ntwo");
         assert_eq!(clip(" abcdef ", 3, LengthUnit::Chars), "abc");
+    }
+
+    /// Scores by length like [`ByLength`], records the size of every `score_many`
+    /// call, and fails any round whose task prompt is "fail".
+    struct Counting {
+        calls: std::sync::Mutex<Vec<usize>>,
+    }
+    impl Judge for Counting {
+        fn id(&self) -> JudgeId {
+            ByLength(0.1).id()
+        }
+        fn score(&self, task: &Task, responses: &[&str]) -> Result<Vec<Score>, JudgeError> {
+            if task.prompt == "fail" {
+                return Err(JudgeError::MissingJudge("counting"));
+            }
+            ByLength(0.1).score(task, responses)
+        }
+        fn score_many(&self, rounds: &[Round<'_>]) -> Vec<Result<Vec<Score>, JudgeError>> {
+            self.calls.lock().unwrap().push(rounds.len());
+            rounds
+                .iter()
+                .map(|r| self.score(r.task, r.responses))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn rounds_of_many_panels_share_one_call_per_judge_and_fail_alone() {
+        let shared = Arc::new(Counting {
+            calls: Default::default(),
+        });
+        let member = |weight| PanelMember {
+            judge: shared.clone(),
+            weight,
+        };
+        let mut short = Panel::new(vec![
+            member(1.0),
+            PanelMember {
+                judge: Arc::new(Short),
+                weight: 1.0,
+            },
+        ]);
+        short.target_length = Some(3);
+        let plain = Panel::new(vec![member(2.0)]);
+        let (a, b, bad) = (
+            task(),
+            Task::new("q", "other rubric"),
+            Task::new("fail", "r"),
+        );
+        let long = ["a b c d e f", "a b"];
+        let one = ["a b c"];
+        let rounds = [
+            PanelRound {
+                panel: &short,
+                task: &a,
+                responses: &long,
+                hard_failed: &[false, true],
+            },
+            PanelRound {
+                panel: &plain,
+                task: &bad,
+                responses: &one,
+                hard_failed: &[false],
+            },
+            PanelRound {
+                panel: &plain,
+                task: &b,
+                responses: &one,
+                hard_failed: &[false],
+            },
+        ];
+        let many = Panel::judge_many(&rounds);
+        assert_eq!(
+            *shared.calls.lock().unwrap(),
+            vec![3],
+            "the judge both panels share is asked once, with every round"
+        );
+        assert!(matches!(many[1], Err(JudgeError::MissingJudge("counting"))));
+        for i in [0, 2] {
+            let r = &rounds[i];
+            let alone = r.panel.judge(r.task, r.responses, r.hard_failed).unwrap();
+            assert_eq!(many[i].as_ref().unwrap(), &alone);
+        }
+        // The shared judge saw the length-clipped text, the full-text judge the whole.
+        let v = many[0].as_ref().unwrap();
+        assert_eq!(
+            v[0].scores[0].score,
+            ByLength(0.1).score(&a, &["a b c"]).unwrap()[0].score
+        );
+        assert_eq!(v[0].scores[1].score, 0.0);
+        assert!(Panel::judge_many(&[]).is_empty());
     }
 
     #[test]

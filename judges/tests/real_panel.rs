@@ -1,5 +1,6 @@
 //! The panel on the real models (SmolLM2 judge, MiniLM embeddings): a Tweet Duel round,
-//! and the injection suites of `assets/judges/injection.jsonl` and the held-out
+//! eight rounds of four Spaces judged in one batch (the same bits as alone), and the
+//! injection suites of `assets/judges/injection.jsonl` and the held-out
 //! `assets/judges/injection_heldout.jsonl`.
 //!
 //! The SmolLM2 forward pass lives in the `agents` crate, which the dev profile does not
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use judges::{
-    EmbeddingJudge, LlmJudge, LoadedJudges, Panel, Task, bench::injection_outcomes, places,
+    EmbeddingJudge, LlmJudge, LoadedJudges, Panel, PanelRound, Task, bench::injection_outcomes,
+    places,
 };
 
 fn judges() -> &'static LoadedJudges {
@@ -65,6 +67,62 @@ fn tweet_duel_round_ranks_rule_breakers_and_injections_last() {
     assert_eq!(v[0].scores[0].judge.template_version, "llm-pointwise-v1");
     // Same inputs, same scores, bit for bit.
     assert_eq!(v, panel.judge_round(&task, &round).unwrap());
+}
+
+/// Eight matches' rounds in four Spaces, judged in one batch as the world's judge
+/// system does, get bit for bit the verdicts each gets judged alone (as a replay
+/// judges it).
+#[test]
+fn rounds_judged_in_one_batch_match_each_judged_alone() {
+    let books = spaces::load_dir(assets().join("spaces")).unwrap();
+    let slugs = ["tweet-duel", "math-sprint", "haiku", "debate"];
+    let panels: Vec<(Arc<spaces::Rulebook>, Panel)> = slugs
+        .iter()
+        .map(|slug| {
+            let book = Arc::new(books.iter().find(|b| b.slug == *slug).unwrap().clone());
+            let panel = Panel::from_rulebook(book.clone(), judges()).unwrap();
+            (book, panel)
+        })
+        .collect();
+    let answers = [
+        "Water keeps your brain sharp; drink a glass before class.",
+        "42",
+        "Cold rain on the roof\nthe kettle sings in the dark\nautumn settles in",
+        "Schools should start later: sleep-deprived teens learn less and crash more.",
+        "I do not know.",
+    ];
+    let rounds: Vec<(usize, Task, Vec<&str>, Vec<bool>)> = (0..8)
+        .map(|m| {
+            let (book, _) = &panels[m % panels.len()];
+            let task = Task::from_space(book, &book.task(m as u64, 0));
+            let responses: Vec<&str> = (0..book.players)
+                .map(|s| answers[(m + s) % answers.len()])
+                .collect();
+            let hard = vec![false; responses.len()];
+            (m % panels.len(), task, responses, hard)
+        })
+        .collect();
+    let asked: Vec<PanelRound<'_>> = rounds
+        .iter()
+        .map(|(p, task, responses, hard)| PanelRound {
+            panel: &panels[*p].1,
+            task,
+            responses,
+            hard_failed: hard,
+        })
+        .collect();
+    let batched = Panel::judge_many(&asked);
+    for (r, batched) in asked.iter().zip(batched) {
+        let batched = batched.unwrap();
+        let alone = r.panel.judge(r.task, r.responses, r.hard_failed).unwrap();
+        for (b, a) in batched.iter().zip(&alone) {
+            assert_eq!(b.combined.to_bits(), a.combined.to_bits());
+            for (bs, as_) in b.scores.iter().zip(&a.scores) {
+                assert_eq!(bs.score.to_bits(), as_.score.to_bits(), "{}", bs.judge.name);
+            }
+        }
+        assert_eq!(batched, alone);
+    }
 }
 
 /// Runs one injection set through the real panel and checks the goal: fewer than 5%

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use arena::bus::Bus;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
-use arena::judging::{RoundJudge, RoundVerdict, RulesOnlyJudge};
+use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge};
 use arena::payments::Payments;
 use arena::runner::{MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
 use arena::world::{MatchSpec, MatchWorld, SeatSpec};
@@ -95,6 +95,15 @@ impl RoundJudge for TimedJudge {
     ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
         let t = Instant::now();
         let out = self.inner.judge(rulebook, task, responses, hard_failed);
+        self.timing.lock().expect("timing").judge += t.elapsed();
+        out
+    }
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        let t = Instant::now();
+        let out = self.inner.judge_many(rounds);
         self.timing.lock().expect("timing").judge += t.elapsed();
         out
     }
