@@ -12,13 +12,19 @@
 //! gap and no duplicate. A subscriber that falls more than [`SUBSCRIBER_BUFFER`]
 //! events behind is dropped by its broadcast (it sees `Lagged`) rather than slowing
 //! the publisher or anyone else. Publishing never waits on the network.
+//!
+//! Subscribers share each event: the broadcast carries a [`LiveEvent`], a reference
+//! to one event whose JSON text is made once, so ten thousand spectators of a match
+//! cost one clone of a pointer each, not a copy and a serialization each.
 
 mod streams;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::events::{EventKind, MatchEvent};
 use crate::redis_setup::BadSetting;
@@ -26,10 +32,69 @@ use crate::redis_setup::BadSetting;
 /// How many events a slow subscriber may fall behind before it is cut off.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
 
+/// One published event as every subscriber shares it: cloning it clones a pointer,
+/// and its JSON text (what a websocket sends) is made once, by the first reader
+/// that asks for it, then shared by all.
+#[derive(Clone)]
+pub struct LiveEvent(Arc<Shared>);
+
+struct Shared {
+    event: MatchEvent,
+    json: OnceLock<Bytes>,
+}
+
+impl LiveEvent {
+    /// Shares `event`.
+    pub fn new(event: MatchEvent) -> LiveEvent {
+        LiveEvent(Arc::new(Shared {
+            event,
+            json: OnceLock::new(),
+        }))
+    }
+
+    /// The event.
+    pub fn event(&self) -> &MatchEvent {
+        &self.0.event
+    }
+
+    /// The event as JSON text (UTF-8), serialized on the first call only.
+    pub fn json(&self) -> &Bytes {
+        self.0.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&self.0.event).expect("events serialize"))
+        })
+    }
+}
+
+impl std::ops::Deref for LiveEvent {
+    type Target = MatchEvent;
+
+    fn deref(&self) -> &MatchEvent {
+        &self.0.event
+    }
+}
+
+impl From<MatchEvent> for LiveEvent {
+    fn from(event: MatchEvent) -> LiveEvent {
+        LiveEvent::new(event)
+    }
+}
+
+impl std::fmt::Debug for LiveEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.event.fmt(f)
+    }
+}
+
+impl PartialEq for LiveEvent {
+    fn eq(&self, other: &LiveEvent) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.event == other.0.event
+    }
+}
+
 #[derive(Default)]
 struct History {
     /// Events of matches still running, for late joiners.
-    history: HashMap<i64, Vec<MatchEvent>>,
+    history: HashMap<i64, Vec<LiveEvent>>,
     /// The next sequence number per live match.
     next_seq: HashMap<i64, u64>,
 }
@@ -45,7 +110,7 @@ enum Backend {
 pub struct Bus {
     /// This process's live events (in-process: published here; Redis: read from
     /// the feed).
-    tx: broadcast::Sender<MatchEvent>,
+    tx: broadcast::Sender<LiveEvent>,
     backend: Backend,
 }
 
@@ -116,12 +181,12 @@ impl Bus {
     fn publish_local(&self, history: &Mutex<History>, match_id: i64, kind: EventKind) {
         let mut inner = history.lock().expect("bus lock");
         let seq = inner.next_seq.entry(match_id).or_insert(0);
-        let event = MatchEvent {
+        let event = LiveEvent::new(MatchEvent {
             match_id,
             seq: *seq,
             at_ms: store::now_ms(),
             kind,
-        };
+        });
         *seq += 1;
         if event.kind.is_final() {
             inner.history.remove(&match_id);
@@ -138,7 +203,7 @@ impl Bus {
     }
 
     /// Every event from now on, of every match.
-    pub fn subscribe(&self) -> broadcast::Receiver<MatchEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.tx.subscribe()
     }
 
@@ -158,6 +223,7 @@ impl Bus {
                 // read is still ahead in this process's feed.
                 let rx = self.tx.subscribe();
                 let (snapshot, next_seq) = redis.history(match_id).await?;
+                let snapshot = snapshot.into_iter().map(LiveEvent::new).collect();
                 Ok(Spectator::new(match_id, snapshot, next_seq, rx))
             }
         }
@@ -178,8 +244,8 @@ pub struct Spectator {
     match_id: i64,
     next_seq: u64,
     /// Events before the live stream.
-    pub snapshot: Vec<MatchEvent>,
-    rx: broadcast::Receiver<MatchEvent>,
+    pub snapshot: Vec<LiveEvent>,
+    rx: broadcast::Receiver<LiveEvent>,
 }
 
 /// Why a spectator stream ended.
@@ -197,9 +263,9 @@ impl Spectator {
     /// `next_seq` defaults to just past the snapshot.
     fn new(
         match_id: i64,
-        snapshot: Vec<MatchEvent>,
+        snapshot: Vec<LiveEvent>,
         next_seq: Option<u64>,
-        rx: broadcast::Receiver<MatchEvent>,
+        rx: broadcast::Receiver<LiveEvent>,
     ) -> Spectator {
         let next_seq = next_seq.unwrap_or_else(|| snapshot.last().map_or(0, |e| e.seq + 1));
         Spectator {
@@ -212,19 +278,45 @@ impl Spectator {
 
     /// The next live event of this match (skipping other matches and anything the
     /// snapshot already held).
-    pub async fn next(&mut self) -> Result<MatchEvent, SpectatorError> {
+    pub async fn next(&mut self) -> Result<LiveEvent, SpectatorError> {
         loop {
             match self.rx.recv().await {
-                Ok(e) if e.match_id == self.match_id && e.seq >= self.next_seq => {
-                    self.next_seq = e.seq + 1;
-                    return Ok(e);
+                Ok(e) => {
+                    if self.take(&e) {
+                        return Ok(e);
+                    }
                 }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    return Err(SpectatorError::Lagged(n));
-                }
-                Err(broadcast::error::RecvError::Closed) => return Err(SpectatorError::Closed),
+                Err(RecvError::Lagged(n)) => return Err(SpectatorError::Lagged(n)),
+                Err(RecvError::Closed) => return Err(SpectatorError::Closed),
             }
+        }
+    }
+
+    /// The next live event of this match if one is already waiting, without
+    /// waiting: a spectator woken for one event takes the rest this way and sends
+    /// them together.
+    pub fn try_next(&mut self) -> Result<Option<LiveEvent>, SpectatorError> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) => {
+                    if self.take(&e) {
+                        return Ok(Some(e));
+                    }
+                }
+                Err(TryRecvError::Empty) => return Ok(None),
+                Err(TryRecvError::Lagged(n)) => return Err(SpectatorError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(SpectatorError::Closed),
+            }
+        }
+    }
+
+    /// Whether `e` is this match's next event (moving past it if so).
+    fn take(&mut self, e: &MatchEvent) -> bool {
+        if e.match_id == self.match_id && e.seq >= self.next_seq {
+            self.next_seq = e.seq + 1;
+            true
+        } else {
+            false
         }
     }
 }
@@ -282,6 +374,43 @@ mod tests {
             bus.watch(7).await.unwrap().snapshot.is_empty(),
             "history is dropped once the match ends"
         );
+    }
+
+    #[tokio::test]
+    async fn waiting_events_are_taken_at_once_and_share_one_json_text() {
+        let bus = Bus::new();
+        let mut a = bus.watch(3).await.unwrap();
+        let mut b = bus.watch(3).await.unwrap();
+        assert_eq!(a.try_next().unwrap(), None);
+        bus.publish(3, delta("x"));
+        bus.publish(4, delta("another match"));
+        bus.publish(3, delta("y"));
+        let first = a.try_next().unwrap().unwrap();
+        let same = b.next().await.unwrap();
+        assert_eq!(first.seq, 0);
+        assert_eq!(
+            first.json().as_ptr(),
+            same.json().as_ptr(),
+            "every subscriber sends the one serialization"
+        );
+        let parsed: MatchEvent = serde_json::from_slice(first.json()).unwrap();
+        assert_eq!(&parsed, first.event());
+        assert_eq!(
+            serde_json::to_string(first.event()).unwrap().as_bytes(),
+            &first.json()[..]
+        );
+        assert_eq!(a.try_next().unwrap().map(|e| e.seq), Some(1));
+        assert_eq!(a.try_next().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_spectator_taking_without_waiting_is_cut_off_too() {
+        let bus = Bus::new();
+        let mut slow = bus.watch(1).await.unwrap();
+        for i in 0..(SUBSCRIBER_BUFFER + 10) {
+            bus.publish(1, delta(&i.to_string()));
+        }
+        assert!(matches!(slow.try_next(), Err(SpectatorError::Lagged(_))));
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ async fn two_handles() -> Option<(TestNamespace, Bus, Bus)> {
 }
 
 /// Every event of `spectator` until the final one, the snapshot included.
-async fn drain(mut spectator: Spectator) -> Vec<MatchEvent> {
+async fn drain(mut spectator: Spectator) -> Vec<LiveEvent> {
     let mut seen = std::mem::take(&mut spectator.snapshot);
     loop {
         let e = tokio::time::timeout(Duration::from_secs(20), spectator.next())
@@ -45,7 +45,7 @@ async fn drain(mut spectator: Spectator) -> Vec<MatchEvent> {
     }
 }
 
-fn seqs(events: &[MatchEvent]) -> Vec<u64> {
+fn seqs(events: &[LiveEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
 

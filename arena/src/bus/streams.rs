@@ -27,7 +27,7 @@ use redis::{AsyncConnectionConfig, Client, Script};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use super::BusError;
+use super::{BusError, LiveEvent};
 use crate::events::{EventKind, MatchEvent};
 use crate::redis_setup::{check_namespace, open_client};
 
@@ -127,7 +127,7 @@ impl RedisBus {
     pub(super) async fn open(
         url: &str,
         namespace: &str,
-        live: broadcast::Sender<MatchEvent>,
+        live: broadcast::Sender<LiveEvent>,
     ) -> Result<RedisBus, BusError> {
         check_namespace(namespace)?;
         let client = open_client(url)?;
@@ -362,7 +362,7 @@ async fn read_feed(
     client: Client,
     feed: String,
     mut last_id: String,
-    live: broadcast::Sender<MatchEvent>,
+    live: broadcast::Sender<LiveEvent>,
 ) {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -404,7 +404,7 @@ async fn read_feed(
                     if live.receiver_count() > 0
                         && let Some(event) = parse_event(&entry, None)
                     {
-                        let _ = live.send(event);
+                        let _ = live.send(LiveEvent::new(event));
                     }
                     last_id = entry.id;
                 }

@@ -121,6 +121,18 @@ pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU time this process has used so far, user and system together, seconds.
+pub(crate) fn cpu_secs() -> Option<f64> {
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct, and
+    // getrusage only writes the struct passed by pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+}
+
 pub(crate) fn mib(kib: Option<u64>) -> Option<f64> {
     kib.map(|k| round2(k as f64 / 1024.0))
 }

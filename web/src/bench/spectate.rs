@@ -114,6 +114,12 @@ pub struct SpectateFigures {
     pub server_peak_rss_mib: Option<f64>,
     /// Peak RSS of the clients' process, MiB.
     pub clients_peak_rss_mib: Option<f64>,
+    /// CPU seconds the server's process used from the first publish to the last
+    /// receipt (the server and the emitter thread; the clients too when in process).
+    pub server_cpu_secs: Option<f64>,
+    /// CPU seconds the clients' process used over about the same span (from when
+    /// all were connected), when it is a child process.
+    pub clients_cpu_secs: Option<f64>,
 }
 
 fn check(opts: &SpectateOptions) -> Result<(), BenchError> {
@@ -185,6 +191,7 @@ pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
     let mut clients = Spectators::start(&opts.clients, plan, opts.client_threads)?;
     let ready = clients.ready()?;
 
+    let cpu_at_start = super::cpu_secs();
     let emitter = {
         let (bus, opts) = (bus.clone(), opts.clone());
         std::thread::Builder::new()
@@ -196,6 +203,9 @@ pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
         .join()
         .map_err(|_| BenchError::Check("the emitter thread panicked".into()))?;
     let report = clients.report()?;
+    let server_cpu_secs = super::cpu_secs()
+        .zip(cpu_at_start)
+        .map(|(end, start)| round2(end - start));
     let _ = stop.send(());
     server_rt.shutdown_timeout(Duration::from_secs(10));
     if emitted.events != expected {
@@ -226,6 +236,11 @@ pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
         delay: report.delay,
         server_peak_rss_mib: mib(proc_status_kib("VmHWM")),
         clients_peak_rss_mib: report.peak_rss_mib,
+        server_cpu_secs,
+        clients_cpu_secs: report.cpu_secs.filter(|_| {
+            // In process, the one process's CPU is already the server's figure.
+            matches!(opts.clients, Clients::Child { .. })
+        }),
     })
 }
 

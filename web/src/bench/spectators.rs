@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{BenchError, Percentiles, mib, proc_status_kib};
+use super::{BenchError, Percentiles, mib, proc_status_kib, round2};
 
 /// Who to connect and what to expect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +59,10 @@ pub struct ClientReport {
     pub delay: Percentiles,
     /// Peak RSS of the clients' process, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// CPU seconds the clients' process used from when every spectator was
+    /// connected to the end (reading, parsing and timing every event).
+    #[serde(default)]
+    pub cpu_secs: Option<f64>,
 }
 
 /// What one spectator saw.
@@ -71,10 +75,29 @@ struct Tally {
 }
 
 /// The two fields a spectator reads of each event (serde skips the rest).
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct Stamp {
     seq: u64,
     at_ms: i64,
+}
+
+/// An event's stamp, read from the start of its text where the server writes it
+/// (`{"match_id":…,"seq":…,"at_ms":…,`), else by parsing the whole event. The
+/// clients share the server's cores, so what they spend per event is kept small;
+/// the receipt time is taken before this anyway.
+fn stamp(text: &str) -> Option<Stamp> {
+    /// The number after `key` up to the next comma, and the text after that comma.
+    fn field<'a, T: std::str::FromStr>(text: &'a str, key: &str) -> Option<(T, &'a str)> {
+        let (value, rest) = text.strip_prefix(key)?.split_once(',')?;
+        Some((value.parse().ok()?, rest))
+    }
+    let quick = || {
+        let (_, rest): (i64, _) = field(text, "{\"match_id\":")?;
+        let (seq, rest) = field(rest, "\"seq\":")?;
+        let (at_ms, _) = field(rest, "\"at_ms\":")?;
+        Some(Stamp { seq, at_ms })
+    };
+    quick().or_else(|| serde_json::from_str(text).ok())
 }
 
 /// Microseconds since the epoch.
@@ -95,8 +118,9 @@ pub async fn run(
     let (clients, connected) = connect_all(&plan).await;
     let ok = connected.is_ok();
     let _ = ready.send(connected.map(|_| Ready {
-        connect_secs: super::round2(start.elapsed().as_secs_f64()),
+        connect_secs: round2(start.elapsed().as_secs_f64()),
     }));
+    let cpu_at_ready = super::cpu_secs();
     let mut tallies = Vec::with_capacity(clients.len());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(plan.timeout_secs);
     for client in clients {
@@ -110,7 +134,11 @@ pub async fn run(
             _ => tallies.push(Tally::default()),
         }
     }
-    sum_up(&tallies, plan.events)
+    let mut report = sum_up(&tallies, plan.events);
+    report.cpu_secs = super::cpu_secs()
+        .zip(cpu_at_ready)
+        .map(|(end, start)| round2(end - start));
+    report
 }
 
 fn sum_up(tallies: &[Tally], events: u64) -> ClientReport {
@@ -133,6 +161,7 @@ fn sum_up(tallies: &[Tally], events: u64) -> ClientReport {
         last_receipt_us: last,
         delay: Percentiles::of_micros(&mut delays),
         peak_rss_mib: mib(proc_status_kib("VmHWM")),
+        cpu_secs: None,
     }
 }
 
@@ -243,8 +272,9 @@ async fn open(url: &str) -> Result<Socket, BenchError> {
     stream
         .set_nodelay(true)
         .map_err(BenchError::io("TCP_NODELAY"))?;
-    // Spectators only read small frames.
-    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    // Spectators only read small frames (and tungstenite zeroes the free part of
+    // the buffer before each read, so a large one costs time as well as memory).
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
     let (socket, _) =
         tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     Ok(socket)
@@ -261,7 +291,7 @@ async fn listen(mut socket: Socket) -> Tally {
         match message {
             Ok(Message::Text(text)) => {
                 let received = now_us();
-                let Ok(stamp) = serde_json::from_str::<Stamp>(text.as_str()) else {
+                let Some(stamp) = stamp(text.as_str()) else {
                     tally.in_order = false;
                     break;
                 };
@@ -282,4 +312,37 @@ async fn listen(mut socket: Socket) -> Tally {
         }
     }
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arena::events::{EventKind, MatchEvent};
+
+    #[test]
+    fn the_stamp_is_read_from_the_start_of_the_text_as_json_would() {
+        let event = MatchEvent {
+            match_id: 12,
+            seq: 345,
+            at_ms: 1_764_000_000_123,
+            kind: EventKind::TokenDelta {
+                round: 0,
+                entry_id: 3,
+                text: " tea, \"hot\"".into(),
+            },
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        let want = Stamp {
+            seq: 345,
+            at_ms: 1_764_000_000_123,
+        };
+        assert_eq!(stamp(&text), Some(want));
+        assert_eq!(serde_json::from_str::<Stamp>(&text).ok(), stamp(&text));
+        // Another field order still parses, the slow way.
+        assert_eq!(
+            stamp(r#"{"seq":1,"at_ms":2,"match_id":3}"#),
+            Some(Stamp { seq: 1, at_ms: 2 })
+        );
+        assert_eq!(stamp("not json"), None);
+    }
 }
