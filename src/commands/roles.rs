@@ -306,7 +306,8 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
     };
     let metrics = Metrics::new("serve", &id);
     let ops = Ops::new("serve", &id, metrics.clone());
-    let ops_addr = ops.serve(&args.ops_bind, stop.clone()).await?;
+    // The web listener is bound first, so `/health` never answers "ok" while the API
+    // port still refuses connections.
     let web = {
         let mut stop = stop.clone();
         crate::commands::web::spawn_server_until(&platform, config, args.dev_login, async move {
@@ -314,6 +315,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
         })
         .await?
     };
+    let ops_addr = ops.serve(&args.ops_bind, stop.clone()).await?;
     let mut matchmaker = Matchmaker::new(
         platform.store.clone(),
         platform.payments.clone(),
