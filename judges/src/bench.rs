@@ -300,6 +300,8 @@ pub fn agreement(
     let mut by_judge: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_flaw: BTreeMap<String, Tally> = BTreeMap::new();
     let mut consistent = 0;
+    let mut consistent_raw = 0;
+    let mut prior_sum = 0.0;
     let mut first_shown_wins = 0;
     let mut decided_orders = 0;
     for case in &cases {
@@ -335,8 +337,12 @@ pub fn agreement(
         if (pv.orders[0] > 0.5) == (pv.orders[1] > 0.5) {
             consistent += 1;
         }
-        // orders[1] is P(good better) with good shown second.
-        for shown_first_p in [pv.orders[0], 1.0 - pv.orders[1]] {
+        // Before calibration: the raw P("A") of each order against 0.5.
+        if (pv.shown_first[0] > 0.5) == (pv.shown_first[1] < 0.5) {
+            consistent_raw += 1;
+        }
+        prior_sum += pv.prior;
+        for shown_first_p in pv.shown_first {
             if shown_first_p != 0.5 {
                 decided_orders += 1;
                 if shown_first_p > 0.5 {
@@ -353,7 +359,9 @@ pub fn agreement(
         by_flaw.iter().map(|(k, t)| (k.clone(), t.json())).collect();
     let mut pairwise = pair_tally.json();
     pairwise["position_consistency"] = json!(rate(consistent, cases.len()));
-    pairwise["first_shown_wins"] = json!(rate(first_shown_wins, decided_orders));
+    pairwise["position_consistency_uncalibrated"] = json!(rate(consistent_raw, cases.len()));
+    pairwise["first_shown_wins_uncalibrated"] = json!(rate(first_shown_wins, decided_orders));
+    pairwise["mean_content_free_prior"] = json!(prior_sum / cases.len().max(1) as f64);
     Ok(json!({
         "bench": "judge-agreement",
         "cases": cases.len(),

@@ -32,7 +32,15 @@ use crate::{Judge, JudgeError, JudgeId, Round, Score, Task};
 /// Version of the pointwise prompt template; bump it whenever its text changes.
 pub const POINTWISE_TEMPLATE_VERSION: &str = "llm-pointwise-v1";
 /// Version of the pairwise prompt template; bump it whenever its text changes.
-pub const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v1";
+/// v2: each order's P("A") is calibrated against the round's content-free prior.
+pub const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v2";
+
+/// The answer shown in both slots to read the judge's position prior for a task:
+/// contextual calibration ("Calibrate Before Use", Zhao et al., ICML 2021, which uses
+/// "N/A" as its content-free input).
+const CONTENT_FREE: &str = "N/A";
+/// Probabilities are clamped this far from 0 and 1 before taking logits.
+const P_EPS: f64 = 1e-9;
 
 /// The markers the templates put around responses. A response that contains one is
 /// flagged by the injection screen (see `panel.rs`).
@@ -69,17 +77,49 @@ pub enum Preference {
 }
 
 /// A pairwise verdict, judged in both orders.
+///
+/// A small judge has a strong position bias (SmolLM2-135M says "A" for nearly any
+/// pair), so each order's raw P("A") is read against the judge's prior for the same
+/// task with no content to compare: P("A") when both slots hold [`CONTENT_FREE`]. An
+/// order favours the first-shown response when its P("A") is above that prior; the
+/// calibrated probability is `sigmoid(logit(p) - logit(prior))`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairVerdict {
-    /// P(first is better) shown as (first, second), then shown as (second, first).
+    /// Calibrated P(first is better) shown as (first, second), then shown as
+    /// (second, first).
     pub orders: [f64; 2],
+    /// The raw P("A") read in each order (before calibration): the first-shown
+    /// response's chance as the judge gave it.
+    pub shown_first: [f64; 2],
+    /// P("A") on the content-free pair: the judge's position prior for this task.
+    pub prior: f64,
     /// The mean of the two orders: P(first is better) with position averaged out.
     pub p_first: f64,
     /// The verdict; a tie when the orders disagree.
     pub preference: Preference,
 }
 
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(P_EPS, 1.0 - P_EPS);
+    (p / (1.0 - p)).ln()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 impl PairVerdict {
+    /// From the raw P("A") of each order and the content-free prior.
+    fn calibrated(shown_first: [f64; 2], prior: f64) -> PairVerdict {
+        let adjust = |p: f64| sigmoid(logit(p) - logit(prior));
+        let mut v =
+            PairVerdict::from_orders([adjust(shown_first[0]), 1.0 - adjust(shown_first[1])]);
+        v.shown_first = shown_first;
+        v.prior = prior;
+        v
+    }
+
+    /// From P(first is better) in each order, uncalibrated (prior 0.5).
     fn from_orders(orders: [f64; 2]) -> PairVerdict {
         let preference = match (orders[0] > 0.5, orders[1] > 0.5) {
             (true, true) => Preference::First,
@@ -88,6 +128,8 @@ impl PairVerdict {
         };
         PairVerdict {
             orders,
+            shown_first: [orders[0], 1.0 - orders[1]],
+            prior: 0.5,
             p_first: (orders[0] + orders[1]) / 2.0,
             preference,
         }
@@ -236,7 +278,7 @@ impl LlmJudge {
     }
 
     /// [`LlmJudge::prefer`] for several rounds' pairs, every order of every round in
-    /// one batched pass.
+    /// one batched pass, with one content-free pair per round for the prior.
     fn prefer_many(
         &self,
         rounds: &[(&Task, &[(&str, &str)])],
@@ -244,20 +286,27 @@ impl LlmJudge {
         let prepared = rounds
             .iter()
             .map(|&(task, pairs)| {
-                let shown: Vec<(&str, &str)> =
+                if pairs.is_empty() {
+                    return self.pairwise_prompts(task, &[]);
+                }
+                let mut shown: Vec<(&str, &str)> =
                     pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
+                shown.push((CONTENT_FREE, CONTENT_FREE));
                 self.pairwise_prompts(task, &shown)
             })
             .collect();
         self.logits_per_round(prepared)
             .into_iter()
             .map(|logits| {
-                let p: Vec<f64> = logits?
+                let mut p: Vec<f64> = logits?
                     .iter()
                     .map(|l| restricted_softmax(l, &self.choice_ids)[0])
                     .collect();
+                let Some(prior) = p.pop() else {
+                    return Ok(Vec::new());
+                };
                 Ok(p.chunks_exact(2)
-                    .map(|o| PairVerdict::from_orders([o[0], 1.0 - o[1]]))
+                    .map(|o| PairVerdict::calibrated([o[0], o[1]], prior))
                     .collect())
             })
             .collect()
