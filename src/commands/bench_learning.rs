@@ -20,10 +20,10 @@ pub struct BenchLearningArgs {
     #[arg(long, default_value = "haiku")]
     pub space: String,
     /// DPO updates, each from the previous update's adapter.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     pub updates: usize,
     /// Preference pairs per update.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub pairs: usize,
     /// Answers sampled per training task to cut a pair from.
     #[arg(long, default_value_t = 4)]
@@ -35,7 +35,7 @@ pub struct BenchLearningArgs {
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
     /// Head-to-head matches against the frozen parent, before and after.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 200)]
     pub eval_matches: usize,
     /// AdamW learning rate.
     #[arg(long, default_value_t = 5e-4)]
