@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
 const SECTIONS: &[&str] = &[
-    "log", "database", "models", "chain", "arena", "web", "redis",
+    "log", "database", "models", "chain", "arena", "web", "redis", "judges",
 ];
 
 /// The whole configuration.
@@ -45,6 +45,18 @@ pub struct Config {
     /// Redis: the shared event bus and match-job queue of a scaled-out deployment.
     #[serde(default)]
     pub redis: RedisConfig,
+    /// The judge panel.
+    #[serde(default)]
+    pub judges: JudgesConfig,
+}
+
+/// `[judges]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgesConfig {
+    /// Where the LLM and embedding judges run: `cpu`, or `cuda` / `cuda:N` in a build
+    /// with `--features cuda`.
+    pub device: agents::DeviceSpec,
 }
 
 /// `[redis]`
@@ -192,6 +204,7 @@ impl Default for Config {
             arena: ArenaConfig::default(),
             web: WebConfig::default(),
             redis: RedisConfig::default(),
+            judges: JudgesConfig::default(),
         }
     }
 }
@@ -354,6 +367,12 @@ impl Config {
             bail!(
                 "invalid redis.claim_timeout_secs {}: accepts 5 to 3600",
                 r.claim_timeout_secs
+            );
+        }
+        if !self.judges.device.is_cpu() && !agents::DeviceSpec::CUDA_BUILT {
+            bail!(
+                "invalid judges.device \"{}\": this build has no CUDA support (rebuild with `--features cuda`, or use \"cpu\")",
+                self.judges.device
             );
         }
         Ok(())
@@ -603,6 +622,26 @@ mod tests {
     }
 
     #[test]
+    fn judges_device_from_file_and_environment() {
+        assert!(Config::default().judges.device.is_cpu(), "CPU by default");
+        let e = env(&[("RLFC_JUDGES_DEVICE", "cuda:1")]);
+        let result = Config::load(None, &e, &Overrides::default());
+        if agents::DeviceSpec::CUDA_BUILT {
+            assert_eq!(result.unwrap().judges.device, agents::DeviceSpec::Cuda(1));
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("judges.device") && err.contains("--features cuda"),
+                "{err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "[judges]\ndevice = \"cpu\"\n");
+        let c = Config::load(Some(&file), &[], &Overrides::default()).unwrap();
+        assert!(c.judges.device.is_cpu());
+    }
+
+    #[test]
     fn bad_values_name_the_key_and_what_it_accepts() {
         let cases = [
             ("[log]\nformat = \"xml\"\n", "log.format"),
@@ -634,6 +673,7 @@ mod tests {
                 "arena.shutdown_grace_secs",
             ),
             ("[arena]\nsweep_secs = 0\n", "arena.sweep_secs"),
+            ("[judges]\ndevice = \"gpu\"\n", "judges.device"),
             (
                 "[chain]\nrpc_dev_signers = true\nchain_id = 1\n",
                 "chain.rpc_dev_signers",

@@ -96,6 +96,9 @@ pub enum AgentError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A compute device cannot be used (no CUDA in this build, or the driver refused).
+    #[error("device: {0}")]
+    Device(String),
     /// A training run cannot start or failed.
     #[error("DPO training: {0}")]
     Training(String),

@@ -155,6 +155,12 @@ impl GgufFile {
         &self.path
     }
 
+    /// The parsed header and the reader positioned anywhere in the file, for loaders
+    /// that read the tensors themselves.
+    pub(crate) fn into_parts(self) -> (gguf_file::Content, BufReader<File>) {
+        (self.content, self.reader)
+    }
+
     /// The parsed header (metadata and tensor table).
     pub fn content(&self) -> &gguf_file::Content {
         &self.content

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod batch;
 pub mod bench;
 pub mod cli;
+pub mod device;
 pub mod dpo;
 mod dpo_bench;
 mod dpo_forward;
@@ -26,6 +27,7 @@ pub use batch::{
     BatchDecoder, ChatRequest, DeltaCallback, FinishReason, Generation, GenerationRequest, SeqId,
     generate,
 };
+pub use device::{DeviceLm, DeviceSpec};
 pub use dpo::{DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
 pub use gguf::{Architecture, GgufFile, ModelConfig};

@@ -313,3 +313,97 @@ fn smollm2_r8_adapter_file_is_peft_shaped_and_under_10_mb() {
     assert_eq!(k.shape(), &[192, 8]);
     assert_eq!(st.len(), 30 * 7 * 2);
 }
+
+/// The device path (candle's quantized llama on a chosen device) run on the CPU:
+/// its next-token distribution matches the project's own forward pass, a prefix fed
+/// once serves many continuations, and the same inputs give the same bits.
+#[test]
+fn device_lm_on_cpu_matches_the_runtime() {
+    use agents::{DeviceLm, KvCache, Logits, Segment};
+    let (model, tok) = smollm2();
+    let prompt = tok.chat_prompt(
+        "You are a strict judge. Rate the answer from 1 to 9.",
+        "Task: What is 12 + 30?\nAnswer: 42\nRating:",
+    );
+    let ids = tok.encode(&prompt).unwrap();
+    let split = ids.len() / 2;
+    let mut cache = KvCache::new();
+    let reference = model
+        .forward(
+            &mut [Segment {
+                tokens: &ids,
+                cache: &mut cache,
+                adapter: None,
+            }],
+            Logits::Last,
+        )
+        .unwrap()
+        .remove(0)
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+
+    let base = DeviceLm::load(&smollm2_path(), &candle_core::Device::Cpu).unwrap();
+    assert!(base.is_empty());
+    let mut prefix = base.clone();
+    prefix.feed(&ids[..split]).unwrap();
+    assert_eq!(prefix.len(), split);
+    let mut a = prefix.clone();
+    let split_logits = a.feed(&ids[split..]).unwrap();
+    let mut b = prefix.clone();
+    assert_eq!(
+        b.feed(&ids[split..]).unwrap(),
+        split_logits,
+        "the same continuation of the same prefix is bit-identical"
+    );
+    let whole = base.clone().feed(&ids).unwrap();
+
+    let softmax = |l: &[f32]| -> Vec<f64> {
+        let m = l.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let e: Vec<f64> = l.iter().map(|&x| (x as f64 - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / z).collect()
+    };
+    let argmax = |l: &[f32]| {
+        l.iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .unwrap()
+            .0
+    };
+    let p_ref = softmax(&reference);
+    for (name, logits) in [("split prefix", &split_logits), ("whole prompt", &whole)] {
+        assert_eq!(logits.len(), reference.len(), "{name}: vocabulary");
+        assert_eq!(argmax(logits), argmax(&reference), "{name}: top token");
+        let p = softmax(logits);
+        let tv: f64 = p
+            .iter()
+            .zip(&p_ref)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / 2.0;
+        assert!(tv < 0.05, "{name}: total variation {tv} from the runtime");
+    }
+    // The rating digits' probabilities, which the pointwise judge reads.
+    let digits: Vec<usize> = (1..=9)
+        .map(|d| tok.inner().token_to_id(&d.to_string()).unwrap() as usize)
+        .collect();
+    let p = softmax(&split_logits);
+    for &d in &digits {
+        assert!(
+            (p[d] - p_ref[d]).abs() < 0.02,
+            "digit token {d}: {} vs {}",
+            p[d],
+            p_ref[d]
+        );
+    }
+
+    let mut full = base.clone();
+    let err = full.feed(&vec![ids[1]; base.context() + 1]).unwrap_err();
+    assert!(
+        matches!(err, AgentError::PromptTooLong { .. }),
+        "over the context: {err}"
+    );
+    assert!(base.clone().feed(&[]).is_err(), "an empty feed is refused");
+}

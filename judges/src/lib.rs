@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use agents::DeviceSpec;
 pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
 pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict, agreement, places};
@@ -162,5 +163,15 @@ pub trait Judge: Send + Sync {
     /// length-controlled prefix (true for objective checks such as length rules).
     fn sees_full_text(&self) -> bool {
         false
+    }
+}
+
+/// The kind of a device, as a judge's identity names it when it scores off the
+/// runtime's CPU kernels (`cpu`, `cuda`, `metal`).
+pub fn device_kind(device: &candle_core::Device) -> &'static str {
+    match device {
+        candle_core::Device::Cpu => "cpu",
+        candle_core::Device::Cuda(_) => "cuda",
+        candle_core::Device::Metal(_) => "metal",
     }
 }

@@ -24,7 +24,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use agents::{ChatTokenizer, KvCache, Model};
+use agents::{ChatTokenizer, DeviceLm, KvCache, Model};
+use candle_core::Device;
 use sha2::{Digest, Sha256};
 
 use crate::{Judge, JudgeError, JudgeId, Round, Score, Task};
@@ -147,6 +148,17 @@ pub struct LlmJudge {
     choice_ids: [u32; 2],
     /// Prefilled heads, most recent last; shared by clones.
     heads: Arc<Mutex<Vec<PrefilledHead>>>,
+    /// Set when the judge scores on a device (a CUDA GPU) instead of the runtime's
+    /// CPU kernels; shared by clones.
+    pub(super) on_device: Option<Arc<OnDevice>>,
+}
+
+/// The judge's model on a device, and its prefilled heads there.
+pub(super) struct OnDevice {
+    /// The model with nothing fed.
+    pub(super) base: DeviceLm,
+    /// Prefilled heads (the model after each head), most recent last.
+    pub(super) heads: Mutex<Vec<(String, DeviceLm)>>,
 }
 
 impl std::fmt::Debug for LlmJudge {
@@ -211,7 +223,37 @@ impl LlmJudge {
             rating_ids,
             choice_ids,
             heads: Arc::default(),
+            on_device: None,
         })
+    }
+
+    /// The same judge scoring on `device` (a CUDA GPU, say): the GGUF file at `path`,
+    /// the one this judge's model was loaded from, is loaded there and every forward
+    /// pass of the judge runs on it. Scores on a device are close to the CPU
+    /// runtime's but not the same bits, so the judge's identity names the device kind.
+    pub fn on_device(self, path: &Path, device: &Device) -> Result<LlmJudge, JudgeError> {
+        let base = DeviceLm::load(path, device)?;
+        let (want, got) = (self.model.config().vocab_size, base.config().vocab_size);
+        if want != got {
+            return Err(JudgeError::Model {
+                path: path.display().to_string(),
+                reason: format!(
+                    "vocabulary of {got} tokens, but the judge's model has {want}: not the same model"
+                ),
+            });
+        }
+        Ok(LlmJudge {
+            on_device: Some(Arc::new(OnDevice {
+                base,
+                heads: Mutex::default(),
+            })),
+            ..self
+        })
+    }
+
+    /// The device the judge scores on, when not the runtime's CPU kernels.
+    pub fn device(&self) -> Option<&Device> {
+        self.on_device.as_ref().map(|d| d.base.device())
     }
 
     /// The same judge (sharing the model) scoring in `mode` as a panel member.
@@ -317,10 +359,14 @@ impl LlmJudge {
             LlmMode::Pointwise => POINTWISE_TEMPLATE_VERSION,
             LlmMode::Pairwise => PAIRWISE_TEMPLATE_VERSION,
         };
+        let template_version = match self.device() {
+            None => version.to_string(),
+            Some(device) => format!("{version}+{}", crate::device_kind(device)),
+        };
         JudgeId {
             name: "llm".into(),
             model_hash: self.model_hash.clone(),
-            template_version: version.into(),
+            template_version,
         }
     }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use agents::{KvCache, Logits, Segment};
+use agents::{DeviceLm, KvCache, Logits, Segment};
 
-use super::LlmJudge;
+use super::{LlmJudge, OnDevice};
 use crate::{JudgeError, Task};
 
 /// Responses longer than this many tokens are cut (the panel's length control
@@ -117,6 +117,9 @@ impl LlmJudge {
     /// body of every round runs on a copy of its round's cache, batched across rounds.
     /// Returns per round the next-token logits of each body's last position.
     fn last_logits(&self, rounds: &[&RoundPrompts]) -> Result<Vec<Vec<Vec<f32>>>, JudgeError> {
+        if let Some(on_device) = &self.on_device {
+            return self.last_logits_on_device(on_device, rounds);
+        }
         let mut caches = Vec::with_capacity(rounds.len());
         for round in rounds {
             caches.push((*self.head_cache(&round.head)?).clone());
@@ -162,6 +165,51 @@ impl LlmJudge {
             }
         }
         Ok(out)
+    }
+
+    /// [`LlmJudge::last_logits`] on a device: each round's task is fed on a clone of
+    /// its head's model, then each body on a clone of the round's. Every sequence runs
+    /// alone, so a body's logits never depend on the other rounds in the call.
+    fn last_logits_on_device(
+        &self,
+        on_device: &OnDevice,
+        rounds: &[&RoundPrompts],
+    ) -> Result<Vec<Vec<Vec<f32>>>, JudgeError> {
+        rounds
+            .iter()
+            .map(|round| {
+                let mut lm = self.device_head(on_device, &round.head)?;
+                if !round.task.is_empty() {
+                    lm.feed(&round.task)?;
+                }
+                round
+                    .bodies
+                    .iter()
+                    .map(|body| Ok(lm.clone().feed(body)?))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The device model after a head, from the judge's small cache or fed now.
+    fn device_head(&self, on_device: &OnDevice, head: &str) -> Result<DeviceLm, JudgeError> {
+        let mut heads = on_device.heads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = heads.iter().position(|(h, _)| h == head) {
+            let entry = heads.remove(i);
+            let lm = entry.1.clone();
+            heads.push(entry);
+            return Ok(lm);
+        }
+        let ids = self.tokenizer.encode(head)?;
+        let mut lm = on_device.base.clone();
+        if !ids.is_empty() {
+            lm.feed(&ids)?;
+        }
+        if heads.len() >= HEAD_CACHE {
+            heads.remove(0);
+        }
+        heads.push((head.to_string(), lm.clone()));
+        Ok(lm)
     }
 
     /// [`LlmJudge::last_logits`] over every round that could be prepared. When the

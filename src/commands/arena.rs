@@ -177,14 +177,15 @@ impl BaseModels {
         fetcher.ensure(&models::MINILM)?;
         let (model, tokenizer) = agents::Model::load(&gguf)?;
         let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
-        let llm_judge = judges::LlmJudge::from_parts(
-            model.clone(),
-            tokenizer.clone(),
-            judges::llm::file_sha256(&gguf)?,
-        )?;
-        let embedding_judge = judges::EmbeddingJudge::load(
+        let (llm_judge, embedding_judge) = crate::commands::bench::judges_on_device(
+            config,
+            judges::LlmJudge::from_parts(
+                model.clone(),
+                tokenizer.clone(),
+                judges::llm::file_sha256(&gguf)?,
+            )?,
+            &gguf,
             &fetcher.model_dir(&models::MINILM),
-            &candle_core::Device::Cpu,
         )?;
         Ok(BaseModels {
             model,
