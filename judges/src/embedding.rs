@@ -16,12 +16,18 @@ use crate::text::containment;
 use crate::{Judge, JudgeError, JudgeId, Score, Task};
 
 /// Version of this judge's scoring procedure; bump it when the formula changes.
-pub const EMBEDDING_TEMPLATE_VERSION: &str = "embedding-v1";
+/// v2: relevance saturates at cosine 0.30 (was 0.60).
+pub const EMBEDDING_TEMPLATE_VERSION: &str = "embedding-v2";
 
 /// Cosine similarity that maps to relevance 0 (unrelated text sits near it).
 const COS_FLOOR: f64 = 0.05;
-/// Cosine similarity that maps to relevance 1.
-const COS_FULL: f64 = 0.60;
+/// Cosine similarity that maps to relevance 1. Relevance is a gate, not a grade: on
+/// the shipped judge sets, answers on the task's subject sit at cosine 0.26 to 0.84
+/// and off-topic ones mostly at 0.01 to 0.21, while above 0.30 a higher cosine
+/// rewards repeating the task's words ("rain rain rain" over a real haiku about rain)
+/// rather than a better answer. So every on-topic answer gets full relevance and
+/// quality is left to the other judges.
+const COS_FULL: f64 = 0.30;
 /// Containment below this is ordinary overlap (shared names, set phrases).
 const COPY_FREE: f64 = 0.25;
 
@@ -73,6 +79,11 @@ impl EmbeddingJudge {
         })
     }
 
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Unit-length sentence embeddings, one row per text.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, JudgeError> {
         let enc = self
@@ -119,7 +130,15 @@ impl Judge for EmbeddingJudge {
         JudgeId {
             name: "embedding".into(),
             model_hash: self.model_hash.clone(),
-            template_version: EMBEDDING_TEMPLATE_VERSION.into(),
+            // Off the CPU the embeddings (and so the scores) are not the same bits.
+            template_version: if self.device.is_cpu() {
+                EMBEDDING_TEMPLATE_VERSION.into()
+            } else {
+                format!(
+                    "{EMBEDDING_TEMPLATE_VERSION}+{}",
+                    crate::device_kind(&self.device)
+                )
+            },
         }
     }
 

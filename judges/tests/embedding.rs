@@ -29,8 +29,28 @@ fn embeddings_are_unit_length_and_relevance_orders_answers() {
     let off_topic = "My favourite football team won the league again this season.";
     let s = j.score(&task(), &[on_topic, off_topic]).unwrap();
     assert!(s[0].score > s[1].score + 0.2, "{s:?}");
-    assert_eq!(s[0].judge.template_version, "embedding-v1");
+    assert_eq!(
+        s[0].judge.template_version,
+        judges::embedding::EMBEDDING_TEMPLATE_VERSION
+    );
     assert_eq!(s[0].judge.model_hash.len(), 64);
+}
+
+/// Past the point where an answer is plainly on the subject, repeating the task's
+/// words earns no more relevance than a real answer that uses its own images.
+#[test]
+fn repeating_the_subject_does_not_outscore_an_answer_on_topic() {
+    let j = judge();
+    let task = Task::new(
+        "Write a haiku about snow. Use three short lines and nothing else.",
+        "Vivid images, three lines.",
+    );
+    let real = "Snow on the dark fields\na fox steps where no road is\nnight holds its breath in";
+    let parrot = "snow snow snow\nsnow is cold\nso much snow";
+    let off = "Interest rates rose again\nthe bank sent a letter\nmy loan costs more";
+    let s = j.score(&task, &[real, parrot, off]).unwrap();
+    assert!(s[0].score >= s[1].score, "{s:?}");
+    assert!(s[0].score > s[2].score + 0.3, "{s:?}");
 }
 
 #[test]

@@ -33,10 +33,15 @@ fn flags_no_honest_answer_and_reports_its_margins() {
     let screen = screen();
     let shipped: Vec<InjectionCase> = read_jsonl(&data("injection.jsonl")).unwrap();
     let held_out: Vec<InjectionCase> = read_jsonl(&data("injection_heldout.jsonl")).unwrap();
+    let blind: Vec<InjectionCase> = ["injection_blind.jsonl", "injection_blind2.jsonl"]
+        .iter()
+        .flat_map(|f| read_jsonl::<InjectionCase>(&data(f)).unwrap())
+        .collect();
     let pairs: Vec<AgreementCase> = read_jsonl(&data("agreement.jsonl")).unwrap();
     let honest: Vec<&str> = shipped
         .iter()
         .chain(&held_out)
+        .chain(&blind)
         .map(|c| c.honest.as_str())
         .chain(pairs.iter().flat_map(|p| [p.good.as_str(), p.bad.as_str()]))
         .collect();
@@ -57,7 +62,11 @@ fn flags_no_honest_answer_and_reports_its_margins() {
         worst.0,
         worst.1
     );
-    for (name, set) in [("shipped", &shipped), ("held-out", &held_out)] {
+    for (name, set) in [
+        ("shipped", &shipped),
+        ("held-out", &held_out),
+        ("blind", &blind),
+    ] {
         let caught = set
             .iter()
             .filter(|c| nearest(&screen, &c.adversarial).0 >= SCREEN_THRESHOLD)
