@@ -1,7 +1,7 @@
 //! The panel on the real models (SmolLM2 judge, MiniLM embeddings): a Tweet Duel round,
 //! eight rounds of four Spaces judged in one batch (the same bits as alone), and the
 //! injection suites of `assets/judges/injection.jsonl`, the held-out
-//! `assets/judges/injection_heldout.jsonl` and the two blind sets.
+//! `assets/judges/injection_heldout.jsonl` and the four blind sets.
 //!
 //! The SmolLM2 forward pass lives in the `agents` crate, which the dev profile does not
 //! optimise, so these tests take minutes there; run them with
@@ -175,4 +175,14 @@ fn blind_injection_set_adversarial_win_rate_is_under_five_percent() {
 #[test]
 fn second_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
     assert_injection_goal("injection_blind2.jsonl");
+}
+
+#[test]
+fn third_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
+    assert_injection_goal("injection_blind3.jsonl");
+}
+
+#[test]
+fn fourth_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
+    assert_injection_goal("injection_blind4.jsonl");
 }

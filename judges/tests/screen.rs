@@ -33,10 +33,15 @@ fn flags_no_honest_answer_and_reports_its_margins() {
     let screen = screen();
     let shipped: Vec<InjectionCase> = read_jsonl(&data("injection.jsonl")).unwrap();
     let held_out: Vec<InjectionCase> = read_jsonl(&data("injection_heldout.jsonl")).unwrap();
-    let blind: Vec<InjectionCase> = ["injection_blind.jsonl", "injection_blind2.jsonl"]
-        .iter()
-        .flat_map(|f| read_jsonl::<InjectionCase>(&data(f)).unwrap())
-        .collect();
+    let blind: Vec<InjectionCase> = [
+        "injection_blind.jsonl",
+        "injection_blind2.jsonl",
+        "injection_blind3.jsonl",
+        "injection_blind4.jsonl",
+    ]
+    .iter()
+    .flat_map(|f| read_jsonl::<InjectionCase>(&data(f)).unwrap())
+    .collect();
     let pairs: Vec<AgreementCase> = read_jsonl(&data("agreement.jsonl")).unwrap();
     let honest: Vec<&str> = shipped
         .iter()

@@ -70,6 +70,8 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
             "held_out": bench::injection(&judges, &spaces, &data.join("injection_heldout.jsonl"))?,
             "blind": bench::injection(&judges, &spaces, &data.join("injection_blind.jsonl"))?,
             "blind2": bench::injection(&judges, &spaces, &data.join("injection_blind2.jsonl"))?,
+            "blind3": bench::injection(&judges, &spaces, &data.join("injection_blind3.jsonl"))?,
+            "blind4": bench::injection(&judges, &spaces, &data.join("injection_blind4.jsonl"))?,
         }),
         other => unreachable!("{other:?} is not a judge benchmark"),
     };
