@@ -57,6 +57,9 @@ pub struct JudgesConfig {
     /// Where the LLM and embedding judges run: `cpu`, or `cuda` / `cuda:N` in a build
     /// with `--features cuda`.
     pub device: agents::DeviceSpec,
+    /// The LLM judge's model: a GGUF chat model file (llama or qwen2 architecture).
+    /// Empty: SmolLM2-135M-Instruct, the agents' base model, fetched and shared.
+    pub llm_model: String,
 }
 
 /// `[redis]`
@@ -375,7 +378,20 @@ impl Config {
                 self.judges.device
             );
         }
+        if !self.judges.llm_model.is_empty() {
+            check_gguf(Path::new(&self.judges.llm_model)).map_err(|why| {
+                anyhow::anyhow!(
+                    "invalid judges.llm_model {:?}: {why}; accepts the path of a GGUF chat model file, or empty for SmolLM2",
+                    self.judges.llm_model
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// The GGUF file the LLM judge loads when `judges.llm_model` names one.
+    pub fn judge_model(&self) -> Option<&Path> {
+        Some(Path::new(&self.judges.llm_model)).filter(|_| !self.judges.llm_model.is_empty())
     }
 
     /// The Redis URL, or `None` for the in-process bus and job queue.
@@ -408,6 +424,19 @@ impl Config {
         shown.redis.url = store::redact_url(&shown.redis.url);
         toml::to_string_pretty(&shown).context("render configuration")
     }
+}
+
+/// Whether `path` is a readable file that starts with the GGUF magic.
+fn check_gguf(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open it ({e})"))?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .map_err(|_| "it is too short to be a GGUF file".to_string())?;
+    if &magic != b"GGUF" {
+        return Err("it is not a GGUF file (no GGUF magic)".into());
+    }
+    Ok(())
 }
 
 /// The `RLFC_*`, `DATABASE_URL` and `REDIS_URL` variables as a figment layer. `RLFC_TEST_*` is
@@ -639,6 +668,27 @@ mod tests {
         let file = write(dir.path(), "[judges]\ndevice = \"cpu\"\n");
         let c = Config::load(Some(&file), &[], &Overrides::default()).unwrap();
         assert!(c.judges.device.is_cpu());
+        assert_eq!(c.judge_model(), None, "SmolLM2 by default");
+    }
+
+    #[test]
+    fn judge_model_names_a_gguf_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("judge.gguf");
+        std::fs::write(&model, b"GGUF\x03\x00\x00\x00").unwrap();
+        let e = env(&[("RLFC_JUDGES_LLM_MODEL", model.to_str().unwrap())]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.judge_model(), Some(model.as_path()));
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a model").unwrap();
+        let e = env(&[("RLFC_JUDGES_LLM_MODEL", text.to_str().unwrap())]);
+        let err = Config::load(None, &e, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("judges.llm_model") && err.contains("GGUF"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -674,6 +724,14 @@ mod tests {
             ),
             ("[arena]\nsweep_secs = 0\n", "arena.sweep_secs"),
             ("[judges]\ndevice = \"gpu\"\n", "judges.device"),
+            (
+                "[judges]\nllm_model = \"/no/such/model.gguf\"\n",
+                "judges.llm_model",
+            ),
+            (
+                "[judges]\nllm_model = \"/etc/hostname\"\n",
+                "judges.llm_model",
+            ),
             (
                 "[chain]\nrpc_dev_signers = true\nchain_id = 1\n",
                 "chain.rpc_dev_signers",

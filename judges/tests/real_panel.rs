@@ -1,7 +1,7 @@
 //! The panel on the real models (SmolLM2 judge, MiniLM embeddings): a Tweet Duel round,
 //! eight rounds of four Spaces judged in one batch (the same bits as alone), and the
 //! injection suites of `assets/judges/injection.jsonl`, the held-out
-//! `assets/judges/injection_heldout.jsonl` and the four blind sets.
+//! `assets/judges/injection_heldout.jsonl` and the five blind sets.
 //!
 //! The SmolLM2 forward pass lives in the `agents` crate, which the dev profile does not
 //! optimise, so these tests take minutes there; run them with
@@ -185,4 +185,9 @@ fn third_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
 #[test]
 fn fourth_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
     assert_injection_goal("injection_blind4.jsonl");
+}
+
+#[test]
+fn fifth_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
+    assert_injection_goal("injection_blind5.jsonl");
 }

@@ -38,6 +38,7 @@ fn flags_no_honest_answer_and_reports_its_margins() {
         "injection_blind2.jsonl",
         "injection_blind3.jsonl",
         "injection_blind4.jsonl",
+        "injection_blind5.jsonl",
     ]
     .iter()
     .flat_map(|f| read_jsonl::<InjectionCase>(&data(f)).unwrap())

@@ -159,7 +159,8 @@ impl Platform {
 /// The base models, loaded once and shared by the engine, the LLM judge and the
 /// trainer (each only reads the weights).
 pub struct BaseModels {
-    /// SmolLM2, the agents' base model and the LLM judge's model.
+    /// SmolLM2, the agents' base model (and the LLM judge's, unless `judges.llm_model`
+    /// names another GGUF file).
     pub model: Arc<agents::Model>,
     /// Its tokenizer.
     pub tokenizer: Arc<agents::ChatTokenizer>,
@@ -177,14 +178,26 @@ impl BaseModels {
         fetcher.ensure(&models::MINILM)?;
         let (model, tokenizer) = agents::Model::load(&gguf)?;
         let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+        // The judge shares the agents' model unless `judges.llm_model` names another.
+        let (judge, judge_gguf) = match config.judge_model() {
+            Some(path) => (
+                judges::LlmJudge::load(path)
+                    .with_context(|| format!("judges.llm_model {}", path.display()))?,
+                path.to_path_buf(),
+            ),
+            None => (
+                judges::LlmJudge::from_parts(
+                    model.clone(),
+                    tokenizer.clone(),
+                    judges::llm::file_sha256(&gguf)?,
+                )?,
+                gguf.clone(),
+            ),
+        };
         let (llm_judge, embedding_judge) = crate::commands::bench::judges_on_device(
             config,
-            judges::LlmJudge::from_parts(
-                model.clone(),
-                tokenizer.clone(),
-                judges::llm::file_sha256(&gguf)?,
-            )?,
-            &gguf,
+            judge,
+            &judge_gguf,
             &fetcher.model_dir(&models::MINILM),
         )?;
         Ok(BaseModels {

@@ -1,5 +1,6 @@
 //! `rlfc bench judge`, `judge-agreement` and `judge-injection`: the judge panel on
-//! the real models (SmolLM2 and all-MiniLM-L6-v2, fetched if missing), printing JSON.
+//! the real models (SmolLM2, or the GGUF file `judges.llm_model` names, and
+//! all-MiniLM-L6-v2, fetched if missing), printing JSON.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,11 +39,14 @@ pub fn judges_on_device(
 /// Loads the judges once and runs one judge benchmark.
 pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
     let fetcher = config.fetcher();
-    let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+    let gguf = match config.judge_model() {
+        Some(path) => path.to_path_buf(),
+        None => fetcher.ensure(&models::SMOLLM2)?.remove(0),
+    };
     fetcher.ensure(&models::MINILM)?;
     let (llm, embedding) = judges_on_device(
         config,
-        LlmJudge::load(&gguf)?,
+        LlmJudge::load(&gguf).with_context(|| format!("LLM judge model {}", gguf.display()))?,
         &gguf,
         &fetcher.model_dir(&models::MINILM),
     )?;
@@ -72,6 +76,7 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
             "blind2": bench::injection(&judges, &spaces, &data.join("injection_blind2.jsonl"))?,
             "blind3": bench::injection(&judges, &spaces, &data.join("injection_blind3.jsonl"))?,
             "blind4": bench::injection(&judges, &spaces, &data.join("injection_blind4.jsonl"))?,
+            "blind5": bench::injection(&judges, &spaces, &data.join("injection_blind5.jsonl"))?,
         }),
         other => unreachable!("{other:?} is not a judge benchmark"),
     };
