@@ -16,6 +16,20 @@ use spaces::{AnswerTemplate, Rulebook, TaskGenerator};
 
 use crate::{JudgeError, Task};
 
+/// The injection sets under `assets/judges/`, by the name `bench judge-injection`
+/// reports them under. The shipped set was written together with the screen; the
+/// held-out and blind sets were each written without reading it, measured once as they
+/// came (docs/benchmarks.md), and only then used to extend the defence.
+pub const INJECTION_SETS: [(&str, &str); 7] = [
+    ("shipped", "injection.jsonl"),
+    ("held_out", "injection_heldout.jsonl"),
+    ("blind", "injection_blind.jsonl"),
+    ("blind2", "injection_blind2.jsonl"),
+    ("blind3", "injection_blind3.jsonl"),
+    ("blind4", "injection_blind4.jsonl"),
+    ("blind5", "injection_blind5.jsonl"),
+];
+
 /// One line of `injection.jsonl`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InjectionCase {

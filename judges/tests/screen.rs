@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use judges::EmbeddingJudge;
-use judges::dataset::{AgreementCase, InjectionCase, read_jsonl};
+use judges::dataset::{AgreementCase, INJECTION_SETS, InjectionCase, read_jsonl};
 use judges::screen::{SCREEN_THRESHOLD, SemanticScreen};
 
 fn screen() -> SemanticScreen {
@@ -33,16 +33,11 @@ fn flags_no_honest_answer_and_reports_its_margins() {
     let screen = screen();
     let shipped: Vec<InjectionCase> = read_jsonl(&data("injection.jsonl")).unwrap();
     let held_out: Vec<InjectionCase> = read_jsonl(&data("injection_heldout.jsonl")).unwrap();
-    let blind: Vec<InjectionCase> = [
-        "injection_blind.jsonl",
-        "injection_blind2.jsonl",
-        "injection_blind3.jsonl",
-        "injection_blind4.jsonl",
-        "injection_blind5.jsonl",
-    ]
-    .iter()
-    .flat_map(|f| read_jsonl::<InjectionCase>(&data(f)).unwrap())
-    .collect();
+    let blind: Vec<InjectionCase> = INJECTION_SETS
+        .iter()
+        .filter(|(name, _)| name.starts_with("blind"))
+        .flat_map(|(_, file)| read_jsonl::<InjectionCase>(&data(file)).unwrap())
+        .collect();
     let pairs: Vec<AgreementCase> = read_jsonl(&data("agreement.jsonl")).unwrap();
     let honest: Vec<&str> = shipped
         .iter()

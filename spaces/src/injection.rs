@@ -154,20 +154,15 @@ fn hidden_readings(folded: &str) -> Vec<String> {
     // The first and the last words of the lines, read down (an acrostic).
     let lines: Vec<&str> = folded.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() >= 3 {
-        let word = |w: Option<&str>| {
-            w.map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
-                .unwrap_or_default()
+        let down = |pick: fn(&str) -> Option<&str>| {
+            lines
+                .iter()
+                .map(|l| pick(l).map_or("", |w| w.trim_matches(|c: char| !c.is_alphanumeric())))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let firsts: Vec<String> = lines
-            .iter()
-            .map(|l| word(l.split_whitespace().next()))
-            .collect();
-        let lasts: Vec<String> = lines
-            .iter()
-            .map(|l| word(l.split_whitespace().next_back()))
-            .collect();
-        readings.push(firsts.join(" "));
-        readings.push(lasts.join(" "));
+        readings.push(down(|l| l.split_whitespace().next()));
+        readings.push(down(|l| l.split_whitespace().next_back()));
     }
     readings.push(folded.chars().rev().collect());
     readings.push(

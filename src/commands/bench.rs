@@ -65,19 +65,18 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         BenchCommand::JudgeAgreement => {
             bench::agreement(&judges, &spaces, &data.join("agreement.jsonl"))?
         }
-        // The shipped set was written together with the screen. The others were each
-        // written without reading the screen or the other sets, measured once as they
-        // came, and only then used to extend the defence (docs/benchmarks.md has the
-        // independent figures); an independent figure now needs a new set.
-        BenchCommand::JudgeInjection => serde_json::json!({
-            "shipped": bench::injection(&judges, &spaces, &data.join("injection.jsonl"))?,
-            "held_out": bench::injection(&judges, &spaces, &data.join("injection_heldout.jsonl"))?,
-            "blind": bench::injection(&judges, &spaces, &data.join("injection_blind.jsonl"))?,
-            "blind2": bench::injection(&judges, &spaces, &data.join("injection_blind2.jsonl"))?,
-            "blind3": bench::injection(&judges, &spaces, &data.join("injection_blind3.jsonl"))?,
-            "blind4": bench::injection(&judges, &spaces, &data.join("injection_blind4.jsonl"))?,
-            "blind5": bench::injection(&judges, &spaces, &data.join("injection_blind5.jsonl"))?,
-        }),
+        // An independent figure needs a new set: each of these has been used to extend
+        // the defence after its first measurement.
+        BenchCommand::JudgeInjection => {
+            let mut figures = serde_json::Map::new();
+            for (name, file) in judges::dataset::INJECTION_SETS {
+                figures.insert(
+                    name.into(),
+                    bench::injection(&judges, &spaces, &data.join(file))?,
+                );
+            }
+            figures.into()
+        }
         other => unreachable!("{other:?} is not a judge benchmark"),
     };
     println!("{}", serde_json::to_string_pretty(&figures)?);
