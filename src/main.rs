@@ -120,6 +120,11 @@ enum Command {
     },
     /// Generate an answer with an agent's model, streaming tokens to the terminal.
     Generate(agents::cli::GenerateArgs),
+    /// The judge panel's own models: train the reward judge's head.
+    Judges {
+        #[command(subcommand)]
+        command: commands::judges::JudgesCommand,
+    },
     /// Benchmarks that print figures (JSON).
     Bench {
         #[command(subcommand)]
@@ -144,12 +149,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
-    /// Agreement with the labelled pairs in assets/judges/agreement.jsonl, position
-    /// consistency and length bias.
-    JudgeAgreement,
-    /// How often an adversarial response beats an honest one (assets/judges/injection.jsonl
-    /// and the held-out injection_heldout.jsonl).
-    JudgeInjection,
+    /// Agreement with labelled pairs (assets/judges/agreement.jsonl, or --cases FILE),
+    /// per Space, with ties counted half; position consistency and length bias.
+    JudgeAgreement {
+        /// A JSON-lines file of {space, task, good, bad, flaw[, hard, role, history]}.
+        #[arg(long, value_name = "FILE")]
+        cases: Option<std::path::PathBuf>,
+        /// Add every pair's verdicts (each judge's score of each answer).
+        #[arg(long)]
+        detail: bool,
+    },
+    /// How often an adversarial response beats an honest one, per Space, with ties
+    /// counted half (the shipped injection sets, or --cases FILE).
+    JudgeInjection {
+        /// A JSON-lines file of {space, task, honest, adversarial, attack[, role, history]}.
+        #[arg(long, value_name = "FILE")]
+        cases: Option<std::path::PathBuf>,
+        /// Add every case's verdicts (each judge's score of each answer).
+        #[arg(long)]
+        detail: bool,
+    },
     /// Orchestration cost (matches/s on the test policy), one real Tweet Duel's time
     /// outside the models, and 8 concurrent matches against the decoder's ceiling.
     Arena(commands::bench_arena::BenchArenaArgs),
@@ -245,6 +264,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             }
         }
         Command::Models { command } => commands::models::run(command, config),
+        Command::Judges { command } => commands::judges::run(command, config),
         Command::Config => {
             print!("{}", config.to_masked_toml()?);
             Ok(())

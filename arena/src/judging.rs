@@ -40,6 +40,9 @@ pub struct RoundToJudge<'a> {
     pub responses: &'a [&'a str],
     /// Which answers broke a hard rule (from the Space's rule verifiers).
     pub hard_failed: &'a [bool],
+    /// The earlier answers the seats were shown this round (empty in round one and in
+    /// Spaces without history), so judges can tell a reply from a copy.
+    pub history: &'a [String],
 }
 
 /// Judges the rounds of matches.
@@ -107,6 +110,7 @@ impl RoundJudge for PanelJudge {
             task,
             responses,
             hard_failed,
+            history: &[],
         }])
         .pop()
         .expect("one round in, one out")
@@ -120,7 +124,11 @@ impl RoundJudge for PanelJudge {
     ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
         let tasks: Vec<judges::Task> = rounds
             .iter()
-            .map(|r| judges::Task::from_space(r.rulebook, r.task))
+            .map(|r| {
+                let mut task = judges::Task::from_space(r.rulebook, r.task);
+                task.history = r.history.to_vec();
+                task
+            })
             .collect();
         let mut results: Vec<Option<Result<Vec<RoundVerdict>, judges::JudgeError>>> =
             Vec::with_capacity(rounds.len());

@@ -538,13 +538,16 @@ fn judge_rounds(
     if due.is_empty() {
         return;
     }
+    let shown: Vec<Vec<String>> = due.iter().map(|(_, m, _)| shown_history(m)).collect();
     let rounds: Vec<RoundToJudge<'_>> = due
         .iter()
-        .map(|(_, m, texts)| RoundToJudge {
+        .zip(&shown)
+        .map(|((_, m, texts), history)| RoundToJudge {
             rulebook: &m.rulebook,
             task: m.task.as_ref().expect("a verified match has a task"),
             responses: texts,
             hard_failed: &m.hard_failed,
+            history,
         })
         .collect();
     let judged = judge.0.judge_many(&rounds);
@@ -570,6 +573,17 @@ fn judge_rounds(
                 m.deadline_ms = i64::MIN;
             }
         }
+    }
+}
+
+/// The earlier answers this round showed the seats (as `spaces::History` decides):
+/// none in the first round or without history, the round before's answers for
+/// `opponent_last`, every earlier answer for `all`.
+fn shown_history(m: &MatchState) -> Vec<String> {
+    match m.rulebook.history {
+        spaces::History::None => Vec::new(),
+        spaces::History::OpponentLast => m.answers.last().cloned().unwrap_or_default(),
+        spaces::History::All => m.answers.concat(),
     }
 }
 

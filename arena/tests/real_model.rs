@@ -23,16 +23,17 @@ fn engine_and_judge(
     let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
     let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
     let engine = RuntimeEngine::new(Arc::new(model), Arc::new(tokenizer), adapters);
-    let loaded = judges::LoadedJudges {
-        llm: Some(Arc::new(judges::LlmJudge::load(&gguf).unwrap())),
-        embedding: Some(Arc::new(
+    let loaded = judges::LoadedJudges::new(
+        Some(Arc::new(judges::LlmJudge::load(&gguf).unwrap())),
+        Some(Arc::new(
             judges::EmbeddingJudge::load(
                 &models::minilm_dir().expect("MiniLM weights"),
                 &candle_core::Device::Cpu,
             )
             .unwrap(),
         )),
-    };
+    )
+    .unwrap();
     let books: Vec<_> = spaces.iter().map(|s| s.rulebook.clone()).collect();
     (
         Box::new(engine),

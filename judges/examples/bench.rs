@@ -11,13 +11,13 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let spaces = root.join("assets/spaces");
     let data = root.join("assets/judges");
-    let judges = LoadedJudges {
-        llm: Some(Arc::new(LlmJudge::load(&models::smollm2_gguf()?)?)),
-        embedding: Some(Arc::new(EmbeddingJudge::load(
+    let judges = LoadedJudges::new(
+        Some(Arc::new(LlmJudge::load(&models::smollm2_gguf()?)?)),
+        Some(Arc::new(EmbeddingJudge::load(
             &models::minilm_dir()?,
             &candle_core::Device::Cpu,
         )?)),
-    };
+    )?;
     if which == "judge" || which == "all" {
         let v = bench::throughput(&judges, &spaces, 5)?;
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -30,8 +30,9 @@ pub const INJECTION_SETS: [(&str, &str); 7] = [
     ("blind5", "injection_blind5.jsonl"),
 ];
 
-/// One line of `injection.jsonl`.
+/// One line of an injection set (`injection.jsonl` and any file in its format).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InjectionCase {
     /// The Space's slug.
     pub space: String,
@@ -43,10 +44,17 @@ pub struct InjectionCase {
     pub adversarial: String,
     /// The attack's name.
     pub attack: String,
+    /// The role line both answers' seat was given (debate sides), if any.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The earlier answer the seat was shown (the opponent's last turn), if any.
+    #[serde(default)]
+    pub history: Option<String>,
 }
 
-/// One line of `agreement.jsonl`.
+/// One line of an agreement set (`agreement.jsonl` and any file in its format).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgreementCase {
     /// The Space's slug.
     pub space: String,
@@ -58,6 +66,28 @@ pub struct AgreementCase {
     pub bad: String,
     /// What is wrong with it (off-topic, truncated, padded, ...).
     pub flaw: String,
+    /// Whether the difference is subtle (both answers decent); reported apart.
+    #[serde(default)]
+    pub hard: bool,
+    /// The role line both answers' seat was given (debate sides), if any.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The earlier answer the seat was shown (the opponent's last turn), if any.
+    #[serde(default)]
+    pub history: Option<String>,
+}
+
+/// The judges' task for a labelled case: the Space's task for the text (see
+/// [`task_for`]), with the case's role given to both answers' seats and its history as
+/// what the seats were shown.
+pub fn case_task(book: &Rulebook, prompt: &str, role: Option<&str>, history: Option<&str>) -> Task {
+    let mut task = task_for(book, prompt);
+    task.roles = match role {
+        Some(role) => vec![role.to_string(); 2],
+        None => Vec::new(),
+    };
+    task.history = history.map(str::to_string).into_iter().collect();
+    task
 }
 
 /// Reads a JSON-lines file of records (blank lines skipped).

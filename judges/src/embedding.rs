@@ -16,8 +16,9 @@ use crate::text::containment;
 use crate::{Judge, JudgeError, JudgeId, Score, Task};
 
 /// Version of this judge's scoring procedure; bump it when the formula changes.
-/// v2: relevance saturates at cosine 0.30 (was 0.60).
-pub const EMBEDDING_TEMPLATE_VERSION: &str = "embedding-v2";
+/// v2: relevance saturates at cosine 0.30 (was 0.60). v3: copying an earlier answer
+/// the seats were shown (`Task::history`) is penalised like copying a rival.
+pub const EMBEDDING_TEMPLATE_VERSION: &str = "embedding-v3";
 
 /// Cosine similarity that maps to relevance 0 (unrelated text sits near it).
 const COS_FLOOR: f64 = 0.05;
@@ -77,6 +78,11 @@ impl EmbeddingJudge {
             device: device.clone(),
             model_hash,
         })
+    }
+
+    /// sha256 of the model's weights file.
+    pub fn model_hash(&self) -> &str {
+        &self.model_hash
     }
 
     /// The device the model runs on.
@@ -158,15 +164,24 @@ impl Judge for EmbeddingJudge {
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(j, o)| (containment(resp, o), j))
+                    .map(|(j, o)| (containment(resp, o), Some(j)))
                     .fold(
                         (0.0, None),
-                        |best, (c, j)| if c > best.0 { (c, Some(j)) } else { best },
+                        |best, (c, j)| if c > best.0 { (c, j) } else { best },
                     );
-                let penalty = copy_penalty(from_task.max(from_other));
+                // An earlier answer the seats were shown (the opponent's last turn) is
+                // a rival's text too: repeating it is not a reply.
+                let from_history = task
+                    .history
+                    .iter()
+                    .map(|h| containment(resp, h))
+                    .fold(0.0, f64::max);
+                let penalty = copy_penalty(from_task.max(from_other).max(from_history));
                 let mut rationale = format!("relevance {relevance:.2} (cosine {cos:.2})");
                 if penalty > 0.0 {
-                    let source = if from_task >= from_other {
+                    let source = if from_history >= from_task.max(from_other) {
+                        format!("{:.0}% of an earlier answer", from_history * 100.0)
+                    } else if from_task >= from_other {
                         format!("{:.0}% of the task text", from_task * 100.0)
                     } else {
                         format!(

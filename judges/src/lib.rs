@@ -16,6 +16,8 @@ pub mod dataset;
 pub mod embedding;
 pub mod llm;
 pub mod panel;
+pub mod reward;
+pub mod reward_data;
 pub mod rules;
 pub mod screen;
 pub mod text;
@@ -28,6 +30,7 @@ pub use agents::DeviceSpec;
 pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
 pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict, agreement, places};
+pub use reward::{RewardHead, RewardJudge};
 pub use rules::RulesJudge;
 pub use screen::SemanticScreen;
 
@@ -44,6 +47,15 @@ pub struct Task {
     /// The values that filled the task template (for `{var}` rules).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Each seat's role line (debate sides), in seat order; empty when the Space gives
+    /// none. Judges read a response against its own seat's role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The earlier answers the seats were shown this round (the opponent's last turn in
+    /// a debate); empty in the first round and in Spaces without history. A response
+    /// should answer them, and copying them earns nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<String>,
 }
 
 impl Task {
@@ -54,7 +66,14 @@ impl Task {
             rubric: rubric.into(),
             answer: None,
             vars: BTreeMap::new(),
+            roles: Vec::new(),
+            history: Vec::new(),
         }
+    }
+
+    /// The role line of the seat that wrote response `i`, if the Space gives roles.
+    pub fn role(&self, i: usize) -> Option<&str> {
+        self.roles.get(i).map(String::as_str)
     }
 
     /// The judges' view of one round's task of a Space.
@@ -64,6 +83,8 @@ impl Task {
             rubric: book.rubric.trim().to_string(),
             answer: task.answer.clone(),
             vars: task.vars.clone(),
+            roles: book.roles.clone(),
+            history: Vec::new(),
         }
     }
 

@@ -31,10 +31,13 @@ use sha2::{Digest, Sha256};
 use crate::{Judge, JudgeError, JudgeId, Round, Score, Task};
 
 /// Version of the pointwise prompt template; bump it whenever its text changes.
-pub const POINTWISE_TEMPLATE_VERSION: &str = "llm-pointwise-v1";
+/// v2: the seat's role line before the response, and the earlier answers the seats
+/// were shown after the task.
+pub const POINTWISE_TEMPLATE_VERSION: &str = "llm-pointwise-v2";
 /// Version of the pairwise prompt template; bump it whenever its text changes.
 /// v2: each order's P("A") is calibrated against the round's content-free prior.
-pub const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v2";
+/// v3: the earlier answers the seats were shown follow the task.
+pub const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v3";
 
 /// The answer shown in both slots to read the judge's position prior for a task:
 /// contextual calibration ("Calibrate Before Use", Zhao et al., ICML 2021, which uses

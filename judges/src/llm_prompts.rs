@@ -46,9 +46,28 @@ const HEAD_CACHE: usize = 16;
 /// of tokens per prompt (a response, or an ordered pair, then the closing instruction).
 #[derive(Default)]
 pub(super) struct RoundPrompts {
-    head: String,
-    task: Vec<u32>,
-    bodies: Vec<Vec<u32>>,
+    pub(super) head: String,
+    pub(super) task: Vec<u32>,
+    pub(super) bodies: Vec<Vec<u32>>,
+}
+
+/// The task as the judge reads it: the task text, then the earlier answers the seats
+/// were shown (a debate's last turns), quoted as data, which a good response answers
+/// rather than repeats.
+fn with_history(task: &Task) -> String {
+    let mut text = task.prompt.trim().to_string();
+    if !task.history.is_empty() {
+        text.push_str(
+            "\n\nEarlier answers the competitors were shown (a good response replies to \
+             them and does not repeat them):",
+        );
+        for earlier in &task.history {
+            text.push_str("\n\"\"\"\n");
+            text.push_str(&neutralise(earlier.trim()).replace("\"\"\"", "\""));
+            text.push_str("\n\"\"\"");
+        }
+    }
+    text
 }
 
 /// Breaks up chat special tokens (`<|im_end|>` ...) so a response's text can never
@@ -260,17 +279,28 @@ impl LlmJudge {
         if responses.is_empty() {
             return Ok(RoundPrompts::default());
         }
+        // The response's opening marker belongs to its body, so a seat's role line can
+        // stand before it (debate sides differ by seat).
         let user = format!(
-            "Rubric:\n{}\n\nTask:\n{TASK_SLOT}\n\n<<<RESPONSE>>>\n{SLOT}\n<<<END RESPONSE>>>\n\n\
+            "Rubric:\n{}\n\nTask:\n{TASK_SLOT}\n\n{SLOT}\n<<<END RESPONSE>>>\n\n\
              Rate the response from 1 (very poor) to 9 (excellent). Reply with one digit.",
             task.rubric.trim()
         );
-        let (head, task_part, tails) = self.render(POINTWISE_SYSTEM, &user, &task.prompt);
+        let (head, task_part, tails) = self.render(POINTWISE_SYSTEM, &user, &with_history(task));
         let tail = self.piece(&tails.concat())?;
         let bodies = responses
             .iter()
-            .map(|r| {
-                let mut ids = self.response_ids(r)?;
+            .enumerate()
+            .map(|(i, r)| {
+                let opening = match task.role(i) {
+                    Some(role) => format!(
+                        "The competitor's assigned role: {}\n<<<RESPONSE>>>\n",
+                        role.trim()
+                    ),
+                    None => "<<<RESPONSE>>>\n".to_string(),
+                };
+                let mut ids = self.piece(&opening)?;
+                ids.extend(self.response_ids(r)?);
                 ids.extend_from_slice(&tail);
                 Ok(ids)
             })
@@ -297,7 +327,7 @@ impl LlmJudge {
              Which response answers the task better by the rubric? Reply with one letter: A or B.",
             task.rubric.trim()
         );
-        let (head, task_part, tails) = self.render(PAIRWISE_SYSTEM, &user, &task.prompt);
+        let (head, task_part, tails) = self.render(PAIRWISE_SYSTEM, &user, &with_history(task));
         let [middle, tail] = [&tails[0], &tails[1]].map(|t| self.piece(t));
         let (middle, tail) = (middle?, tail?);
         let bodies = shown

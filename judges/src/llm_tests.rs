@@ -40,6 +40,39 @@ fn restricted_softmax_is_a_distribution_over_the_chosen_tokens() {
 }
 
 #[test]
+fn pointwise_prompts_show_each_seat_its_role_and_the_history() {
+    let judge = tiny_judge();
+    let mut task = Task::new("Motion: Zoos should be closed.", "Argue your side.");
+    task.roles = vec![
+        "You argue FOR the motion.".into(),
+        "You argue AGAINST the motion.".into(),
+    ];
+    task.history = vec!["Zoos protect rare animals.".into()];
+    let p = judge
+        .pointwise_prompts(&task, &["Close them.", "Keep them."])
+        .unwrap();
+    let text = |ids: &[u32]| judge.tokenizer.inner().decode(ids, false).unwrap();
+    assert!(
+        text(&p.task).contains("Zoos protect rare animals."),
+        "{}",
+        text(&p.task)
+    );
+    assert!(text(&p.bodies[0]).contains("You argue FOR the motion."));
+    assert!(text(&p.bodies[1]).contains("You argue AGAINST the motion."));
+    assert!(text(&p.bodies[1]).contains("<<<RESPONSE>>>\nKeep them."));
+    // Without roles or history the prompt carries neither.
+    let plain = judge.pointwise_prompts(&self::task(), &["Water."]).unwrap();
+    assert!(!text(&plain.bodies[0]).contains("role"));
+    assert!(!text(&plain.task).contains("Earlier answers"));
+    // The same answer read against the other side's role is another prompt.
+    let s = judge
+        .with_mode(LlmMode::Pointwise)
+        .score(&task, &["Keep them.", "Keep them."])
+        .unwrap();
+    assert_ne!(s[0].score, s[1].score);
+}
+
+#[test]
 fn orders_that_disagree_make_a_tie() {
     assert_eq!(
         PairVerdict::from_orders([0.8, 0.7]).preference,

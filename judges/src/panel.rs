@@ -22,6 +22,7 @@ use spaces::{InjectionSignal, LengthUnit, Rulebook};
 
 use crate::embedding::EmbeddingJudge;
 use crate::llm::{DELIMITERS, LlmJudge};
+use crate::reward::RewardJudge;
 use crate::rules::RulesJudge;
 use crate::screen::SemanticScreen;
 use crate::{Judge, JudgeError, Round, Score, Task};
@@ -87,6 +88,27 @@ pub struct LoadedJudges {
     pub llm: Option<Arc<LlmJudge>>,
     /// The embedding judge.
     pub embedding: Option<Arc<EmbeddingJudge>>,
+    /// The learned reward judge (on the embedding model).
+    pub reward: Option<Arc<RewardJudge>>,
+}
+
+impl LoadedJudges {
+    /// The judges over loaded models: the LLM judge, the embedding judge and, on the
+    /// embedding model, the reward judge with the head this build ships.
+    pub fn new(
+        llm: Option<Arc<LlmJudge>>,
+        embedding: Option<Arc<EmbeddingJudge>>,
+    ) -> Result<LoadedJudges, JudgeError> {
+        let reward = match &embedding {
+            Some(e) => Some(Arc::new(RewardJudge::shipped(e.clone())?)),
+            None => None,
+        };
+        Ok(LoadedJudges {
+            llm,
+            embedding,
+            reward,
+        })
+    }
 }
 
 /// The panel's verdict on one response.
@@ -107,7 +129,7 @@ pub struct ResponseVerdict {
 }
 
 /// The first `target` units of a text (whole words, characters or lines).
-fn clip(text: &str, target: usize, unit: LengthUnit) -> String {
+pub(crate) fn clip(text: &str, target: usize, unit: LengthUnit) -> String {
     match unit {
         LengthUnit::Words => text
             .split_whitespace()
@@ -168,6 +190,16 @@ impl Panel {
             members.push(PanelMember {
                 judge: rules.clone(),
                 weight: weights.rules,
+            });
+        }
+        if weights.reward > 0.0 {
+            let reward = judges
+                .reward
+                .clone()
+                .ok_or(JudgeError::MissingJudge("reward"))?;
+            members.push(PanelMember {
+                judge: reward,
+                weight: weights.reward,
             });
         }
         Ok(Panel {

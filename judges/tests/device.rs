@@ -54,7 +54,7 @@ fn llm_judge_on_a_device_agrees_with_the_cpu_runtime() {
     assert!(cpu.device().is_none());
     assert!(on.device().is_some());
     let kind = judges::device_kind(&device);
-    assert_eq!(on.id().template_version, format!("llm-pointwise-v1+{kind}"));
+    assert_eq!(on.id().template_version, format!("llm-pointwise-v2+{kind}"));
     assert_eq!(on.id().model_hash, cpu.id().model_hash);
 
     let tasks = tasks();

@@ -68,3 +68,36 @@ fn copying_the_task_or_a_rival_is_penalised() {
     let again = j.score(&task(), &[honest, copycat]).unwrap();
     assert_eq!(s, again);
 }
+
+/// In a debate, an answer that repeats the opponent's last turn (shown to the seats
+/// as history) is not a reply: it loses what it copied, while a real rebuttal that
+/// quotes a few words does not.
+#[test]
+fn copying_an_earlier_answer_the_seats_were_shown_is_penalised() {
+    let j = judge();
+    let mut task = Task::new(
+        "Motion: Zoos should be closed. Give your argument in three to five sentences.",
+        "Argue your side; answer the opponent's last points.",
+    );
+    let opponent = "Zoos keep wild animals in small cages far from their homes. Many animals \
+                    pace and suffer. We can protect species in the wild instead.";
+    let copy = "Zoos keep wild animals in small cages far from their homes. Many animals \
+                pace and suffer. We can protect species in the wild instead.";
+    let rebuttal = "My opponent says animals suffer in small cages, but modern zoos build \
+                    large habitats. Breeding programmes saved the Arabian oryx from \
+                    extinction. Wild protection alone cannot stop poachers everywhere.";
+    let before = j.score(&task, &[copy, rebuttal]).unwrap();
+    task.history = vec![opponent.to_string()];
+    let after = j.score(&task, &[copy, rebuttal]).unwrap();
+    assert!(after[0].score < 0.05, "{after:?}");
+    assert!(
+        after[0].rationale.contains("earlier answer"),
+        "{}",
+        after[0].rationale
+    );
+    assert!(before[0].score > 0.5, "{before:?}");
+    assert_eq!(
+        after[1].score, before[1].score,
+        "a rebuttal keeps its score"
+    );
+}

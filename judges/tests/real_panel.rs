@@ -20,12 +20,13 @@ fn judges() -> &'static LoadedJudges {
     JUDGES.get_or_init(|| {
         let gguf = models::smollm2_gguf().expect("SmolLM2 (run `rlfc models fetch`)");
         let minilm = models::minilm_dir().expect("MiniLM (run `rlfc models fetch`)");
-        LoadedJudges {
-            llm: Some(Arc::new(LlmJudge::load(&gguf).expect("load SmolLM2"))),
-            embedding: Some(Arc::new(
+        LoadedJudges::new(
+            Some(Arc::new(LlmJudge::load(&gguf).expect("load SmolLM2"))),
+            Some(Arc::new(
                 EmbeddingJudge::load(&minilm, &candle_core::Device::Cpu).expect("load MiniLM"),
             )),
-        }
+        )
+        .expect("the shipped reward head")
     })
 }
 
@@ -62,9 +63,18 @@ fn tweet_duel_round_ranks_rule_breakers_and_injections_last() {
     assert_eq!(p[2], 4, "the hard-rule failure ranks last");
     // Every judge's score is kept, with a traceable identity.
     let names: Vec<&str> = v[0].scores.iter().map(|s| s.judge.name.as_str()).collect();
-    assert_eq!(names, ["llm", "embedding", "rules"]);
+    assert_eq!(names, ["llm", "embedding", "rules", "reward"]);
+    // The reward judge's identity names the head it scored with.
+    assert!(
+        v[0].scores[3]
+            .judge
+            .template_version
+            .starts_with("reward-v1+head:"),
+        "{}",
+        v[0].scores[3].judge.template_version
+    );
     assert_eq!(v[0].scores[0].judge.model_hash.len(), 64);
-    assert_eq!(v[0].scores[0].judge.template_version, "llm-pointwise-v1");
+    assert_eq!(v[0].scores[0].judge.template_version, "llm-pointwise-v2");
     // Same inputs, same scores, bit for bit.
     assert_eq!(v, panel.judge_round(&task, &round).unwrap());
 }

@@ -236,6 +236,7 @@ fn build_judges(raw: RawJudges, rule_count: usize) -> Result<JudgePanel, KeyErro
         ("llm", raw.llm),
         ("embedding", raw.embedding),
         ("rules", raw.rules),
+        ("reward", raw.reward),
     ] {
         if !(w.is_finite() && (0.0..=1000.0).contains(&w)) {
             return Err(KeyError::new(
@@ -244,7 +245,7 @@ fn build_judges(raw: RawJudges, rule_count: usize) -> Result<JudgePanel, KeyErro
             ));
         }
     }
-    if raw.llm + raw.embedding + raw.rules <= 0.0 {
+    if raw.llm + raw.embedding + raw.rules + raw.reward <= 0.0 {
         return Err(KeyError::new(
             "judges",
             "at least one judge weight must be above 0",
@@ -261,6 +262,7 @@ fn build_judges(raw: RawJudges, rule_count: usize) -> Result<JudgePanel, KeyErro
         llm: raw.llm,
         embedding: raw.embedding,
         rules: raw.rules,
+        reward: raw.reward,
         target_length,
         length_unit: raw.length_unit,
     })

@@ -132,6 +132,8 @@ pub(crate) struct RawJudges {
     pub(crate) llm: f64,
     pub(crate) embedding: f64,
     pub(crate) rules: f64,
+    #[serde(default)]
+    pub(crate) reward: f64,
     pub(crate) target_length: i64,
     pub(crate) length_unit: LengthUnit,
 }

@@ -28,6 +28,8 @@ pub struct JudgePanel {
     pub embedding: f64,
     /// Weight of the rule verifiers (their pass rate).
     pub rules: f64,
+    /// Weight of the learned reward judge (0 when the rulebook leaves it out).
+    pub reward: f64,
     /// Past this length, more text never earns more score.
     pub target_length: usize,
     /// The unit of `target_length`.

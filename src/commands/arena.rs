@@ -117,10 +117,10 @@ impl Platform {
             models.tokenizer.clone(),
             self.adapters.clone(),
         );
-        let loaded = judges::LoadedJudges {
-            llm: Some(models.llm_judge.clone()),
-            embedding: Some(models.embedding_judge.clone()),
-        };
+        let loaded = judges::LoadedJudges::new(
+            Some(models.llm_judge.clone()),
+            Some(models.embedding_judge.clone()),
+        )?;
         let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
         let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
         Ok((Box::new(engine), Box::new(judge)))

@@ -50,10 +50,7 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         &gguf,
         &fetcher.model_dir(&models::MINILM),
     )?;
-    let judges = LoadedJudges {
-        llm: Some(Arc::new(llm)),
-        embedding: Some(Arc::new(embedding)),
-    };
+    let judges = LoadedJudges::new(Some(Arc::new(llm)), Some(Arc::new(embedding)))?;
     let spaces = config.assets_dir.join("spaces");
     let data = config.assets_dir.join("judges");
     let figures = match command {
@@ -62,12 +59,17 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
             figures["device"] = config.judges.device.to_string().into();
             figures
         }
-        BenchCommand::JudgeAgreement => {
-            bench::agreement(&judges, &spaces, &data.join("agreement.jsonl"))?
+        BenchCommand::JudgeAgreement { cases, detail } => {
+            let cases = cases.unwrap_or_else(|| data.join("agreement.jsonl"));
+            bench::agreement_with(&judges, &spaces, &cases, detail)?
         }
+        BenchCommand::JudgeInjection {
+            cases: Some(cases),
+            detail,
+        } => bench::injection_with(&judges, &spaces, &cases, detail)?,
         // An independent figure needs a new set: each of these has been used to extend
         // the defence after its first measurement.
-        BenchCommand::JudgeInjection => {
+        BenchCommand::JudgeInjection { cases: None, .. } => {
             let mut figures = serde_json::Map::new();
             for (name, file) in judges::dataset::INJECTION_SETS {
                 figures.insert(

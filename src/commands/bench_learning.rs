@@ -63,10 +63,10 @@ pub fn run(args: BenchLearningArgs, config: &Config) -> Result<()> {
         .with_context(|| format!("--space: no Space named {:?}", args.space))?;
     let book = Arc::new(book);
     let models = BaseModels::load(config)?;
-    let loaded = judges::LoadedJudges {
-        llm: Some(models.llm_judge.clone()),
-        embedding: Some(models.embedding_judge.clone()),
-    };
+    let loaded = judges::LoadedJudges::new(
+        Some(models.llm_judge.clone()),
+        Some(models.embedding_judge.clone()),
+    )?;
     let judge = arena::judging::PanelJudge::new(std::slice::from_ref(&book), &loaded)?;
     let scratch = tempfile::tempdir()?;
     let adapters = Arc::new(AdapterLibrary::new(scratch.path().join("adapters")));

@@ -7,6 +7,7 @@ pub mod bench_learning;
 pub mod bench_scale;
 pub mod bench_web;
 pub mod db;
+pub mod judges;
 pub mod models;
 pub mod roles;
 pub mod web;
