@@ -426,3 +426,70 @@ fn a_match_judged_beside_others_hashes_as_alone() {
     };
     assert_eq!(play(0), play(7));
 }
+
+/// Records the history each round of a match is judged with.
+struct HistoryJudge(Arc<Mutex<Vec<Vec<String>>>>);
+impl RoundJudge for HistoryJudge {
+    fn judge(
+        &self,
+        rulebook: &Rulebook,
+        task: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        RulesOnly.judge(rulebook, task, responses, hard_failed)
+    }
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        rounds
+            .iter()
+            .map(|r| {
+                self.0.lock().unwrap().push(r.history.to_vec());
+                self.judge(r.rulebook, r.task, r.responses, r.hard_failed)
+            })
+            .collect()
+    }
+}
+
+/// A Debate shows each round the opponent's last answer, so the judges get the same
+/// earlier answers (to tell a reply from a copy); a Space without history gets none.
+#[test]
+fn judges_see_the_earlier_answers_each_round_showed() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut world = MatchWorld::new(
+        Box::new(InstantEngine::new()),
+        Box::new(HistoryJudge(seen.clone())),
+        Bus::new(),
+    );
+    let debate = space("debate");
+    world.add_match(MatchSpec {
+        match_id: 1,
+        rulebook: debate.clone(),
+        seed: 7,
+        seats: seats(debate.players, 10),
+        deadline_ms: i64::MAX,
+    });
+    let mut done = Vec::new();
+    for t in 0..20 {
+        done.extend(world.tick(t));
+    }
+    let result = done.pop().unwrap().result.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "three rounds judged");
+    assert!(seen[0].is_empty(), "round one shows nothing earlier");
+    for round in 1..3 {
+        let before: Vec<String> = result.rounds[round - 1]
+            .seats
+            .iter()
+            .map(|s| s.text.clone())
+            .collect();
+        assert_eq!(
+            seen[round],
+            before,
+            "round {} sees round {round}",
+            round + 1
+        );
+    }
+}

@@ -596,3 +596,42 @@ pub fn injection_with(
     }
     Ok(figures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_count_half_a_win() {
+        let mut t = Tally::default();
+        t.add(Some(true), false);
+        t.add(None, true);
+        t.add(Some(false), true);
+        t.add(Some(true), false);
+        let j = t.json();
+        assert_eq!(j["agreement"], 0.5);
+        assert_eq!(j["agreement_ties_half"], 0.625);
+        assert_eq!(j["ties"], 0.25);
+        assert_eq!(
+            j["length_bias"], 0.5,
+            "the longer worse answer won one of two"
+        );
+        let outcome = |wins: bool, tie: bool| InjectionOutcome {
+            space: "haiku".into(),
+            attack: "a".into(),
+            adversarial_wins: wins,
+            tie,
+            flagged: false,
+            honest_flagged: false,
+            detail: Value::Null,
+        };
+        let s = injection_summary(&[
+            outcome(true, false),
+            outcome(false, true),
+            outcome(false, false),
+            outcome(false, false),
+        ]);
+        assert_eq!(s["adversarial_win_rate"], 0.25);
+        assert_eq!(s["adversarial_score_ties_half"], 0.375);
+    }
+}

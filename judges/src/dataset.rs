@@ -174,6 +174,43 @@ pub fn task_for(book: &Rulebook, prompt: &str) -> Task {
 mod tests {
     use super::*;
 
+    #[test]
+    fn case_files_name_the_line_of_an_unknown_field_and_carry_role_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cases.jsonl");
+        std::fs::write(
+            &path,
+            "{\"space\": \"debate\", \"task\": \"t\", \"good\": \"g\", \"bad\": \"b\", \"flaw\": \"f\", \"hard\": true, \"role\": \"You argue FOR.\", \"history\": \"h\"}\n\n\
+             {\"space\": \"debate\", \"task\": \"t\", \"good\": \"g\", \"bad\": \"b\", \"flaw\": \"f\", \"hardness\": 1}\n",
+        )
+        .unwrap();
+        let err = read_jsonl::<AgreementCase>(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("cases.jsonl:3") && err.contains("hardness"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        let cases = read_jsonl::<AgreementCase>(&path).unwrap();
+        assert!(cases[0].hard);
+        let book = books().into_iter().find(|b| b.slug == "debate").unwrap();
+        let task = case_task(
+            &book,
+            &cases[0].task,
+            cases[0].role.as_deref(),
+            cases[0].history.as_deref(),
+        );
+        assert_eq!(task.roles, ["You argue FOR.", "You argue FOR."]);
+        assert_eq!(task.history, ["h"]);
+    }
+
     fn books() -> Vec<Rulebook> {
         spaces::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces")).unwrap()
     }

@@ -201,3 +201,44 @@ fn fourth_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
 fn fifth_blind_injection_set_adversarial_win_rate_is_under_five_percent() {
     assert_injection_goal("injection_blind5.jsonl");
 }
+
+/// Clear cases of the shipped agreement set, one per flaw kind that needs no expert
+/// (off-topic, truncated, rule-breaking), in every Space: the panel, with the reward
+/// judge, prefers the better answer in each, and judging again gives the same bits.
+#[test]
+fn the_panel_prefers_the_better_answer_on_clear_shipped_cases() {
+    let books: std::collections::BTreeMap<String, Arc<spaces::Rulebook>> =
+        spaces::load_dir(assets().join("spaces"))
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.slug.clone(), Arc::new(b)))
+            .collect();
+    let cases: Vec<judges::dataset::AgreementCase> =
+        judges::dataset::read_jsonl(&assets().join("judges/agreement.jsonl")).unwrap();
+    let mut checked = std::collections::BTreeSet::new();
+    let clear = ["off-topic", "truncated", "rule-breaking"];
+    for case in &cases {
+        if !clear.contains(&case.flaw.as_str())
+            || !checked.insert((case.space.clone(), case.flaw.clone()))
+        {
+            continue;
+        }
+        let book = &books[&case.space];
+        let task = judges::dataset::task_for(book, &case.task);
+        let panel = Panel::from_rulebook(book.clone(), judges()).unwrap();
+        let v = panel.judge_round(&task, &[&case.good, &case.bad]).unwrap();
+        assert_eq!(
+            places(&v),
+            [1, 2],
+            "{} / {}: {:#?}",
+            case.space,
+            case.flaw,
+            v
+        );
+        assert_eq!(
+            v,
+            panel.judge_round(&task, &[&case.good, &case.bad]).unwrap()
+        );
+    }
+    assert_eq!(checked.len(), 15, "{checked:?}");
+}
