@@ -479,17 +479,12 @@ fn judges_see_the_earlier_answers_each_round_showed() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "three rounds judged");
     assert!(seen[0].is_empty(), "round one shows nothing earlier");
-    for round in 1..3 {
+    for (round, shown) in seen.iter().enumerate().skip(1) {
         let before: Vec<String> = result.rounds[round - 1]
             .seats
             .iter()
             .map(|s| s.text.clone())
             .collect();
-        assert_eq!(
-            seen[round],
-            before,
-            "round {} sees round {round}",
-            round + 1
-        );
+        assert_eq!(*shown, before, "round {} sees round {round}", round + 1);
     }
 }
