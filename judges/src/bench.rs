@@ -23,7 +23,8 @@ use crate::panel::{LoadedJudges, Panel, PanelRound, places};
 use crate::text::word_count;
 use crate::{Judge, JudgeError, Round, Task};
 
-fn books(spaces_dir: &Path) -> Result<BTreeMap<String, Arc<Rulebook>>, JudgeError> {
+/// The Spaces' rulebooks under `spaces_dir`, by slug.
+pub(crate) fn books(spaces_dir: &Path) -> Result<BTreeMap<String, Arc<Rulebook>>, JudgeError> {
     let books = spaces::load_dir(spaces_dir).map_err(|e| JudgeError::Dataset {
         path: spaces_dir.display().to_string(),
         line: 0,

@@ -221,16 +221,7 @@ impl<'a> Featurizer<'a> {
         assets_dir: &Path,
         cache: HashMap<String, Vec<f32>>,
     ) -> Result<Self, JudgeError> {
-        let dir = assets_dir.join("spaces");
-        let books = spaces::load_dir(&dir)
-            .map_err(|e| JudgeError::Dataset {
-                path: dir.display().to_string(),
-                line: 0,
-                reason: e.to_string(),
-            })?
-            .into_iter()
-            .map(|b| (b.slug.clone(), Arc::new(b)))
-            .collect();
+        let books = crate::bench::books(&assets_dir.join("spaces"))?;
         Ok(Featurizer {
             embedding,
             books,
