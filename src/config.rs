@@ -138,13 +138,34 @@ impl Default for ArenaConfig {
 pub struct WebConfig {
     /// Address the web UI and API listen on.
     pub bind: String,
+    /// The URL users reach the server at (`scheme://host[:port]`), empty for
+    /// `http://<bind>`: sign-in messages must name it, requests for any other host are
+    /// refused, and the session cookie is `Secure` when it is https.
+    pub public_url: String,
 }
 
 impl Default for WebConfig {
     fn default() -> WebConfig {
         WebConfig {
             bind: "127.0.0.1:8080".into(),
+            public_url: String::new(),
         }
+    }
+}
+
+impl WebConfig {
+    /// The public origin: `public_url`, or `http://<bind>` with a wildcard address
+    /// read as `localhost`.
+    pub fn public(&self) -> Result<web::PublicUrl> {
+        let url = if self.public_url.is_empty() {
+            format!(
+                "http://{}",
+                self.bind.replace("0.0.0.0", "localhost").replace("[::]", "localhost")
+            )
+        } else {
+            self.public_url.clone()
+        };
+        web::PublicUrl::parse(&url).map_err(|e| anyhow::anyhow!("invalid web.public_url: {e}"))
     }
 }
 
@@ -360,6 +381,9 @@ impl Config {
                 "invalid web.bind {:?}: accepts an address and port such as 127.0.0.1:8080",
                 self.web.bind
             );
+        }
+        if !self.web.public_url.is_empty() {
+            self.web.public()?;
         }
         let r = &self.redis;
         if !r.url.is_empty() {

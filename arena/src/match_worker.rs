@@ -350,7 +350,20 @@ impl MatchWorker {
             result,
         );
         let pairs = book.record.rounds.iter().map(|r| r.pairs.len()).sum();
-        let settled = MatchEnd::Settled {
+        // The ratings as computed from the skills read at the start; the settlement
+        // applies their change to the ratings as they stand then.
+        let planned: Vec<store::AppliedRating> = live
+            .seats
+            .iter()
+            .zip(&book.skills)
+            .map(|((e, before), after)| store::AppliedRating {
+                agent_id: e.agent_id,
+                mu_before: before.mu,
+                mu: after.mu,
+                sigma: after.sigma,
+            })
+            .collect();
+        let settled = |ratings: &[store::AppliedRating]| MatchEnd::Settled {
             seats: live
                 .seats
                 .iter()
@@ -361,8 +374,8 @@ impl MatchWorker {
                     place: result.places[i],
                     score: result.totals[i],
                     payout_wei: book.amounts[i].to_string(),
-                    mu: book.skills[i].mu,
-                    sigma: book.skills[i].sigma,
+                    mu: ratings[i].mu,
+                    sigma: ratings[i].sigma,
                 })
                 .collect(),
             result_hash: result.hash(),
@@ -370,9 +383,14 @@ impl MatchWorker {
             pairs,
         };
         match self.payments.settle(book.record.clone()).await {
-            Ok(_) => {
-                self.publish_settlement(outcome.match_id, live, &book, result);
-                Ok(settled)
+            Ok(recorded) => {
+                let ratings = if recorded.ratings.len() == planned.len() {
+                    recorded.ratings
+                } else {
+                    planned
+                };
+                self.publish_settlement(outcome.match_id, live, &book, result, &ratings);
+                Ok(settled(&ratings))
             }
             Err(PaymentError::Store(store::Error::AlreadySettled { outcome: done, .. })) => {
                 // Reclaimed and closed by another process meanwhile: it published.
@@ -391,7 +409,7 @@ impl MatchWorker {
                 // reconciliation sends it again.
                 tracing::error!(match_id = outcome.match_id, error = %e,
                     "settled in the database, chain settlement pending");
-                self.publish_settlement(outcome.match_id, live, &book, result);
+                self.publish_settlement(outcome.match_id, live, &book, result, &planned);
                 Ok(MatchEnd::SettledChainPending {
                     result_hash: result.hash(),
                     error: e.to_string(),
@@ -422,6 +440,7 @@ impl MatchWorker {
         live: &LiveMatch,
         book: &crate::record::MatchBook,
         result: &crate::world::MatchResult,
+        ratings: &[store::AppliedRating],
     ) {
         self.bus.publish(
             match_id,
@@ -438,11 +457,9 @@ impl MatchWorker {
         self.bus.publish(
             match_id,
             EventKind::RatingChanges {
-                changes: live
-                    .seats
+                changes: ratings
                     .iter()
-                    .zip(&book.skills)
-                    .map(|((e, before), after)| (e.agent_id, before.mu, after.mu, after.sigma))
+                    .map(|r| (r.agent_id, r.mu_before, r.mu, r.sigma))
                     .collect(),
             },
         );

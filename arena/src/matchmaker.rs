@@ -191,12 +191,14 @@ impl Matchmaker {
                     queued.push(Queued {
                         entry_id: e.id,
                         agent_id: e.agent_id,
+                        owner_id: e.user_id,
                         rating: skill.mu,
                         waited_secs: (now - e.created_at).max(0) as f64 / 1000.0,
                     });
                 }
                 let policy = MatchmakingPolicy {
                     players: slot.rulebook.players,
+                    seats_per_owner: slot.rulebook.seats_per_owner,
                     base_gap: self.cfg.base_gap,
                     widen_per_sec: self.cfg.widen_per_sec,
                 };

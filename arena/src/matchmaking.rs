@@ -2,7 +2,7 @@
 //! rating. The allowed rating gap starts narrow and widens the longer the oldest
 //! entry waits, so nobody waits forever and early matches stay fair.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// An entry waiting in a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +11,8 @@ pub struct Queued {
     pub entry_id: i64,
     /// Its agent (one agent never plays twice in one match).
     pub agent_id: i64,
+    /// The agent's owner (one owner holds at most the policy's seats per match).
+    pub owner_id: i64,
     /// The agent's skill estimate on this Space's ladder (mu).
     pub rating: f64,
     /// Seconds it has waited.
@@ -22,6 +24,8 @@ pub struct Queued {
 pub struct MatchmakingPolicy {
     /// Players per match.
     pub players: usize,
+    /// The most seats one owner may hold in a match.
+    pub seats_per_owner: usize,
     /// Allowed rating gap for a fresh entry.
     pub base_gap: f64,
     /// Extra gap per second the anchor has waited.
@@ -71,11 +75,15 @@ pub fn form_matches(queue: &[Queued], policy: &MatchmakingPolicy) -> Vec<Vec<i64
         });
         let mut group = vec![anchor.entry_id];
         let mut agents = HashSet::from([anchor.agent_id]);
+        let mut owners: HashMap<i64, usize> = HashMap::from([(anchor.owner_id, 1)]);
+        let per_owner = policy.seats_per_owner.max(1);
         for c in candidates {
             if group.len() == policy.players {
                 break;
             }
-            if agents.insert(c.agent_id) {
+            let held = owners.get(&c.owner_id).copied().unwrap_or(0);
+            if held < per_owner && agents.insert(c.agent_id) {
+                owners.insert(c.owner_id, held + 1);
                 group.push(c.entry_id);
             }
         }
@@ -97,6 +105,7 @@ mod tests {
         Queued {
             entry_id,
             agent_id,
+            owner_id: agent_id,
             rating,
             waited_secs,
         }
@@ -104,9 +113,36 @@ mod tests {
 
     const POLICY: MatchmakingPolicy = MatchmakingPolicy {
         players: 2,
+        seats_per_owner: 1,
         base_gap: 2.0,
         widen_per_sec: 1.0,
     };
+
+    #[test]
+    fn one_owner_never_fills_a_match() {
+        // Owner 1 queues three agents, owner 2 one: a 4-player match with at most 3
+        // seats per owner forms; with 2 per owner it cannot (only 3 seats fit).
+        let mut queue = vec![q(1, 11, 25.0, 3.0), q(2, 12, 25.0, 2.0), q(3, 13, 25.0, 1.0)];
+        for e in &mut queue {
+            e.owner_id = 1;
+        }
+        let four = |seats_per_owner| MatchmakingPolicy {
+            players: 4,
+            seats_per_owner,
+            base_gap: 5.0,
+            widen_per_sec: 0.0,
+        };
+        let mut solo = queue.clone();
+        solo.push(Queued {
+            owner_id: 1,
+            ..q(4, 14, 25.0, 0.0)
+        });
+        assert!(form_matches(&solo, &four(3)).is_empty(), "all four seats one owner's");
+        assert_eq!(form_matches(&solo, &four(4)), vec![vec![1, 2, 3, 4]]);
+        queue.push(q(4, 21, 25.0, 0.0));
+        assert_eq!(form_matches(&queue, &four(3)), vec![vec![1, 2, 3, 4]]);
+        assert!(form_matches(&queue, &four(2)).is_empty());
+    }
 
     #[test]
     fn close_ratings_pair_up() {
@@ -142,9 +178,13 @@ mod tests {
             let queue: Vec<Queued> = raw
                 .iter()
                 .enumerate()
-                .map(|(i, &(agent, rating, waited))| q(i as i64, agent, rating, waited))
+                .map(|(i, &(agent, rating, waited))| Queued {
+                    owner_id: agent % 3,
+                    ..q(i as i64, agent, rating, waited)
+                })
                 .collect();
-            let policy = MatchmakingPolicy { players, base_gap: 3.0, widen_per_sec: 0.5 };
+            let seats_per_owner = players - 1;
+            let policy = MatchmakingPolicy { players, seats_per_owner, base_gap: 3.0, widen_per_sec: 0.5 };
             let matches = form_matches(&queue, &policy);
             let mut seen = HashSet::new();
             for m in &matches {
@@ -152,6 +192,10 @@ mod tests {
                 let entries: Vec<&Queued> = m.iter().map(|id| &queue[*id as usize]).collect();
                 let agents: HashSet<i64> = entries.iter().map(|e| e.agent_id).collect();
                 prop_assert_eq!(agents.len(), players);
+                for owner in 0..3 {
+                    let held = entries.iter().filter(|e| e.owner_id == owner).count();
+                    prop_assert!(held <= seats_per_owner, "owner {} holds {} seats", owner, held);
+                }
                 let longest = entries.iter().map(|e| e.waited_secs).fold(0.0, f64::max);
                 let (lo, hi) = entries.iter().fold((f64::MAX, f64::MIN), |(lo, hi), e| (lo.min(e.rating), hi.max(e.rating)));
                 prop_assert!(hi - lo <= 2.0 * policy.allowed_gap(longest) + 1e-9);

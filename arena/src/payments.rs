@@ -131,6 +131,20 @@ impl Payments {
             });
         }
         let wallet = self.wallet(user_id).await?;
+        // A deposit the wallet cannot pay is the user's mistake, not a server error:
+        // say so before sending (gas comes on top, so this is a floor).
+        {
+            let held = self.contracts.chain().balance(wallet).await?;
+            if held < alloy::primitives::U256::from(amount.0) {
+                return Err(PaymentError::Invalid {
+                    field: "amount_wei",
+                    reason: format!(
+                        "wallet {wallet} holds {held} wei, less than the {} wei to deposit",
+                        amount.0
+                    ),
+                });
+            }
+        }
         let receipt = self.contracts.deposit(wallet, amount.0).await?;
         Ok(self
             .store

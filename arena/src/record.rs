@@ -195,10 +195,12 @@ pub fn book_match(
             ratings: seats
                 .iter()
                 .zip(&skills)
-                .map(|(s, k)| store::RatingUpdate {
-                    agent_id: s.agent_id,
-                    mu: k.mu,
-                    sigma: k.sigma,
+                .map(|(s, k)| {
+                    store::RatingUpdate::change(
+                        s.agent_id,
+                        (s.skill.mu, s.skill.sigma),
+                        (k.mu, k.sigma),
+                    )
                 })
                 .collect(),
         },

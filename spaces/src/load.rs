@@ -112,6 +112,10 @@ fn build(raw: RawRulebook, version_hash: String) -> Result<Rulebook, KeyError> {
     }
     let players = in_range("players", raw.players, 2, 8)? as usize;
     let rounds = in_range("rounds", raw.rounds, 1, 16)? as u32;
+    let seats_per_owner = match raw.seats_per_owner {
+        Some(n) => in_range("seats_per_owner", n, 1, players as i64)? as usize,
+        None => players - 1,
+    };
     let max_new_tokens = match raw.max_new_tokens {
         Some(n) => in_range("max_new_tokens", n, 1, 1024)? as usize,
         None => crate::rulebook::DEFAULT_MAX_NEW_TOKENS,
@@ -152,6 +156,7 @@ fn build(raw: RawRulebook, version_hash: String) -> Result<Rulebook, KeyError> {
         description: non_empty("description", raw.description)?,
         rubric: non_empty("rubric", raw.rubric)?,
         players,
+        seats_per_owner,
         rounds,
         max_new_tokens,
         history: raw.history,

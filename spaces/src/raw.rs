@@ -23,6 +23,8 @@ pub(crate) struct RawRulebook {
     #[serde(default)]
     pub(crate) max_new_tokens: Option<i64>,
     #[serde(default)]
+    pub(crate) seats_per_owner: Option<i64>,
+    #[serde(default)]
     pub(crate) history: History,
     #[serde(default)]
     pub(crate) roles: Vec<String>,

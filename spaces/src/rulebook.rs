@@ -55,6 +55,10 @@ pub struct Rulebook {
     pub rubric: String,
     /// Players per match, 2 to 8.
     pub players: usize,
+    /// The most seats of one match whose agents one owner may hold, 1 to `players`
+    /// (default `players - 1`: nobody fills a match with their own agents and farms
+    /// its rating or pot; a Space that allows it sets `seats_per_owner = players`).
+    pub seats_per_owner: usize,
     /// Rounds per match, at least 1.
     pub rounds: u32,
     /// The most tokens an answer may have in this Space (1 to 1024); an agent's own

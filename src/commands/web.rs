@@ -40,23 +40,56 @@ impl web::Payments for ChainPayments {
     }
 }
 
-/// The web layer's settings for this configuration: sign-in names the bound address,
-/// the dev login is offered on the embedded chain only (its wallets' keys are public).
-pub fn web_config(config: &Config, demo: bool) -> web::WebConfig {
-    let host = config.web.bind.replace("0.0.0.0", "localhost");
-    web::WebConfig {
-        demo_login: demo && config.chain.backend == chain::Backend::Embedded,
-        cookie_secure: false,
-        siwe_domain: host.clone(),
-        siwe_uri: format!("http://{host}"),
+/// The web layer's settings for this configuration: sign-in names `web.public_url`
+/// (default `http://<web.bind>`), requests must name its host (on a loopback bind also
+/// `localhost` and `127.0.0.1` with the bound port), the cookie is `Secure` on https,
+/// and the dev login is offered only on the embedded chain (its wallets' keys are
+/// public) and a loopback bind, never as the operator.
+/// `bound` is the address the listener got (its port, when `web.bind` asks for port 0).
+pub fn web_config(
+    config: &Config,
+    demo: bool,
+    operator: Option<String>,
+    bound: std::net::SocketAddr,
+) -> Result<web::WebConfig> {
+    let mut web_section = config.web.clone();
+    web_section.bind = bound.to_string();
+    let public = web_section.public()?;
+    let loopback = bound.ip().is_loopback();
+    let also: Vec<String> = match bound {
+        addr if loopback && config.web.public_url.is_empty() => {
+            let port = addr.port();
+            vec![
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    let embedded = config.chain.backend == chain::Backend::Embedded;
+    if demo && embedded && !loopback {
+        tracing::warn!(bind = %config.web.bind,
+            "the dev login is off: web.bind is not a loopback address");
+    }
+    Ok(web::WebConfig {
+        demo_login: demo && embedded && loopback,
         chain_id: config.chain.embedded_chain_id(),
+        operator,
         ..web::WebConfig::default()
     }
+    .for_public_url(&public, &also))
 }
 
 /// The web layer's state over the platform.
-pub fn app_state(platform: &Platform, config: &Config, demo: bool) -> web::AppState {
-    web::AppState::new(
+pub fn app_state(
+    platform: &Platform,
+    config: &Config,
+    demo: bool,
+    bound: std::net::SocketAddr,
+) -> Result<web::AppState> {
+    let operator = Some(format!("{:#x}", platform.payments.operator()));
+    Ok(web::AppState::new(
         platform.store.clone(),
         platform.bus.clone(),
         platform
@@ -65,8 +98,8 @@ pub fn app_state(platform: &Platform, config: &Config, demo: bool) -> web::AppSt
             .map(|s| (*s.rulebook).clone())
             .collect(),
         Arc::new(ChainPayments(platform.payments.clone())),
-        web_config(config, demo),
-    )
+        web_config(config, demo, operator, bound)?,
+    ))
 }
 
 /// Starts the web UI and API on `[web] bind` over the platform; it stops on Ctrl-C.
@@ -90,11 +123,11 @@ pub async fn spawn_server_until(
     demo: bool,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let state = app_state(platform, config, demo);
     let listener = tokio::net::TcpListener::bind(&config.web.bind)
         .await
         .with_context(|| format!("bind web.bind {}", config.web.bind))?;
     let addr = listener.local_addr()?;
+    let state = app_state(platform, config, demo, addr)?;
     tracing::info!(url = %format!("http://{addr}/"), "web UI and API listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = web::serve(listener, state, stop).await {

@@ -178,10 +178,12 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
                 chain_tx_id: None,
             },
             ratings: (0..seats)
-                .map(|seat| RatingUpdate {
-                    agent_id: out.agent_ids[seat],
-                    mu: 25.0 + 2.0 * (seats - seat) as f64,
-                    sigma: 8.0 - seat as f64 * 0.1,
+                .map(|seat| {
+                    RatingUpdate::absolute(
+                        out.agent_ids[seat],
+                        25.0 + 2.0 * (seats - seat) as f64,
+                        8.0 - seat as f64 * 0.1,
+                    )
                 })
                 .collect(),
         })
@@ -191,8 +193,8 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
     out
 }
 
-/// Entries waiting in the fixture Space's paid tier: `agents` funded users with one
-/// agent each, every agent entered `per_agent` times. Returns (space id, tier id,
+/// Entries waiting in the fixture Space's paid tier: `agents` funded users, each with
+/// `per_agent` agents entered once. Returns (space id, tier id,
 /// entry ids in id order).
 pub async fn queued_entries(
     store: &Store,
@@ -214,21 +216,22 @@ pub async fn queued_entries(
             )
             .await
             .expect("deposit");
-        let (_, version) = store
-            .create_agent(
-                user.id,
-                &format!("queued agent {run}.{seat}"),
-                "smollm2-135m",
-                &NewAgentVersion {
-                    system_prompt: format!("You are agent {seat}."),
-                    sampling: serde_json::json!({"temperature": 0.7}),
-                    training: serde_json::json!({}),
-                    adapter_hash: None,
-                },
-            )
-            .await
-            .expect("agent");
-        for _ in 0..per_agent {
+        // One queued entry per agent per tier: each entry is its own agent.
+        for k in 0..per_agent {
+            let (_, version) = store
+                .create_agent(
+                    user.id,
+                    &format!("queued agent {run}.{seat}.{k}"),
+                    "smollm2-135m",
+                    &NewAgentVersion {
+                        system_prompt: format!("You are agent {seat}."),
+                        sampling: serde_json::json!({"temperature": 0.7}),
+                        training: serde_json::json!({}),
+                        adapter_hash: None,
+                    },
+                )
+                .await
+                .expect("agent");
             let entry = store
                 .enter(user.id, version.id, tier_id)
                 .await

@@ -344,6 +344,31 @@ impl Tx {
         agent_version_id: i64,
         tier: &FeeTier,
     ) -> Result<Entry> {
+        // One queued entry per agent per (Space, tier). Touching the agent's row first
+        // takes its write lock, so two concurrent entries of one agent queue here and
+        // the second sees the first.
+        let queued: i64 = on_tx!(self, |c| {
+            sqlx::query("UPDATE agents SET id = id WHERE id = $1")
+                .bind(agent_id)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM entries
+                 WHERE agent_id = $1 AND fee_tier_id = $2 AND status = 'queued'",
+            )
+            .bind(agent_id)
+            .bind(tier.id)
+            .fetch_one(&mut *c)
+            .await
+        })?;
+        if queued > 0 {
+            return Err(Error::Duplicate {
+                what: format!(
+                    "a queued entry of agent {agent_id} in fee tier {} (one per agent per tier)",
+                    tier.id
+                ),
+            });
+        }
         let entry: Entry = on_tx!(self, |c| {
             sqlx::query_as(
             "INSERT INTO entries

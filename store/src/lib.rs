@@ -44,7 +44,7 @@ pub use leases::{MatchLease, is_unfinished};
 pub use ledger::{JournalLine, Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
 pub use migrate::{MIGRATIONS, MigrationSource, Migrator};
-pub use ratings::{Rating, RatingPoint, RatingUpdate};
+pub use ratings::{AppliedRating, Rating, RatingPoint, RatingUpdate};
 pub use records::*;
 pub use results::{
     MatchRecord, PairRecord, RecordStep, RecordedMatch, ResponseRecord, RoundRecordIn, ScoreRecord,

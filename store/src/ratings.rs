@@ -63,6 +63,13 @@ crate::records::from_row!(RatingPoint {
 });
 
 /// A new rating to store.
+///
+/// With `before`, the update is a *change*: the difference between `before` and
+/// (`mu`, `sigma`) is applied to the rating as it stands when the transaction writes it
+/// (mu moves by the same amount, sigma scales by the same ratio). Two matches of one
+/// agent that settle at the same time then both count, in settlement order, however
+/// stale the rating each read when it started. Without `before`, the values are
+/// stored as they are.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RatingUpdate {
     /// The agent.
@@ -71,7 +78,47 @@ pub struct RatingUpdate {
     pub mu: f64,
     /// Uncertainty.
     pub sigma: f64,
+    /// The (mu, sigma) that `mu` and `sigma` were computed from, if this is a change.
+    pub before: Option<(f64, f64)>,
 }
+
+impl RatingUpdate {
+    /// Stores `mu` and `sigma` as they are.
+    pub fn absolute(agent_id: i64, mu: f64, sigma: f64) -> RatingUpdate {
+        RatingUpdate {
+            agent_id,
+            mu,
+            sigma,
+            before: None,
+        }
+    }
+
+    /// Applies the move from `before` to `after` to the current rating.
+    pub fn change(agent_id: i64, before: (f64, f64), after: (f64, f64)) -> RatingUpdate {
+        RatingUpdate {
+            agent_id,
+            mu: after.0,
+            sigma: after.1,
+            before: Some(before),
+        }
+    }
+}
+
+/// A rating as a transaction wrote it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AppliedRating {
+    /// The agent.
+    pub agent_id: i64,
+    /// Skill estimate just before this write (the prior's when it had none).
+    pub mu_before: f64,
+    /// Skill estimate written.
+    pub mu: f64,
+    /// Uncertainty written.
+    pub sigma: f64,
+}
+
+/// The smallest sigma a change can leave.
+const MIN_SIGMA: f64 = 1e-3;
 
 impl Store {
     /// The agent's rating in a Space, if it has played there.
@@ -93,10 +140,11 @@ impl Store {
         space_id: i64,
         match_id: Option<i64>,
         updates: &[RatingUpdate],
-    ) -> Result<()> {
+    ) -> Result<Vec<AppliedRating>> {
         let mut tx = self.begin().await?;
-        tx.apply_ratings(space_id, match_id, updates).await?;
-        tx.commit().await
+        let applied = tx.apply_ratings(space_id, match_id, updates).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// A Space's ladder, best first by the conservative estimate mu - 3 sigma.
@@ -133,36 +181,101 @@ impl Store {
 }
 
 impl crate::Tx {
-    /// Upserts ratings and appends their history inside a transaction.
+    /// Upserts ratings and appends their history inside a transaction. A change
+    /// ([`RatingUpdate::change`]) is applied to the row as it stands, under the row's
+    /// write lock, so concurrent settlements never overwrite each other.
     pub(crate) async fn apply_ratings(
         &mut self,
         space_id: i64,
         match_id: Option<i64>,
         updates: &[RatingUpdate],
-    ) -> Result<()> {
+    ) -> Result<Vec<AppliedRating>> {
         let now = now_ms();
         let (reason, played) = match match_id {
             Some(_) => ("match", 1i64),
             None => ("adapter_change", 0i64),
         };
+        let mut applied = Vec::with_capacity(updates.len());
         for u in updates {
-            on_tx!(self, |c| {
+            for (field, v) in [("mu", u.mu), ("sigma", u.sigma)] {
+                if !v.is_finite() {
+                    return Err(crate::Error::Invalid {
+                        field,
+                        reason: format!("rating of agent {} is not finite", u.agent_id),
+                    });
+                }
+            }
+            if u.sigma <= 0.0 {
+                return Err(crate::Error::Invalid {
+                    field: "sigma",
+                    reason: format!("rating of agent {} must be above 0", u.agent_id),
+                });
+            }
+            let (mu_before, mu, sigma): (f64, f64, f64) = on_tx!(self, |c| {
+                // Lock the row first (a write: PostgreSQL's row lock, SQLite's write
+                // lock), so the read below is the value this write moves.
                 sqlx::query(
-                    "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (agent_id, space_id) DO UPDATE SET
-                       mu = excluded.mu, sigma = excluded.sigma,
-                       matches_played = ratings.matches_played + excluded.matches_played,
-                       updated_at = excluded.updated_at",
+                    "UPDATE ratings SET updated_at = updated_at WHERE agent_id = $1 AND space_id = $2",
                 )
                 .bind(u.agent_id)
                 .bind(space_id)
-                .bind(u.mu)
-                .bind(u.sigma)
-                .bind(played)
-                .bind(now)
                 .execute(&mut *c)
                 .await?;
+                let before: Option<(f64,)> = sqlx::query_as(
+                    "SELECT mu FROM ratings WHERE agent_id = $1 AND space_id = $2",
+                )
+                .bind(u.agent_id)
+                .bind(space_id)
+                .fetch_optional(&mut *c)
+                .await?;
+                let (mu, sigma): (f64, f64) = match u.before {
+                    Some((mu0, sigma0)) => {
+                        // On a new row the change starts from the values it was
+                        // computed from; on an existing one from the row as it is.
+                        let (d_mu, ratio) = (u.mu - mu0, u.sigma / sigma0.max(MIN_SIGMA));
+                        sqlx::query_as(
+                            "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (agent_id, space_id) DO UPDATE SET
+                               mu = ratings.mu + $7,
+                               sigma = CASE WHEN ratings.sigma * $8 < $9 THEN $9
+                                            ELSE ratings.sigma * $8 END,
+                               matches_played = ratings.matches_played + excluded.matches_played,
+                               updated_at = excluded.updated_at
+                             RETURNING mu, sigma",
+                        )
+                        .bind(u.agent_id)
+                        .bind(space_id)
+                        .bind(u.mu)
+                        .bind(u.sigma)
+                        .bind(played)
+                        .bind(now)
+                        .bind(d_mu)
+                        .bind(ratio)
+                        .bind(MIN_SIGMA)
+                        .fetch_one(&mut *c)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query_as(
+                            "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (agent_id, space_id) DO UPDATE SET
+                               mu = excluded.mu, sigma = excluded.sigma,
+                               matches_played = ratings.matches_played + excluded.matches_played,
+                               updated_at = excluded.updated_at
+                             RETURNING mu, sigma",
+                        )
+                        .bind(u.agent_id)
+                        .bind(space_id)
+                        .bind(u.mu)
+                        .bind(u.sigma)
+                        .bind(played)
+                        .bind(now)
+                        .fetch_one(&mut *c)
+                        .await?
+                    }
+                };
                 sqlx::query(
                     "INSERT INTO rating_history (agent_id, space_id, match_id, reason, mu, sigma, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -171,17 +284,31 @@ impl crate::Tx {
                 .bind(space_id)
                 .bind(match_id)
                 .bind(reason)
-                .bind(u.mu)
-                .bind(u.sigma)
+                .bind(mu)
+                .bind(sigma)
                 .bind(now)
                 .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected())
+                .await?;
+                // What this write moved the rating from: for a change, the written
+                // value less its move (exact whether the row was inserted or updated,
+                // even when a concurrent first rating raced this one's insert).
+                let mu_before = match (u.before, before) {
+                    (Some((mu0, _)), _) => mu - (u.mu - mu0),
+                    (None, Some((m,))) => m,
+                    (None, None) => mu,
+                };
+                Ok::<_, sqlx::Error>((mu_before, mu, sigma))
             })
             .map_err(|e| {
                 crate::Error::on_unique(e, format!("rating of agent {} for this match", u.agent_id))
             })?;
+            applied.push(AppliedRating {
+                agent_id: u.agent_id,
+                mu_before,
+                mu,
+                sigma,
+            });
         }
-        Ok(())
+        Ok(applied)
     }
 }

@@ -98,6 +98,8 @@ pub struct RecordedMatch {
     pub response_ids: Vec<Vec<i64>>,
     /// Preference pair ids, in order.
     pub pair_ids: Vec<i64>,
+    /// The ratings as written, in the order of [`MatchRecord::ratings`].
+    pub ratings: Vec<crate::AppliedRating>,
 }
 
 impl Store {
@@ -178,7 +180,8 @@ impl Store {
         inject(RecordStep::AfterPairs)?;
         tx.apply_settlement(&record.settlement, &plan).await?;
         inject(RecordStep::AfterSettlement)?;
-        tx.apply_ratings(record.space_id, Some(match_id), &record.ratings)
+        out.ratings = tx
+            .apply_ratings(record.space_id, Some(match_id), &record.ratings)
             .await?;
         inject(RecordStep::BeforeCommit)?;
         tx.commit().await?;

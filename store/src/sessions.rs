@@ -125,6 +125,37 @@ impl Store {
         .await)?)
     }
 
+    /// Deletes sign-in nonces that expired or were spent and sessions that expired
+    /// before `now_ms`; returns how many of each went.
+    pub async fn purge_expired_auth(&self, now_ms: i64) -> Result<(u64, u64)> {
+        let nonces = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM siwe_nonces WHERE expires_at <= $1 OR used_at IS NOT NULL"
+        )
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let sessions = on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1"
+        )
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok((nonces, sessions))
+    }
+
+    /// Ends every session of `user_id` (sign out everywhere); returns how many ended.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64> {
+        Ok(on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1"
+        )
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?)
+    }
+
     /// Ends a session (signing out); ending an unknown one is a no-op.
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
         on_pool!(self, |pool| sqlx::query(

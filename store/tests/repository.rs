@@ -145,22 +145,31 @@ async fn an_agent_plays_once_per_match(store: &Store) {
         .enter(w.users[0], w.versions[0], w.paid_tier)
         .await
         .unwrap();
-    let e2 = store
+    // One queued entry per agent per tier: a second is refused.
+    let twice = store
         .enter(w.users[0], w.versions[0], w.paid_tier)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(twice, Error::Duplicate { .. }), "{twice}");
+    // In another tier it queues, but still never joins a match beside itself.
+    let free = store.fee_tiers(w.space_id).await.unwrap()[0].id;
+    let e2 = store.enter(w.users[0], w.versions[0], free).await.unwrap();
     let err = store
         .create_match(w.space_id, w.paid_tier, 1, "abc", &[e1.id, e2.id])
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Duplicate { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Duplicate { .. } | Error::Invalid { .. }),
+        "{err}"
+    );
     // The failed match left nothing behind: both entries are still queued.
     assert_eq!(
         store
             .queued_entries(w.space_id, w.paid_tier)
             .await
             .unwrap()
-            .len(),
+            .len()
+            + store.queued_entries(w.space_id, free).await.unwrap().len(),
         2
     );
     assert!(
@@ -210,10 +219,11 @@ async fn entering_locks_the_fee_or_nothing(store: &Store) {
         (b.available_wei, b.locked_wei),
         (Wei(2 * ETH), Wei(3 * ETH))
     );
-    let err = store
-        .enter(u, w.versions[0], w.paid_tier)
+    let (_, second) = store
+        .create_agent(u, "second", "smollm2-135m", &version("p"))
         .await
-        .unwrap_err();
+        .unwrap();
+    let err = store.enter(u, second.id, w.paid_tier).await.unwrap_err();
     assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
     // The refused entry was rolled back with its fee.
     assert_eq!(
@@ -603,8 +613,13 @@ both!(rounds_scores_pairs_and_training);
 async fn concurrent_entries_never_overspend(store: &Store) {
     let w = world(store, 1, Wei(10), Wei(55)).await;
     let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let (s, u, v, t) = (store.clone(), w.users[0], w.versions[0], w.paid_tier);
+    for i in 0..12 {
+        // Twelve agents of one user (one queued entry per agent per tier).
+        let (_, version) = store
+            .create_agent(w.users[0], &format!("spender {i}"), "smollm2-135m", &version("p"))
+            .await
+            .unwrap();
+        let (s, u, v, t) = (store.clone(), w.users[0], version.id, w.paid_tier);
         tasks.push(tokio::spawn(async move { s.enter(u, v, t).await }));
     }
     let mut ok = 0;
@@ -689,21 +704,9 @@ async fn ratings_and_history(store: &Store) {
         .await
         .unwrap();
     let updates = [
-        store::RatingUpdate {
-            agent_id: agents[0],
-            mu: 27.0,
-            sigma: 7.0,
-        },
-        store::RatingUpdate {
-            agent_id: agents[1],
-            mu: 25.0,
-            sigma: 2.0,
-        },
-        store::RatingUpdate {
-            agent_id: agents[2],
-            mu: 23.0,
-            sigma: 7.0,
-        },
+        store::RatingUpdate::absolute(agents[0], 27.0, 7.0),
+        store::RatingUpdate::absolute(agents[1], 25.0, 2.0),
+        store::RatingUpdate::absolute(agents[2], 23.0, 7.0),
     ];
     store
         .update_ratings(w.space_id, Some(m.id), &updates)
@@ -729,11 +732,7 @@ async fn ratings_and_history(store: &Store) {
         .update_ratings(
             w.space_id,
             None,
-            &[store::RatingUpdate {
-                agent_id: agents[1],
-                mu: 25.0,
-                sigma: 4.0,
-            }],
+            &[store::RatingUpdate::absolute(agents[1], 25.0, 4.0)],
         )
         .await
         .unwrap();
@@ -744,6 +743,68 @@ async fn ratings_and_history(store: &Store) {
     assert_eq!(reasons, vec!["match", "adapter_change"]);
 }
 both!(ratings_and_history);
+
+/// Two matches of one agent that started from the same rating both count when they
+/// settle: each applies its change to the rating as it stands (issue 19, item 5). The
+/// old code wrote absolute values computed at the start, so the second settlement
+/// erased the first ("mu before 27.64 -> after 27.64").
+async fn concurrent_settlements_both_move_the_rating(store: &Store) {
+    let w = world(store, 2, Wei::ZERO, Wei::ZERO).await;
+    let agent = store.agent_version(w.versions[0]).await.unwrap().agent_id;
+    let rival = store.agent_version(w.versions[1]).await.unwrap().agent_id;
+    let free = store.fee_tiers(w.space_id).await.unwrap()[0].id;
+    let mut matches = Vec::new();
+    for _ in 0..2 {
+        let a = store.enter(w.users[0], w.versions[0], free).await.unwrap().id;
+        let b = store.enter(w.users[1], w.versions[1], free).await.unwrap().id;
+        matches.push(
+            store
+                .create_match(w.space_id, free, 1, "abc", &[a, b])
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // Both matches read (25, 8) for each agent; the agent won both.
+    let start = (25.0, 8.0);
+    let win = store::RatingUpdate::change(agent, start, (27.0, 7.5));
+    let loss = store::RatingUpdate::change(rival, start, (23.0, 7.5));
+    // Run the two settlements at the same time.
+    let both = [win, loss];
+    let (first, second) = tokio::join!(
+        store.update_ratings(w.space_id, Some(matches[0]), &both),
+        store.update_ratings(w.space_id, Some(matches[1]), &both),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let r = store.rating(agent, w.space_id).await.unwrap().unwrap();
+    assert!((r.mu - 29.0).abs() < 1e-9, "both wins count: mu {}", r.mu);
+    assert!((r.sigma - 8.0 * (7.5f64 / 8.0).powi(2)).abs() < 1e-9, "sigma {}", r.sigma);
+    assert_eq!(r.matches_played, 2);
+    let l = store.rating(rival, w.space_id).await.unwrap().unwrap();
+    assert!((l.mu - 21.0).abs() < 1e-9, "both losses count: mu {}", l.mu);
+    // Each settlement reports the move it made, in settlement order.
+    let mut moves = [
+        (first[0].mu_before, first[0].mu),
+        (second[0].mu_before, second[0].mu),
+    ];
+    moves.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(moves, [(25.0, 27.0), (27.0, 29.0)]);
+    let history = store.rating_history(agent, w.space_id).await.unwrap();
+    let mus: Vec<f64> = history.iter().map(|p| p.mu).collect();
+    assert_eq!(mus, vec![27.0, 29.0]);
+    // A change that would drive sigma to nothing is held at a floor, and a non-finite
+    // rating is refused with the field named.
+    let err = store
+        .update_ratings(
+            w.space_id,
+            None,
+            &[store::RatingUpdate::change(agent, start, (f64::NAN, 1.0))],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("mu"), "{err}");
+}
+both!(concurrent_settlements_both_move_the_rating);
 
 /// Auto-entry never spends past its cap, even with many concurrent attempts.
 async fn auto_entry_respects_the_cap(store: &Store) {
@@ -766,16 +827,39 @@ async fn auto_entry_respects_the_cap(store: &Store) {
             async move { s.auto_enter(agent_id, tier).await },
         ));
     }
+    // Ten at once: the agent queues once per tier, so one gets in and the rest are
+    // refused (nothing spent for them).
     let mut entered = 0;
     for t in tasks {
-        if t.await.unwrap().unwrap().is_some() {
+        match t.await.unwrap() {
+            Ok(Some(_)) => entered += 1,
+            Ok(None) | Err(Error::Duplicate { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(entered, 1);
+    // Each time the entry leaves the queue the next one spends from the cap.
+    let leave_queue = || async {
+        for e in store
+            .queued_entries(w.space_id, w.paid_tier)
+            .await
+            .unwrap()
+        {
+            store.leave(e.id).await.unwrap();
+        }
+    };
+    for _ in 0..10 {
+        leave_queue().await;
+        if store.auto_enter(agent_id, w.paid_tier).await.unwrap().is_some() {
             entered += 1;
+        } else {
+            break;
         }
     }
     assert_eq!(entered, 4, "4 x 7 = 28 <= 30 < 35");
     let rule = &store.auto_entries().await.unwrap()[0];
     assert_eq!((rule.spent_wei, rule.cap_wei), (Wei(28), Wei(30)));
-    assert_eq!(store.balance(w.users[0]).await.unwrap().locked_wei, Wei(28));
+    assert_eq!(store.balance(w.users[0]).await.unwrap().locked_wei, Wei(0));
     // Raising the cap keeps what was spent; disabling stops entries.
     store
         .set_auto_entry(agent_id, w.paid_tier, Wei(35), true)
@@ -788,6 +872,7 @@ async fn auto_entry_respects_the_cap(store: &Store) {
             .unwrap()
             .is_some()
     );
+    leave_queue().await;
     assert!(
         store
             .auto_enter(agent_id, w.paid_tier)
@@ -894,11 +979,7 @@ fn record_for(
         ratings: agents
             .iter()
             .enumerate()
-            .map(|(i, &agent_id)| store::RatingUpdate {
-                agent_id,
-                mu: 26.0 - i as f64,
-                sigma: 8.0,
-            })
+            .map(|(i, &agent_id)| store::RatingUpdate::absolute(agent_id, 26.0 - i as f64, 8.0))
             .collect(),
     }
 }

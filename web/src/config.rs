@@ -27,8 +27,24 @@ pub struct WebConfig {
     pub ip_writes_per_minute: u32,
     /// Concurrent websocket spectators per client IP.
     pub ws_per_ip: usize,
+    /// New websocket connections allowed per client IP per minute.
+    pub ws_connects_per_minute: u32,
+    /// Largest message (and frame) a spectator may send, bytes; a client only ever
+    /// sends pings and a close, so anything bigger ends the socket.
+    pub ws_max_message: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client: for a request from one
+    /// of them, the client is the last address in that header not itself a trusted
+    /// proxy. From any other peer the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Rows per database page of the dataset export.
     pub export_page_rows: i64,
+    /// The `Host` values (host, and port where it is not the scheme's default) that
+    /// requests may name; any other is refused with 421, so a DNS-rebinding page cannot
+    /// reach the API. Empty accepts every host (in-process tests only).
+    pub allowed_hosts: Vec<String>,
+    /// The wallet the dev login never signs in as (the chain operator, whose key signs
+    /// settlements and proof-of-learning records).
+    pub operator: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -45,7 +61,101 @@ impl Default for WebConfig {
             user_writes_per_minute: 120,
             ip_writes_per_minute: 600,
             ws_per_ip: 16,
+            ws_connects_per_minute: 120,
+            ws_max_message: 4 * 1024,
+            trusted_proxies: Vec::new(),
             export_page_rows: 1000,
+            allowed_hosts: Vec::new(),
+            operator: None,
         }
+    }
+}
+
+/// A public origin parsed from `web.public_url`: `http` or `https`, a host, an optional
+/// port, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host name or IP literal, lowercase (IPv6 in brackets).
+    pub host: String,
+    /// The port, if not the scheme's default.
+    pub port: Option<u16>,
+}
+
+impl PublicUrl {
+    /// Parses `scheme://host[:port][/]`; the error names what is wrong.
+    pub fn parse(url: &str) -> std::result::Result<PublicUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?} has no scheme: expected http://host[:port] or https://host[:port]"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("scheme {scheme:?} is not http or https"));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty()
+            || authority.contains(['/', '?', '#', '@', ' '])
+            || !authority.is_ascii()
+        {
+            return Err(format!(
+                "{url:?} must be only a scheme, a host and a port (no path, query, user or spaces)"
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
+                let port: u16 = p
+                    .parse()
+                    .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))?;
+                if port == 0 {
+                    return Err("port 0 cannot be reached".into());
+                }
+                (h, Some(port))
+            }
+            _ => (authority, None),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        let default = if scheme == "https" { 443 } else { 80 };
+        Ok(PublicUrl {
+            host: host.to_ascii_lowercase(),
+            port: port.filter(|&p| p != default),
+            scheme,
+        })
+    }
+
+    /// `host[:port]` as browsers send it in `Host` (no default port).
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    /// `scheme://host[:port]`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority())
+    }
+
+    /// Whether cookies must be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.scheme == "https"
+    }
+}
+
+impl WebConfig {
+    /// Sign-in, cookies and the `Host` allow-list for a server reached at `public`:
+    /// SIWE messages must name its authority and origin, the cookie is `Secure` on https,
+    /// and requests may name its authority or one of `also` (more `host[:port]`).
+    pub fn for_public_url(mut self, public: &PublicUrl, also: &[String]) -> WebConfig {
+        self.siwe_domain = public.authority();
+        self.siwe_uri = public.origin();
+        self.cookie_secure = public.is_https();
+        self.allowed_hosts = std::iter::once(public.authority())
+            .chain(also.iter().map(|h| h.to_ascii_lowercase()))
+            .collect();
+        self.allowed_hosts.dedup();
+        self
     }
 }

@@ -48,6 +48,10 @@ pub enum Error {
     /// The cross-site request forgery check failed (403, code `csrf`).
     #[error("missing or wrong CSRF token")]
     Csrf,
+    /// The request names a host this server does not serve (421, code `host`): a
+    /// DNS-rebinding page, or a client that mistyped the address.
+    #[error("this server does not answer for host {0:?}")]
+    UnknownHost(String),
     /// Something broke on our side (500); the cause is logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -72,6 +76,7 @@ impl Error {
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +93,7 @@ impl Error {
             Error::RateLimited => "rate_limited",
             Error::TooLarge => "too_large",
             Error::Csrf => "csrf",
+            Error::UnknownHost(_) => "host",
             Error::Internal(_) => "internal",
         }
     }
@@ -120,7 +126,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`,
-    /// `insufficient_funds`, `too_large`, `rate_limited`, `csrf` or `internal`.
+    /// `insufficient_funds`, `too_large`, `rate_limited`, `csrf`, `host` or `internal`.
     pub code: String,
     /// Human-readable message.
     pub message: String,

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use config::WebConfig;
+pub use config::{PublicUrl, WebConfig};
 pub use error::{Error, Result};
 pub use payments::{LedgerPayments, PaymentError, PaymentFuture, Payments};
 pub use state::AppState;
@@ -97,11 +97,16 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::router())
         .merge(pages::router())
         .layer(axum::middleware::from_fn(auth::same_origin))
+        .layer(axum::middleware::from_fn(auth::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::limit_ip_writes,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::allowed_host,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -114,6 +119,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = state.shutdown.clone();
+    // Expired nonces and sessions are deleted once a minute while the server runs.
+    let purge_store = state.store.clone();
+    let mut purge_stop = state.shutdown.subscribe();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    match purge_store.purge_expired_auth(store::now_ms()).await {
+                        Ok((n, s)) if n + s > 0 => {
+                            tracing::debug!(nonces = n, sessions = s, "purged expired sign-ins");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "purging expired sign-ins failed"),
+                    }
+                }
+                _ = purge_stop.changed() => break,
+            }
+        }
+    });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -22,6 +22,8 @@ pub(crate) struct Limits {
     ip_writes: DefaultKeyedRateLimiter<IpAddr>,
     ws_per_ip: usize,
     ws_open: Mutex<HashMap<IpAddr, usize>>,
+    ws_connects: DefaultKeyedRateLimiter<IpAddr>,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 fn per_minute(n: u32) -> Quota {
@@ -36,6 +38,8 @@ impl Limits {
             ip_writes: RateLimiter::keyed(per_minute(config.ip_writes_per_minute)),
             ws_per_ip: config.ws_per_ip,
             ws_open: Mutex::default(),
+            ws_connects: RateLimiter::keyed(per_minute(config.ws_connects_per_minute)),
+            trusted_proxies: config.trusted_proxies.clone(),
         }
     }
 
@@ -57,8 +61,13 @@ impl Limits {
             .map_err(|_| Error::RateLimited)
     }
 
-    /// Admits one more websocket from `ip`, or `None` when it already has the most.
+    /// Admits one more websocket from `ip`, or `None` when it already has the most
+    /// open or has connected too often this minute.
     pub(crate) fn open_ws(self: &Arc<Self>, ip: IpAddr) -> Option<WsPermit> {
+        if self.ws_connects.len() > 100_000 {
+            self.ws_connects.retain_recent();
+        }
+        self.ws_connects.check_key(&ip).ok()?;
         let mut open = self.ws_open.lock().expect("ws limit lock");
         let n = open.entry(ip).or_insert(0);
         if *n >= self.ws_per_ip {
@@ -95,13 +104,35 @@ pub(crate) fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The client's IP: the socket peer. Without connection info (in-process tests) all
-/// requests share the unspecified address.
-pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+impl Limits {
+    /// The client's IP: the socket peer, or, when the peer is a trusted proxy, the
+    /// last address in `X-Forwarded-For` that is not a trusted proxy. Without
+    /// connection info (in-process tests) all requests share the unspecified address.
+    pub(crate) fn client_ip(
+        &self,
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) -> IpAddr {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !self.trusted_proxies.contains(ip))
+            .unwrap_or(peer)
+    }
 }
 
 /// Middleware: refuses writes over the per-IP rate.
@@ -110,8 +141,12 @@ pub(crate) async fn limit_ip_writes(
     request: Request,
     next: Next,
 ) -> Result<Response> {
-    if is_write(request.method()) {
-        state.limits.ip_write(client_ip(request.extensions()))?;
+    // Issuing a sign-in nonce writes a row, so it spends like a write.
+    if is_write(request.method()) || request.uri().path() == "/api/v1/auth/nonce" {
+        let ip = state
+            .limits
+            .client_ip(request.headers(), request.extensions());
+        state.limits.ip_write(ip)?;
     }
     Ok(next.run(request).await)
 }

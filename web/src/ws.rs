@@ -28,7 +28,7 @@ use futures_util::SinkExt as _;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::error::{Error, Result};
-use crate::limits::{WsPermit, client_ip};
+use crate::limits::WsPermit;
 use crate::state::AppState;
 
 /// Close code sent to a spectator that fell behind.
@@ -51,11 +51,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ws/spaces/{id}", get(watch_space))
 }
 
-fn admit(state: &AppState, request: &axum::http::Extensions) -> Result<WsPermit> {
-    state
+fn admit(state: &AppState, request: &axum::extract::Request) -> Result<WsPermit> {
+    let ip = state
         .limits
-        .open_ws(client_ip(request))
-        .ok_or(Error::RateLimited)
+        .client_ip(request.headers(), request.extensions());
+    state.limits.open_ws(ip).ok_or(Error::RateLimited)
 }
 
 async fn watch_match(
@@ -63,9 +63,9 @@ async fn watch_match(
     Path(id): Path<i64>,
     request: axum::extract::Request,
 ) -> Result<Response> {
-    let permit = admit(&state, request.extensions())?;
+    let permit = admit(&state, &request)?;
     state.store.get_match(id).await?;
-    let upgrade = upgrade(request).await?;
+    let upgrade = upgrade(request, state.config.ws_max_message).await?;
     Ok(upgrade.on_upgrade(move |socket| async move {
         stream_match(state, socket, id).await;
         drop(permit);
@@ -77,23 +77,28 @@ async fn watch_space(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Result<Response> {
-    let permit = admit(&state, request.extensions())?;
+    let permit = admit(&state, &request)?;
     let space = match id.parse::<i64>() {
         Ok(n) => state.store.space(n).await?,
         Err(_) => state.store.space_by_slug(&id).await?,
     };
-    let upgrade = upgrade(request).await?;
+    let upgrade = upgrade(request, state.config.ws_max_message).await?;
     Ok(upgrade.on_upgrade(move |socket| async move {
         stream_space(state, socket, space).await;
         drop(permit);
     }))
 }
 
-async fn upgrade(request: axum::extract::Request) -> Result<WebSocketUpgrade> {
+async fn upgrade(request: axum::extract::Request, max_message: usize) -> Result<WebSocketUpgrade> {
     use axum::extract::FromRequest as _;
     WebSocketUpgrade::from_request(request, &())
         .await
-        .map(|upgrade| upgrade.read_buffer_size(READ_BUFFER))
+        .map(|upgrade| {
+            upgrade
+                .read_buffer_size(READ_BUFFER)
+                .max_message_size(max_message)
+                .max_frame_size(max_message)
+        })
         .map_err(|e| Error::invalid("upgrade", e.to_string()))
 }
 

@@ -20,7 +20,7 @@ fn agent_body(extra: Value) -> Value {
 }
 
 async fn agents_are_created_edited_versioned_and_archived(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let r = app
         .post("/api/v1/agents", &Who::anon(), agent_body(json!({})))
         .await;
@@ -111,7 +111,7 @@ async fn agents_are_created_edited_versioned_and_archived(app: TestApp) {
 both!(agents_are_created_edited_versioned_and_archived);
 
 async fn every_limit_is_a_422_naming_the_field(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let cases = [
         (json!({"name": ""}), "name"),
         (json!({"name": "x".repeat(65)}), "name"),
@@ -197,7 +197,7 @@ both!(every_limit_is_a_422_naming_the_field);
 
 async fn entries_lock_fees_and_leave_unlocks_them(app: TestApp) {
     let (_, tier) = store::fixtures::fixture_space(app.store()).await;
-    let who = app.funded(0, 250).await;
+    let who = app.funded(3, 250).await;
     let agent = app.agent(&who, "entrant").await;
     let r = app
         .post(
@@ -216,19 +216,30 @@ async fn entries_lock_fees_and_leave_unlocks_them(app: TestApp) {
         json!({"available_wei": "150", "locked_wei": "100"})
     );
 
-    let second = app
+    // One queued entry per agent per tier: a second one is a conflict.
+    let twice = app
         .post(
             "/api/v1/entries",
             &who,
             json!({"agent_id": agent, "fee_tier_id": tier}),
         )
         .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{:?}", twice.json);
+    let other = app.agent(&who, "second entrant").await;
+    let second = app
+        .post(
+            "/api/v1/entries",
+            &who,
+            json!({"agent_id": other, "fee_tier_id": tier}),
+        )
+        .await;
     assert_eq!(second.status, StatusCode::CREATED);
+    let third = app.agent(&who, "third entrant").await;
     let broke = app
         .post(
             "/api/v1/entries",
             &who,
-            json!({"agent_id": agent, "fee_tier_id": tier}),
+            json!({"agent_id": third, "fee_tier_id": tier}),
         )
         .await;
     assert_eq!(
@@ -315,7 +326,7 @@ async fn entries_lock_fees_and_leave_unlocks_them(app: TestApp) {
 both!(entries_lock_fees_and_leave_unlocks_them);
 
 async fn deposits_and_withdrawals_move_only_your_money(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     assert_eq!(
         app.get("/api/v1/account/balance", &Who::anon())
             .await

@@ -19,7 +19,7 @@ struct Pair {
 
 async fn setup(app: &TestApp) -> Pair {
     let (_, tier) = store::fixtures::fixture_space(app.store()).await;
-    let alice = app.funded(0, 1000).await;
+    let alice = app.funded(3, 1000).await;
     let bob = app.funded(1, 1000).await;
     let agent = app.agent(&alice, "alice's").await;
     let e = app

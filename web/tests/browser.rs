@@ -193,7 +193,7 @@ async fn sign_in_create_enter_watch_and_download() {
     let space = store.space_by_slug("tweet-duel").await.unwrap();
     let my_entry = {
         let users = store
-            .upsert_user(&format!("{:#x}", chain::dev::dev_accounts(1)[0]))
+            .upsert_user(&format!("{:#x}", chain::dev::dev_accounts(2)[1]))
             .await
             .unwrap();
         store.entries_by_user(users.id, 1).await.unwrap().remove(0)
@@ -348,16 +348,8 @@ async fn sign_in_create_enter_watch_and_download() {
                 chain_tx_id: None,
             },
             ratings: vec![
-                RatingUpdate {
-                    agent_id: my_entry.agent_id,
-                    mu: 27.0,
-                    sigma: 7.5,
-                },
-                RatingUpdate {
-                    agent_id: rival_agent.id,
-                    mu: 23.0,
-                    sigma: 7.5,
-                },
+                RatingUpdate::absolute(my_entry.agent_id, 27.0, 7.5),
+                RatingUpdate::absolute(rival_agent.id, 23.0, 7.5),
             ],
         })
         .await

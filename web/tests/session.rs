@@ -17,8 +17,11 @@ fn signed(
     nonce: &str,
 ) -> serde_json::Value {
     let message = format!(
-        "{domain} wants you to sign in with your Ethereum account:\n{}\n\nSign in to RLFC Arena.\n\nURI: http://{domain}\nVersion: 1\nChain ID: 31337\nNonce: {nonce}\nIssued At: 2026-01-01T00:00:00Z",
-        address.to_checksum(None)
+        "{domain} wants you to sign in with your Ethereum account:\n{}\n\nSign in to RLFC Arena.\n\nURI: http://{domain}\nVersion: 1\nChain ID: 31337\nNonce: {nonce}\nIssued At: {}",
+        address.to_checksum(None),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
     );
     let sig = chain::dev::dev_signer(key)
         .sign_message_sync(message.as_bytes())
@@ -160,7 +163,7 @@ async fn dev_login_only_in_demo_mode(app: TestApp) {
 both!(dev_login_only_in_demo_mode);
 
 async fn cookie_writes_need_the_csrf_token(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let body = json!({"name": "ci"});
     let r = app
         .post("/api/v1/tokens", &who.without_csrf(), body.clone())
@@ -189,7 +192,7 @@ async fn cookie_writes_need_the_csrf_token(app: TestApp) {
 both!(cookie_writes_need_the_csrf_token);
 
 async fn api_tokens_are_hashed_and_revocable(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let r = app
         .post("/api/v1/tokens", &who, json!({"name": "script"}))
         .await;
@@ -282,7 +285,7 @@ async fn openapi_document_covers_the_routes(app: TestApp) {
 both!(openapi_document_covers_the_routes);
 
 async fn oversized_bodies_are_refused(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let huge = "x".repeat(70 * 1024);
     let r = app
         .post(
@@ -310,7 +313,7 @@ async fn writes_are_rate_limited_per_user_and_ip() {
         },
     )
     .await;
-    let a = strict.login(0).await; // 1 IP write
+    let a = strict.login(3).await; // 1 IP write
     let body = json!({"name": "t"});
     assert_eq!(
         strict.post("/api/v1/tokens", &a, body.clone()).await.status,
@@ -344,7 +347,7 @@ async fn writes_are_rate_limited_per_user_and_ip() {
 }
 
 async fn cross_site_writes_are_refused(app: TestApp) {
-    let who = app.login(0).await;
+    let who = app.login(3).await;
     let send = |origin: &'static str| {
         let who = who.clone();
         let app = &app;

@@ -345,11 +345,11 @@ impl Trainer {
                 .update_ratings(
                     r.space_id,
                     None,
-                    &[store::RatingUpdate {
+                    &[store::RatingUpdate::change(
                         agent_id,
-                        mu: widened.mu,
-                        sigma: widened.sigma,
-                    }],
+                        (r.mu, r.sigma),
+                        (widened.mu, widened.sigma),
+                    )],
                 )
                 .await?;
         }

@@ -75,12 +75,16 @@ pub struct SignIn {
 }
 
 /// The dev login's choice of local wallet.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DevLogin {
-    /// Dev account index, 0 to 9 (default 0).
-    #[serde(default)]
+    /// Dev account index, 1 to 9 (default 1; account 0 is the chain operator).
+    #[serde(default = "default_dev_account")]
     pub account: usize,
+}
+
+fn default_dev_account() -> usize {
+    siwe::DEFAULT_DEV_ACCOUNT
 }
 
 /// The signed-in user and the CSRF token cookie-authenticated writes must send in
@@ -161,15 +165,30 @@ async fn session_response(
     ))
 }
 
-/// Signs out: ends the session and clears the cookie.
-#[utoipa::path(post, path = "/auth/logout", tag = "session",
-    responses((status = 204), (status = 401, body = ErrorBody)))]
+/// Where to sign out.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutQuery {
+    /// `true` ends every session of the user (every browser), not only this one.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Signs out: ends the session (or, with `all=true`, every session of the user) and
+/// clears the cookie.
+#[utoipa::path(post, path = "/auth/logout", tag = "session", params(LogoutQuery),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     jar: CookieJar,
+    ApiQuery(q): ApiQuery<LogoutQuery>,
 ) -> Result<impl IntoResponse> {
     let removal = auth::end_session(&state, &jar).await?;
+    if q.all {
+        state.store.delete_user_sessions(user.user_id).await?;
+    }
     Ok((jar.add(removal), StatusCode::NO_CONTENT))
 }
 

@@ -187,7 +187,38 @@ pub fn validate_name(name: &str) -> Result<()> {
         (1..=MAX_NAME_CHARS).contains(&n),
         "name",
         "must be 1 to 64 characters",
-    )
+    )?;
+    validate_display_text("name", name)
+}
+
+/// Whether `c` is a control character or one that reorders or hides text
+/// (bidirectional overrides and isolates, zero-width marks): such a character in a name
+/// can make it read as another (a "Trojan Source" spoof of a rival's name).
+pub fn is_deceptive_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Refuses text shown to other users that holds a control, bidirectional-override or
+/// zero-width character, naming `field` and the character.
+pub fn validate_display_text(field: &str, text: &str) -> Result<()> {
+    match text.chars().find(|&c| is_deceptive_char(c)) {
+        Some(c) => Err(crate::Error::invalid(
+            field,
+            format!(
+                "must not contain control, bidirectional-override or zero-width characters (found U+{:04X})",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks a base model identifier (a catalogue name or a file hash).

@@ -83,6 +83,7 @@ pub(crate) async fn create(
     name: &str,
 ) -> Result<(String, TokenView)> {
     let name = name.trim();
+    super::settings::validate_display_text("name", name)?;
     if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME {
         return Err(Error::invalid(
             "name",

@@ -179,6 +179,74 @@ pub(crate) async fn same_origin(
     Ok(next.run(request).await)
 }
 
+/// Middleware: refuses a request whose `Host` (or HTTP/2 authority) is not one the
+/// server is configured for (`web.public_url`), so a page on another name that
+/// resolves to this server (DNS rebinding) cannot read or write the API. A request
+/// with no host at all is refused too. An empty allow-list accepts any host.
+pub(crate) async fn allowed_host(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response> {
+    let allowed = &state.config.allowed_hosts;
+    if !allowed.is_empty() {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !allowed.iter().any(|a| *a == host) {
+            tracing::warn!(%host, "refused a request for a host this server does not serve");
+            let shown: String = host.chars().take(100).collect();
+            return Err(Error::UnknownHost(shown));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// The content security policy of every response: scripts, styles, images and
+/// connections from this origin only (inline SVG charts may carry style attributes),
+/// no framing by any site, no plugins, forms post only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Middleware: the standard security headers on every response, and `Cache-Control:
+/// no-store` on every response to a signed-in request (balances, tokens, private
+/// prompts must not sit in a shared or back-button cache).
+pub(crate) async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let credentialed = request.headers().contains_key(header::AUTHORIZATION)
+        || CookieJar::from_headers(request.headers())
+            .get(SESSION_COOKIE)
+            .is_some();
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if credentialed || h.contains_key(header::SET_COOKIE) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 /// Starts a session for `user_id`: returns the cookie to set and the CSRF token.
 pub(crate) async fn start_session(
     state: &AppState,

@@ -16,6 +16,12 @@ use store::User;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// The statement every sign-in message carries.
+pub(crate) const STATEMENT: &str = "Sign in to RLFC Arena.";
+
+/// How far a wallet's clock may run ahead of the server's.
+const CLOCK_SKEW: time::Duration = time::Duration::seconds(60);
+
 /// Issues a fresh nonce; returns it with its expiry (ms since the epoch).
 pub(crate) async fn issue_nonce(state: &AppState) -> Result<(String, i64)> {
     let nonce: String = rand::rng()
@@ -38,10 +44,42 @@ pub(crate) async fn verify_sign_in(
 ) -> Result<User> {
     let msg = siwe::Message::from_str(message)
         .map_err(|e| Error::invalid("message", format!("not an EIP-4361 message: {e}")))?;
-    if msg.domain.as_str() != state.config.siwe_domain {
+    let config = &state.config;
+    let domain = msg.domain.as_str().to_ascii_lowercase();
+    let domain_ok = domain == config.siwe_domain.to_ascii_lowercase()
+        || config.allowed_hosts.iter().any(|h| *h == domain);
+    if !domain_ok {
         return Err(Error::invalid(
             "message",
-            format!("domain must be {}", state.config.siwe_domain),
+            format!("domain must be {}", config.siwe_domain),
+        ));
+    }
+    // The URI is the server the user signs in to: the configured scheme and the
+    // message's own domain.
+    let scheme = config.siwe_uri.split_once("://").map_or("http", |(s, _)| s);
+    let uri = msg.uri.as_str().to_ascii_lowercase();
+    let uri_origin = uri.trim_end_matches('/');
+    if uri_origin != format!("{scheme}://{domain}") {
+        return Err(Error::invalid(
+            "message",
+            format!("uri must be {scheme}://{domain}"),
+        ));
+    }
+    if msg.statement.as_deref() != Some(STATEMENT) {
+        return Err(Error::invalid(
+            "message",
+            format!("statement must be {STATEMENT:?}"),
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    if msg.issued_at.as_ref() > &(now + CLOCK_SKEW) {
+        return Err(Error::invalid("message", "issued-at is in the future"));
+    }
+    let nonce_ttl = time::Duration::try_from(config.nonce_ttl).unwrap_or(time::Duration::HOUR);
+    if msg.issued_at.as_ref() < &(now - nonce_ttl - CLOCK_SKEW) {
+        return Err(Error::invalid(
+            "message",
+            "issued-at is older than a sign-in nonce lives",
         ));
     }
     if msg.chain_id != state.config.chain_id {
@@ -51,7 +89,10 @@ pub(crate) async fn verify_sign_in(
         ));
     }
     if !msg.valid_now() {
-        return Err(Error::invalid("message", "outside its validity window"));
+        return Err(Error::invalid(
+            "message",
+            "outside its validity window (expired or not yet valid)",
+        ));
     }
     let sig = Signature::from_str(signature.trim())
         .map_err(|e| Error::invalid("signature", format!("not a 65-byte hex signature: {e}")))?;
@@ -80,7 +121,7 @@ pub(crate) fn sign_in_message(state: &AppState, address: Address, nonce: &str) -
             .parse()
             .map_err(|e| Error::Internal(format!("siwe_domain: {e}")))?,
         address: address.into_array(),
-        statement: Some("Sign in to RLFC Arena.".into()),
+        statement: Some(STATEMENT.into()),
         uri: config
             .siwe_uri
             .parse()
@@ -89,7 +130,11 @@ pub(crate) fn sign_in_message(state: &AppState, address: Address, nonce: &str) -
         chain_id: config.chain_id,
         nonce: nonce.to_string(),
         issued_at: time::OffsetDateTime::now_utc().into(),
-        expiration_time: None,
+        expiration_time: Some(
+            (time::OffsetDateTime::now_utc()
+                + time::Duration::try_from(config.nonce_ttl).unwrap_or(time::Duration::HOUR))
+            .into(),
+        ),
         not_before: None,
         request_id: None,
         resources: Vec::new(),
@@ -97,19 +142,34 @@ pub(crate) fn sign_in_message(state: &AppState, address: Address, nonce: &str) -
     Ok(msg.to_string())
 }
 
+/// The dev account the dev login uses when none is named (account 0 deploys the
+/// contracts and operates them).
+pub const DEFAULT_DEV_ACCOUNT: usize = 1;
+
 /// Signs in as local dev wallet `account` (demo mode only): a server-built message,
-/// signed with the dev key, checked like any other.
+/// signed with the dev key, checked like any other. Account 0 (the deployer, the
+/// embedded chain's operator) and the configured operator are refused.
 pub(crate) async fn dev_sign_in(state: &AppState, account: usize) -> Result<User> {
     if !state.config.demo_login {
         return Err(Error::NotFound("dev login is off".into()));
     }
-    if account >= chain::dev::DEFAULT_DEV_ACCOUNTS {
+    if account == 0 || account >= chain::dev::DEFAULT_DEV_ACCOUNTS {
         return Err(Error::invalid(
             "account",
-            format!("must be below {}", chain::dev::DEFAULT_DEV_ACCOUNTS),
+            format!(
+                "must be from 1 to {} (account 0 is the chain operator)",
+                chain::dev::DEFAULT_DEV_ACCOUNTS - 1
+            ),
         ));
     }
     let signer = chain::dev::dev_signer(account);
+    if let Some(op) = &state.config.operator
+        && op.eq_ignore_ascii_case(&format!("{:#x}", signer.address()))
+    {
+        return Err(Error::Forbidden(
+            "the dev login never signs in as the chain operator".into(),
+        ));
+    }
     let (nonce, _) = issue_nonce(state).await?;
     let message = sign_in_message(state, signer.address(), &nonce)?;
     let sig = signer

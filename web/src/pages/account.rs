@@ -253,10 +253,14 @@ fn serde_urlencoded_from(query: &str) -> Result<ExportQuery> {
 }
 
 /// The dev login form.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct DevLoginForm {
-    #[serde(default)]
+    #[serde(default = "default_dev_account")]
     account: usize,
+}
+
+fn default_dev_account() -> usize {
+    siwe::DEFAULT_DEV_ACCOUNT
 }
 
 async fn dev_login(
