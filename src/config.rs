@@ -142,6 +142,10 @@ pub struct WebConfig {
     /// `http://<bind>`: sign-in messages must name it, requests for any other host are
     /// refused, and the session cookie is `Secure` when it is https.
     pub public_url: String,
+    /// Concurrent websocket spectators per client address.
+    pub ws_per_ip: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (IP addresses).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebConfig {
@@ -149,6 +153,8 @@ impl Default for WebConfig {
         WebConfig {
             bind: "127.0.0.1:8080".into(),
             public_url: String::new(),
+            ws_per_ip: 16,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -160,7 +166,9 @@ impl WebConfig {
         let url = if self.public_url.is_empty() {
             format!(
                 "http://{}",
-                self.bind.replace("0.0.0.0", "localhost").replace("[::]", "localhost")
+                self.bind
+                    .replace("0.0.0.0", "localhost")
+                    .replace("[::]", "localhost")
             )
         } else {
             self.public_url.clone()
@@ -384,6 +392,12 @@ impl Config {
         }
         if !self.web.public_url.is_empty() {
             self.web.public()?;
+        }
+        if !(1..=100_000).contains(&self.web.ws_per_ip) {
+            bail!(
+                "invalid web.ws_per_ip {}: accepts 1 to 100000",
+                self.web.ws_per_ip
+            );
         }
         let r = &self.redis;
         if !r.url.is_empty() {

@@ -120,6 +120,30 @@ impl EventKind {
     }
 }
 
+/// What spectators are told when a match is refunded: user-facing text for the kind
+/// of failure, never the internal error (which stays in the logs and the match row).
+pub fn public_refund_reason(internal: &str) -> String {
+    let r = internal.to_ascii_lowercase();
+    let why = if r.starts_with("seat ") && r.contains("refused") || r.starts_with("agent ") {
+        "an agent's settings could not be played (for example a meta-prompt too long for its model)"
+    } else if r.starts_with("generation failed") {
+        "the model failed while writing an answer"
+    } else if r.starts_with("judging failed") {
+        "the judges could not score a round"
+    } else if r.starts_with("deadline passed") {
+        "the match ran past its time limit"
+    } else if r.starts_with("interrupted") || r.contains("stopped") || r.contains("shut") {
+        "the server stopped before the match finished"
+    } else if r.starts_with("settlement failed") || r.starts_with("locking the entry fees") {
+        "the payment step could not be completed"
+    } else if r.starts_with("space ") {
+        "no match worker plays this Space right now"
+    } else {
+        "the match could not be completed"
+    };
+    format!("{why}; every entry fee is returned")
+}
+
 /// An event of one match with its place in that match's stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchEvent {
@@ -132,4 +156,36 @@ pub struct MatchEvent {
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn refund_reasons_for_spectators_hold_no_internals() {
+        for (internal, expect) in [
+            (
+                "seat 2 refused: prompt of 10032 tokens does not fit the context of 2048",
+                "settings",
+            ),
+            (
+                "settlement failed: database error: error returned from database: deadlock detected",
+                "payment",
+            ),
+            (
+                "generation failed: CUDA_ERROR_OUT_OF_MEMORY at 0x7f3a",
+                "model",
+            ),
+            ("the demo was stopped", "server stopped"),
+            (
+                "something odd: /var/lib/rlfc/secret.sqlite",
+                "could not be completed",
+            ),
+        ] {
+            let public = super::public_refund_reason(internal);
+            assert!(public.contains(expect), "{internal} -> {public}");
+            for leak in ["database", "CUDA", "tokens", "/var", "0x7f", "deadlock"] {
+                assert!(!public.contains(leak), "{public} leaks {leak}");
+            }
+        }
+    }
 }

@@ -428,7 +428,7 @@ impl MatchWorker {
         self.bus.publish(
             match_id,
             EventKind::MatchRefunded {
-                reason: reason.to_string(),
+                reason: crate::events::public_refund_reason(reason),
             },
         );
         Ok(())

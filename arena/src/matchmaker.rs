@@ -282,7 +282,12 @@ impl Matchmaker {
         if let Some(reason) = refusal {
             tracing::warn!(match_id = m.id, %reason, "match refused before it started");
             self.payments.refund(m.id, &reason).await?;
-            self.bus.publish(m.id, EventKind::MatchRefunded { reason });
+            self.bus.publish(
+                m.id,
+                EventKind::MatchRefunded {
+                    reason: crate::events::public_refund_reason(&reason),
+                },
+            );
             return Ok(None);
         }
         // From here a worker may start it any time; the lease now covers the wait.

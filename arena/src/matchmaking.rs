@@ -122,7 +122,11 @@ mod tests {
     fn one_owner_never_fills_a_match() {
         // Owner 1 queues three agents, owner 2 one: a 4-player match with at most 3
         // seats per owner forms; with 2 per owner it cannot (only 3 seats fit).
-        let mut queue = vec![q(1, 11, 25.0, 3.0), q(2, 12, 25.0, 2.0), q(3, 13, 25.0, 1.0)];
+        let mut queue = vec![
+            q(1, 11, 25.0, 3.0),
+            q(2, 12, 25.0, 2.0),
+            q(3, 13, 25.0, 1.0),
+        ];
         for e in &mut queue {
             e.owner_id = 1;
         }
@@ -137,7 +141,10 @@ mod tests {
             owner_id: 1,
             ..q(4, 14, 25.0, 0.0)
         });
-        assert!(form_matches(&solo, &four(3)).is_empty(), "all four seats one owner's");
+        assert!(
+            form_matches(&solo, &four(3)).is_empty(),
+            "all four seats one owner's"
+        );
         assert_eq!(form_matches(&solo, &four(4)), vec![vec![1, 2, 3, 4]]);
         queue.push(q(4, 21, 25.0, 0.0));
         assert_eq!(form_matches(&queue, &four(3)), vec![vec![1, 2, 3, 4]]);

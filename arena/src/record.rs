@@ -150,6 +150,7 @@ pub fn book_match(
                     .map(|s| ResponseRecord {
                         entry_id: s.entry_id,
                         prompt: s.prompt.clone(),
+                        task_prompt: s.task_prompt.clone(),
                         text: s.text.clone(),
                         tokens: i64::from(s.tokens),
                         finish_reason: s.finish.clone(),

@@ -74,6 +74,11 @@ pub struct SeatRound {
     pub entry_id: i64,
     /// The exact prompt the policy saw.
     pub prompt: String,
+    /// The round's text as this seat saw it (task, role, earlier answers shown), without
+    /// the agent's meta-prompt: what a public dataset may show. Derived from the task
+    /// and the earlier answers, so it is left out of the result hash.
+    #[serde(skip)]
+    pub task_prompt: String,
     /// The answer.
     pub text: String,
     /// Generated tokens.
@@ -637,9 +642,13 @@ fn rank_rounds(
                 },
             );
             texts.push(answer.text.clone());
+            let task_prompt = m
+                .rulebook
+                .round_task_text(&task, m.round, seat.index, &m.answers);
             round.seats.push(SeatRound {
                 entry_id: seat.spec.entry_id,
                 prompt: answer.prompt.clone(),
+                task_prompt,
                 text: answer.text.clone(),
                 tokens: answer.tokens,
                 finish: answer.finish.clone(),

@@ -74,6 +74,8 @@ pub fn web_config(
     }
     Ok(web::WebConfig {
         demo_login: demo && embedded && loopback,
+        ws_per_ip: config.web.ws_per_ip,
+        trusted_proxies: config.web.trusted_proxies.clone(),
         chain_id: config.chain.embedded_chain_id(),
         operator,
         ..web::WebConfig::default()

@@ -18,6 +18,21 @@ pub struct NewAgentVersion {
 }
 
 impl Store {
+    /// Opts an agent's exact prompts into public exports (`true`) or out (`false`).
+    pub async fn set_public_prompt(&self, agent_id: i64, public: bool) -> Result<Agent> {
+        on_pool!(self, |pool| sqlx::query_as(
+            "UPDATE agents SET public_prompt = $2 WHERE id = $1 RETURNING *"
+        )
+        .bind(agent_id)
+        .bind(i64::from(public))
+        .fetch_optional(pool)
+        .await)?
+        .ok_or(Error::NotFound {
+            what: "agent",
+            id: agent_id.to_string(),
+        })
+    }
+
     /// Creates an agent with its first version, in one transaction.
     pub async fn create_agent(
         &self,

@@ -41,8 +41,14 @@ pub struct ExportPair {
     pub round_index: i64,
     /// The Space's slug.
     pub space: String,
-    /// The exact prompt the policy saw.
+    /// The round's text as the chosen seat saw it, without its meta-prompt (the
+    /// round's task for pairs written before that was kept): what public exports show.
     pub prompt: String,
+    /// The exact prompt the chosen policy saw, meta-prompt included. Private: exports
+    /// publish only its sha256, and the text only when `public_prompt` is 1.
+    pub exact_prompt: String,
+    /// 1 when the chosen agent's owner opted its exact prompts into public exports.
+    pub public_prompt: i64,
     /// The better completion.
     pub chosen: String,
     /// The worse completion.
@@ -74,6 +80,8 @@ from_row!(ExportPair {
     round_index,
     space,
     prompt,
+    exact_prompt,
+    public_prompt,
     chosen,
     rejected,
     chosen_agent_id,
@@ -95,9 +103,11 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<ExportPair>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            "SELECT p.id, p.match_id, p.round_id, r.round_index, s.slug AS space, p.prompt,
-                    p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+            "SELECT p.id, p.match_id, p.round_id, r.round_index, s.slug AS space,
+                    CASE WHEN p.task_prompt = '' THEN r.task ELSE p.task_prompt END AS prompt,
+                    p.prompt AS exact_prompt, ca.public_prompt, p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
                     p.chosen_agent_version_id, rv.agent_id AS rejected_agent_id,
                     p.rejected_agent_version_id, p.margin, p.judge_agreement, p.created_at,
                     ms.result_root AS match_result_root, t.position AS training_position
@@ -105,6 +115,7 @@ impl Store {
              JOIN rounds r ON r.id = p.round_id
              JOIN spaces s ON s.id = p.space_id
              JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
+             JOIN agents ca ON ca.id = cv.agent_id
              JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
              LEFT JOIN match_settlements ms ON ms.match_id = p.match_id
              LEFT JOIN training_run_pairs t ON t.pair_id = p.id AND t.training_run_id = $9
@@ -129,7 +140,8 @@ impl Store {
         .bind(limit)
         .bind(filter.training_run_id)
         .fetch_all(pool)
-        .await)?)
+        .await
+        })?)
     }
 }
 

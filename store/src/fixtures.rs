@@ -114,7 +114,10 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
     let responses = (0..seats)
         .map(|seat| ResponseRecord {
             entry_id: out.entry_ids[seat],
-            prompt: "<|im_start|>user\nWrite a tweet about tea.<|im_end|>".into(),
+            prompt: format!(
+                "<|im_start|>system\nYou are agent {seat}.<|im_end|>\n<|im_start|>user\nWrite a tweet about tea.<|im_end|>"
+            ),
+            task_prompt: "Write a tweet about tea.".into(),
             text: format!("Tea, take {seat}."),
             tokens: 5,
             finish_reason: "stop".into(),

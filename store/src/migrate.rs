@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "one_training_run_per_agent",
             Portable(migration_file!("0016_one_training_run_per_agent.sql")),
         ),
+        (
+            17,
+            "private_prompts",
+            Portable(migration_file!("0017_private_prompts.sql")),
+        ),
     ]
 };
 

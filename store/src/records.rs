@@ -59,6 +59,9 @@ pub struct Agent {
     pub created_at: i64,
     /// When the owner archived it, if they did.
     pub archived_at: Option<i64>,
+    /// 1 when the owner opted its exact prompts (with the meta-prompt) into public
+    /// dataset exports; 0 (the default) keeps them private.
+    pub public_prompt: i64,
 }
 from_row!(Agent {
     id,
@@ -66,7 +69,8 @@ from_row!(Agent {
     name,
     base_model,
     created_at,
-    archived_at
+    archived_at,
+    public_prompt
 });
 
 /// One immutable version of an agent.

@@ -26,8 +26,11 @@ pub struct ScoreRecord {
 pub struct ResponseRecord {
     /// The entry.
     pub entry_id: i64,
-    /// The exact prompt the policy saw.
+    /// The exact prompt the policy saw (with the agent's private meta-prompt).
     pub prompt: String,
+    /// The round's text as the seat saw it, without the meta-prompt (what public
+    /// exports show).
+    pub task_prompt: String,
     /// The answer.
     pub text: String,
     /// Generated tokens.
@@ -151,10 +154,10 @@ impl Store {
                 };
                 let id: i64 = on_tx!(&mut tx, |c| sqlx::query_scalar(
                     "INSERT INTO preference_pairs
-                       (match_id, round_id, space_id, prompt, chosen_response_id, rejected_response_id,
-                        chosen, rejected, chosen_agent_version_id, rejected_agent_version_id,
-                        margin, judge_agreement, created_at)
-                     SELECT $1, $2, $3, ch.prompt, ch.id, rj.id, ch.text, rj.text,
+                       (match_id, round_id, space_id, prompt, task_prompt, chosen_response_id,
+                        rejected_response_id, chosen, rejected, chosen_agent_version_id,
+                        rejected_agent_version_id, margin, judge_agreement, created_at)
+                     SELECT $1, $2, $3, ch.prompt, ch.task_prompt, ch.id, rj.id, ch.text, rj.text,
                             ce.agent_version_id, re.agent_version_id, $6, $7, $8
                      FROM responses ch
                      JOIN responses rj ON rj.id = $5
@@ -217,8 +220,8 @@ impl Tx {
         for r in &round.responses {
             let id: i64 = on_tx!(self, |c| {
                 sqlx::query_scalar(
-                "INSERT INTO responses (round_id, entry_id, prompt, text, tokens, finish_reason, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+                "INSERT INTO responses (round_id, entry_id, prompt, task_prompt, text, tokens, finish_reason, created_at)
+                 VALUES ($1, $2, $3, $8, $4, $5, $6, $7) RETURNING id"
             )
             .bind(round_id)
             .bind(r.entry_id)
@@ -227,6 +230,7 @@ impl Tx {
             .bind(r.tokens)
             .bind(&r.finish_reason)
             .bind(now)
+            .bind(&r.task_prompt)
             .fetch_one(&mut *c)
             .await
             })?;

@@ -616,7 +616,12 @@ async fn concurrent_entries_never_overspend(store: &Store) {
     for i in 0..12 {
         // Twelve agents of one user (one queued entry per agent per tier).
         let (_, version) = store
-            .create_agent(w.users[0], &format!("spender {i}"), "smollm2-135m", &version("p"))
+            .create_agent(
+                w.users[0],
+                &format!("spender {i}"),
+                "smollm2-135m",
+                &version("p"),
+            )
             .await
             .unwrap();
         let (s, u, v, t) = (store.clone(), w.users[0], version.id, w.paid_tier);
@@ -755,8 +760,16 @@ async fn concurrent_settlements_both_move_the_rating(store: &Store) {
     let free = store.fee_tiers(w.space_id).await.unwrap()[0].id;
     let mut matches = Vec::new();
     for _ in 0..2 {
-        let a = store.enter(w.users[0], w.versions[0], free).await.unwrap().id;
-        let b = store.enter(w.users[1], w.versions[1], free).await.unwrap().id;
+        let a = store
+            .enter(w.users[0], w.versions[0], free)
+            .await
+            .unwrap()
+            .id;
+        let b = store
+            .enter(w.users[1], w.versions[1], free)
+            .await
+            .unwrap()
+            .id;
         matches.push(
             store
                 .create_match(w.space_id, free, 1, "abc", &[a, b])
@@ -778,7 +791,11 @@ async fn concurrent_settlements_both_move_the_rating(store: &Store) {
     let (first, second) = (first.unwrap(), second.unwrap());
     let r = store.rating(agent, w.space_id).await.unwrap().unwrap();
     assert!((r.mu - 29.0).abs() < 1e-9, "both wins count: mu {}", r.mu);
-    assert!((r.sigma - 8.0 * (7.5f64 / 8.0).powi(2)).abs() < 1e-9, "sigma {}", r.sigma);
+    assert!(
+        (r.sigma - 8.0 * (7.5f64 / 8.0).powi(2)).abs() < 1e-9,
+        "sigma {}",
+        r.sigma
+    );
     assert_eq!(r.matches_played, 2);
     let l = store.rating(rival, w.space_id).await.unwrap().unwrap();
     assert!((l.mu - 21.0).abs() < 1e-9, "both losses count: mu {}", l.mu);
@@ -840,17 +857,18 @@ async fn auto_entry_respects_the_cap(store: &Store) {
     assert_eq!(entered, 1);
     // Each time the entry leaves the queue the next one spends from the cap.
     let leave_queue = || async {
-        for e in store
-            .queued_entries(w.space_id, w.paid_tier)
-            .await
-            .unwrap()
-        {
+        for e in store.queued_entries(w.space_id, w.paid_tier).await.unwrap() {
             store.leave(e.id).await.unwrap();
         }
     };
     for _ in 0..10 {
         leave_queue().await;
-        if store.auto_enter(agent_id, w.paid_tier).await.unwrap().is_some() {
+        if store
+            .auto_enter(agent_id, w.paid_tier)
+            .await
+            .unwrap()
+            .is_some()
+        {
             entered += 1;
         } else {
             break;
@@ -919,6 +937,7 @@ fn record_for(
         .map(|(i, &entry_id)| store::ResponseRecord {
             entry_id,
             prompt: "<|im_start|>user\nWrite a haiku<|im_end|>".into(),
+            task_prompt: "Write a haiku".into(),
             text: format!("answer {i}"),
             tokens: 3,
             finish_reason: "end_of_turn".into(),

@@ -86,9 +86,9 @@ pub struct PublicUrl {
 impl PublicUrl {
     /// Parses `scheme://host[:port][/]`; the error names what is wrong.
     pub fn parse(url: &str) -> std::result::Result<PublicUrl, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url:?} has no scheme: expected http://host[:port] or https://host[:port]"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("{url:?} has no scheme: expected http://host[:port] or https://host[:port]")
+        })?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(format!("scheme {scheme:?} is not http or https"));

@@ -299,6 +299,7 @@ async fn sign_in_create_enter_watch_and_download() {
     let response = |entry_id: i64, text: &str, score: f64| ResponseRecord {
         entry_id,
         prompt: "<|im_start|>user\nTweet about tea.<|im_end|>\n<|im_start|>assistant\n".into(),
+        task_prompt: "Tweet about tea.".into(),
         text: text.into(),
         tokens: 4,
         finish_reason: "stop".into(),

@@ -47,7 +47,10 @@ struct Server {
 }
 
 impl Server {
-    async fn start(db: TestDb, configure: impl FnOnce(WebConfig, SocketAddr) -> WebConfig) -> Server {
+    async fn start(
+        db: TestDb,
+        configure: impl FnOnce(WebConfig, SocketAddr) -> WebConfig,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = configure(common::config(), addr);
@@ -183,7 +186,11 @@ async fn the_dev_login_never_signs_in_as_the_operator(db: TestDb) {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::SEE_OTHER, "signed in and sent home");
+    assert_eq!(
+        page.status(),
+        StatusCode::SEE_OTHER,
+        "signed in and sent home"
+    );
 }
 both_db!(the_dev_login_never_signs_in_as_the_operator);
 
@@ -265,7 +272,10 @@ async fn sign_in_messages_are_checked_against_the_public_url(db: TestDb) {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let m = fresh().await;
-    let exp = m.lines().find(|l| l.starts_with("Expiration Time: ")).unwrap();
+    let exp = m
+        .lines()
+        .find(|l| l.starts_with("Expiration Time: "))
+        .unwrap();
     let r = sign_in(&s, 3, &m.replace(exp, &format!("Expiration Time: {past}"))).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -312,7 +322,11 @@ async fn logout_can_end_every_session(db: TestDb) {
         .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     assert_eq!(me(laptop).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(me(phone).await, StatusCode::UNAUTHORIZED, "the other session ended");
+    assert_eq!(
+        me(phone).await,
+        StatusCode::UNAUTHORIZED,
+        "the other session ended"
+    );
 }
 both_db!(logout_can_end_every_session);
 
@@ -345,9 +359,18 @@ async fn nonces_are_rate_limited_and_expired_sign_ins_purged(db: TestDb) {
 
     let store = s.app.store();
     let now = store::now_ms();
-    store.create_nonce("expiredexpired01", now - 1).await.unwrap();
-    store.create_nonce("livelivelive0001", now + 60_000).await.unwrap();
-    let user = store.upsert_user(&format!("0x{}", "5a".repeat(20))).await.unwrap();
+    store
+        .create_nonce("expiredexpired01", now - 1)
+        .await
+        .unwrap();
+    store
+        .create_nonce("livelivelive0001", now + 60_000)
+        .await
+        .unwrap();
+    let user = store
+        .upsert_user(&format!("0x{}", "5a".repeat(20)))
+        .await
+        .unwrap();
     store
         .create_session("expired-hash", user.id, "csrf", now - 1)
         .await
@@ -408,7 +431,9 @@ async fn connect_ws(
     path: &str,
     forwarded: Option<&str>,
 ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-    let mut req = format!("ws://{}{path}", s.addr).into_client_request().unwrap();
+    let mut req = format!("ws://{}{path}", s.addr)
+        .into_client_request()
+        .unwrap();
     if let Some(f) = forwarded {
         req.headers_mut()
             .insert("x-forwarded-for", f.parse().unwrap());
@@ -438,7 +463,11 @@ async fn websocket_messages_and_connects_are_capped(db: TestDb) {
         }
     })
     .await;
-    assert_eq!(ended, Ok(true), "the socket ends after an oversized message");
+    assert_eq!(
+        ended,
+        Ok(true),
+        "the socket ends after an oversized message"
+    );
     // Three connects a minute: two more succeed, the fourth is refused.
     let _a = connect_ws(&s, &path, None).await.unwrap();
     let _b = connect_ws(&s, &path, None).await.unwrap();
@@ -462,9 +491,13 @@ async fn the_spectator_cap_knows_a_trusted_proxy(db: TestDb) {
     })
     .await;
     let path = format!("/ws/matches/{}", running_match(direct.app.store()).await);
-    let _one = connect_ws(&direct, &path, Some("198.51.100.1")).await.unwrap();
+    let _one = connect_ws(&direct, &path, Some("198.51.100.1"))
+        .await
+        .unwrap();
     assert!(
-        connect_ws(&direct, &path, Some("198.51.100.2")).await.is_err(),
+        connect_ws(&direct, &path, Some("198.51.100.2"))
+            .await
+            .is_err(),
         "an untrusted peer's forwarded address is ignored"
     );
 
@@ -475,8 +508,12 @@ async fn the_spectator_cap_knows_a_trusted_proxy(db: TestDb) {
     })
     .await;
     let path = format!("/ws/matches/{}", running_match(proxied.app.store()).await);
-    let _a = connect_ws(&proxied, &path, Some("198.51.100.1")).await.unwrap();
-    let _b = connect_ws(&proxied, &path, Some("198.51.100.2")).await.unwrap();
+    let _a = connect_ws(&proxied, &path, Some("198.51.100.1"))
+        .await
+        .unwrap();
+    let _b = connect_ws(&proxied, &path, Some("198.51.100.2"))
+        .await
+        .unwrap();
     assert!(
         connect_ws(&proxied, &path, Some("203.0.113.9, 198.51.100.1"))
             .await
@@ -540,3 +577,109 @@ async fn an_agent_queues_once_per_tier(db: TestDb) {
     assert_eq!(queued, 1);
 }
 both_db!(an_agent_queues_once_per_tier);
+
+/// Item 1: the public export and the `/datasets` page never show an agent's
+/// meta-prompt (before: every pair carried the chosen agent's system prompt); the
+/// prompt is the round as the Space posed it, with the exact prompt's hash for proofs.
+/// An owner may opt an agent in, and then its exact prompt is published.
+async fn meta_prompts_stay_private_unless_opted_in(db: TestDb) {
+    let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
+    let played = store::fixtures::played_match(s.app.store(), 3).await;
+    let secret = "You are agent 0.";
+    let export = || async {
+        s.http
+            .get(s.url("/api/v1/datasets/preferences"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let body = export().await;
+    assert!(!body.is_empty());
+    assert!(!body.contains(secret), "the meta-prompt leaked: {body}");
+    let rows: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for row in &rows {
+        assert_eq!(row["prompt"], "Write a tweet about tea.");
+        assert!(row["policy_prompt"].is_null());
+        assert_eq!(row["prompt_sha256"].as_str().unwrap().len(), 64);
+    }
+    let conversational = s
+        .http
+        .get(s.url("/api/v1/datasets/preferences?format=trl-conversational"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!conversational.contains(secret));
+    let page = s
+        .http
+        .get(s.url("/datasets"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Write a tweet about tea."));
+    assert!(
+        !page.contains(secret),
+        "the datasets page leaked the meta-prompt"
+    );
+
+    // The owner of seat 0 opts in through the API: its pairs now carry the exact
+    // prompt, whose hash is the one published before.
+    let token = "rlfc_security_suite_owner_token";
+    let hash = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    };
+    s.app
+        .store()
+        .create_api_token(played.user_ids[0], "suite", &hash, "rlfc_secu")
+        .await
+        .unwrap();
+    let opt = s
+        .http
+        .patch(s.url(&format!("/api/v1/agents/{}", played.agent_ids[0])))
+        .bearer_auth(token)
+        .json(&json!({"public_prompt": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opt.status(), StatusCode::OK);
+    let view: Value = opt.json().await.unwrap();
+    assert_eq!(view["agent"]["public_prompt"], true);
+    let after: Vec<Value> = export()
+        .await
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mine: Vec<&Value> = after
+        .iter()
+        .filter(|r| r["chosen_agent_id"] == played.agent_ids[0])
+        .collect();
+    assert!(!mine.is_empty());
+    for row in mine {
+        let exact = row["policy_prompt"].as_str().unwrap();
+        assert!(exact.contains(secret));
+        assert_eq!(
+            row["prompt_sha256"].as_str().unwrap(),
+            arena::learning::prompt_sha256(exact)
+        );
+    }
+    // Nobody else's.
+    assert!(
+        after
+            .iter()
+            .filter(|r| r["chosen_agent_id"] != played.agent_ids[0])
+            .all(|r| r["policy_prompt"].is_null())
+    );
+}
+both_db!(meta_prompts_stay_private_unless_opted_in);

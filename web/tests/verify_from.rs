@@ -84,6 +84,37 @@ async fn a_record_verifies_from_the_served_export_api() {
     let server = tokio::spawn(web::serve(listener, state, std::future::pending()));
 
     let record = contracts.get_record(trained.record_id).await.unwrap();
+    // Meta-prompts are private by default: an outsider checks the roots and the
+    // hyperparameters, but cannot retrain without the exact prompts.
+    let private = web::evidence::fetch_evidence(&url, &record).await.unwrap();
+    assert!(private.pairs.iter().all(|p| p.prompt.is_empty()));
+    let elsewhere = AdapterLibrary::new(dir.path().join("verifier-adapters"));
+    let verdict = verify_evidence(
+        &record,
+        &private,
+        &model,
+        &tokenizer,
+        &elsewhere,
+        StoredAdapter::IfPresent,
+    )
+    .await
+    .unwrap();
+    assert!(!verdict.passed(), "{verdict:?}");
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .any(|(c, ok)| c == "pairs root" && *ok),
+        "{verdict:?}"
+    );
+    assert!(
+        verdict.failure.as_deref().unwrap_or("").contains("private"),
+        "{verdict:?}"
+    );
+    // Once the owners opt their agents' prompts in, anyone can retrain.
+    for &a in &played.agent_ids {
+        store.set_public_prompt(a, true).await.unwrap();
+    }
     let remote = web::evidence::fetch_evidence(&url, &record).await.unwrap();
     let local = local_evidence(store, trained.record_id).await.unwrap();
     assert_eq!(
@@ -92,7 +123,6 @@ async fn a_record_verifies_from_the_served_export_api() {
     );
 
     // A verifier elsewhere: its own, empty adapter library.
-    let elsewhere = AdapterLibrary::new(dir.path().join("verifier-adapters"));
     let verdict = verify_evidence(
         &record,
         &remote,

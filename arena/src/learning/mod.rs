@@ -25,7 +25,8 @@ mod verify;
 
 pub use verify::{
     CommittedPair, RunEvidence, StoredAdapter, Verdict, dpo_pairs, local_evidence, pair_leaf,
-    pairs_root, result_leaf, verify_evidence, verify_record,
+    pair_leaf_v1, pairs_root, pairs_root_v1, prompt_sha256, result_leaf, verify_evidence,
+    verify_record,
 };
 use verify::{hex32, match_results, results_leaves};
 

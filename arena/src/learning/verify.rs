@@ -27,8 +27,14 @@ pub struct CommittedPair {
     pub match_id: i64,
     /// Its round.
     pub round_id: i64,
-    /// The exact prompt the policy saw.
+    /// The exact prompt the policy saw (meta-prompt included). In a public export it
+    /// is the `policy_prompt` column, present only for agents whose owners opted their
+    /// prompts in; empty when private.
+    #[serde(rename = "policy_prompt", default, deserialize_with = "null_as_empty")]
     pub prompt: String,
+    /// Hex sha256 of that exact prompt: what the pairs root commits to, so anyone can
+    /// check the root while the meta-prompt stays private.
+    pub prompt_sha256: String,
     /// The better completion.
     pub chosen: String,
     /// The worse completion.
@@ -39,6 +45,16 @@ pub struct CommittedPair {
     pub rejected_agent_version_id: i64,
 }
 
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Hex sha256 of a prompt, as pair leaves commit to it.
+pub fn prompt_sha256(prompt: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(prompt.as_bytes()))
+}
+
 impl From<&PreferencePair> for CommittedPair {
     fn from(p: &PreferencePair) -> CommittedPair {
         CommittedPair {
@@ -46,6 +62,7 @@ impl From<&PreferencePair> for CommittedPair {
             match_id: p.match_id,
             round_id: p.round_id,
             prompt: p.prompt.clone(),
+            prompt_sha256: prompt_sha256(&p.prompt),
             chosen: p.chosen.clone(),
             rejected: p.rejected.clone(),
             chosen_agent_version_id: p.chosen_agent_version_id,
@@ -54,8 +71,26 @@ impl From<&PreferencePair> for CommittedPair {
     }
 }
 
-/// The leaf of pair `index` in a run's pairs root: its position and exact content.
+/// The leaf of pair `index` in a run's pairs root: its position and exact content, the
+/// prompt by its sha256 (leaf version 2; records made before it committed to the
+/// prompt text, see [`pair_leaf_v1`]).
 pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
+    let data = serde_json::json!({
+        "leaf": 2,
+        "id": p.id,
+        "match_id": p.match_id,
+        "round_id": p.round_id,
+        "prompt_sha256": p.prompt_sha256,
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "chosen_agent_version_id": p.chosen_agent_version_id,
+        "rejected_agent_version_id": p.rejected_agent_version_id,
+    });
+    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+}
+
+/// The leaf of records made before leaf version 2: the prompt text itself.
+pub fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
     let data = serde_json::json!({
         "id": p.id,
         "match_id": p.match_id,
@@ -67,6 +102,16 @@ pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
         "rejected_agent_version_id": p.rejected_agent_version_id,
     });
     chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+}
+
+/// The Merkle root of pairs in training order under leaf version 1.
+pub fn pairs_root_v1(pairs: &[CommittedPair]) -> B256 {
+    let leaves: Vec<B256> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pair_leaf_v1(i, p))
+        .collect();
+    chain::merkle::root(&leaves)
 }
 
 /// The Merkle root of pairs in training order.
@@ -264,9 +309,13 @@ pub async fn verify_evidence(
     }
     let pairs = &evidence.pairs;
     let root = pairs_root(pairs);
+    // A record made before leaf version 2 committed to the prompt texts; it can be
+    // checked where they are all known.
+    let old_root = pairs.iter().all(|p| !p.prompt.is_empty())
+        && pairs_root_v1(pairs) == on_chain.fields.pairs_root;
     check!(
         "pairs root",
-        root == on_chain.fields.pairs_root,
+        root == on_chain.fields.pairs_root || old_root,
         format!(
             "the {} pairs hash to {root}, the record holds {}{}",
             pairs.len(),
@@ -346,6 +395,28 @@ pub async fn verify_evidence(
             stored.err().unwrap_or_default()
         );
     }
+    // Retraining needs every exact prompt; a private one cannot be re-derived here.
+    let private = pairs.iter().filter(|p| p.prompt.is_empty()).count();
+    check!(
+        "prompts available to retrain",
+        private == 0,
+        format!(
+            "{private} of {} pairs' prompts are private (their agents' owners have not opted them into public exports): the roots and hyperparameters check out, but only the operator can re-run this training",
+            pairs.len()
+        )
+    );
+    let forged = pairs
+        .iter()
+        .find(|p| prompt_sha256(&p.prompt) != p.prompt_sha256);
+    check!(
+        "prompts match their hashes",
+        forged.is_none(),
+        format!(
+            "pair {}'s prompt does not hash to the committed {}",
+            forged.map_or(0, |p| p.id),
+            forged.map_or("", |p| p.prompt_sha256.as_str())
+        )
+    );
     let data = dpo_pairs(pairs);
     let (m, t, d) = (model.clone(), tokenizer.clone(), dpo.clone());
     let retrained = tokio::task::spawn_blocking(move || {

@@ -33,6 +33,9 @@ pub struct AgentView {
     pub archived_at: Option<i64>,
     /// The newest version number.
     pub latest_version: i64,
+    /// Whether the owner opted the agent's exact prompts (meta-prompt included) into
+    /// public dataset exports; by default exports show only the task.
+    pub public_prompt: bool,
     /// Its rating in each Space it has played.
     pub ratings: Vec<AgentRating>,
 }
@@ -123,6 +126,10 @@ pub struct AgentEdit {
     pub sampling: Option<SamplingSettings>,
     /// New training settings.
     pub training: Option<TrainingSettings>,
+    /// Opt the agent's exact prompts (meta-prompt included) into public dataset
+    /// exports (`true`) or keep them private (`false`, the default). Changing only
+    /// this makes no new version.
+    pub public_prompt: Option<bool>,
 }
 
 /// Builds the public view of an agent.
@@ -137,6 +144,7 @@ pub(crate) async fn agent_view(state: &AppState, agent: store::Agent) -> Result<
         created_at: agent.created_at,
         archived_at: agent.archived_at,
         latest_version: latest.version,
+        public_prompt: agent.public_prompt != 0,
         ratings: ratings
             .into_iter()
             .map(|r| AgentRating {
@@ -183,11 +191,20 @@ pub(crate) async fn edit(
     agent_id: i64,
     edit: &AgentEdit,
 ) -> Result<AgentDetail> {
-    let agent = owned_agent(state, user_id, agent_id).await?;
+    let mut agent = owned_agent(state, user_id, agent_id).await?;
     if agent.archived_at.is_some() {
         return Err(Error::Conflict(format!("agent {agent_id} is archived")));
     }
+    if let Some(public) = edit.public_prompt {
+        agent = state.store.set_public_prompt(agent_id, public).await?;
+    }
     let latest = state.store.latest_agent_version(agent_id).await?;
+    if edit.system_prompt.is_none() && edit.sampling.is_none() && edit.training.is_none() {
+        return Ok(AgentDetail {
+            agent: agent_view(state, agent).await?,
+            version: latest.into(),
+        });
+    }
     let current = VersionView::from(latest.clone());
     let prompt = edit.system_prompt.clone().unwrap_or(current.system_prompt);
     let sampling = edit.sampling.clone().unwrap_or(current.sampling);

@@ -1,10 +1,15 @@
 //! The preference-dataset export, `GET /api/v1/datasets/preferences`: JSON lines that
 //! Hugging Face `datasets` loads and TRL's `DPOTrainer` reads as they are.
 //!
-//! - `format=trl`: `{prompt, chosen, rejected}` as text (the exact prompt the policy
-//!   saw), plus metadata columns.
-//! - `format=trl-conversational`: `prompt` is a list of `{role, content}` messages
-//!   (parsed from the ChatML prompt), `chosen` and `rejected` one assistant message.
+//! - `format=trl`: `{prompt, chosen, rejected}` as text, plus metadata columns. The
+//!   `prompt` is the round as the Space posed it to the chosen seat (task, role, the
+//!   earlier answers shown), never an agent's meta-prompt: meta-prompts are their
+//!   owners'. `prompt_sha256` hashes the exact prompt the policy saw (what a
+//!   proof-of-learning pairs root commits to), and `policy_prompt` carries that exact
+//!   prompt only where the agent's owner opted in (`public_prompt` on the agent).
+//! - `format=trl-conversational`: `prompt` is a list of `{role, content}` messages (the
+//!   user turn; with an opted-in agent, its system turn too), `chosen` and `rejected`
+//!   one assistant message.
 //!
 //! `training_run=ID` narrows the export to the pairs one training run trained on; each
 //! row then carries its `training_position`, and every row carries the `round_id` and
@@ -180,6 +185,11 @@ struct Row<'a, P: Serialize, C: Serialize> {
     prompt: P,
     chosen: C,
     rejected: C,
+    /// The exact prompt (meta-prompt included), only where the chosen agent's owner
+    /// opted it into public exports.
+    policy_prompt: Option<&'a str>,
+    /// sha256 of the exact prompt (what a proof-of-learning pairs root commits to).
+    prompt_sha256: String,
     pair_id: i64,
     match_id: i64,
     round_id: i64,
@@ -212,6 +222,8 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
                 prompt: $prompt,
                 chosen: $chosen,
                 rejected: $rejected,
+                policy_prompt: (p.public_prompt != 0).then_some(p.exact_prompt.as_str()),
+                prompt_sha256: arena::learning::prompt_sha256(&p.exact_prompt),
                 pair_id: p.id,
                 match_id: p.match_id,
                 round_id: p.round_id,
@@ -234,7 +246,11 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
         Format::Conversational => serde_json::to_writer(
             &mut *out,
             &row!(
-                chat_messages(&p.prompt),
+                if p.public_prompt != 0 {
+                    chat_messages(&p.exact_prompt)
+                } else {
+                    chat_messages(&p.prompt)
+                },
                 assistant(&p.chosen),
                 assistant(&p.rejected)
             ),

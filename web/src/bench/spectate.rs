@@ -418,6 +418,7 @@ async fn start_server(
             // Every spectator comes from 127.0.0.1; the default of 16 per IP would
             // refuse all but the first few.
             ws_per_ip: opts.spectators + 16,
+            ws_connects_per_minute: u32::try_from(opts.spectators + 16).unwrap_or(u32::MAX),
             ..WebConfig::default()
         },
     );
