@@ -91,6 +91,23 @@ pub fn app_state(
     bound: std::net::SocketAddr,
 ) -> Result<web::AppState> {
     let operator = Some(format!("{:#x}", platform.payments.operator()));
+    // Meta-prompts are limited in tokens of the agents' model (SmolLM2): its tokenizer
+    // comes from the model file, without loading the weights.
+    let gguf = config
+        .fetcher()
+        .ensure(&models::SMOLLM2)
+        .context("the agents' model file, to count meta-prompt tokens (run `rlfc models fetch`)")?
+        .remove(0);
+    let tokenizer = Arc::new(
+        agents::ChatTokenizer::from_gguf_path(&gguf)
+            .with_context(|| format!("read the tokenizer of {}", gguf.display()))?,
+    );
+    let count: web::TokenCounter = Arc::new(move |text: &str| {
+        tokenizer
+            .encode(text)
+            .map(|ids| ids.len())
+            .map_err(|e| format!("count meta-prompt tokens: {e}"))
+    });
     Ok(web::AppState::new(
         platform.store.clone(),
         platform.bus.clone(),
@@ -101,7 +118,8 @@ pub fn app_state(
             .collect(),
         Arc::new(ChainPayments(platform.payments.clone())),
         web_config(config, demo, operator, bound)?,
-    ))
+    )
+    .with_prompt_tokens(count))
 }
 
 /// Starts the web UI and API on `[web] bind` over the platform; it stops on Ctrl-C.

@@ -108,6 +108,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "private_prompts",
             Portable(migration_file!("0017_private_prompts.sql")),
         ),
+        (
+            18,
+            "token_scopes",
+            Portable(migration_file!("0018_token_scopes.sql")),
+        ),
     ]
 };
 

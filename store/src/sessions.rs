@@ -48,6 +48,10 @@ pub struct ApiToken {
     pub last_used_at: Option<i64>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+    /// What it may do, comma-separated: `read`, `play`, `withdraw`.
+    pub scopes: String,
+    /// When it stops working, ms; `None` never.
+    pub expires_at: Option<i64>,
 }
 from_row!(ApiToken {
     id,
@@ -57,7 +61,9 @@ from_row!(ApiToken {
     prefix,
     created_at,
     last_used_at,
-    revoked_at
+    revoked_at,
+    scopes,
+    expires_at
 });
 
 impl Store {
@@ -176,15 +182,39 @@ impl Store {
         token_hash: &str,
         prefix: &str,
     ) -> Result<ApiToken> {
+        self.create_scoped_api_token(
+            user_id,
+            name,
+            token_hash,
+            prefix,
+            "read,play,withdraw",
+            None,
+        )
+        .await
+    }
+
+    /// Stores a new API token limited to `scopes` (comma-separated) that stops working
+    /// at `expires_at` (ms) if given.
+    pub async fn create_scoped_api_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+        scopes: &str,
+        expires_at: Option<i64>,
+    ) -> Result<ApiToken> {
         on_pool!(self, |pool| sqlx::query_as(
-            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING *"
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at, scopes, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *"
         )
         .bind(user_id)
         .bind(name)
         .bind(token_hash)
         .bind(prefix)
         .bind(now_ms())
+        .bind(scopes)
+        .bind(expires_at)
         .fetch_one(pool)
         .await)
         .map_err(|e| Error::on_unique(e, "API token"))
@@ -218,11 +248,12 @@ impl Store {
         })
     }
 
-    /// The live (unrevoked) token with this hash, marking it used.
+    /// The live (unrevoked, unexpired) token with this hash, marking it used.
     pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
             "UPDATE api_tokens SET last_used_at = $2
-             WHERE token_hash = $1 AND revoked_at IS NULL RETURNING *"
+             WHERE token_hash = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $2) RETURNING *"
         )
         .bind(token_hash)
         .bind(now_ms())

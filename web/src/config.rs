@@ -38,6 +38,9 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Rows per database page of the dataset export.
     pub export_page_rows: i64,
+    /// The most tokens (of the agents' model) a meta-prompt may have, so that it, the
+    /// task, the history shown and the answer always fit the context.
+    pub max_prompt_tokens: usize,
     /// The `Host` values (host, and port where it is not the scheme's default) that
     /// requests may name; any other is refused with 421, so a DNS-rebinding page cannot
     /// reach the API. Empty accepts every host (in-process tests only).
@@ -65,6 +68,7 @@ impl Default for WebConfig {
             ws_max_message: 4 * 1024,
             trusted_proxies: Vec::new(),
             export_page_rows: 1000,
+            max_prompt_tokens: 1024,
             allowed_hosts: Vec::new(),
             operator: None,
         }

@@ -24,7 +24,13 @@ pub struct AppState {
     pub(crate) templates: Arc<Templates>,
     /// Flips to `true` when the server shuts down; long-lived sockets watch it.
     pub(crate) shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Counts a meta-prompt's tokens in the agents' model, when the server has its
+    /// tokenizer.
+    pub(crate) prompt_tokens: Option<TokenCounter>,
 }
+
+/// Counts the tokens of a text in the agents' model.
+pub type TokenCounter = Arc<dyn Fn(&str) -> Result<usize, String> + Send + Sync>;
 
 impl AppState {
     /// The state for one server.
@@ -44,7 +50,31 @@ impl AppState {
             config: Arc::new(config),
             templates: Arc::new(Templates::load()),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
+            prompt_tokens: None,
         }
+    }
+
+    /// Limits meta-prompts in tokens of the agents' model (`WebConfig::max_prompt_tokens`)
+    /// as `count` counts them, not only in characters: 4,000 emoji are 10,000 tokens.
+    pub fn with_prompt_tokens(mut self, count: TokenCounter) -> AppState {
+        self.prompt_tokens = Some(count);
+        self
+    }
+
+    /// Refuses a meta-prompt over the token limit, naming the field and the limit.
+    pub(crate) fn check_prompt_tokens(&self, prompt: &str) -> crate::Result<()> {
+        let Some(count) = &self.prompt_tokens else {
+            return Ok(());
+        };
+        let n = count(prompt).map_err(crate::Error::Internal)?;
+        let max = self.config.max_prompt_tokens;
+        if n > max {
+            return Err(crate::Error::invalid(
+                "system_prompt",
+                format!("must be at most {max} tokens of the agents' model; this one is {n}"),
+            ));
+        }
+        Ok(())
     }
 
     /// The store behind this state.

@@ -51,10 +51,22 @@ impl Server {
         db: TestDb,
         configure: impl FnOnce(WebConfig, SocketAddr) -> WebConfig,
     ) -> Server {
+        Server::start_counting(db, configure, None).await
+    }
+
+    /// [`Server::start`] that counts meta-prompt tokens with `tokens`.
+    async fn start_counting(
+        db: TestDb,
+        configure: impl FnOnce(WebConfig, SocketAddr) -> WebConfig,
+        tokens: Option<web::TokenCounter>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = configure(common::config(), addr);
-        let app = common::TestApp::with_config(db, config).await;
+        let mut app = common::TestApp::with_config(db, config).await;
+        if let Some(count) = tokens {
+            app.state = app.state.clone().with_prompt_tokens(count);
+        }
         web::sync_spaces(app.store(), &common::rulebooks())
             .await
             .unwrap();
@@ -683,3 +695,187 @@ async fn meta_prompts_stay_private_unless_opted_in(db: TestDb) {
     );
 }
 both_db!(meta_prompts_stay_private_unless_opted_in);
+
+/// Item 2: API tokens carry scopes and an expiry, and a token cannot mint tokens.
+async fn api_tokens_have_scopes_and_expire(db: TestDb) {
+    let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
+    let (cookie, csrf) = s.login(6).await;
+    let mint = |body: Value| {
+        s.http
+            .post(s.url("/api/v1/tokens"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    let read_only: Value = mint(json!({"name": "reader", "scopes": ["read"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read_only["info"]["scopes"], json!(["read"]));
+    let reader = read_only["token"].as_str().unwrap().to_string();
+    let default: Value = mint(json!({"name": "player"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(default["info"]["scopes"], json!(["read", "play"]));
+    assert!(default["info"]["expires_at"].as_i64().unwrap() > store::now_ms());
+    let player = default["token"].as_str().unwrap().to_string();
+    let bad = mint(json!({"name": "x", "scopes": ["admin"]}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = mint(json!({"name": "x", "expires_in_days": 5000}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let as_bearer = |token: &str, method: reqwest::Method, path: &str, body: Value| {
+        s.http
+            .request(method, s.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let agent = json!({"name": "bot", "base_model": "smollm2-135m", "system_prompt": "x"});
+    let r = as_bearer(&reader, reqwest::Method::GET, "/api/v1/me", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = as_bearer(
+        &reader,
+        reqwest::Method::POST,
+        "/api/v1/agents",
+        agent.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a read token cannot play"
+    );
+    let r = as_bearer(&player, reqwest::Method::POST, "/api/v1/agents", agent)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = as_bearer(
+        &player,
+        reqwest::Method::POST,
+        "/api/v1/account/withdraw",
+        json!({"amount_wei": "1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "withdrawing needs its scope"
+    );
+    let r = as_bearer(
+        &player,
+        reqwest::Method::POST,
+        "/api/v1/tokens",
+        json!({"name": "child", "scopes": ["read", "play", "withdraw"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a token cannot mint tokens"
+    );
+
+    // An expired token is no token.
+    let expired = "rlfc_security_suite_expired_token";
+    let hash = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(expired.as_bytes()))
+    };
+    let me: Value = as_bearer(&player, reqwest::Method::GET, "/api/v1/me", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.app
+        .store()
+        .create_scoped_api_token(
+            me["user"]["id"].as_i64().unwrap(),
+            "old",
+            &hash,
+            "rlfc_secu",
+            "read",
+            Some(store::now_ms() - 1),
+        )
+        .await
+        .unwrap();
+    let r = as_bearer(expired, reqwest::Method::GET, "/api/v1/me", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+both_db!(api_tokens_have_scopes_and_expire);
+
+/// Item 3: a meta-prompt is limited in tokens of the agents' model, not characters
+/// (before: a 4,000-character emoji prompt was 10,032 tokens, over the context, and got
+/// other players' matches refunded).
+async fn meta_prompts_are_limited_in_tokens(db: TestDb) {
+    let gguf = models::smollm2_gguf().expect("SmolLM2 weights (rlfc models fetch)");
+    let tokenizer = std::sync::Arc::new(agents::ChatTokenizer::from_gguf_path(&gguf).unwrap());
+    let count: web::TokenCounter = std::sync::Arc::new(move |text: &str| {
+        tokenizer
+            .encode(text)
+            .map(|ids| ids.len())
+            .map_err(|e| e.to_string())
+    });
+    let s = Server::start_counting(
+        db,
+        |c, addr| c.for_public_url(&public(addr), &[]),
+        Some(count),
+    )
+    .await;
+    let (cookie, csrf) = s.login(7).await;
+    let create = |prompt: String| {
+        s.http
+            .post(s.url("/api/v1/agents"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": "emoji", "base_model": "smollm2-135m", "system_prompt": prompt}))
+            .send()
+    };
+    // 2,000 characters (within the character limit), far over 1,024 tokens.
+    let r = create("\u{1F642}\u{1F680}".repeat(1000)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "system_prompt");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 tokens"),
+        "{body}"
+    );
+    let r = create("Answer briefly and kindly. ".repeat(30))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Editing to an over-long prompt is refused the same way.
+    let agent: Value = r.json().await.unwrap();
+    let id = agent["agent"]["id"].as_i64().unwrap();
+    let r = s
+        .http
+        .patch(s.url(&format!("/api/v1/agents/{id}")))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"system_prompt": "\u{1F642}".repeat(2000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+both_db!(meta_prompts_are_limited_in_tokens);

@@ -162,6 +162,7 @@ pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> R
     settings::validate_name(&new.name)?;
     settings::validate_base_model(&new.base_model)?;
     settings::validate_prompt(&new.system_prompt)?;
+    state.check_prompt_tokens(&new.system_prompt)?;
     new.sampling.validate()?;
     new.training.validate()?;
     let (agent, version) = state
@@ -210,6 +211,7 @@ pub(crate) async fn edit(
     let sampling = edit.sampling.clone().unwrap_or(current.sampling);
     let training = edit.training.clone().unwrap_or(current.training);
     settings::validate_prompt(&prompt)?;
+    state.check_prompt_tokens(&prompt)?;
     sampling.validate()?;
     training.validate()?;
     let version = state

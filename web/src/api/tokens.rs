@@ -32,6 +32,11 @@ pub struct TokenView {
     pub last_used_at: Option<i64>,
     /// Revoked, ms.
     pub revoked_at: Option<i64>,
+    /// What it may do: `read`, `play` (every write but withdrawals and tokens),
+    /// `withdraw`.
+    pub scopes: Vec<String>,
+    /// When it stops working, ms; `None` never (tokens made before expiry existed).
+    pub expires_at: Option<i64>,
 }
 
 impl From<store::ApiToken> for TokenView {
@@ -43,15 +48,34 @@ impl From<store::ApiToken> for TokenView {
             created_at: t.created_at,
             last_used_at: t.last_used_at,
             revoked_at: t.revoked_at,
+            scopes: t.scopes.split(',').map(str::to_string).collect(),
+            expires_at: t.expires_at,
         }
     }
 }
 
-/// A new token's label.
+/// Every scope a token may carry.
+pub const SCOPES: [&str; 3] = ["read", "play", "withdraw"];
+/// The scopes of a token that names none.
+pub const DEFAULT_SCOPES: [&str; 2] = ["read", "play"];
+/// Days a token lives when none is asked for.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;
+/// The longest life a token may ask for, days.
+pub const MAX_TOKEN_DAYS: u32 = 365;
+
+/// A new token: its label, what it may do and how long it lives.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1 to 64 characters.
     pub name: String,
+    /// Any of `read`, `play`, `withdraw` (default `read` and `play`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Days until it stops working, 1 to 365 (default 90).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 365)]
+    pub expires_in_days: Option<u32>,
 }
 
 /// A created token: the secret appears here once and never again.
@@ -72,16 +96,65 @@ async fn create_token(
     user: AuthUser,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
-    let (token, info) = create(&state, user.user_id, &body.name).await?;
+    // A token cannot mint tokens: only a signed-in browser session can.
+    if user.csrf.is_none() {
+        return Err(Error::Forbidden(
+            "an API token cannot create tokens; sign in to make one".into(),
+        ));
+    }
+    let scopes = body
+        .scopes
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect());
+    let (token, info) = create_scoped(
+        &state,
+        user.user_id,
+        &body.name,
+        &scopes,
+        body.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 
-/// Creates a token for `user_id`; returns the secret and the stored row.
+/// Creates a token for `user_id` with the default scopes and life; returns the
+/// secret and the stored row.
 pub(crate) async fn create(
     state: &AppState,
     user_id: i64,
     name: &str,
 ) -> Result<(String, TokenView)> {
+    let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+    create_scoped(state, user_id, name, &scopes, DEFAULT_TOKEN_DAYS).await
+}
+
+/// Creates a token for `user_id` limited to `scopes` that lives `days`.
+pub(crate) async fn create_scoped(
+    state: &AppState,
+    user_id: i64,
+    name: &str,
+    scopes: &[String],
+    days: u32,
+) -> Result<(String, TokenView)> {
+    if scopes.is_empty() || scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(Error::invalid(
+            "scopes",
+            "must be one or more of read, play, withdraw",
+        ));
+    }
+    if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+        return Err(Error::invalid(
+            "expires_in_days",
+            format!("must be 1 to {MAX_TOKEN_DAYS}"),
+        ));
+    }
+    let mut scopes: Vec<&str> = SCOPES
+        .iter()
+        .copied()
+        .filter(|s| scopes.iter().any(|x| x == s))
+        .collect();
+    scopes.dedup();
+    let expires_at = store::now_ms() + i64::from(days) * 24 * 3600 * 1000;
     let name = name.trim();
     super::settings::validate_display_text("name", name)?;
     if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME {
@@ -94,7 +167,14 @@ pub(crate) async fn create(
     let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
     let row = state
         .store
-        .create_api_token(user_id, name, &auth::hash_secret(&token), &prefix)
+        .create_scoped_api_token(
+            user_id,
+            name,
+            &auth::hash_secret(&token),
+            &prefix,
+            &scopes.join(","),
+            Some(expires_at),
+        )
         .await?;
     Ok((token, row.into()))
 }

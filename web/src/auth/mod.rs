@@ -33,6 +33,27 @@ pub struct AuthUser {
     pub csrf: Option<String>,
 }
 
+/// The scope a request needs from an API token: `withdraw` to take money out, `play`
+/// for any other write, `read` for reads. Tokens never create or revoke tokens.
+fn needed_scope(parts: &Parts) -> Result<&'static str> {
+    let path = parts.uri.path();
+    let write = is_write(&parts.method);
+    if write && (path.starts_with("/api/v1/tokens") || path.starts_with("/account/tokens")) {
+        return Err(Error::Forbidden(
+            "an API token cannot create or revoke tokens; sign in to manage them".into(),
+        ));
+    }
+    Ok(
+        if path == "/api/v1/account/withdraw" || path == "/account/withdraw" {
+            "withdraw"
+        } else if write {
+            "play"
+        } else {
+            "read"
+        },
+    )
+}
+
 /// The signed-in user if there is one (pages that also serve visitors).
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<AuthUser>);
@@ -83,6 +104,13 @@ async fn resolve(parts: &Parts, state: &AppState, header_csrf: bool) -> Result<O
         let found = state.store.use_api_token(&hash_secret(token)).await?;
         // A wrong or revoked token is an error, not an anonymous request.
         let token = found.ok_or(Error::Unauthorized)?;
+        let scope = needed_scope(parts)?;
+        if !token.scopes.split(',').any(|s| s == scope) {
+            return Err(Error::Forbidden(format!(
+                "this API token lacks the {scope:?} scope (it has {})",
+                token.scopes
+            )));
+        }
         AuthUser {
             user_id: token.user_id,
             csrf: None,
