@@ -148,3 +148,110 @@ fn the_demo_plays_a_real_match_restarts_and_the_match_replays() {
     assert!(!out.status.success());
     assert!(text(&out).contains("9999"), "{}", text(&out));
 }
+
+/// Issue 19, item 7: Ctrl-C on `rlfc demo` stops cleanly. Before, the match that was
+/// playing was refunded on the spot, or stayed `running` in the database when the
+/// signal cancelled a settlement halfway. Now no new matches form, the match in play
+/// finishes (settles) within the grace period, and the process exits with nothing
+/// left running.
+#[test]
+fn ctrl_c_on_the_demo_leaves_no_match_running() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlfc"));
+    cmd.current_dir(dir.path())
+        .args(["--data-dir", data.to_str().unwrap(), "demo"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RLFC_") || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    // Output goes to a file: a pipe nobody reads would fill and stall the demo.
+    let log_path = dir.path().join("demo.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    cmd.env(
+        "RLFC_ASSETS_DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets"),
+    )
+    .env("RLFC_MODELS_DIR", models::default_models_dir())
+    .env("RLFC_WEB_BIND", "127.0.0.1:0")
+    .env("RLFC_ARENA_SHUTDOWN_GRACE_SECS", "600")
+    .env("RLFC_ARENA_MAX_LIVE_MATCHES", "1")
+    .env("NO_COLOR", "1")
+    .stdout(log.try_clone().unwrap())
+    .stderr(log);
+    let mut child = cmd.spawn().expect("start rlfc demo");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = data.join("rlfc.sqlite");
+    // Match ids by status: pending, running, settled, refunded.
+    let statuses = |db: &Path| {
+        rt.block_on(async {
+            let store = store::Store::open_sqlite(db).await.ok()?;
+            let mut out = Vec::new();
+            for s in ["pending", "running", "settled", "refunded"] {
+                let ids: Vec<i64> = store
+                    .matches_with_status(s)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect();
+                out.push(ids);
+            }
+            store.close().await;
+            Some(out)
+        })
+    };
+    // Wait until a match is in play.
+    let started = Instant::now();
+    let playing = loop {
+        if let Some(n) = db.exists().then(|| statuses(&db)).flatten()
+            && let Some(&id) = n[1].first()
+        {
+            break id;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the demo exited early: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no match started within 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(660) {
+            child.kill().ok();
+            panic!("the demo did not stop within the grace period after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::fs::File::open(&log_path)
+        .unwrap()
+        .read_to_string(&mut err)
+        .ok();
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("stopping: no new matches"), "{err}");
+    assert!(err.contains("demo stopped"), "{err}");
+    let n = statuses(&db).expect("read the demo's database");
+    assert!(
+        n[0].is_empty() && n[1].is_empty(),
+        "nothing left pending or running: {n:?}\n{err}"
+    );
+    assert!(
+        n[2].contains(&playing),
+        "the match in play when Ctrl-C came finished and settled: {n:?}\n{err}"
+    );
+}

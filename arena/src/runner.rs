@@ -303,6 +303,18 @@ impl MatchRunner {
         self.finish(outcomes).await
     }
 
+    /// One step of a stopping loop: no auto-entries and no new matches, only the
+    /// matches in play advance and settle.
+    pub async fn drain_step(&mut self) -> Result<Vec<MatchReport>, RunnerError> {
+        self.worker.renew_leases().await?;
+        let outcomes = if self.worker.live_matches() == 0 {
+            Vec::new()
+        } else {
+            tokio::task::block_in_place(|| self.tick())
+        };
+        self.finish(outcomes).await
+    }
+
     /// Refunds every match still in play (on shutdown, when their engine state is
     /// about to be lost).
     pub async fn abandon_all(&mut self, reason: &str) -> Result<Vec<i64>, RunnerError> {

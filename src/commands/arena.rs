@@ -310,19 +310,50 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "demo population ready; loading the models"
     );
-    let server = crate::commands::web::spawn_server(&platform, config, true).await?;
+    // Ctrl-C (or SIGTERM) once: stop forming matches and let those in play finish within
+    // `arena.shutdown_grace_secs`, then refund the rest; twice: refund at once. Steps
+    // are never cancelled halfway, so no match is left started but untracked.
+    let (signals, stops) = tokio::sync::watch::channel(0u8);
+    tokio::spawn(async move {
+        for n in 1..=2u8 {
+            shutdown_signal().await;
+            let _ = signals.send(n);
+        }
+    });
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = crate::commands::web::spawn_server_until(&platform, config, true, async move {
+        let _ = server_stopped.await;
+    })
+    .await?;
     let models = BaseModels::load(config)?;
     let mut runner = platform.model_runner(config, &models)?;
     let learning = tokio::spawn(train_due_agents_forever(platform.trainer(&models)));
-    tracing::info!("running matches (Ctrl-C stops; unfinished matches are refunded)");
+    tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
+    let grace = Duration::from_secs(config.arena.shutdown_grace_secs);
     let mut finished = 0usize;
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
+    let mut draining_since: Option<std::time::Instant> = None;
     loop {
-        let step = runner.step();
-        let reports = tokio::select! {
-            r = step => r?,
-            _ = &mut stop => break,
+        let signalled = *stops.borrow();
+        if signalled >= 2 {
+            break;
+        }
+        if signalled == 1 && draining_since.is_none() {
+            draining_since = Some(std::time::Instant::now());
+            learning.abort();
+            tracing::info!(
+                live = runner.live_matches(),
+                grace_secs = grace.as_secs(),
+                "stopping: no new matches; finishing the matches in play (Ctrl-C again refunds them now)"
+            );
+        }
+        let reports = match draining_since {
+            None => runner.step().await?,
+            Some(since) => {
+                if runner.live_matches() == 0 || since.elapsed() >= grace {
+                    break;
+                }
+                runner.drain_step().await?
+            }
         };
         for report in &reports {
             log_report(report);
@@ -336,10 +367,35 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         }
     }
     learning.abort();
-    server.abort();
     let abandoned = runner.abandon_all("the demo was stopped").await?;
+    runner.bus().flush().await.ok();
+    let _ = server_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!(finished, refunded = abandoned.len(), "demo stopped");
     Ok(())
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// How long a training run may stay `running` before another process takes it for

@@ -122,19 +122,6 @@ pub fn app_state(
     .with_prompt_tokens(count))
 }
 
-/// Starts the web UI and API on `[web] bind` over the platform; it stops on Ctrl-C.
-/// Returns the task.
-pub async fn spawn_server(
-    platform: &Platform,
-    config: &Config,
-    demo: bool,
-) -> Result<tokio::task::JoinHandle<()>> {
-    spawn_server_until(platform, config, demo, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-}
-
 /// Starts the web UI and API on `[web] bind` over the platform; once `stop` resolves
 /// it stops accepting and finishes the requests in progress. Returns the task.
 pub async fn spawn_server_until(

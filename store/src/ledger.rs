@@ -248,7 +248,7 @@ impl Store {
         let tier = self.fee_tier(fee_tier_id).await?;
         let mut tx = self.begin().await?;
         let entry = tx
-            .insert_entry(user_id, agent.id, agent_version_id, &tier)
+            .insert_entry(user_id, agent.id, agent_version_id, &tier, false)
             .await?;
         tx.commit().await?;
         Ok(entry)
@@ -328,7 +328,7 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         let entry = tx
-            .insert_entry(agent.owner_id, agent_id, version.id, &tier)
+            .insert_entry(agent.owner_id, agent_id, version.id, &tier, true)
             .await?;
         tx.commit().await?;
         Ok(Some(entry))
@@ -343,6 +343,7 @@ impl Tx {
         agent_id: i64,
         agent_version_id: i64,
         tier: &FeeTier,
+        auto: bool,
     ) -> Result<Entry> {
         // One queued entry per agent per (Space, tier). Touching the agent's row first
         // takes its write lock, so two concurrent entries of one agent queue here and
@@ -372,8 +373,8 @@ impl Tx {
         let entry: Entry = on_tx!(self, |c| {
             sqlx::query_as(
             "INSERT INTO entries
-               (user_id, agent_id, agent_version_id, space_id, fee_tier_id, fee_wei, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) RETURNING *"
+               (user_id, agent_id, agent_version_id, space_id, fee_tier_id, fee_wei, status, created_at, auto_entry)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8) RETURNING *"
         )
         .bind(user_id)
         .bind(agent_id)
@@ -382,6 +383,7 @@ impl Tx {
         .bind(tier.id)
         .bind(tier.fee_wei)
         .bind(now_ms())
+        .bind(i64::from(auto))
         .fetch_one(&mut *c)
         .await
         })?;
@@ -520,6 +522,31 @@ impl Store {
         tx.claim_settlement(m.id, "refunded", pot, Wei::ZERO, None, chain_tx_id)
             .await?;
         tx.post(&lines).await?;
+        // A match that never played costs no auto-entry rule its cap: give each rule
+        // back what its entry spent.
+        for e in entries.iter().filter(|e| e.auto_entry != 0) {
+            let spent: Option<(Wei,)> = on_tx!(&mut tx, |c| sqlx::query_as(
+                "SELECT spent_wei FROM auto_entries WHERE agent_id = $1 AND fee_tier_id = $2"
+            )
+            .bind(e.agent_id)
+            .bind(e.fee_tier_id)
+            .fetch_optional(&mut *c)
+            .await)?;
+            if let Some((spent,)) = spent {
+                let back = spent.checked_sub(e.fee_wei).unwrap_or(Wei::ZERO);
+                on_tx!(&mut tx, |c| {
+                    sqlx::query(
+                    "UPDATE auto_entries SET spent_wei = $3 WHERE agent_id = $1 AND fee_tier_id = $2"
+                )
+                .bind(e.agent_id)
+                .bind(e.fee_tier_id)
+                .bind(back)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
+            }
+        }
         tx.finish_match(m.id, "refunded", None, Some(reason))
             .await?;
         tx.commit().await

@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "token_scopes",
             Portable(migration_file!("0018_token_scopes.sql")),
         ),
+        (
+            19,
+            "auto_entry_refunds",
+            Portable(migration_file!("0019_auto_entry_refunds.sql")),
+        ),
     ]
 };
 

@@ -232,6 +232,8 @@ pub struct Entry {
     pub status: String,
     /// Creation time, ms.
     pub created_at: i64,
+    /// 1 when an auto-entry rule made it (a refund gives the rule its spend back).
+    pub auto_entry: i64,
 }
 from_row!(Entry {
     id,
@@ -243,7 +245,8 @@ from_row!(Entry {
     fee_wei,
     match_id,
     status,
-    created_at
+    created_at,
+    auto_entry
 });
 
 /// One round of a match.

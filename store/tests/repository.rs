@@ -823,6 +823,48 @@ async fn concurrent_settlements_both_move_the_rating(store: &Store) {
 }
 both!(concurrent_settlements_both_move_the_rating);
 
+/// A refunded match (an engine that refused one seat, a deadline) costs no seat its
+/// auto-entry cap: each rule gets back what its entry spent (issue 19, item 3).
+async fn a_refund_gives_auto_entry_caps_back(store: &Store) {
+    let w = world(store, 2, Wei(7), Wei(1000)).await;
+    let auto_agent = store.agent_version(w.versions[0]).await.unwrap().agent_id;
+    store
+        .set_auto_entry(auto_agent, w.paid_tier, Wei(7), true)
+        .await
+        .unwrap();
+    let auto = store
+        .auto_enter(auto_agent, w.paid_tier)
+        .await
+        .unwrap()
+        .expect("within the cap");
+    assert_eq!(auto.auto_entry, 1);
+    let manual = store
+        .enter(w.users[1], w.versions[1], w.paid_tier)
+        .await
+        .unwrap();
+    assert_eq!(manual.auto_entry, 0);
+    let m = store
+        .create_match(w.space_id, w.paid_tier, 1, "abc", &[auto.id, manual.id])
+        .await
+        .unwrap();
+    // The cap is spent: no more entries until the match is over.
+    assert_eq!(store.auto_entries().await.unwrap()[0].spent_wei, Wei(7));
+    store
+        .refund_match(m.id, "seat 1 refused: too long", None)
+        .await
+        .unwrap();
+    assert_eq!(store.auto_entries().await.unwrap()[0].spent_wei, Wei::ZERO);
+    assert!(
+        store
+            .auto_enter(auto_agent, w.paid_tier)
+            .await
+            .unwrap()
+            .is_some(),
+        "the rule can enter again"
+    );
+}
+both!(a_refund_gives_auto_entry_caps_back);
+
 /// Auto-entry never spends past its cap, even with many concurrent attempts.
 async fn auto_entry_respects_the_cap(store: &Store) {
     let w = world(store, 1, Wei(7), Wei(1000)).await;

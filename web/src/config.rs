@@ -38,6 +38,8 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Rows per database page of the dataset export.
     pub export_page_rows: i64,
+    /// Dataset exports that may stream at once (more get 429).
+    pub max_concurrent_exports: usize,
     /// The most tokens (of the agents' model) a meta-prompt may have, so that it, the
     /// task, the history shown and the answer always fit the context.
     pub max_prompt_tokens: usize,
@@ -69,6 +71,7 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             export_page_rows: 1000,
             max_prompt_tokens: 1024,
+            max_concurrent_exports: 4,
             allowed_hosts: Vec::new(),
             operator: None,
         }

@@ -46,10 +46,68 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Gives every response without a description its status's reason phrase, since
-/// OpenAPI requires one.
+/// Names the project and its version, lists the 422 (validation) and 429 (rate
+/// limit) answers every operation can give, and gives every response without a
+/// description its status's reason phrase, since OpenAPI requires one.
 fn describe_responses(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
+    use utoipa::openapi::{RefOr, ResponseBuilder};
+    doc.info.title = "RLFC Arena API".into();
+    doc.info.description = Some(
+        "Reinforcement Learning from Competition: agents, Spaces, entries, matches, \
+         ratings, preference datasets and proof-of-learning records. Errors are \
+         `{\"error\": {\"code\", \"message\", \"field\"}}`; a 422 names the field and the \
+         limit it broke; writes are rate-limited per user and per address (429)."
+            .into(),
+    );
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    let error = || {
+        ResponseBuilder::new().content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let writes = [
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in writes.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| {
+                    RefOr::T(error().description("Too many writes: slow down").build())
+                });
+            op.responses
+                .responses
+                .entry("422".into())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        error()
+                            .description("A field broke a rule (the error names it)")
+                            .build(),
+                    )
+                });
+        }
+        if let Some(op) = &mut item.get
+            && op.parameters.as_ref().is_some_and(|p| !p.is_empty())
+        {
+            op.responses
+                .responses
+                .entry("422".into())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        error()
+                            .description("A parameter broke a rule (the error names it)")
+                            .build(),
+                    )
+                });
+        }
+    }
     for item in doc.paths.paths.values_mut() {
         let ops = [
             &mut item.get,

@@ -27,6 +27,8 @@ pub struct AppState {
     /// Counts a meta-prompt's tokens in the agents' model, when the server has its
     /// tokenizer.
     pub(crate) prompt_tokens: Option<TokenCounter>,
+    /// Dataset exports streaming now (`WebConfig::max_concurrent_exports`).
+    pub(crate) export_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts the tokens of a text in the agents' model.
@@ -47,6 +49,9 @@ impl AppState {
             rulebooks: Arc::new(rulebooks),
             payments,
             limits: Arc::new(Limits::new(&config)),
+            export_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_exports.max(1),
+            )),
             config: Arc::new(config),
             templates: Arc::new(Templates::load()),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),

@@ -879,3 +879,132 @@ async fn meta_prompts_are_limited_in_tokens(db: TestDb) {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 both_db!(meta_prompts_are_limited_in_tokens);
+
+/// Item 6: standard security headers on every response (no framing by other sites),
+/// `no-store` on signed-in responses, names without control or bidirectional-override
+/// characters, and an OpenAPI document that names the project and lists the 422 and
+/// 429 answers with the limits the server enforces.
+async fn responses_carry_security_headers_and_names_are_clean(db: TestDb) {
+    let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
+    let home = s.http.get(s.url("/")).send().await.unwrap();
+    let h = home.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.get("referrer-policy").is_some());
+    let (cookie, csrf) = s.login(8).await;
+    let balance = s
+        .http
+        .get(s.url("/api/v1/account/balance"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(balance.headers()["cache-control"], "no-store");
+    let account = s
+        .http
+        .get(s.url("/account"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(account.headers()["cache-control"], "no-store");
+
+    // A name that reads as another (right-to-left override, zero-width space) or
+    // holds control characters is refused, naming the field.
+    for name in ["evil\u{202E}gnp.exe", "rival\u{200B}", "two\nlines"] {
+        let r = s
+            .http
+            .post(s.url("/api/v1/agents"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": name, "base_model": "smollm2-135m", "system_prompt": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "name");
+    }
+
+    let doc: Value = s
+        .http
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["info"]["title"], "RLFC Arena API");
+    let create = &doc["paths"]["/api/v1/agents"]["post"]["responses"];
+    assert!(
+        create.get("422").is_some() && create.get("429").is_some(),
+        "{create}"
+    );
+    let new_agent = &doc["components"]["schemas"]["NewAgent"]["properties"];
+    assert_eq!(new_agent["name"]["maxLength"], 64, "{new_agent}");
+    assert_eq!(new_agent["system_prompt"]["maxLength"], 4000);
+}
+both_db!(responses_carry_security_headers_and_names_are_clean);
+
+/// Item 3: the export checks its filters before it scans: an unknown agent or
+/// training run is a 404, a bad number a 422 naming it.
+async fn the_export_checks_its_filters(db: TestDb) {
+    let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
+    store::fixtures::played_match(s.app.store(), 2).await;
+    for (query, status) in [
+        ("agent=987654", StatusCode::NOT_FOUND),
+        ("training_run=987654", StatusCode::NOT_FOUND),
+        ("space=no-such-space", StatusCode::NOT_FOUND),
+        ("min_agreement=2", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = s
+            .http
+            .get(s.url(&format!("/api/v1/datasets/preferences?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{query}");
+    }
+}
+both_db!(the_export_checks_its_filters);
+
+/// Item 3: heavy public reads come a page at a time: the leaderboard API takes
+/// `offset` and `limit` (at most 500) and says the total; the Space page shows 50 rows.
+async fn leaderboards_are_paginated(db: TestDb) {
+    let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
+    let played = store::fixtures::played_match(s.app.store(), 4).await;
+    let space = s.app.store().space(played.space_id).await.unwrap();
+    let url = |q: &str| s.url(&format!("/api/v1/spaces/{}/leaderboard?{q}", space.slug));
+    let r = s.http.get(url("limit=2")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-total-count"], "4");
+    let first: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest: Vec<Value> = s
+        .http
+        .get(url("offset=2&limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest[0]["rank"], 3);
+    assert_ne!(first[0]["agent_id"], rest[0]["agent_id"]);
+    for bad in ["limit=0", "limit=501", "limit=-1"] {
+        let r = s.http.get(url(bad)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let page = s
+        .http
+        .get(s.url(&format!("/spaces/{}?page=1", space.slug)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+}
+both_db!(leaderboards_are_paginated);

@@ -102,11 +102,14 @@ pub struct AgentDetail {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
-    /// 1 to 64 characters.
+    /// 1 to 64 characters, no control, bidirectional-override or zero-width characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Base model identifier.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:/-]+$")]
     pub base_model: String,
-    /// The meta-prompt, at most 4000 characters.
+    /// The meta-prompt: at most 4000 characters and 1024 tokens of the agents' model.
+    #[schema(max_length = 4000)]
     pub system_prompt: String,
     /// Sampling settings (defaults for what is left out).
     #[serde(default)]
@@ -120,7 +123,8 @@ pub struct NewAgent {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentEdit {
-    /// New meta-prompt.
+    /// New meta-prompt: at most 4000 characters and 1024 tokens of the agents' model.
+    #[schema(max_length = 4000)]
     pub system_prompt: Option<String>,
     /// New sampling settings.
     pub sampling: Option<SamplingSettings>,

@@ -24,6 +24,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use store::{ExportPair, PairFilter};
@@ -118,6 +119,10 @@ pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
         Some(slug) => Some(state.store.space_by_slug(slug).await?.id),
         None => None,
     };
+    if let Some(agent) = q.agent {
+        // 404 for an agent that does not exist, rather than a scan of every pair.
+        state.store.agent(agent).await?;
+    }
     if let Some(run) = q.training_run {
         // 404 for a run that does not exist, rather than an empty export.
         state.store.training_run(run).await?;
@@ -300,13 +305,25 @@ pub(crate) fn stream_export(
 #[utoipa::path(get, path = "/datasets/preferences", tag = "datasets", params(ExportQuery),
     responses(
         (status = 200, description = "JSON lines, one pair per line; resume with after=<last pair_id>", content_type = "application/x-ndjson", body = String),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "Too many exports at once: try again shortly", body = ErrorBody)))]
 async fn preferences(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response> {
     let export = parse(&state, &q).await?;
-    let body = Body::from_stream(stream_export(state, export));
+    // A bounded number of exports stream at once, so downloads never take the
+    // database connections the match runner needs; the slot is held until the body
+    // is sent or the client goes away.
+    let slot = state
+        .export_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::RateLimited)?;
+    let body = Body::from_stream(stream_export(state, export).map(move |chunk| {
+        let _held = &slot;
+        chunk
+    }));
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),

@@ -5,13 +5,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use utoipa::ToSchema;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::ApiPath;
-use crate::error::{ErrorBody, Result};
+use super::{ApiPath, ApiQuery};
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
 
 /// A fee tier of a Space.
@@ -92,22 +93,34 @@ pub(crate) async fn space_view(state: &AppState, space: store::Space) -> Result<
     })
 }
 
-/// Ranks a Space's ratings and computes each rank's interval.
+/// The most leaderboard rows one request returns.
+pub const MAX_LEADERBOARD_ROWS: usize = 500;
+
+/// One page of a Space's leaderboard (`limit` rows from `offset`, best first) and how
+/// many rows it has. Rank intervals are counted over everyone in O(n log n), and only
+/// the page's agents are looked up.
 pub(crate) async fn leaderboard_rows(
     state: &AppState,
     space_id: i64,
-) -> Result<Vec<LeaderboardRow>> {
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<LeaderboardRow>, usize)> {
     let ratings = state.store.leaderboard(space_id).await?;
     let bounds: Vec<(f64, f64)> = ratings
         .iter()
         .map(|r| (r.mu - 2.0 * r.sigma, r.mu + 2.0 * r.sigma))
         .collect();
+    let mut los: Vec<f64> = bounds.iter().map(|b| b.0).collect();
+    let mut his: Vec<f64> = bounds.iter().map(|b| b.1).collect();
+    los.sort_by(f64::total_cmp);
+    his.sort_by(f64::total_cmp);
     let n = ratings.len();
-    let mut rows = Vec::with_capacity(n);
-    for (i, r) in ratings.into_iter().enumerate() {
+    let mut rows = Vec::with_capacity(limit.min(n));
+    for (i, r) in ratings.into_iter().enumerate().skip(offset).take(limit) {
         let (lo, hi) = bounds[i];
-        let surely_better = bounds.iter().filter(|(olo, _)| *olo > hi).count();
-        let surely_worse = bounds.iter().filter(|(_, ohi)| *ohi < lo).count();
+        // Agents whose whole interval lies above this one's, and below it.
+        let surely_better = n - los.partition_point(|&olo| olo <= hi);
+        let surely_worse = his.partition_point(|&ohi| ohi < lo);
         let name = state.store.agent(r.agent_id).await?.name;
         rows.push(LeaderboardRow {
             rank: i + 1,
@@ -121,7 +134,7 @@ pub(crate) async fn leaderboard_rows(
             matches_played: r.matches_played,
         });
     }
-    Ok(rows)
+    Ok((rows, n))
 }
 
 /// Every Space.
@@ -147,16 +160,39 @@ async fn get_space(
     Ok(Json(space_view(&state, space).await?))
 }
 
-/// A Space's leaderboard, best first, with rank intervals.
+/// Which part of a leaderboard to return.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderboardQuery {
+    /// Rows to skip (default 0).
+    pub offset: Option<usize>,
+    /// Rows to return, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+}
+
+/// A Space's leaderboard, best first, with rank intervals, a page at a time; the
+/// `x-total-count` header says how many rows there are.
 #[utoipa::path(get, path = "/spaces/{slug}/leaderboard", tag = "spaces",
-    params(("slug" = String, Path, description = "Space slug")),
-    responses((status = 200, body = Vec<LeaderboardRow>), (status = 404, body = ErrorBody)))]
+    params(("slug" = String, Path, description = "Space slug"), LeaderboardQuery),
+    responses((status = 200, body = Vec<LeaderboardRow>), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn leaderboard(
     State(state): State<AppState>,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Vec<LeaderboardRow>>> {
+    ApiQuery(q): ApiQuery<LeaderboardQuery>,
+) -> Result<impl IntoResponse> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LEADERBOARD_ROWS).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be 1 to {MAX_LEADERBOARD_ROWS}"),
+        ));
+    }
     let space = state.store.space_by_slug(&slug).await?;
-    Ok(Json(leaderboard_rows(&state, space.id).await?))
+    let (rows, total) = leaderboard_rows(&state, space.id, q.offset.unwrap_or(0), limit).await?;
+    Ok(([("x-total-count", total.to_string())], Json(rows)))
 }
 
 /// Space routes.

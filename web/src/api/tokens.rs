@@ -68,6 +68,7 @@ pub const MAX_TOKEN_DAYS: u32 = 365;
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Any of `read`, `play`, `withdraw` (default `read` and `play`).
     #[serde(default)]

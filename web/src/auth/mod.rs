@@ -226,7 +226,7 @@ pub(crate) async fn allowed_host(
             .or_else(|| request.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if !allowed.iter().any(|a| *a == host) {
+        if !allowed.contains(&host) {
             tracing::warn!(%host, "refused a request for a host this server does not serve");
             let shown: String = host.chars().take(100).collect();
             return Err(Error::UnknownHost(shown));

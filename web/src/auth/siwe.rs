@@ -46,8 +46,8 @@ pub(crate) async fn verify_sign_in(
         .map_err(|e| Error::invalid("message", format!("not an EIP-4361 message: {e}")))?;
     let config = &state.config;
     let domain = msg.domain.as_str().to_ascii_lowercase();
-    let domain_ok = domain == config.siwe_domain.to_ascii_lowercase()
-        || config.allowed_hosts.iter().any(|h| *h == domain);
+    let domain_ok =
+        domain == config.siwe_domain.to_ascii_lowercase() || config.allowed_hosts.contains(&domain);
     if !domain_ok {
         return Err(Error::invalid(
             "message",

@@ -465,7 +465,7 @@ async fn save(
                 system_prompt: form.get("system_prompt").cloned(),
                 sampling: Some(sampling),
                 training: Some(training),
-                public_prompt: Some(form.get("public_prompt").is_some()),
+                public_prompt: Some(form.contains_key("public_prompt")),
             };
             match agents::edit(&state, user.user_id, id, &edit).await {
                 Ok(_) => return Ok(Redirect::to(&format!("/agents/{id}")).into_response()),

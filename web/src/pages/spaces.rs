@@ -3,7 +3,7 @@
 
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -61,15 +61,33 @@ async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Resp
     respond(&state, result).await
 }
 
+/// Leaderboard rows per page of a Space's page.
+const LEADERBOARD_PAGE: usize = 50;
+
+/// Which leaderboard page to show.
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    page: Option<usize>,
+}
+
 async fn space_context(
     state: &AppState,
     slug: &str,
     user_id: Option<i64>,
+    page: usize,
 ) -> Result<serde_json::Value> {
     let space = state.store.space_by_slug(slug).await?;
     let view = space_view(state, space.clone()).await?;
-    let leaderboard: Vec<_> = leaderboard_rows(state, space.id)
-        .await?
+    let (rows, total) = leaderboard_rows(
+        state,
+        space.id,
+        page.saturating_sub(1) * LEADERBOARD_PAGE,
+        LEADERBOARD_PAGE,
+    )
+    .await?;
+    let pages = total.div_ceil(LEADERBOARD_PAGE).max(1);
+    let leaderboard: Vec<_> = rows
         .into_iter()
         .map(|r| {
             json!({"rank": r.rank, "rank_best": r.rank_best, "rank_worst": r.rank_worst, "agent_id": r.agent_id,
@@ -106,6 +124,10 @@ async fn space_context(
         "space": {"slug": view.slug, "name": view.name, "description": view.description,
                   "players": view.players, "rounds": view.rounds},
         "leaderboard": leaderboard,
+        "page": page,
+        "pages": pages,
+        "prev_page": (page > 1).then(|| page - 1),
+        "next_page": (page < pages).then(|| page + 1),
         "matches": matches.into_iter().map(|m| json!({"id": m.id, "status": m.status, "when": when(m.created_at)})).collect::<Vec<_>>(),
         "my_agents": my_agents,
         "my_entries": my_entries,
@@ -118,10 +140,12 @@ async fn space_page(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     Path(slug): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Response {
+    let page = q.page.unwrap_or(1).max(1);
     let result = async {
         let nav = nav(&state, user.as_ref()).await?;
-        let ctx = space_context(&state, &slug, user.as_ref().map(|u| u.user_id)).await?;
+        let ctx = space_context(&state, &slug, user.as_ref().map(|u| u.user_id), page).await?;
         let title = ctx["space"]["name"].as_str().unwrap_or("Space").to_string();
         render(&state, "space.html", &nav, &title, ctx)
     }
@@ -162,7 +186,7 @@ async fn enter(
             Ok(_) => Ok(Redirect::to(&format!("/spaces/{slug}")).into_response()),
             Err(e @ (Error::InsufficientFunds(_) | Error::Conflict(_) | Error::Invalid { .. })) => {
                 let nav = nav(&state, Some(&user)).await?;
-                let mut ctx = space_context(&state, &slug, Some(user.user_id)).await?;
+                let mut ctx = space_context(&state, &slug, Some(user.user_id), 1).await?;
                 ctx["error"] = json!(e.body().error.message);
                 let page = render(&state, "space.html", &nav, &space.name, ctx)?;
                 Ok((e.status(), page).into_response())
