@@ -93,6 +93,31 @@ fn describe_responses(doc: &mut utoipa::openapi::OpenApi) {
                     )
                 });
         }
+        let all = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in all.into_iter().flatten() {
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                op.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| RefOr::T(error().description("Sign in first").build()));
+                op.responses
+                    .responses
+                    .entry("403".into())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            error()
+                                .description("Not yours, or the API token lacks the scope")
+                                .build(),
+                        )
+                    });
+            }
+        }
         if let Some(op) = &mut item.get
             && op.parameters.as_ref().is_some_and(|p| !p.is_empty())
         {

@@ -38,6 +38,7 @@ impl From<store::Balance> for BalanceView {
 #[serde(deny_unknown_fields)]
 pub struct Amount {
     /// Wei as decimal text, above zero.
+    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
     pub amount_wei: String,
 }
 

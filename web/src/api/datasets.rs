@@ -48,21 +48,31 @@ pub struct ExportQuery {
     /// Only pairs where this agent wrote the chosen or the rejected answer.
     pub agent: Option<i64>,
     /// Created at or after: ms since the epoch, or RFC 3339.
+    #[param(
+        pattern = r"^([0-9]{1,15}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))$"
+    )]
     pub since: Option<String>,
     /// Created before: ms since the epoch, or RFC 3339.
+    #[param(
+        pattern = r"^([0-9]{1,15}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))$"
+    )]
     pub until: Option<String>,
     /// Margin at least this (≥ 0).
+    #[param(minimum = 0)]
     pub min_margin: Option<f64>,
     /// Judge agreement at least this, in [0, 1].
+    #[param(minimum = 0, maximum = 1)]
     pub min_agreement: Option<f64>,
     /// Only the pairs this training run trained on; rows then carry
     /// `training_position`, their place in the run's training order.
     pub training_run: Option<i64>,
     /// `trl` (default) or `trl-conversational`.
+    #[param(pattern = r"^(trl|trl-conversational)$")]
     pub format: Option<String>,
     /// Resume after this pair id (the last `pair_id` received).
     pub after: Option<i64>,
     /// Stop after this many rows.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub limit: Option<u64>,
 }
 
@@ -119,6 +129,12 @@ pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
         Some(slug) => Some(state.store.space_by_slug(slug).await?.id),
         None => None,
     };
+    if q.limit.is_some_and(|l| l > i64::MAX as u64) {
+        return Err(Error::invalid(
+            "limit",
+            "must be at most 9223372036854775807",
+        ));
+    }
     if let Some(agent) = q.agent {
         // 404 for an agent that does not exist, rather than a scan of every pair.
         state.store.agent(agent).await?;

@@ -93,6 +93,7 @@ impl From<store::AutoEntry> for AutoEntryView {
 #[serde(deny_unknown_fields)]
 pub struct AutoEntryRule {
     /// Spending cap, wei as decimal text.
+    #[schema(pattern = r"^[0-9]{1,38}$")]
     pub cap_wei: String,
     /// Turn it on or off.
     pub enabled: bool,

@@ -135,10 +135,12 @@ pub struct MatchQuery {
     /// Only this Space (slug).
     pub space: Option<String>,
     /// Only this status.
+    #[param(pattern = r"^(pending|running|settled|refunded|failed)$")]
     pub status: Option<String>,
     /// Only ids below this (the previous page's last id).
     pub before: Option<i64>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

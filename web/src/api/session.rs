@@ -62,15 +62,19 @@ pub struct NonceView {
 #[into_params(parameter_in = Query)]
 pub struct NonceQuery {
     /// The wallet address (any case); the reply then holds the full message to sign.
+    #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub address: Option<String>,
 }
 
 /// A signed EIP-4361 message.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignIn {
-    /// The message exactly as signed.
+    /// The message exactly as signed (EIP-4361: it names this server's domain and
+    /// URI, the statement "Sign in to RLFC Arena.", a nonce from `/auth/nonce`).
+    #[schema(min_length = 100)]
     pub message: String,
     /// The 65-byte signature, 0x-hex.
+    #[schema(pattern = r"^(0x)?[0-9a-fA-F]{130}$")]
     pub signature: String,
 }
 
@@ -80,6 +84,7 @@ pub struct SignIn {
 pub struct DevLogin {
     /// Dev account index, 1 to 9 (default 1; account 0 is the chain operator).
     #[serde(default = "default_dev_account")]
+    #[param(minimum = 1, maximum = 9)]
     pub account: usize,
 }
 
@@ -99,7 +104,8 @@ pub struct Me {
 
 /// Issues a single-use sign-in nonce.
 #[utoipa::path(get, path = "/auth/nonce", tag = "session", params(NonceQuery),
-    responses((status = 200, body = NonceView), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = NonceView), (status = 422, body = ErrorBody),
+        (status = 429, description = "Too many nonces from this address: slow down", body = ErrorBody)))]
 async fn nonce(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<NonceQuery>,

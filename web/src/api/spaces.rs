@@ -166,6 +166,7 @@ async fn get_space(
 #[serde(deny_unknown_fields)]
 pub struct LeaderboardQuery {
     /// Rows to skip (default 0).
+    #[param(minimum = 0, maximum = 4294967295_i64)]
     pub offset: Option<usize>,
     /// Rows to return, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -183,6 +184,10 @@ async fn leaderboard(
     ApiPath(slug): ApiPath<String>,
     ApiQuery(q): ApiQuery<LeaderboardQuery>,
 ) -> Result<impl IntoResponse> {
+    let offset = q.offset.unwrap_or(0);
+    if offset > u32::MAX as usize {
+        return Err(Error::invalid("offset", "must be at most 4294967295"));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_LEADERBOARD_ROWS).contains(&limit) {
         return Err(Error::invalid(
@@ -191,7 +196,7 @@ async fn leaderboard(
         ));
     }
     let space = state.store.space_by_slug(&slug).await?;
-    let (rows, total) = leaderboard_rows(&state, space.id, q.offset.unwrap_or(0), limit).await?;
+    let (rows, total) = leaderboard_rows(&state, space.id, offset, limit).await?;
     Ok(([("x-total-count", total.to_string())], Json(rows)))
 }
 
