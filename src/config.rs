@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// `[judges]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JudgesConfig {
     /// Where the LLM and embedding judges run: `cpu`, or `cuda` / `cuda:N` in a build
@@ -60,6 +60,39 @@ pub struct JudgesConfig {
     /// The LLM judge's model: a GGUF chat model file (llama or qwen2 architecture).
     /// Empty: SmolLM2-135M-Instruct, the agents' base model, fetched and shared.
     pub llm_model: String,
+    /// An OpenAI-compatible inference server (`http(s)://host:port`) that runs the LLM
+    /// judge's forward passes; empty runs them in process. It must serve the same model
+    /// as `llm_model` (its tokenizer builds the prompts).
+    pub endpoint: String,
+    /// The model name sent to the endpoint.
+    pub endpoint_model: String,
+    /// The environment variable holding the endpoint's API key (sent as a bearer
+    /// token when set).
+    pub endpoint_api_key_env: String,
+    /// One request's time limit, seconds (1 to 3600).
+    pub endpoint_timeout_secs: u64,
+    /// Retries of a failed request, with backoff (0 to 10).
+    pub endpoint_retries: u32,
+    /// Prompts per request (1 to 256).
+    pub endpoint_batch: usize,
+    /// Top log-probabilities asked for per prompt (1 to 1000; OpenAI allows 20).
+    pub endpoint_top_logprobs: usize,
+}
+
+impl Default for JudgesConfig {
+    fn default() -> JudgesConfig {
+        JudgesConfig {
+            device: agents::DeviceSpec::default(),
+            llm_model: String::new(),
+            endpoint: String::new(),
+            endpoint_model: "smollm2-135m-instruct".into(),
+            endpoint_api_key_env: "OPENAI_API_KEY".into(),
+            endpoint_timeout_secs: 60,
+            endpoint_retries: 3,
+            endpoint_batch: 16,
+            endpoint_top_logprobs: 20,
+        }
+    }
 }
 
 /// `[redis]`
@@ -416,6 +449,38 @@ impl Config {
                 self.judges.device
             );
         }
+        let j = &self.judges;
+        let web_url = j.endpoint.starts_with("http://") || j.endpoint.starts_with("https://");
+        if !j.endpoint.is_empty() && !web_url {
+            bail!(
+                "invalid judges.endpoint {:?}: accepts an http:// or https:// URL, or empty to judge in process",
+                j.endpoint
+            );
+        }
+        if !(1..=3600).contains(&j.endpoint_timeout_secs) {
+            bail!(
+                "invalid judges.endpoint_timeout_secs {}: accepts 1 to 3600",
+                j.endpoint_timeout_secs
+            );
+        }
+        if j.endpoint_retries > 10 {
+            bail!(
+                "invalid judges.endpoint_retries {}: accepts 0 to 10",
+                j.endpoint_retries
+            );
+        }
+        if !(1..=256).contains(&j.endpoint_batch) {
+            bail!(
+                "invalid judges.endpoint_batch {}: accepts 1 to 256",
+                j.endpoint_batch
+            );
+        }
+        if !(1..=1000).contains(&j.endpoint_top_logprobs) {
+            bail!(
+                "invalid judges.endpoint_top_logprobs {}: accepts 1 to 1000",
+                j.endpoint_top_logprobs
+            );
+        }
         if !self.judges.llm_model.is_empty() {
             check_gguf(Path::new(&self.judges.llm_model)).map_err(|why| {
                 anyhow::anyhow!(
@@ -425,6 +490,24 @@ impl Config {
             })?;
         }
         Ok(())
+    }
+
+    /// The judge endpoint's settings, when `judges.endpoint` names one; the API key
+    /// comes from the environment variable `judges.endpoint_api_key_env`.
+    pub fn judge_endpoint(&self) -> Option<judges::endpoint::EndpointConfig> {
+        let j = &self.judges;
+        if j.endpoint.is_empty() {
+            return None;
+        }
+        let mut c = judges::endpoint::EndpointConfig::new(&j.endpoint, &j.endpoint_model);
+        c.api_key = std::env::var(&j.endpoint_api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
+        c.timeout = std::time::Duration::from_secs(j.endpoint_timeout_secs);
+        c.retries = j.endpoint_retries;
+        c.batch = j.endpoint_batch;
+        c.top_logprobs = j.endpoint_top_logprobs;
+        Some(c)
     }
 
     /// The GGUF file the LLM judge loads when `judges.llm_model` names one.
@@ -745,6 +828,24 @@ mod tests {
                 "arena.match_deadline_secs",
             ),
             ("[web]\nbind = \"nowhere\"\n", "web.bind"),
+            (
+                "[web]\npublic_url = \"ftp://arena.example\"\n",
+                "web.public_url",
+            ),
+            (
+                "[web]\npublic_url = \"https://arena.example/app\"\n",
+                "web.public_url",
+            ),
+            ("[web]\nws_per_ip = 0\n", "web.ws_per_ip"),
+            (
+                "[judges]\nendpoint = \"localhost:8081\"\n",
+                "judges.endpoint",
+            ),
+            ("[judges]\nendpoint_batch = 0\n", "judges.endpoint_batch"),
+            (
+                "[judges]\nendpoint_top_logprobs = 5000\n",
+                "judges.endpoint_top_logprobs",
+            ),
             ("[redis]\nurl = \"http://x\"\n", "redis.url"),
             ("[redis]\nnamespace = \"a b\"\n", "redis.namespace"),
             (

@@ -14,6 +14,8 @@
 pub mod bench;
 pub mod dataset;
 pub mod embedding;
+pub mod endpoint;
+pub mod endpoint_testing;
 pub mod llm;
 pub mod panel;
 pub mod reward;
@@ -140,6 +142,14 @@ pub enum JudgeError {
     /// The LLM runtime failed.
     #[error("LLM judge: {0}")]
     Runtime(#[from] agents::AgentError),
+    /// The inference server the LLM judge runs on failed or refused.
+    #[error("judge endpoint {url}: {reason}")]
+    Endpoint {
+        /// The request's URL.
+        url: String,
+        /// What went wrong (after the retries).
+        reason: String,
+    },
     /// A Space's weights name a judge that was not loaded.
     #[error("the Space weighs the {0} judge but it was not loaded")]
     MissingJudge(&'static str),

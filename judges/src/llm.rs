@@ -154,6 +154,8 @@ pub struct LlmJudge {
     /// Set when the judge scores on a device (a CUDA GPU) instead of the runtime's
     /// CPU kernels; shared by clones.
     pub(super) on_device: Option<Arc<OnDevice>>,
+    /// Set when the judge's forward passes run on an inference server.
+    pub(super) endpoint: Option<Arc<crate::endpoint::EndpointClient>>,
 }
 
 /// The judge's model on a device, and its prefilled heads there.
@@ -227,7 +229,27 @@ impl LlmJudge {
             choice_ids,
             heads: Arc::default(),
             on_device: None,
+            endpoint: None,
         })
+    }
+
+    /// The same judge with its forward passes on an OpenAI-compatible inference server
+    /// serving the same model (see [`crate::endpoint`]): the prompts are the same token
+    /// ids, the scores come from the returned log-probabilities of the rating tokens.
+    /// The identity names the endpoint's model, and replays agree within a tolerance,
+    /// not bit for bit.
+    pub fn over_endpoint(self, client: Arc<crate::endpoint::EndpointClient>) -> LlmJudge {
+        LlmJudge {
+            model_hash: client.identity().to_string(),
+            endpoint: Some(client),
+            on_device: None,
+            ..self
+        }
+    }
+
+    /// The inference server the judge scores on, if any.
+    pub fn endpoint(&self) -> Option<&crate::endpoint::EndpointClient> {
+        self.endpoint.as_deref()
     }
 
     /// The same judge scoring on `device` (a CUDA GPU, say): the GGUF file at `path`,
@@ -362,9 +384,10 @@ impl LlmJudge {
             LlmMode::Pointwise => POINTWISE_TEMPLATE_VERSION,
             LlmMode::Pairwise => PAIRWISE_TEMPLATE_VERSION,
         };
-        let template_version = match self.device() {
-            None => version.to_string(),
-            Some(device) => format!("{version}+{}", crate::device_kind(device)),
+        let template_version = match (self.endpoint.is_some(), self.device()) {
+            (true, _) => format!("{version}+endpoint"),
+            (false, None) => version.to_string(),
+            (false, Some(device)) => format!("{version}+{}", crate::device_kind(device)),
         };
         JudgeId {
             name: "llm".into(),

@@ -136,6 +136,9 @@ impl LlmJudge {
     /// body of every round runs on a copy of its round's cache, batched across rounds.
     /// Returns per round the next-token logits of each body's last position.
     fn last_logits(&self, rounds: &[&RoundPrompts]) -> Result<Vec<Vec<Vec<f32>>>, JudgeError> {
+        if let Some(endpoint) = &self.endpoint {
+            return self.last_logits_on_endpoint(endpoint, rounds);
+        }
         if let Some(on_device) = &self.on_device {
             return self.last_logits_on_device(on_device, rounds);
         }
@@ -182,6 +185,58 @@ impl LlmJudge {
             for (&(i, _), logits) in chunk.iter().zip(logits) {
                 out[i].push(logits.flatten_all()?.to_vec1::<f32>()?);
             }
+        }
+        Ok(out)
+    }
+
+    /// [`LlmJudge::last_logits`] over an inference server: every body's whole prompt
+    /// (head, task, body: the same token ids as in process) goes out in batched
+    /// requests, and the returned top log-probabilities stand in for the logits. A
+    /// log-probability is the logit less the prompt's log-normaliser, which the
+    /// restricted softmax over the rating tokens cancels; a token the server did not
+    /// return counts as no likelier than the least likely one it did.
+    fn last_logits_on_endpoint(
+        &self,
+        endpoint: &crate::endpoint::EndpointClient,
+        rounds: &[&RoundPrompts],
+    ) -> Result<Vec<Vec<Vec<f32>>>, JudgeError> {
+        let mut prompts = Vec::new();
+        let mut owner = Vec::new();
+        for (i, round) in rounds.iter().enumerate() {
+            let head = self.tokenizer.encode(&round.head)?;
+            for body in &round.bodies {
+                let mut ids = head.clone();
+                ids.extend_from_slice(&round.task);
+                ids.extend_from_slice(body);
+                prompts.push(ids);
+                owner.push(i);
+            }
+        }
+        let vocab = self.model.config().vocab_size;
+        let mut out: Vec<Vec<Vec<f32>>> = rounds
+            .iter()
+            .map(|r| Vec::with_capacity(r.bodies.len()))
+            .collect();
+        for (i, top) in owner
+            .into_iter()
+            .zip(endpoint.next_token_logprobs(&prompts)?)
+        {
+            let floor = top.iter().map(|t| t.logprob).fold(f32::INFINITY, f32::min);
+            if !floor.is_finite() {
+                return Err(JudgeError::Endpoint {
+                    url: endpoint.config().url.clone(),
+                    reason: "the server returned no log-probabilities".into(),
+                });
+            }
+            let mut logits = vec![floor; vocab];
+            for t in top {
+                let id =
+                    t.id.or_else(|| self.tokenizer.inner().token_to_id(&t.token));
+                if let Some(id) = id.filter(|&id| (id as usize) < vocab) {
+                    logits[id as usize] = t.logprob;
+                }
+            }
+            out[i].push(logits);
         }
         Ok(out)
     }

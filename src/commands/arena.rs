@@ -200,6 +200,8 @@ impl BaseModels {
             &judge_gguf,
             &fetcher.model_dir(&models::MINILM),
         )?;
+        // With `judges.endpoint`, the LLM judge's forward passes run on that server.
+        let llm_judge = crate::commands::bench::with_endpoint(config, llm_judge)?;
         Ok(BaseModels {
             model,
             tokenizer,

@@ -36,6 +36,19 @@ pub fn judges_on_device(
     Ok((llm, embedding))
 }
 
+/// The LLM judge with its forward passes on `judges.endpoint` when one is configured
+/// (connecting checks the server answers), else unchanged.
+pub fn with_endpoint(config: &Config, llm: LlmJudge) -> Result<LlmJudge> {
+    let Some(endpoint) = config.judge_endpoint() else {
+        return Ok(llm);
+    };
+    let url = endpoint.url.clone();
+    let client = judges::endpoint::EndpointClient::connect(endpoint)
+        .with_context(|| format!("judges.endpoint {url}"))?;
+    tracing::info!(%url, identity = client.identity(), "LLM judge on an inference server");
+    Ok(llm.over_endpoint(Arc::new(client)))
+}
+
 /// Loads the judges once and runs one judge benchmark.
 pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
     let fetcher = config.fetcher();
@@ -50,6 +63,8 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         &gguf,
         &fetcher.model_dir(&models::MINILM),
     )?;
+    let llm = with_endpoint(config, llm)?;
+    let endpoint = llm.endpoint().map(|e| e.identity().to_string());
     let judges = LoadedJudges::new(Some(Arc::new(llm)), Some(Arc::new(embedding)))?;
     let spaces = config.assets_dir.join("spaces");
     let data = config.assets_dir.join("judges");
@@ -57,11 +72,14 @@ pub fn run_judges(command: BenchCommand, config: &Config) -> Result<()> {
         BenchCommand::Judge { rounds } => {
             let mut figures = bench::throughput(&judges, &spaces, rounds)?;
             figures["device"] = config.judges.device.to_string().into();
+            figures["llm_endpoint"] = endpoint.clone().into();
             figures
         }
         BenchCommand::JudgeAgreement { cases, detail } => {
             let cases = cases.unwrap_or_else(|| data.join("agreement.jsonl"));
-            bench::agreement_with(&judges, &spaces, &cases, detail)?
+            let mut figures = bench::agreement_with(&judges, &spaces, &cases, detail)?;
+            figures["llm_endpoint"] = endpoint.clone().into();
+            figures
         }
         BenchCommand::JudgeInjection {
             cases: Some(cases),
