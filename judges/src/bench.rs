@@ -51,16 +51,18 @@ fn rate(n: usize, d: usize) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
 
-/// Times `rounds` scorings of one round and returns responses per second.
+/// Times `rounds` scorings of one round and returns responses per second. `f` gets
+/// the run's number (0 is the warm-up) to make each run's responses its own: a
+/// server that caches prompts must not score a repeated round from its cache.
 fn per_second(
     rounds: usize,
     responses: usize,
-    mut f: impl FnMut() -> Result<(), JudgeError>,
+    mut f: impl FnMut(usize) -> Result<(), JudgeError>,
 ) -> Result<f64, JudgeError> {
-    f()?; // warm-up: page in weights and allocate
+    f(0)?; // warm-up: page in weights and allocate
     let start = Instant::now();
-    for _ in 0..rounds {
-        f()?;
+    for k in 1..=rounds {
+        f(k)?;
     }
     Ok((rounds * responses) as f64 / start.elapsed().as_secs_f64())
 }
@@ -90,11 +92,33 @@ pub fn throughput(
     let n = responses.len();
     let pointwise = llm.with_mode(LlmMode::Pointwise);
     let pairwise = llm.with_mode(LlmMode::Pairwise);
-    let point = per_second(rounds, n, || pointwise.score(&task, &responses).map(drop))?;
-    let pair = per_second(rounds, n, || pairwise.score(&task, &responses).map(drop))?;
-    let embed = per_second(rounds, n, || emb.score(&task, &responses).map(drop))?;
+    // Run k's responses end with their own mark, so no two runs score the same text.
+    let take = |k: usize| -> Vec<String> {
+        responses
+            .iter()
+            .map(|r| format!("{r} (take {k})"))
+            .collect()
+    };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let point = per_second(rounds, n, |k| {
+        let v = take(k);
+        pointwise.score(&task, &refs(&v)).map(drop)
+    })?;
+    let pair = per_second(rounds, n, |k| {
+        let v = take(k);
+        pairwise.score(&task, &refs(&v)).map(drop)
+    })?;
+    let embed = per_second(rounds, n, |k| {
+        let v = take(k);
+        emb.score(&task, &refs(&v)).map(drop)
+    })?;
     let panel = Panel::from_rulebook(tweet.clone(), judges)?;
-    let whole = per_second(rounds, n, || panel.judge_round(&task, &responses).map(drop))?;
+    let whole = per_second(rounds, n, |k| {
+        let v = take(k);
+        panel.judge_round(&task, &refs(&v)).map(drop)
+    })?;
     Ok(json!({
         "bench": "judge",
         "device": "cpu",
