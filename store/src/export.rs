@@ -26,6 +26,14 @@ pub struct PairFilter {
     /// Only the pairs this training run trained on (each row then carries its
     /// position in the run's training order).
     pub training_run_id: Option<i64>,
+    /// Only pairs where neither answer was cut off at the token limit.
+    pub complete_only: bool,
+}
+
+/// Whether an answer that stopped for `finish_reason` was cut off rather than
+/// finished (the Space's token limit, or the context, ran out).
+pub fn is_truncated(finish_reason: &str) -> bool {
+    matches!(finish_reason, "length" | "context_full")
 }
 
 /// One exported pair with its metadata columns.
@@ -72,6 +80,10 @@ pub struct ExportPair {
     pub match_result_root: Option<String>,
     /// The pair's 0-based position in the training order of the run filtered on.
     pub training_position: Option<i64>,
+    /// Why the better answer stopped (`end_of_turn`, `stop_sequence`, `length`, …).
+    pub chosen_finish: String,
+    /// Why the worse answer stopped.
+    pub rejected_finish: String,
 }
 from_row!(ExportPair {
     id,
@@ -92,7 +104,9 @@ from_row!(ExportPair {
     judge_agreement,
     created_at,
     match_result_root,
-    training_position
+    training_position,
+    chosen_finish,
+    rejected_finish
 });
 
 impl Store {
@@ -110,13 +124,16 @@ impl Store {
                     p.prompt AS exact_prompt, ca.public_prompt, p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
                     p.chosen_agent_version_id, rv.agent_id AS rejected_agent_id,
                     p.rejected_agent_version_id, p.margin, p.judge_agreement, p.created_at,
-                    ms.result_root AS match_result_root, t.position AS training_position
+                    ms.result_root AS match_result_root, t.position AS training_position,
+                    cr.finish_reason AS chosen_finish, rr.finish_reason AS rejected_finish
              FROM preference_pairs p
              JOIN rounds r ON r.id = p.round_id
              JOIN spaces s ON s.id = p.space_id
              JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
              JOIN agents ca ON ca.id = cv.agent_id
              JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
+             JOIN responses cr ON cr.id = p.chosen_response_id
+             JOIN responses rr ON rr.id = p.rejected_response_id
              LEFT JOIN match_settlements ms ON ms.match_id = p.match_id
              LEFT JOIN training_run_pairs t ON t.pair_id = p.id AND t.training_run_id = $9
              WHERE p.id > $1
@@ -127,6 +144,8 @@ impl Store {
                AND ($5 IS NULL OR p.created_at < $5)
                AND ($6 IS NULL OR p.margin >= $6)
                AND ($7 IS NULL OR p.judge_agreement >= $7)
+               AND ($10 = 0 OR (cr.finish_reason NOT IN ('length', 'context_full')
+                                AND rr.finish_reason NOT IN ('length', 'context_full')))
              ORDER BY p.id
              LIMIT $8"
         )
@@ -139,6 +158,7 @@ impl Store {
         .bind(filter.min_agreement)
         .bind(limit)
         .bind(filter.training_run_id)
+        .bind(i64::from(filter.complete_only))
         .fetch_all(pool)
         .await
         })?)

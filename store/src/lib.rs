@@ -39,7 +39,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use agents::NewAgentVersion;
 pub use error::{Error, Result};
 pub use escrow::{MatchSettlement, PayoutRow};
-pub use export::{ExportPair, PairFilter};
+pub use export::{ExportPair, PairFilter, is_truncated};
 pub use leases::{MatchLease, is_unfinished};
 pub use ledger::{JournalLine, Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};

@@ -202,3 +202,39 @@ async fn a_training_runs_pairs_come_with_their_order_and_match_results(app: Test
     );
 }
 both!(a_training_runs_pairs_come_with_their_order_and_match_results);
+
+/// Each row says whether either answer was cut off at the token limit, and
+/// `complete_only=true` leaves such pairs out (issue 21: truncated answers are not
+/// finished answers).
+async fn truncated_answers_are_flagged_and_can_be_left_out(app: TestApp) {
+    store::fixtures::played_match(app.store(), 3).await;
+    app.store()
+        .execute_admin(
+            "UPDATE responses SET finish_reason = 'length' WHERE id = \
+             (SELECT rejected_response_id FROM preference_pairs ORDER BY id LIMIT 1)",
+        )
+        .await
+        .unwrap();
+    let all = lines(&app.get("/api/v1/datasets/preferences", &Who::anon()).await);
+    assert!(all.len() >= 2, "{}", all.len());
+    let cut: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["rejected_truncated"] == true || r["chosen_truncated"] == true)
+        .collect();
+    assert!(!cut.is_empty());
+    assert!(all.iter().all(|r| r["chosen_truncated"].is_boolean()));
+    let complete = lines(
+        &app.get(
+            "/api/v1/datasets/preferences?complete_only=true",
+            &Who::anon(),
+        )
+        .await,
+    );
+    assert_eq!(complete.len(), all.len() - cut.len());
+    assert!(
+        complete
+            .iter()
+            .all(|r| r["rejected_truncated"] == false && r["chosen_truncated"] == false)
+    );
+}
+both!(truncated_answers_are_flagged_and_can_be_left_out);

@@ -66,6 +66,9 @@ pub struct ExportQuery {
     /// Only the pairs this training run trained on; rows then carry
     /// `training_position`, their place in the run's training order.
     pub training_run: Option<i64>,
+    /// `true`: only pairs where neither answer was cut off at the token limit (each
+    /// row says so in `chosen_truncated` and `rejected_truncated`).
+    pub complete_only: Option<bool>,
     /// `trl` (default) or `trl-conversational`.
     #[param(pattern = r"^(trl|trl-conversational)$")]
     pub format: Option<String>,
@@ -160,6 +163,7 @@ pub(crate) async fn parse(state: &AppState, q: &ExportQuery) -> Result<Export> {
             min_margin: q.min_margin,
             min_agreement: q.min_agreement,
             training_run_id: q.training_run,
+            complete_only: q.complete_only.unwrap_or(false),
         },
         format,
         after: q.after.unwrap_or(0),
@@ -211,6 +215,10 @@ struct Row<'a, P: Serialize, C: Serialize> {
     policy_prompt: Option<&'a str>,
     /// sha256 of the exact prompt (what a proof-of-learning pairs root commits to).
     prompt_sha256: String,
+    /// The better answer was cut off at the token limit, not finished.
+    chosen_truncated: bool,
+    /// The worse answer was cut off at the token limit, not finished.
+    rejected_truncated: bool,
     pair_id: i64,
     match_id: i64,
     round_id: i64,
@@ -245,6 +253,8 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
                 rejected: $rejected,
                 policy_prompt: (p.public_prompt != 0).then_some(p.exact_prompt.as_str()),
                 prompt_sha256: arena::learning::prompt_sha256(&p.exact_prompt),
+                chosen_truncated: store::is_truncated(&p.chosen_finish),
+                rejected_truncated: store::is_truncated(&p.rejected_finish),
                 pair_id: p.id,
                 match_id: p.match_id,
                 round_id: p.round_id,
