@@ -251,11 +251,42 @@ async fn the_studio_flow_works_without_javascript(app: TestApp) {
         html(&account).contains(">400<"),
         "balance after deposit 500 and withdraw 100"
     );
-    let token = form(&app, "/account/tokens", &who, &[("name", "laptop")]).await;
+    let token = form(
+        &app,
+        "/account/tokens",
+        &who,
+        &[
+            ("name", "laptop"),
+            ("scope_read", "1"),
+            ("scope_withdraw", "1"),
+            ("expires_in_days", "7"),
+        ],
+    )
+    .await;
     assert!(
         html(&token).contains("rlfc_"),
         "the new token is shown once"
     );
+    let made = app.store().api_tokens(who.user_id).await.unwrap();
+    assert_eq!(made[0].scopes, "read,withdraw", "the scopes ticked");
+    let days = (made[0].expires_at.unwrap() - store::now_ms()) as f64 / 86_400_000.0;
+    assert!((6.9..=7.0).contains(&days), "{days}");
+    // No scope ticked, or a lifetime out of range, is refused with the reason.
+    let none = form(&app, "/account/tokens", &who, &[("name", "bare")]).await;
+    assert_eq!(none.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html(&none).contains("read, play, withdraw"));
+    let long = form(
+        &app,
+        "/account/tokens",
+        &who,
+        &[
+            ("name", "old"),
+            ("scope_read", "1"),
+            ("expires_in_days", "9999"),
+        ],
+    )
+    .await;
+    assert_eq!(long.status, StatusCode::UNPROCESSABLE_ENTITY);
     let out = form(&app, "/auth/logout", &who, &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(

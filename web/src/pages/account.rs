@@ -41,6 +41,8 @@ async fn account_context(state: &AppState, user_id: i64) -> Result<Value> {
         .await?
         .into_iter()
         .map(|t| json!({"id": t.id, "name": t.name, "prefix": t.prefix, "revoked": t.revoked_at.is_some(),
+                        "scopes": t.scopes.replace(',', ", "),
+                        "expires": t.expires_at.map(when).unwrap_or_else(|| "never".into()),
                         "last_used": t.last_used_at.map(when).unwrap_or_else(|| "never".into())}))
         .collect();
     let journal: Vec<Value> = state
@@ -141,12 +143,20 @@ async fn withdraw(
     respond(&state, result).await
 }
 
-/// The new-token form.
+/// The new-token form: a name, a checkbox per scope, and a lifetime in days.
 #[derive(Debug, Deserialize)]
 struct TokenForm {
     #[serde(rename = "_csrf")]
     csrf: String,
     name: String,
+    #[serde(default)]
+    scope_read: Option<String>,
+    #[serde(default)]
+    scope_play: Option<String>,
+    #[serde(default)]
+    scope_withdraw: Option<String>,
+    #[serde(default)]
+    expires_in_days: Option<String>,
 }
 
 async fn create_token(
@@ -157,7 +167,34 @@ async fn create_token(
     let result = async {
         user.check_csrf(&form.csrf)?;
         let nav = nav(&state, Some(&user)).await?;
-        let (status, extra) = match tokens::create(&state, user.user_id, &form.name).await {
+        let scopes: Vec<String> = [
+            ("read", &form.scope_read),
+            ("play", &form.scope_play),
+            ("withdraw", &form.scope_withdraw),
+        ]
+        .into_iter()
+        .filter(|(_, on)| on.is_some())
+        .map(|(s, _)| s.to_string())
+        .collect();
+        let days = match form.expires_in_days.as_deref().map(str::trim) {
+            None | Some("") => Ok(tokens::DEFAULT_TOKEN_DAYS),
+            Some(d) => d.parse::<u32>().map_err(|_| {
+                Error::invalid(
+                    "expires_in_days",
+                    format!(
+                        "must be a whole number of days, 1 to {}",
+                        tokens::MAX_TOKEN_DAYS
+                    ),
+                )
+            }),
+        };
+        let made = match days {
+            Ok(days) => {
+                tokens::create_scoped(&state, user.user_id, &form.name, &scopes, days).await
+            }
+            Err(e) => Err(e),
+        };
+        let (status, extra) = match made {
             Ok((secret, _)) => (StatusCode::OK, ("new_token", secret)),
             Err(e @ Error::Invalid { .. }) => (e.status(), ("error", e.body().error.message)),
             Err(e) => return Err(e),
