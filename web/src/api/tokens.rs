@@ -118,17 +118,6 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 
-/// Creates a token for `user_id` with the default scopes and life; returns the
-/// secret and the stored row.
-pub(crate) async fn create(
-    state: &AppState,
-    user_id: i64,
-    name: &str,
-) -> Result<(String, TokenView)> {
-    let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
-    create_scoped(state, user_id, name, &scopes, DEFAULT_TOKEN_DAYS).await
-}
-
 /// Creates a token for `user_id` limited to `scopes` that lives `days`.
 pub(crate) async fn create_scoped(
     state: &AppState,
