@@ -80,6 +80,52 @@ impl Store {
         Ok((agent, version))
     }
 
+    /// Stores the version a training run produced: the new adapter on top of the
+    /// agent's *latest* meta-prompt, sampling and training settings (an edit the owner
+    /// saved while the run trained is kept, not replaced by the settings the run
+    /// started from), with `parent_version_id` the version whose adapter was trained.
+    /// The copy and the insert are one statement, so a concurrent edit either comes
+    /// before it (and is copied) or conflicts and is retried.
+    pub async fn add_trained_version(
+        &self,
+        agent_id: i64,
+        parent_version_id: i64,
+        adapter_hash: &str,
+    ) -> Result<AgentVersion> {
+        let parent = self.agent_version(parent_version_id).await?;
+        if parent.agent_id != agent_id {
+            return Err(Error::Invalid {
+                field: "parent_version_id",
+                reason: format!("version {parent_version_id} belongs to another agent"),
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            let inserted = on_pool!(self, |pool| sqlx::query_as(
+                "INSERT INTO agent_versions
+                   (agent_id, version, parent_version_id, system_prompt, sampling, training,
+                    adapter_hash, created_at)
+                 SELECT l.agent_id, l.version + 1, $2, l.system_prompt, l.sampling, l.training,
+                        $3, $4
+                 FROM agent_versions l
+                 WHERE l.agent_id = $1
+                   AND l.version = (SELECT MAX(version) FROM agent_versions WHERE agent_id = $1)
+                 RETURNING *",
+            )
+            .bind(agent_id)
+            .bind(parent_version_id)
+            .bind(adapter_hash)
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await)
+            .map_err(|e| Error::on_unique(e, format!("a concurrent version of agent {agent_id}")));
+            match inserted {
+                Err(Error::Duplicate { .. }) if attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Appends a version derived from `parent_version_id` (the next number).
     pub async fn add_agent_version(
         &self,

@@ -865,6 +865,41 @@ async fn a_refund_gives_auto_entry_caps_back(store: &Store) {
 }
 both!(a_refund_gives_auto_entry_caps_back);
 
+/// A trained version keeps the meta-prompt the owner saved while the run trained
+/// (issue 21: the run's new version used to replace it with the prompt it started
+/// from); the adapter is the run's, and the parent is the version it trained from.
+async fn a_trained_version_keeps_an_edit_made_during_training(store: &Store) {
+    let w = world(store, 1, Wei::ZERO, Wei::ZERO).await;
+    let started_from = store.agent_version(w.versions[0]).await.unwrap();
+    let agent = started_from.agent_id;
+    // The owner edits while the run trains.
+    let edited = store
+        .add_agent_version(agent, started_from.id, &version("the owner's new prompt"))
+        .await
+        .unwrap();
+    let trained = store
+        .add_trained_version(agent, started_from.id, "abc123")
+        .await
+        .unwrap();
+    assert_eq!(trained.system_prompt, "the owner's new prompt");
+    assert_eq!(trained.sampling, edited.sampling);
+    assert_eq!(trained.adapter_hash.as_deref(), Some("abc123"));
+    assert_eq!(trained.parent_version_id, Some(started_from.id));
+    assert_eq!(trained.version, edited.version + 1);
+    assert_eq!(
+        store.latest_agent_version(agent).await.unwrap().id,
+        trained.id
+    );
+    // A parent of another agent is refused.
+    let other = world(store, 1, Wei::ZERO, Wei::ZERO).await;
+    let err = store
+        .add_trained_version(agent, other.versions[0], "x")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("parent_version_id"), "{err}");
+}
+both!(a_trained_version_keeps_an_edit_made_during_training);
+
 /// Auto-entry never spends past its cap, even with many concurrent attempts.
 async fn auto_entry_respects_the_cap(store: &Store) {
     let w = world(store, 1, Wei(7), Wei(1000)).await;

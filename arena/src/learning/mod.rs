@@ -301,20 +301,11 @@ impl Trainer {
                     outcome.adapter_hash
                 )));
             }
+            // The new adapter goes on top of the owner's latest settings: an edit saved
+            // while this run trained is kept (issue 21).
             let version = self
                 .store
-                .add_agent_version(
-                    agent_id,
-                    parent.id,
-                    &store::NewAgentVersion {
-                        system_prompt: parent.system_prompt.clone(),
-                        sampling: serde_json::from_str(&parent.sampling)
-                            .unwrap_or(serde_json::Value::Null),
-                        training: serde_json::from_str(&parent.training)
-                            .unwrap_or(serde_json::Value::Null),
-                        adapter_hash: Some(hash.clone()),
-                    },
-                )
+                .add_trained_version(agent_id, parent.id, &hash)
                 .await?;
             Ok((version, hash, steps))
         }
