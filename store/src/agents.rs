@@ -92,13 +92,7 @@ impl Store {
         parent_version_id: i64,
         adapter_hash: &str,
     ) -> Result<AgentVersion> {
-        let parent = self.agent_version(parent_version_id).await?;
-        if parent.agent_id != agent_id {
-            return Err(Error::Invalid {
-                field: "parent_version_id",
-                reason: format!("version {parent_version_id} belongs to another agent"),
-            });
-        }
+        self.check_parent(agent_id, parent_version_id).await?;
         let mut attempt = 0;
         loop {
             let inserted = on_pool!(self, |pool| sqlx::query_as(
@@ -126,13 +120,8 @@ impl Store {
         }
     }
 
-    /// Appends a version derived from `parent_version_id` (the next number).
-    pub async fn add_agent_version(
-        &self,
-        agent_id: i64,
-        parent_version_id: i64,
-        new: &NewAgentVersion,
-    ) -> Result<AgentVersion> {
+    /// Refuses a parent version that belongs to another agent.
+    async fn check_parent(&self, agent_id: i64, parent_version_id: i64) -> Result<()> {
         let parent = self.agent_version(parent_version_id).await?;
         if parent.agent_id != agent_id {
             return Err(Error::Invalid {
@@ -140,6 +129,17 @@ impl Store {
                 reason: format!("version {parent_version_id} belongs to another agent"),
             });
         }
+        Ok(())
+    }
+
+    /// Appends a version derived from `parent_version_id` (the next number).
+    pub async fn add_agent_version(
+        &self,
+        agent_id: i64,
+        parent_version_id: i64,
+        new: &NewAgentVersion,
+    ) -> Result<AgentVersion> {
+        self.check_parent(agent_id, parent_version_id).await?;
         on_pool!(self, |pool| sqlx::query_as(
             "INSERT INTO agent_versions
                (agent_id, version, parent_version_id, system_prompt, sampling, training,

@@ -228,54 +228,35 @@ impl crate::Tx {
                 .bind(space_id)
                 .fetch_optional(&mut *c)
                 .await?;
-                let (mu, sigma): (f64, f64) = match u.before {
-                    Some((mu0, sigma0)) => {
-                        // On a new row the change starts from the values it was
-                        // computed from; on an existing one from the row as it is.
-                        let (d_mu, ratio) = (u.mu - mu0, u.sigma / sigma0.max(MIN_SIGMA));
-                        sqlx::query_as(
-                            "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6)
-                             ON CONFLICT (agent_id, space_id) DO UPDATE SET
-                               mu = ratings.mu + $7,
-                               sigma = CASE WHEN ratings.sigma * $8 < $9 THEN $9
-                                            ELSE ratings.sigma * $8 END,
-                               matches_played = ratings.matches_played + excluded.matches_played,
-                               updated_at = excluded.updated_at
-                             RETURNING mu, sigma",
-                        )
-                        .bind(u.agent_id)
-                        .bind(space_id)
-                        .bind(u.mu)
-                        .bind(u.sigma)
-                        .bind(played)
-                        .bind(now)
-                        .bind(d_mu)
-                        .bind(ratio)
-                        .bind(MIN_SIGMA)
-                        .fetch_one(&mut *c)
-                        .await?
-                    }
-                    None => {
-                        sqlx::query_as(
-                            "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6)
-                             ON CONFLICT (agent_id, space_id) DO UPDATE SET
-                               mu = excluded.mu, sigma = excluded.sigma,
-                               matches_played = ratings.matches_played + excluded.matches_played,
-                               updated_at = excluded.updated_at
-                             RETURNING mu, sigma",
-                        )
-                        .bind(u.agent_id)
-                        .bind(space_id)
-                        .bind(u.mu)
-                        .bind(u.sigma)
-                        .bind(played)
-                        .bind(now)
-                        .fetch_one(&mut *c)
-                        .await?
-                    }
+                // A change moves the row as it stands (mu by the same amount, sigma by
+                // the same ratio); a new row, or an absolute update, takes the values.
+                let (d_mu, ratio) = match u.before {
+                    Some((mu0, sigma0)) => (Some(u.mu - mu0), Some(u.sigma / sigma0.max(MIN_SIGMA))),
+                    None => (None, None),
                 };
+                let (mu, sigma): (f64, f64) = sqlx::query_as(
+                    "INSERT INTO ratings (agent_id, space_id, mu, sigma, matches_played, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (agent_id, space_id) DO UPDATE SET
+                       mu = CASE WHEN $7 IS NULL THEN excluded.mu ELSE ratings.mu + $7 END,
+                       sigma = CASE WHEN $8 IS NULL THEN excluded.sigma
+                                    WHEN ratings.sigma * $8 < $9 THEN $9
+                                    ELSE ratings.sigma * $8 END,
+                       matches_played = ratings.matches_played + excluded.matches_played,
+                       updated_at = excluded.updated_at
+                     RETURNING mu, sigma",
+                )
+                .bind(u.agent_id)
+                .bind(space_id)
+                .bind(u.mu)
+                .bind(u.sigma)
+                .bind(played)
+                .bind(now)
+                .bind(d_mu)
+                .bind(ratio)
+                .bind(MIN_SIGMA)
+                .fetch_one(&mut *c)
+                .await?;
                 sqlx::query(
                     "INSERT INTO rating_history (agent_id, space_id, match_id, reason, mu, sigma, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -60,88 +60,44 @@ fn describe_responses(doc: &mut utoipa::openapi::OpenApi) {
             .into(),
     );
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    let error = || {
-        ResponseBuilder::new().content(
-            "application/json",
-            utoipa::openapi::ContentBuilder::new()
-                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-    };
-    for item in doc.paths.paths.values_mut() {
-        let writes = [
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for op in writes.into_iter().flatten() {
-            op.responses
-                .responses
-                .entry("429".into())
-                .or_insert_with(|| {
-                    RefOr::T(error().description("Too many writes: slow down").build())
-                });
-            op.responses
-                .responses
-                .entry("422".into())
-                .or_insert_with(|| {
-                    RefOr::T(
-                        error()
-                            .description("A field broke a rule (the error names it)")
-                            .build(),
-                    )
-                });
-        }
-        let all = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for op in all.into_iter().flatten() {
-            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                op.responses
-                    .responses
-                    .entry("401".into())
-                    .or_insert_with(|| RefOr::T(error().description("Sign in first").build()));
-                op.responses
-                    .responses
-                    .entry("403".into())
-                    .or_insert_with(|| {
-                        RefOr::T(
-                            error()
-                                .description("Not yours, or the API token lacks the scope")
+    let ensure = |op: &mut utoipa::openapi::path::Operation, status: &str, description: &str| {
+        op.responses
+            .responses
+            .entry(status.into())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
                                 .build(),
                         )
-                    });
-            }
-        }
-        if let Some(op) = &mut item.get
-            && op.parameters.as_ref().is_some_and(|p| !p.is_empty())
-        {
-            op.responses
-                .responses
-                .entry("422".into())
-                .or_insert_with(|| {
-                    RefOr::T(
-                        error()
-                            .description("A parameter broke a rule (the error names it)")
-                            .build(),
-                    )
-                });
-        }
-    }
+                        .build(),
+                )
+            });
+    };
     for item in doc.paths.paths.values_mut() {
         let ops = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
         ];
-        for op in ops.into_iter().flatten() {
+        for (op, write) in ops {
+            let Some(op) = op else { continue };
+            if write {
+                ensure(op, "429", "Too many writes: slow down");
+                ensure(op, "422", "A field broke a rule (the error names it)");
+            } else if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                ensure(op, "422", "A parameter broke a rule (the error names it)");
+            }
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                ensure(op, "401", "Sign in first");
+                ensure(op, "403", "Not yours, or the API token lacks the scope");
+            }
             for (status, response) in op.responses.responses.iter_mut() {
                 if let RefOr::T(r) = response
                     && r.description.is_empty()
