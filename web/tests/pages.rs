@@ -295,3 +295,40 @@ async fn the_studio_flow_works_without_javascript(app: TestApp) {
     );
 }
 both!(the_studio_flow_works_without_javascript);
+
+/// A long-lived agent's page stays light: the newest 50 versions are listed, not all
+/// of them (issue 19: heavy pages bounded).
+async fn an_agent_page_lists_only_the_newest_versions(app: TestApp) {
+    let who = app.login(3).await;
+    let agent = app.agent(&who, "prolific").await;
+    let mut parent = app.store().latest_agent_version(agent).await.unwrap().id;
+    for i in 0..60 {
+        parent = app
+            .store()
+            .add_agent_version(
+                agent,
+                parent,
+                &store::NewAgentVersion {
+                    system_prompt: format!("prompt number {i:03}"),
+                    sampling: serde_json::json!({}),
+                    training: serde_json::json!({}),
+                    adapter_hash: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+    }
+    let reply = app.get(&format!("/agents/{agent}"), &who).await;
+    let page = html(&reply);
+    // 61 versions: v61 down to v12 are listed, v11 and older are not.
+    assert_eq!(
+        page.matches("<summary>v").count(),
+        50,
+        "the newest 50 versions"
+    );
+    assert!(page.contains("<summary>v61 "), "the newest is listed");
+    assert!(page.contains("<summary>v12 "), "the 50th newest is listed");
+    assert!(!page.contains("<summary>v11 "), "older ones are not");
+}
+both!(an_agent_page_lists_only_the_newest_versions);

@@ -360,6 +360,13 @@ fn prompt_diff(old: &str, new: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Versions shown on an agent's page, newest first.
+const PAGE_VERSIONS: usize = 50;
+/// Rating points per chart (the most recent).
+const CHART_POINTS: usize = 500;
+/// Training runs shown, newest first.
+const PAGE_RUNS: usize = 20;
+
 async fn studio_context(
     state: &AppState,
     id: i64,
@@ -373,7 +380,8 @@ async fn studio_context(
     let mut fields_json = Vec::new();
     if owner {
         let rows = state.store.agent_versions(id).await?;
-        for (i, v) in rows.iter().enumerate().rev() {
+        // The newest versions only: a long-lived agent's page stays light.
+        for (i, v) in rows.iter().enumerate().rev().take(PAGE_VERSIONS) {
             let diff = if i > 0 {
                 prompt_diff(&rows[i - 1].system_prompt, &v.system_prompt)
             } else {
@@ -403,7 +411,8 @@ async fn studio_context(
     let mut charts_json = Vec::new();
     for r in state.store.agent_ratings(id).await? {
         let history = state.store.rating_history(id, r.space_id).await?;
-        let points: Vec<(f64, f64)> = history.iter().map(|p| (p.mu, p.sigma)).collect();
+        let skip = history.len().saturating_sub(CHART_POINTS);
+        let points: Vec<(f64, f64)> = history[skip..].iter().map(|p| (p.mu, p.sigma)).collect();
         if let Some(svg) = charts::rating_svg(&points) {
             let name = spaces
                 .iter()
@@ -415,7 +424,14 @@ async fn studio_context(
     }
     let pol = state.store.pol_records(id).await?;
     let mut runs = Vec::new();
-    for run in state.store.training_runs_for_agent(id).await? {
+    // The store lists runs newest first.
+    for run in state
+        .store
+        .training_runs_for_agent(id)
+        .await?
+        .into_iter()
+        .take(PAGE_RUNS)
+    {
         let metrics = state.store.training_metrics(run.id).await?;
         let steps: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
         let record = pol.iter().find(|p| p.training_run_id == run.id);
