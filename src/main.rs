@@ -306,7 +306,7 @@ fn model_or_default(given: Option<PathBuf>, config: &Config) -> anyhow::Result<P
     if let Some(path) = given {
         return Ok(path);
     }
-    Ok(config.fetcher().ensure(&models::SMOLLM2)?.remove(0))
+    Ok(config.models.fetcher().ensure(&models::SMOLLM2)?.remove(0))
 }
 
 /// The async runtime for subcommands that need one.

@@ -308,7 +308,7 @@ async fn wait_chain_confirmed(pool: &sqlx::PgPool, within: Duration) {
 /// matches.
 async fn assert_chain_equals_journal(store: &Store, contracts: &Contracts<AnyChain>) {
     assert_eq!(unfinished_matches(store).await, Vec::<i64>::new());
-    for wallet in &chain::dev::dev_accounts(arena::demo::DEMO_OWNERS + 1)[1..] {
+    for wallet in &chain::dev::dev_accounts(platform::demo::DEMO_OWNERS + 1)[1..] {
         let user = store
             .user_by_wallet(&format!("{wallet:#x}"))
             .await
@@ -473,10 +473,10 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
     let Some(db) = store::testing::TestDb::postgres().await else {
         return;
     };
-    let Some(redis) = arena::redis_testing::redis_url().await else {
+    let Some(redis) = platform::redis_testing::redis_url().await else {
         return;
     };
-    let namespace = arena::redis_testing::TestNamespace::new(&redis);
+    let namespace = platform::redis_testing::TestNamespace::new(&redis);
     let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
         .await
         .unwrap()

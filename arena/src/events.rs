@@ -158,6 +158,13 @@ pub struct MatchEvent {
     pub kind: EventKind,
 }
 
+/// Where the world sends its events: the event bus in the platform, anything that
+/// records them in a test. The world calls it from one system, in event order.
+pub trait EventSink: Send + Sync + 'static {
+    /// Publishes one event of `match_id`.
+    fn publish(&self, match_id: i64, kind: EventKind);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

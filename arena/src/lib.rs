@@ -1,28 +1,15 @@
-//! The RLFC Arena platform core: the match world (bevy_ecs) with cross-match batched
-//! generation, the runtime engine over the agents' batched decoder, the event bus,
-//! Weng-Lin ratings and matchmaking, the match book (payouts, preference pairs, result
-//! root), payments through the Arena contract, the match-job queue (in-process or
-//! Redis Streams), the runner that ties them together, and the learning loop with its
-//! benchmark.
+//! What a match is, with no I/O: its input and output types, the bevy_ecs world that
+//! plays every live match with cross-match batched generation and judging, the engine
+//! and judge traits the world drives, the booking of a finished match (payout split,
+//! preference pairs, ratings, result root), Weng-Lin ratings, matchmaking and the match
+//! events. The services that feed and settle matches (storage, chain, bus, queues, the
+//! runtime engine, learning) live in the `platform` crate.
 
-pub mod bus;
-pub mod demo;
 pub mod engine;
 pub mod events;
-pub mod jobs;
 pub mod judging;
-pub mod learning;
-pub mod learning_bench;
-pub mod match_worker;
-pub mod matchmaker;
 pub mod matchmaking;
-pub mod metrics;
-pub mod payments;
 pub mod ratings;
 pub mod record;
-pub mod redis_setup;
-pub mod redis_testing;
-pub mod replay;
-pub mod runner;
-pub mod runtime;
+pub mod types;
 pub mod world;

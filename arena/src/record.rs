@@ -8,7 +8,7 @@ use store::{
 
 use crate::judging::RoundVerdict;
 use crate::ratings::{Skill, rate_match};
-use crate::world::MatchResult;
+use crate::types::MatchResult;
 
 /// A seat's effective score: a hard-rule failure counts as zero.
 fn effective(v: &RoundVerdict) -> f64 {

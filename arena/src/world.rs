@@ -1,152 +1,85 @@
 //! One bevy_ecs world for every live match.
 //!
-//! Matches and their seats are entities; phase, round, answers and scores are
-//! components; the rulebooks, the engine and the judges are resources. Each tick runs
-//! the ordered sets publish → generate → verify → judge → rank, then checks deadlines.
-//! The generate system advances every waiting seat of every match together, one
-//! engine step per tick, so a model decodes all of them in one batched forward pass;
-//! the judge system likewise hands every round due that tick to the judges at once.
-//! A finished (or failed) match leaves the world as a [`MatchOutcome`] for settlement.
+//! Matches and their seats are entities. Where a match is shows as one marker
+//! component ([`Publishing`], [`Generating`], [`Judging`], [`Ranking`]); a match that
+//! must be refunded carries [`Failed`]. The rulebooks, the engine, the judges and the
+//! event sink are resources. Each tick runs the ordered sets publish → generate →
+//! verify → judge → rank → deadline → sweep → forward. The generate system advances
+//! every waiting seat of every match together, one engine step per tick, so a model
+//! decodes all of them in one batched forward pass; the judge system likewise hands
+//! every round due that tick to the judges at once. Systems write what happened as
+//! bevy messages: [`WorldEvent`]s, which one system forwards to the sink, and
+//! [`Finished`] outcomes, which [`MatchWorld::tick`] hands back for settlement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
-use serde::Serialize;
 use spaces::Rulebook;
 
-use crate::bus::Bus;
 use crate::engine::{Engine, EngineOutput, GenRequest, Ticket};
-use crate::events::{EventKind, JudgeLine, SeatInfo};
+use crate::events::{EventKind, EventSink, JudgeLine, SeatInfo};
 use crate::judging::{RoundJudge, RoundToJudge, RoundVerdict};
+use crate::types::{
+    MatchOutcome, MatchResult, MatchSpec, RoundRecord, SeatRound, SeatSpec, seat_seed,
+};
 
-/// Where a match is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The round's task must be published.
-    Publish,
-    /// Seats are generating.
-    Generate,
-    /// Every seat answered; the rule verifiers run.
-    Verify,
-    /// The judges score the round.
-    Judge,
-    /// The round is ranked; the next round starts or the match ends.
-    Rank,
-}
-
-/// A seat to place in a new match.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeatSpec {
-    /// The entry.
-    pub entry_id: i64,
-    /// The agent.
-    pub agent_id: i64,
-    /// The version that plays.
-    pub agent_version_id: i64,
-    /// Its meta-prompt.
-    pub system_prompt: String,
-    /// Its sampling settings (JSON).
-    pub sampling: serde_json::Value,
-    /// Its adapter, if any.
-    pub adapter_hash: Option<String>,
-}
-
-/// A match to add to the world.
-#[derive(Debug, Clone)]
-pub struct MatchSpec {
-    /// The match's id in the store.
-    pub match_id: i64,
-    /// The rulebook it plays by.
-    pub rulebook: Arc<Rulebook>,
-    /// The recorded seed.
-    pub seed: u64,
-    /// The seats, in seat order.
-    pub seats: Vec<SeatSpec>,
-    /// Past this time (ms) the match is refunded.
-    pub deadline_ms: i64,
-}
-
-/// One seat's part of one round.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeatRound {
-    /// The entry.
-    pub entry_id: i64,
-    /// The exact prompt the policy saw.
-    pub prompt: String,
-    /// The round's text as this seat saw it (task, role, earlier answers shown), without
-    /// the agent's meta-prompt: what a public dataset may show. Derived from the task
-    /// and the earlier answers, so it is left out of the result hash.
-    #[serde(skip)]
-    pub task_prompt: String,
-    /// The answer.
-    pub text: String,
-    /// Generated tokens.
-    pub tokens: u32,
-    /// Why generation stopped.
-    pub finish: String,
-    /// The panel's verdict.
-    pub verdict: RoundVerdict,
-}
-
-/// One played round.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RoundRecord {
-    /// 0-based round.
-    pub round: u32,
-    /// The round's task (before per-seat history is added).
-    pub task: String,
-    /// Seats in seat order.
-    pub seats: Vec<SeatRound>,
-}
-
-/// A played match.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MatchResult {
-    /// Every round.
-    pub rounds: Vec<RoundRecord>,
-    /// Each seat's mean combined score over the rounds (hard failures count 0).
-    pub totals: Vec<f64>,
-    /// Final places per seat (1 = best; ties share).
-    pub places: Vec<usize>,
-}
-
-impl MatchResult {
-    /// sha256 of the result's canonical JSON: what a replay must reproduce.
-    pub fn hash(&self) -> String {
-        use sha2::Digest;
-        let json = serde_json::to_vec(self).expect("a match result serializes");
-        hex::encode(sha2::Sha256::digest(json))
-    }
-}
-
-/// A match leaving the world.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatchOutcome {
-    /// The match.
-    pub match_id: i64,
-    /// The seats' entries, in seat order.
-    pub entry_ids: Vec<i64>,
-    /// The result, or why it must be refunded.
-    pub result: Result<MatchResult, String>,
-}
-
+/// A live match: what it is. Where it is shows as a phase marker.
 #[derive(Component)]
-struct MatchState {
+struct Match {
     match_id: i64,
     rulebook: Arc<Rulebook>,
     seed: u64,
-    round: u32,
-    phase: Phase,
     deadline_ms: i64,
     seats: Vec<Entity>,
+}
+
+/// The rounds a match has played so far.
+#[derive(Component, Default)]
+struct Played {
+    /// The round now in play (0-based).
+    round: u32,
     /// answers[round][seat]: what earlier rounds showed, for debates.
     answers: Vec<Vec<String>>,
-    task: Option<spaces::Task>,
-    hard_failed: Vec<bool>,
-    verdicts: Vec<RoundVerdict>,
     rounds: Vec<RoundRecord>,
 }
+
+/// Phase marker: the round's task must be published.
+#[derive(Component)]
+pub struct Publishing;
+
+/// Phase marker: seats are generating; once all answered, the rule verifiers run.
+#[derive(Component)]
+pub struct Generating;
+
+/// Phase marker: every seat answered and the rules ran; the judges score the round.
+#[derive(Component)]
+pub struct Judging;
+
+/// Phase marker: the round is judged; it is ranked and the next round starts or the
+/// match ends.
+#[derive(Component)]
+pub struct Ranking;
+
+/// The match cannot finish and must be refunded, for this reason. The sweep takes it
+/// out of the world.
+#[derive(Component, Debug, Clone)]
+pub struct Failed(pub String);
+
+/// The live (not failed) matches in phase `P`.
+type InPhase<P> = (With<P>, Without<Failed>);
+
+/// The round's task, from publishing until ranking.
+#[derive(Component)]
+struct CurrentTask(spaces::Task);
+
+/// Per seat, whether the round's answer broke a hard rule.
+#[derive(Component)]
+struct HardFailed(Vec<bool>);
+
+/// The panel's verdicts on the round, per seat.
+#[derive(Component)]
+struct Verdicts(Vec<RoundVerdict>);
 
 #[derive(Component)]
 struct Seat {
@@ -166,6 +99,19 @@ struct Answer {
     finish: String,
 }
 
+/// Something that happened in a match, for spectators.
+#[derive(Message, Debug, Clone)]
+pub struct WorldEvent {
+    /// The match.
+    pub match_id: i64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A match left the world.
+#[derive(Message, Debug, Clone)]
+pub struct Finished(pub MatchOutcome);
+
 #[derive(Resource)]
 struct EngineRes(Box<dyn Engine>);
 
@@ -173,13 +119,10 @@ struct EngineRes(Box<dyn Engine>);
 struct JudgeRes(Box<dyn RoundJudge>);
 
 #[derive(Resource)]
-struct BusRes(Bus);
+struct SinkRes(Box<dyn EventSink>);
 
 #[derive(Resource, Default)]
 struct Tickets(HashMap<Ticket, Entity>);
-
-#[derive(Resource, Default)]
-struct Finished(Vec<MatchOutcome>);
 
 #[derive(Resource, Default)]
 struct Now(i64);
@@ -192,6 +135,8 @@ enum MatchSystems {
     Judge,
     Rank,
     Deadline,
+    Sweep,
+    Forward,
 }
 
 /// The world of live matches and the schedule that advances it.
@@ -201,15 +146,20 @@ pub struct MatchWorld {
 }
 
 impl MatchWorld {
-    /// A world driving `engine` and judged by `judge`, publishing on `bus`.
-    pub fn new(engine: Box<dyn Engine>, judge: Box<dyn RoundJudge>, bus: Bus) -> MatchWorld {
+    /// A world driving `engine`, judged by `judge`, publishing its events to `sink`.
+    pub fn new(
+        engine: Box<dyn Engine>,
+        judge: Box<dyn RoundJudge>,
+        sink: impl EventSink,
+    ) -> MatchWorld {
         let mut world = World::new();
         world.insert_resource(EngineRes(engine));
         world.insert_resource(JudgeRes(judge));
-        world.insert_resource(BusRes(bus));
+        world.insert_resource(SinkRes(Box::new(sink)));
         world.init_resource::<Tickets>();
-        world.init_resource::<Finished>();
         world.init_resource::<Now>();
+        world.init_resource::<Messages<WorldEvent>>();
+        world.init_resource::<Messages<Finished>>();
         let mut schedule = Schedule::default();
         schedule.configure_sets(
             (
@@ -219,6 +169,8 @@ impl MatchWorld {
                 MatchSystems::Judge,
                 MatchSystems::Rank,
                 MatchSystems::Deadline,
+                MatchSystems::Sweep,
+                MatchSystems::Forward,
             )
                 .chain(),
         );
@@ -229,11 +181,13 @@ impl MatchWorld {
             judge_rounds.in_set(MatchSystems::Judge),
             rank_rounds.in_set(MatchSystems::Rank),
             enforce_deadlines.in_set(MatchSystems::Deadline),
+            sweep_failed.in_set(MatchSystems::Sweep),
+            forward_events.in_set(MatchSystems::Forward),
         ));
         MatchWorld { world, schedule }
     }
 
-    /// Adds a match; its first round is published on the next tick.
+    /// Adds a match (announced at once); its first round is published on the next tick.
     pub fn add_match(&mut self, spec: MatchSpec) {
         let infos = spec
             .seats
@@ -244,30 +198,27 @@ impl MatchWorld {
                 agent_version_id: s.agent_version_id,
             })
             .collect();
-        self.world.resource::<BusRes>().0.publish(
-            spec.match_id,
-            EventKind::MatchCreated {
+        self.world.write_message(WorldEvent {
+            match_id: spec.match_id,
+            kind: EventKind::MatchCreated {
                 space: spec.rulebook.slug.clone(),
                 seats: infos,
                 seed: spec.seed as i64,
             },
-        );
+        });
         let match_entity = self
             .world
-            .spawn(MatchState {
-                match_id: spec.match_id,
-                rulebook: spec.rulebook,
-                seed: spec.seed,
-                round: 0,
-                phase: Phase::Publish,
-                deadline_ms: spec.deadline_ms,
-                seats: Vec::new(),
-                answers: Vec::new(),
-                task: None,
-                hard_failed: Vec::new(),
-                verdicts: Vec::new(),
-                rounds: Vec::new(),
-            })
+            .spawn((
+                Match {
+                    match_id: spec.match_id,
+                    rulebook: spec.rulebook,
+                    seed: spec.seed,
+                    deadline_ms: spec.deadline_ms,
+                    seats: Vec::new(),
+                },
+                Played::default(),
+                Publishing,
+            ))
             .id();
         let seats: Vec<Entity> = spec
             .seats
@@ -284,21 +235,28 @@ impl MatchWorld {
             })
             .collect();
         self.world
-            .get_mut::<MatchState>(match_entity)
+            .get_mut::<Match>(match_entity)
             .expect("just spawned")
             .seats = seats;
+        self.world
+            .run_system_cached(forward_events)
+            .expect("forwarding events cannot fail");
     }
 
     /// Runs one tick at time `now_ms` and returns the matches that left the world.
     pub fn tick(&mut self, now_ms: i64) -> Vec<MatchOutcome> {
         self.world.resource_mut::<Now>().0 = now_ms;
         self.schedule.run(&mut self.world);
-        std::mem::take(&mut self.world.resource_mut::<Finished>().0)
+        self.world
+            .resource_mut::<Messages<Finished>>()
+            .drain()
+            .map(|Finished(outcome)| outcome)
+            .collect()
     }
 
     /// Matches still in the world.
     pub fn live_matches(&mut self) -> usize {
-        self.world.query::<&MatchState>().iter(&self.world).count()
+        self.world.query::<&Match>().iter(&self.world).count()
     }
 
     /// Generations live in the engine.
@@ -307,61 +265,47 @@ impl MatchWorld {
     }
 }
 
-/// A per-seat seed from the match seed, round and seat, so every seat's sampling is
-/// reproducible and different (splitmix64 mixing).
-pub fn seat_seed(match_seed: u64, round: u32, seat: usize) -> u64 {
-    let mut z =
-        match_seed ^ (u64::from(round) << 32) ^ (seat as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Publishes each due round and submits every seat's generation. A seat the engine
 /// refuses (an unknown adapter, a prompt too long for the context) fails its match at
 /// once, so it is refunded rather than left to its deadline.
 fn publish_tasks(
-    mut matches: Query<&mut MatchState>,
+    matches: Query<(Entity, &Match, &Played), InPhase<Publishing>>,
     seats: Query<&Seat>,
     mut engine: ResMut<EngineRes>,
     mut tickets: ResMut<Tickets>,
-    bus: Res<BusRes>,
-    mut finished: ResMut<Finished>,
+    mut events: MessageWriter<WorldEvent>,
     mut commands: Commands,
 ) {
-    for mut m in &mut matches {
-        if m.phase != Phase::Publish {
-            continue;
-        }
-        let task = m.rulebook.task(m.seed, m.round);
-        bus.0.publish(
-            m.match_id,
-            EventKind::RoundStarted {
-                round: m.round,
+    for (entity, m, played) in &matches {
+        let task = m.rulebook.task(m.seed, played.round);
+        events.write(WorldEvent {
+            match_id: m.match_id,
+            kind: EventKind::RoundStarted {
+                round: played.round,
                 task: task.prompt.clone(),
             },
-        );
+        });
         let mut refused = None;
-        for &entity in &m.seats {
-            let Ok(seat) = seats.get(entity) else {
+        for &seat_entity in &m.seats {
+            let Ok(seat) = seats.get(seat_entity) else {
                 continue;
             };
             let user = m
                 .rulebook
-                .round_task_text(&task, m.round, seat.index, &m.answers);
+                .round_task_text(&task, played.round, seat.index, &played.answers);
             let request = GenRequest {
                 system: seat.spec.system_prompt.clone(),
                 user,
                 sampling: seat.spec.sampling.clone(),
-                seed: seat_seed(m.seed, m.round, seat.index),
+                seed: seat_seed(m.seed, played.round, seat.index),
                 adapter_hash: seat.spec.adapter_hash.clone(),
                 max_new_tokens: m.rulebook.max_new_tokens,
             };
             match engine.0.submit(request) {
                 Ok(ticket) => {
-                    tickets.0.insert(ticket, entity);
+                    tickets.0.insert(ticket, seat_entity);
                     commands
-                        .entity(entity)
+                        .entity(seat_entity)
                         .remove::<Answer>()
                         .insert(Waiting(ticket));
                 }
@@ -371,17 +315,12 @@ fn publish_tasks(
                 }
             }
         }
-        m.task = Some(task);
-        m.phase = Phase::Generate;
+        let mut phase = commands.entity(entity);
+        phase
+            .remove::<Publishing>()
+            .insert((Generating, CurrentTask(task)));
         if let Some(reason) = refused {
-            let entry_ids = entry_ids(&m, &seats);
-            finished.0.push(MatchOutcome {
-                match_id: m.match_id,
-                entry_ids,
-                result: Err(reason),
-            });
-            // Swept, its other seats' generations cancelled, by the deadline system.
-            m.deadline_ms = i64::MIN;
+            phase.insert(Failed(reason));
         }
     }
 }
@@ -389,17 +328,13 @@ fn publish_tasks(
 /// One engine step for every waiting seat of every match. If the step fails, every
 /// match with a seat waiting on the engine fails at once (and is refunded) rather
 /// than stalling until its deadline.
-// A bevy system's parameters are what it touches in the world; splitting them would
-// only hide that.
-#[allow(clippy::too_many_arguments)]
 fn generate(
     mut engine: ResMut<EngineRes>,
     mut tickets: ResMut<Tickets>,
     seats: Query<&Seat>,
-    mut matches: Query<&mut MatchState>,
+    matches: Query<(&Match, &Played)>,
     waiting: Query<(&Seat, &Waiting)>,
-    bus: Res<BusRes>,
-    mut finished: ResMut<Finished>,
+    mut events: MessageWriter<WorldEvent>,
     mut commands: Commands,
 ) {
     if engine.0.live() == 0 {
@@ -409,48 +344,36 @@ fn generate(
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "engine step failed; failing the matches waiting on it");
-            let mut failed: Vec<Entity> = Vec::new();
             for (seat, Waiting(ticket)) in &waiting {
                 engine.0.cancel(*ticket);
                 tickets.0.remove(ticket);
-                if !failed.contains(&seat.match_entity) {
-                    failed.push(seat.match_entity);
-                }
-            }
-            for entity in failed {
-                if let Ok(mut m) = matches.get_mut(entity) {
-                    let entry_ids = entry_ids(&m, &seats);
-                    finished.0.push(MatchOutcome {
-                        match_id: m.match_id,
-                        entry_ids,
-                        result: Err(format!("generation failed: {e}")),
-                    });
-                    // Swept (without a second outcome) by the deadline system.
-                    m.deadline_ms = i64::MIN;
-                }
+                commands
+                    .entity(seat.match_entity)
+                    .insert(Failed(format!("generation failed: {e}")));
             }
             return;
         }
     };
-    let matches = matches.as_readonly();
-    let owner = |seat: &Seat| matches.get(seat.match_entity).ok();
+    // The match and round a seat's output belongs to.
+    let place = |entity: Entity| {
+        let seat = seats.get(entity).ok()?;
+        let (m, played) = matches.get(seat.match_entity).ok()?;
+        Some((m.match_id, played.round, seat.spec.entry_id))
+    };
     for out in outputs {
         match out {
             EngineOutput::Delta { ticket, text } => {
-                let Some(&entity) = tickets.0.get(&ticket) else {
-                    continue;
-                };
-                if let Ok(seat) = seats.get(entity)
-                    && let Some(m) = owner(seat)
+                if let Some((match_id, round, entry_id)) =
+                    tickets.0.get(&ticket).and_then(|&e| place(e))
                 {
-                    bus.0.publish(
-                        m.match_id,
-                        EventKind::TokenDelta {
-                            round: m.round,
-                            entry_id: seat.spec.entry_id,
+                    events.write(WorldEvent {
+                        match_id,
+                        kind: EventKind::TokenDelta {
+                            round,
+                            entry_id,
                             text,
                         },
-                    );
+                    });
                 }
             }
             EngineOutput::Done {
@@ -463,19 +386,17 @@ fn generate(
                 let Some(entity) = tickets.0.remove(&ticket) else {
                     continue;
                 };
-                if let Ok(seat) = seats.get(entity)
-                    && let Some(m) = owner(seat)
-                {
-                    bus.0.publish(
-                        m.match_id,
-                        EventKind::ResponseComplete {
-                            round: m.round,
-                            entry_id: seat.spec.entry_id,
+                if let Some((match_id, round, entry_id)) = place(entity) {
+                    events.write(WorldEvent {
+                        match_id,
+                        kind: EventKind::ResponseComplete {
+                            round,
+                            entry_id,
                             text: text.clone(),
                             tokens,
                             finish: finish.clone(),
                         },
-                    );
+                    });
                 }
                 commands.entity(entity).remove::<Waiting>().insert(Answer {
                     prompt,
@@ -488,32 +409,33 @@ fn generate(
     }
 }
 
+/// Once every seat of a generating match answered, runs the Space's rule verifiers
+/// and hands the round to the judges.
 fn verify_rules(
-    mut matches: Query<&mut MatchState>,
+    matches: Query<(Entity, &Match, &CurrentTask), InPhase<Generating>>,
     answers: Query<&Answer>,
     waiting: Query<&Waiting>,
+    mut commands: Commands,
 ) {
-    for mut m in &mut matches {
-        if m.phase != Phase::Generate {
-            continue;
-        }
+    for (entity, m, CurrentTask(task)) in &matches {
         if m.seats
             .iter()
             .any(|&s| waiting.get(s).is_ok() || answers.get(s).is_err())
         {
             continue;
         }
-        let task = m.task.clone().expect("a generating match has a task");
         let hard: Vec<bool> = m
             .seats
             .iter()
             .map(|&s| {
                 let text = &answers.get(s).expect("checked above").text;
-                spaces::hard_failed(&spaces::verify(&m.rulebook, &task, text))
+                spaces::hard_failed(&spaces::verify(&m.rulebook, task, text))
             })
             .collect();
-        m.hard_failed = hard;
-        m.phase = Phase::Verify;
+        commands
+            .entity(entity)
+            .remove::<Generating>()
+            .insert((Judging, HardFailed(hard)));
     }
 }
 
@@ -522,60 +444,56 @@ fn verify_rules(
 /// generate system decodes them. A round whose judging fails fails its own match
 /// (refunded); the other matches go on.
 fn judge_rounds(
-    mut matches: Query<(Entity, &mut MatchState)>,
+    matches: Query<(Entity, &Match, &Played, &CurrentTask, &HardFailed), InPhase<Judging>>,
     answers: Query<&Answer>,
     judge: Res<JudgeRes>,
-    mut finished: ResMut<Finished>,
-    seats: Query<&Seat>,
+    mut commands: Commands,
 ) {
-    let due: Vec<(Entity, &MatchState, Vec<&str>)> = matches
-        .iter()
-        .filter(|(_, m)| m.phase == Phase::Verify)
-        .map(|(entity, m)| {
-            let texts = m
-                .seats
-                .iter()
-                .map(|&s| answers.get(s).map(|a| a.text.as_str()).unwrap_or(""))
-                .collect();
-            (entity, m, texts)
-        })
-        .collect();
+    let due: Vec<_> = matches.iter().collect();
     if due.is_empty() {
         return;
     }
-    let shown: Vec<Vec<String>> = due.iter().map(|(_, m, _)| shown_history(m)).collect();
+    let texts: Vec<Vec<&str>> = due
+        .iter()
+        .map(|(_, m, ..)| {
+            m.seats
+                .iter()
+                .map(|&s| answers.get(s).map(|a| a.text.as_str()).unwrap_or(""))
+                .collect()
+        })
+        .collect();
+    let shown: Vec<Vec<String>> = due
+        .iter()
+        .map(|(_, m, played, ..)| shown_history(&m.rulebook, played))
+        .collect();
     let rounds: Vec<RoundToJudge<'_>> = due
         .iter()
+        .zip(&texts)
         .zip(&shown)
-        .map(|((_, m, texts), history)| RoundToJudge {
-            rulebook: &m.rulebook,
-            task: m.task.as_ref().expect("a verified match has a task"),
-            responses: texts,
-            hard_failed: &m.hard_failed,
-            history,
-        })
+        .map(
+            |(((_, m, _, CurrentTask(task), HardFailed(hard)), texts), history)| RoundToJudge {
+                rulebook: &m.rulebook,
+                task,
+                responses: texts,
+                hard_failed: hard,
+                history,
+            },
+        )
         .collect();
     let judged = judge.0.judge_many(&rounds);
     assert_eq!(judged.len(), rounds.len(), "one result per round judged");
-    let due: Vec<Entity> = due.into_iter().map(|(entity, _, _)| entity).collect();
-    for (entity, result) in due.into_iter().zip(judged) {
-        let Ok((_, mut m)) = matches.get_mut(entity) else {
-            continue;
-        };
+    for ((entity, ..), result) in due.iter().zip(judged) {
         match result {
             Ok(verdicts) => {
-                m.verdicts = verdicts;
-                m.phase = Phase::Judge;
+                commands
+                    .entity(*entity)
+                    .remove::<Judging>()
+                    .insert((Ranking, Verdicts(verdicts)));
             }
             Err(e) => {
-                let entry_ids = entry_ids(&m, &seats);
-                finished.0.push(MatchOutcome {
-                    match_id: m.match_id,
-                    entry_ids,
-                    result: Err(format!("judging failed: {e}")),
-                });
-                // Marked for removal by the deadline system's sweep.
-                m.deadline_ms = i64::MIN;
+                commands
+                    .entity(*entity)
+                    .insert(Failed(format!("judging failed: {e}")));
             }
         }
     }
@@ -584,36 +502,34 @@ fn judge_rounds(
 /// The earlier answers this round showed the seats (as `spaces::History` decides):
 /// none in the first round or without history, the round before's answers for
 /// `opponent_last`, every earlier answer for `all`.
-fn shown_history(m: &MatchState) -> Vec<String> {
-    match m.rulebook.history {
+fn shown_history(rulebook: &Rulebook, played: &Played) -> Vec<String> {
+    match rulebook.history {
         spaces::History::None => Vec::new(),
-        spaces::History::OpponentLast => m.answers.last().cloned().unwrap_or_default(),
-        spaces::History::All => m.answers.concat(),
+        spaces::History::OpponentLast => played.answers.last().cloned().unwrap_or_default(),
+        spaces::History::All => played.answers.concat(),
     }
 }
 
-fn entry_ids(m: &MatchState, seats: &Query<&Seat>) -> Vec<i64> {
+fn entry_ids(m: &Match, seats: &Query<&Seat>) -> Vec<i64> {
     m.seats
         .iter()
         .filter_map(|&s| seats.get(s).ok().map(|seat| seat.spec.entry_id))
         .collect()
 }
 
+/// Records the judged round with every seat's scores; starts the next round, or ranks
+/// the match and hands it back.
 fn rank_rounds(
-    mut matches: Query<(Entity, &mut MatchState)>,
+    mut matches: Query<(Entity, &Match, &mut Played, &CurrentTask, &Verdicts), InPhase<Ranking>>,
     answers: Query<&Answer>,
     seats: Query<&Seat>,
-    bus: Res<BusRes>,
-    mut finished: ResMut<Finished>,
+    mut events: MessageWriter<WorldEvent>,
+    mut finished: MessageWriter<Finished>,
     mut commands: Commands,
 ) {
-    for (entity, mut m) in &mut matches {
-        if m.phase != Phase::Judge {
-            continue;
-        }
-        let task = m.task.take().expect("a judged match has a task");
+    for (entity, m, mut played, CurrentTask(task), Verdicts(verdicts)) in &mut matches {
         let mut round = RoundRecord {
-            round: m.round,
+            round: played.round,
             task: task.prompt.clone(),
             seats: Vec::new(),
         };
@@ -622,11 +538,11 @@ fn rank_rounds(
             let (Ok(seat), Ok(answer)) = (seats.get(s), answers.get(s)) else {
                 continue;
             };
-            let verdict = m.verdicts[i].clone();
-            bus.0.publish(
-                m.match_id,
-                EventKind::Scores {
-                    round: m.round,
+            let verdict = verdicts[i].clone();
+            events.write(WorldEvent {
+                match_id: m.match_id,
+                kind: EventKind::Scores {
+                    round: played.round,
                     entry_id: seat.spec.entry_id,
                     combined: verdict.combined,
                     hard_failed: verdict.hard_failed,
@@ -640,11 +556,11 @@ fn rank_rounds(
                         })
                         .collect(),
                 },
-            );
+            });
             texts.push(answer.text.clone());
-            let task_prompt = m
-                .rulebook
-                .round_task_text(&task, m.round, seat.index, &m.answers);
+            let task_prompt =
+                m.rulebook
+                    .round_task_text(task, played.round, seat.index, &played.answers);
             round.seats.push(SeatRound {
                 entry_id: seat.spec.entry_id,
                 prompt: answer.prompt.clone(),
@@ -655,48 +571,38 @@ fn rank_rounds(
                 verdict,
             });
         }
-        m.answers.push(texts);
-        m.rounds.push(round);
-        m.round += 1;
-        if m.round < m.rulebook.rounds {
-            m.phase = Phase::Publish;
+        played.answers.push(texts);
+        played.rounds.push(round);
+        played.round += 1;
+        if played.round < m.rulebook.rounds {
+            commands
+                .entity(entity)
+                .remove::<(Ranking, CurrentTask, HardFailed, Verdicts)>()
+                .insert(Publishing);
             continue;
         }
-        let n = m.seats.len();
-        let totals: Vec<f64> = (0..n)
-            .map(|i| {
-                let sum: f64 = m
-                    .rounds
-                    .iter()
-                    .map(|r| {
-                        let v = &r.seats[i].verdict;
-                        if v.hard_failed { 0.0 } else { v.combined }
-                    })
-                    .sum();
-                sum / m.rounds.len() as f64
-            })
-            .collect();
+        let totals = mean_scores(&played.rounds, m.seats.len());
         let places = crate::ratings::places_from_scores(&totals);
-        let entry_ids = entry_ids(&m, &seats);
-        bus.0.publish(
-            m.match_id,
-            EventKind::Ranking {
+        let entry_ids = entry_ids(m, &seats);
+        events.write(WorldEvent {
+            match_id: m.match_id,
+            kind: EventKind::Ranking {
                 places: entry_ids
                     .iter()
                     .copied()
                     .zip(places.iter().copied())
                     .collect(),
             },
-        );
-        finished.0.push(MatchOutcome {
+        });
+        finished.write(Finished(MatchOutcome {
             match_id: m.match_id,
             entry_ids,
             result: Ok(MatchResult {
-                rounds: std::mem::take(&mut m.rounds),
+                rounds: std::mem::take(&mut played.rounds),
                 totals,
                 places,
             }),
-        });
+        }));
         for &s in &m.seats {
             commands.entity(s).despawn();
         }
@@ -704,20 +610,48 @@ fn rank_rounds(
     }
 }
 
+/// Each seat's mean combined score over the rounds (a hard failure counts 0).
+fn mean_scores(rounds: &[RoundRecord], seats: usize) -> Vec<f64> {
+    (0..seats)
+        .map(|i| {
+            let sum: f64 = rounds
+                .iter()
+                .map(|r| {
+                    let v = &r.seats[i].verdict;
+                    if v.hard_failed { 0.0 } else { v.combined }
+                })
+                .sum();
+            sum / rounds.len() as f64
+        })
+        .collect()
+}
+
+/// Fails every match whose deadline has passed.
 fn enforce_deadlines(
-    matches: Query<(Entity, &MatchState)>,
-    seats: Query<(&Seat, Option<&Waiting>)>,
+    matches: Query<(Entity, &Match), Without<Failed>>,
     now: Res<Now>,
-    mut engine: ResMut<EngineRes>,
-    mut tickets: ResMut<Tickets>,
-    mut finished: ResMut<Finished>,
     mut commands: Commands,
 ) {
     for (entity, m) in &matches {
-        let failed_judging = m.deadline_ms == i64::MIN;
-        if !failed_judging && now.0 <= m.deadline_ms {
-            continue;
+        if now.0 > m.deadline_ms {
+            commands
+                .entity(entity)
+                .insert(Failed("deadline passed".into()));
         }
+    }
+}
+
+/// Takes every failed match out of the world, cancelling its seats' generations, and
+/// hands it back for a refund.
+fn sweep_failed(
+    matches: Query<(Entity, &Match, &Failed)>,
+    seats: Query<(&Seat, Option<&Waiting>)>,
+    mut engine: ResMut<EngineRes>,
+    mut tickets: ResMut<Tickets>,
+    mut finished: MessageWriter<Finished>,
+    mut commands: Commands,
+) {
+    for (entity, m, Failed(reason)) in &matches {
         let mut entry_ids = Vec::with_capacity(m.seats.len());
         for &s in &m.seats {
             if let Ok((seat, waiting)) = seats.get(s) {
@@ -729,13 +663,18 @@ fn enforce_deadlines(
             }
             commands.entity(s).despawn();
         }
-        if !failed_judging {
-            finished.0.push(MatchOutcome {
-                match_id: m.match_id,
-                entry_ids,
-                result: Err("deadline passed".into()),
-            });
-        }
+        finished.write(Finished(MatchOutcome {
+            match_id: m.match_id,
+            entry_ids,
+            result: Err(reason.clone()),
+        }));
         commands.entity(entity).despawn();
+    }
+}
+
+/// Sends this tick's events to the sink, in the order they were written.
+fn forward_events(mut events: ResMut<Messages<WorldEvent>>, sink: Res<SinkRes>) {
+    for WorldEvent { match_id, kind } in events.drain() {
+        sink.0.publish(match_id, kind);
     }
 }

@@ -2,267 +2,30 @@
 //! configuration (store, chain and payments, Spaces, the agent runtime and the judge
 //! panel) and the match runner driven in a loop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use arena::bus::Bus;
-use arena::payments::{Payments, Reclaim};
-use arena::runner::{MatchEnd, MatchReport, MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
-use arena::runtime::{AdapterLibrary, RuntimeEngine};
-use store::{Store, Wei};
+use platform::bus::Bus;
+use platform::platform::{log_report, train_due_agents_forever};
+use platform::play::MatchEnd;
+use platform::play::SpaceSlot;
+use platform::runner::MatchRunner;
+use platform::runtime::AdapterLibrary;
+use platform::{BaseModels, Platform};
+use store::Wei;
 
 use crate::config::Config;
 
-/// Everything but the models: storage, chain, payments, Spaces, the bus.
-pub struct Platform {
-    /// The database.
-    pub store: Store,
-    /// Money through the Arena contract.
-    pub payments: Arc<Payments>,
-    /// The Spaces, stored and loaded.
-    pub spaces: Vec<SpaceSlot>,
-    /// The event bus.
-    pub bus: Bus,
-    /// Trained adapters by hash.
-    pub adapters: Arc<AdapterLibrary>,
-}
-
-impl Platform {
-    /// Opens the store and the chain, seeds the Spaces and finishes whatever a
-    /// previous run left unsettled. For the single-process commands (`demo`,
-    /// `tournament`): every unfinished match was left by a stopped run.
-    pub async fn open(config: &Config) -> Result<Platform> {
-        let bus = Bus::connect(config.redis_url(), &config.redis.namespace)
-            .await
-            .context("connect the event bus (redis.url)")?;
-        let platform = Platform::connect(config, bus).await?;
-        let done = platform.payments.reconcile(&Reclaim::Everything).await?;
-        if !done.refunded.is_empty()
-            || !done.settlements_pushed.is_empty()
-            || !done.refunds_pushed.is_empty()
-        {
-            tracing::warn!(
-                refunded = ?done.refunded,
-                settlements_pushed = ?done.settlements_pushed,
-                refunds_pushed = ?done.refunds_pushed,
-                "reconciled what the previous run left unfinished"
-            );
-        }
-        Ok(platform)
-    }
-
-    /// Opens the store and the chain and seeds the Spaces, publishing on `bus`,
-    /// without reconciling (other processes may be playing matches right now).
-    pub async fn connect(config: &Config, bus: Bus) -> Result<Platform> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
-        let store = Store::connect(config.database_url(), &config.data_dir).await?;
-        let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
-        let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
-        let treasury = chain::any::treasury_of(&config.chain, contracts.chain())?;
-        let payments = Arc::new(Payments::new(
-            store.clone(),
-            Arc::new(contracts),
-            operator,
-            treasury,
-        ));
-        let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
-        Ok(Platform {
-            store,
-            payments,
-            spaces,
-            bus,
-            adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
-        })
-    }
-
-    /// The runner configuration from `[arena]`.
-    pub fn runner_config(config: &Config) -> RunnerConfig {
-        RunnerConfig {
-            match_deadline_ms: config.arena.match_deadline_secs as i64 * 1000,
-            base_gap: config.arena.matchmaking_gap,
-            widen_per_sec: config.arena.matchmaking_widen_per_sec,
-            max_live_matches: config.arena.max_live_matches,
-            lease_ms: config.arena.lease_secs as i64 * 1000,
-            queue_wait_ms: config.arena.queue_wait_secs as i64 * 1000,
-        }
-    }
-
-    /// A runner on the real models: the agent runtime and the judge panel.
-    pub fn model_runner(&self, config: &Config, models: &BaseModels) -> Result<MatchRunner> {
-        let (engine, judge) = self.model_engine_and_judge(models)?;
-        Ok(MatchRunner::new(
-            self.store.clone(),
-            self.payments.clone(),
-            self.bus.clone(),
-            engine,
-            judge,
-            self.spaces.clone(),
-            Platform::runner_config(config),
-        ))
-    }
-
-    /// The real engine and judge panel (LLM judge on SmolLM2, embedding judge on
-    /// all-MiniLM-L6-v2, rules) over the loaded models.
-    pub fn model_engine_and_judge(
-        &self,
-        models: &BaseModels,
-    ) -> Result<(
-        Box<dyn arena::engine::Engine>,
-        Box<dyn arena::judging::RoundJudge>,
-    )> {
-        let engine = RuntimeEngine::new(
-            models.model.clone(),
-            models.tokenizer.clone(),
-            self.adapters.clone(),
-        );
-        let loaded = judges::LoadedJudges::new(
-            Some(models.llm_judge.clone()),
-            Some(models.embedding_judge.clone()),
-        )?;
-        let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
-        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
-        Ok((Box::new(engine), Box::new(judge)))
-    }
-
-    /// A trainer on the shared base model, signing records as the chain operator.
-    pub fn trainer(&self, models: &BaseModels) -> arena::learning::Trainer {
-        arena::learning::Trainer::new(
-            self.store.clone(),
-            self.payments.contracts().clone(),
-            self.payments.operator(),
-            models.model.clone(),
-            models.tokenizer.clone(),
-            self.adapters.clone(),
-        )
-    }
-
-    /// The Space with this slug.
-    pub fn space(&self, slug: &str) -> Result<&SpaceSlot> {
-        self.spaces
-            .iter()
-            .find(|s| s.rulebook.slug == slug)
-            .with_context(|| {
-                format!(
-                    "no Space named {slug:?} (known: {})",
-                    self.spaces
-                        .iter()
-                        .map(|s| s.rulebook.slug.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-    }
-}
-
-/// The base models, loaded once and shared by the engine, the LLM judge and the
-/// trainer (each only reads the weights).
-pub struct BaseModels {
-    /// SmolLM2, the agents' base model (and the LLM judge's, unless `judges.llm_model`
-    /// names another GGUF file).
-    pub model: Arc<agents::Model>,
-    /// Its tokenizer.
-    pub tokenizer: Arc<agents::ChatTokenizer>,
-    /// The LLM judge over `model`.
-    pub llm_judge: Arc<judges::LlmJudge>,
-    /// The embedding judge on all-MiniLM-L6-v2.
-    pub embedding_judge: Arc<judges::EmbeddingJudge>,
-}
-
-impl BaseModels {
-    /// Fetches the models if missing (sha256-checked) and loads each once.
-    pub fn load(config: &Config) -> Result<BaseModels> {
-        let fetcher = config.fetcher();
-        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
-        fetcher.ensure(&models::MINILM)?;
-        let (model, tokenizer) = agents::Model::load(&gguf)?;
-        let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
-        // The judge shares the agents' model unless `judges.llm_model` names another.
-        let (judge, judge_gguf) = match config.judge_model() {
-            Some(path) => (
-                judges::LlmJudge::load(path)
-                    .with_context(|| format!("judges.llm_model {}", path.display()))?,
-                path.to_path_buf(),
-            ),
-            None => (
-                judges::LlmJudge::from_parts(
-                    model.clone(),
-                    tokenizer.clone(),
-                    judges::llm::file_sha256(&gguf)?,
-                )?,
-                gguf.clone(),
-            ),
-        };
-        let (llm_judge, embedding_judge) = crate::commands::bench::judges_on_device(
-            config,
-            judge,
-            &judge_gguf,
-            &fetcher.model_dir(&models::MINILM),
-        )?;
-        // With `judges.endpoint`, the LLM judge's forward passes run on that server.
-        let llm_judge = crate::commands::bench::with_endpoint(config, llm_judge)?;
-        Ok(BaseModels {
-            model,
-            tokenizer,
-            llm_judge: Arc::new(llm_judge),
-            embedding_judge: Arc::new(embedding_judge),
-        })
-    }
-}
-
-/// Logs one finished match as a single line.
-pub fn log_report(report: &MatchReport) {
-    match &report.end {
-        MatchEnd::Settled {
-            seats,
-            result_hash,
-            pairs,
-            ..
-        } => {
-            let places: Vec<String> = seats
-                .iter()
-                .map(|s| {
-                    format!(
-                        "#{} agent {} (score {:.3}, paid {} wei, mu {:.2})",
-                        s.place, s.agent_id, s.score, s.payout_wei, s.mu
-                    )
-                })
-                .collect();
-            tracing::info!(
-                match_id = report.match_id,
-                space = %report.space,
-                pairs,
-                result_hash = %&result_hash[..16],
-                "settled: {}",
-                places.join("; ")
-            );
-        }
-        MatchEnd::Refunded { reason } => {
-            tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
-        }
-        MatchEnd::SettledChainPending { result_hash, error } => {
-            tracing::error!(match_id = report.match_id, space = %report.space,
-                result_hash = %&result_hash[..16], %error,
-                "settled in the database; the chain settlement is pending");
-        }
-        MatchEnd::ClosedElsewhere { closed_as } => {
-            tracing::warn!(match_id = report.match_id, space = %report.space, %closed_as,
-                "closed by another process");
-        }
-    }
-}
-
 /// The demo's fee tiers and each agent's spending cap per Space in each.
 fn demo_tiers() -> [(&'static str, Wei); 2] {
-    [("free", Wei(0)), ("bronze", Wei(arena::demo::ETH / 10))]
+    [("free", Wei(0)), ("bronze", Wei(platform::demo::ETH / 10))]
 }
 
 /// `rlfc seed-demo`: the demo owners (funded through the Arena contract) and agents,
 /// entered automatically into the given Spaces (all when empty). Idempotent. For a
 /// deployment of `rlfc serve` and `rlfc worker` processes, which never seed anything.
 pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
-    let platform = Platform::connect(config, Bus::new()).await?;
+    let platform = Platform::connect(&config.platform(), Bus::new()).await?;
     let spaces: Vec<SpaceSlot> = if slugs.is_empty() {
         platform.spaces.clone()
     } else {
@@ -271,12 +34,12 @@ pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
             .map(|slug| platform.space(slug).cloned())
             .collect::<Result<_>>()?
     };
-    let population = arena::demo::seed_demo(
+    let population = platform::demo::seed_demo(
         &platform.store,
         &platform.payments,
         &spaces,
         &demo_tiers(),
-        Wei(arena::demo::ETH),
+        Wei(platform::demo::ETH),
     )
     .await?;
     println!(
@@ -296,13 +59,13 @@ pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
 
 /// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
 pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
-    let platform = Platform::open(config).await?;
-    let population = arena::demo::seed_demo(
+    let platform = Platform::open(&config.platform()).await?;
+    let population = platform::demo::seed_demo(
         &platform.store,
         &platform.payments,
         &platform.spaces,
         &demo_tiers(),
-        Wei(arena::demo::ETH),
+        Wei(platform::demo::ETH),
     )
     .await?;
     tracing::info!(
@@ -327,8 +90,8 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         let _ = server_stopped.await;
     })
     .await?;
-    let models = BaseModels::load(config)?;
-    let mut runner = platform.model_runner(config, &models)?;
+    let models = BaseModels::load(&config.platform())?;
+    let mut runner = platform.model_runner(&config.platform(), &models)?;
     let learning = tokio::spawn(train_due_agents_forever(platform.trainer(&models)));
     tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
     let grace = Duration::from_secs(config.arena.shutdown_grace_secs);
@@ -400,71 +163,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// How long a training run may stay `running` before another process takes it for
-/// abandoned (its process stopped mid-run) and closes it as failed.
-const STALE_TRAINING_MS: i64 = 2 * 60 * 60 * 1000;
-
-/// The training loop beside live matches: every active agent whose policy is due gets
-/// one run, one at a time, each on a blocking thread so the match loop keeps its
-/// pace. Several processes may run this loop on one database: the store admits one
-/// running run per agent, so a process that finds an agent already training skips it.
-pub(crate) async fn train_due_agents_forever(trainer: arena::learning::Trainer) {
-    loop {
-        match trainer
-            .store()
-            .fail_stale_training_runs(store::now_ms() - STALE_TRAINING_MS)
-            .await
-        {
-            Ok(closed) if !closed.is_empty() => {
-                tracing::warn!(runs = ?closed, "closed training runs abandoned by a stopped process")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not sweep stale training runs"),
-        }
-        let agents = match trainer.store().active_agent_ids().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list the agents to train");
-                Vec::new()
-            }
-        };
-        for agent in agents {
-            let due = match trainer.due_pairs(agent).await {
-                Ok(Some(pairs)) => pairs,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(agent, error = %e, "training policy unreadable");
-                    continue;
-                }
-            };
-            tracing::info!(agent, pairs = due.len(), "training a new adapter version");
-            match trainer.train(agent, due).await {
-                Ok(v) => tracing::info!(
-                    agent,
-                    version_id = v.version_id,
-                    adapter = %&v.adapter_hash[..16],
-                    record_id = v.record_id,
-                    final_loss = v.final_loss,
-                    "trained; proof-of-learning recorded on chain"
-                ),
-                Err(arena::learning::LearningError::Store(store::Error::Duplicate { .. })) => {
-                    tracing::info!(agent, "another process is training this agent; skipped")
-                }
-                Err(e) => tracing::error!(agent, error = %e, "training failed"),
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(20)).await;
-    }
-}
-
 /// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training,
 /// with the run's pairs from the local database, or from the export API of the server
 /// at `from`. Adapters come from the local adapter library either way.
 pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> Result<bool> {
     let verdict = match from {
         None => {
-            let platform = Platform::open(config).await?;
-            let trainer = platform.trainer(&BaseModels::load(config)?);
+            let platform = Platform::open(&config.platform()).await?;
+            let trainer = platform.trainer(&BaseModels::load(&config.platform())?);
             trainer.verify(record_id).await?
         }
         Some(url) => {
@@ -476,15 +182,15 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
                 evidence.pairs.len(),
                 evidence.match_results.len()
             );
-            let models = BaseModels::load(config)?;
+            let models = BaseModels::load(&config.platform())?;
             let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
-            arena::learning::verify_evidence(
+            platform::learning::verify_evidence(
                 &record,
                 &evidence,
                 &models.model,
                 &models.tokenizer,
                 &adapters,
-                arena::learning::StoredAdapter::IfPresent,
+                platform::learning::StoredAdapter::IfPresent,
             )
             .await?
         }
@@ -517,7 +223,7 @@ pub async fn tournament(
     if matches == 0 {
         bail!("--matches must be at least 1");
     }
-    let platform = Platform::open(config).await?;
+    let platform = Platform::open(&config.platform()).await?;
     let slot = platform.space(space)?.clone();
     let tier_row = slot
         .tiers
@@ -534,7 +240,7 @@ pub async fn tournament(
             )
         })?
         .clone();
-    let population = arena::demo::seed_demo(
+    let population = platform::demo::seed_demo(
         &platform.store,
         &platform.payments,
         &[],
@@ -543,7 +249,7 @@ pub async fn tournament(
             .fee_wei
             .0
             .saturating_mul(3 * (matches as u128 + 1))
-            .max(arena::demo::ETH)),
+            .max(platform::demo::ETH)),
     )
     .await?;
     let (engine, judge): (
@@ -555,7 +261,7 @@ pub async fn tournament(
             Box::new(arena::judging::RulesOnlyJudge),
         )
     } else {
-        platform.model_engine_and_judge(&BaseModels::load(config)?)?
+        platform.model_engine_and_judge(&BaseModels::load(&config.platform())?)?
     };
     let mut runner = MatchRunner::new(
         platform.store.clone(),
@@ -564,7 +270,7 @@ pub async fn tournament(
         engine,
         judge,
         vec![slot.clone()],
-        Platform::runner_config(config),
+        Platform::runner_config(&config.platform()),
     );
     let bar = indicatif::ProgressBar::new(matches as u64);
     bar.set_style(
@@ -648,7 +354,7 @@ pub async fn tournament(
             r.matches_played
         );
     }
-    let where_ = match config.database_url() {
+    let where_ = match config.database.configured_url() {
         Some(url) => store::redact_url(url),
         None => config.data_dir.join("rlfc.sqlite").display().to_string(),
     };
@@ -662,10 +368,11 @@ pub async fn tournament(
 
 /// `rlfc replay`: re-runs a settled match on the real models and compares hashes.
 pub async fn replay(config: &Config, match_id: i64) -> Result<bool> {
-    let platform = Platform::open(config).await?;
-    let (engine, judge) = platform.model_engine_and_judge(&BaseModels::load(config)?)?;
+    let platform = Platform::open(&config.platform()).await?;
+    let (engine, judge) =
+        platform.model_engine_and_judge(&BaseModels::load(&config.platform())?)?;
     let report =
-        arena::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
+        platform::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
             .await?;
     println!("match {}", report.match_id);
     println!("  stored hash: {}", report.stored_hash);

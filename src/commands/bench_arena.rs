@@ -13,17 +13,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use arena::bus::Bus;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge};
-use arena::payments::Payments;
-use arena::runner::{MatchRunner, RunnerConfig, SpaceSlot, seed_spaces};
-use arena::world::{MatchSpec, MatchWorld, SeatSpec};
+use arena::types::{MatchSpec, SeatSpec};
+use arena::world::MatchWorld;
+use platform::bus::Bus;
+use platform::payments::Payments;
+use platform::play::{RunnerConfig, SpaceSlot, seed_spaces};
+use platform::runner::MatchRunner;
 use serde_json::json;
 use store::{Store, Wei};
 
-use crate::commands::arena::{BaseModels, Platform};
 use crate::config::Config;
+use platform::{BaseModels, Platform};
 
 /// `rlfc bench arena` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -190,12 +192,12 @@ async fn orchestration(
     let contracts = Arc::new(chain::Contracts::deploy(chain, dev[0], dev[0]).await?);
     let payments = Arc::new(Payments::new(store.clone(), contracts, dev[0], dev[9]));
     let slots = seed_spaces(&store, &assets.join("spaces")).await?;
-    arena::demo::seed_demo(
+    platform::demo::seed_demo(
         &store,
         &payments,
         &slots,
-        &[("bronze", Wei(100 * arena::demo::ETH))],
-        Wei(100 * arena::demo::ETH),
+        &[("bronze", Wei(100 * platform::demo::ETH))],
+        Wei(100 * platform::demo::ETH),
     )
     .await?;
     let mut runner = MatchRunner::new(
@@ -241,7 +243,7 @@ pub async fn run(args: BenchArenaArgs, config: &Config) -> Result<()> {
     bench_config.data_dir = dir.path().to_path_buf();
     bench_config.database.url = String::new();
     bench_config.chain = chain::ChainConfig::default();
-    let platform = Platform::open(&bench_config).await?;
+    let platform = Platform::open(&bench_config.platform()).await?;
     let mut figures = json!({
         "orchestration": orchestration(args.matches, &platform.spaces, &config.assets_dir).await?,
     });
@@ -256,7 +258,7 @@ pub async fn run(args: BenchArenaArgs, config: &Config) -> Result<()> {
 fn models(platform: &Platform, config: &Config) -> Result<serde_json::Value> {
     let tweet = platform.space("tweet-duel")?.rulebook.clone();
     let timing = Arc::new(Mutex::new(Timing::default()));
-    let models = BaseModels::load(config)?;
+    let models = BaseModels::load(&config.platform())?;
     let (engine, judge) = platform.model_engine_and_judge(&models)?;
     let mut world = MatchWorld::new(
         Box::new(TimedEngine {
@@ -291,7 +293,7 @@ fn models(platform: &Platform, config: &Config) -> Result<serde_json::Value> {
     let tokenizer = &models.tokenizer;
     let mut decoder = agents::BatchDecoder::new(&models.model, tokenizer);
     for r in &eight.requests {
-        let params = arena::runtime::sampling_params(&r.sampling, r.max_new_tokens)
+        let params = platform::runtime::sampling_params(&r.sampling, r.max_new_tokens)
             .map_err(anyhow::Error::msg)?;
         let prompt = tokenizer.chat_prompt(&r.system, &r.user);
         decoder.add(

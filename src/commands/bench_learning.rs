@@ -2,16 +2,16 @@
 //! preference (its hard rules) over several DPO updates from self-play pairs, then
 //! meets its frozen parent on held-out tasks; prints JSON with the win rate and the
 //! rule-pass rate before and after, each with a 95% Wilson interval. The method is
-//! documented in `arena/src/learning_bench.rs`.
+//! documented in `platform/src/learning_bench.rs`.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arena::learning_bench::{LearningBenchConfig, run_learning_bench};
-use arena::runtime::AdapterLibrary;
+use platform::learning_bench::{LearningBenchConfig, run_learning_bench};
+use platform::runtime::AdapterLibrary;
 
-use crate::commands::arena::BaseModels;
 use crate::config::Config;
+use platform::BaseModels;
 
 /// `rlfc bench learning` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +62,7 @@ pub fn run(args: BenchLearningArgs, config: &Config) -> Result<()> {
         .find(|b| b.slug == args.space)
         .with_context(|| format!("--space: no Space named {:?}", args.space))?;
     let book = Arc::new(book);
-    let models = BaseModels::load(config)?;
+    let models = BaseModels::load(&config.platform())?;
     let loaded = judges::LoadedJudges::new(
         Some(models.llm_judge.clone()),
         Some(models.embedding_judge.clone()),

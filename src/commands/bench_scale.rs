@@ -203,7 +203,7 @@ async fn run_once(
     let result = async {
         let store = Store::open_url(&db_url).await?;
         store.migrate().await?;
-        let namespace = arena::redis_testing::TestNamespace::new(&args.redis_url);
+        let namespace = platform::redis_testing::TestNamespace::new(&args.redis_url);
         let node = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
             .await?
             .map_err(|e| anyhow::anyhow!("start the Hardhat node: {e}"))?;

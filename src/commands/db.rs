@@ -17,7 +17,7 @@ pub enum DbCommand {
 
 /// Runs a `db` subcommand. Opening the store applies pending migrations either way.
 pub async fn run(command: DbCommand, config: &Config) -> Result<()> {
-    let store = Store::connect(config.database_url(), &config.data_dir).await?;
+    let store = Store::connect(config.database.configured_url(), &config.data_dir).await?;
     let applied = store.applied_migrations().await?;
     match command {
         DbCommand::Migrate => println!(
@@ -29,7 +29,7 @@ pub async fn run(command: DbCommand, config: &Config) -> Result<()> {
         DbCommand::Status => {
             println!("backend:    {}", store.backend().name());
             println!("server:     {}", store.server_version().await?);
-            match config.database_url() {
+            match config.database.configured_url() {
                 Some(url) => println!("database:   {}", store::redact_url(url)),
                 None => println!(
                     "database:   {}",

@@ -60,7 +60,7 @@ pub fn run(command: JudgesCommand, config: &Config) -> Result<()> {
             contrast,
             embedding_cache,
         } => {
-            let fetcher = config.fetcher();
+            let fetcher = config.models.fetcher();
             fetcher.ensure(&models::MINILM)?;
             let embedding = EmbeddingJudge::load(
                 &fetcher.model_dir(&models::MINILM),

@@ -21,7 +21,10 @@ pub enum ModelsCommand {
 }
 
 fn fetcher(config: &Config) -> Fetcher {
-    config.fetcher().progress(std::io::stderr().is_terminal())
+    config
+        .models
+        .fetcher()
+        .progress(std::io::stderr().is_terminal())
 }
 
 fn selected(names: &[String]) -> Result<Vec<&'static ModelSpec>> {

@@ -19,22 +19,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use arena::bus::Bus;
-use arena::jobs::MatchQueue;
-use arena::match_worker::MatchWorker;
-use arena::matchmaker::Matchmaker;
-use arena::metrics::{MeteredEngine, MeteredJudge, Metrics};
-use arena::payments::Reclaim;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use platform::bus::Bus;
+use platform::jobs::MatchQueue;
+use platform::match_worker::MatchWorker;
+use platform::matchmaker::Matchmaker;
+use platform::metrics::{MeteredEngine, MeteredJudge, Metrics};
+use platform::payments::Reclaim;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::commands::arena::{BaseModels, Platform, log_report};
 use crate::config::Config;
+use platform::{BaseModels, Platform, platform::log_report};
 
 /// `rlfc serve` flags.
 #[derive(Debug, clap::Args)]
@@ -150,7 +150,7 @@ impl Ops {
         }
     }
 
-    async fn refresh_queue(&self, queue: &MatchQueue) -> Result<arena::jobs::QueueDepth> {
+    async fn refresh_queue(&self, queue: &MatchQueue) -> Result<platform::jobs::QueueDepth> {
         let depth = queue.depth().await.context("read the queue depth")?;
         self.metrics.queue_waiting.set(depth.waiting as i64);
         self.metrics.queue_pending.set(depth.pending as i64);
@@ -241,7 +241,7 @@ fn stop_signal() -> Result<watch::Receiver<bool>> {
 
 /// Both roles share the database, the chain and the job queue only through Redis.
 fn require_shared<'a>(config: &'a Config, role: &str) -> Result<&'a str> {
-    match config.redis_url() {
+    match config.redis.configured_url() {
         Some(url) => Ok(url),
         None => bail!(
             "rlfc {role} needs redis.url (REDIS_URL or RLFC_REDIS_URL): servers and workers \
@@ -293,7 +293,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
     let bus = Bus::connect(Some(url), &config.redis.namespace)
         .await
         .context("connect the event bus (redis.url)")?;
-    let platform = Platform::connect(config, bus).await?;
+    let platform = Platform::connect(&config.platform(), bus).await?;
     let queue = open_queue(config, url).await?;
     let spaces = if args.spaces.is_empty() {
         platform.spaces.clone()
@@ -322,7 +322,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
         platform.bus.clone(),
         queue.clone(),
         spaces,
-        Platform::runner_config(config),
+        Platform::runner_config(&config.platform()),
         id.clone(),
     );
     matchmaker.limit_new_matches(args.max_matches);
@@ -399,7 +399,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
     let bus = Bus::connect(Some(url), &config.redis.namespace)
         .await
         .context("connect the event bus (redis.url)")?;
-    let platform = Platform::connect(config, bus).await?;
+    let platform = Platform::connect(&config.platform(), bus).await?;
     let queue = open_queue(config, url).await?;
     let metrics = Metrics::new("worker", &id);
     let ops = Ops::new("worker", &id, metrics.clone());
@@ -420,7 +420,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
             None,
         )
     } else {
-        let models = BaseModels::load(config)?;
+        let models = BaseModels::load(&config.platform())?;
         let (engine, judge) = platform.model_engine_and_judge(&models)?;
         (engine, judge, Some(models))
     };
@@ -432,14 +432,14 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
         Box::new(MeteredEngine::new(engine, &metrics)),
         Box::new(MeteredJudge::new(judge, &metrics)),
         platform.spaces.clone(),
-        Platform::runner_config(config),
+        Platform::runner_config(&config.platform()),
         id.clone(),
     );
     let renewer = worker.spawn_lease_renewer();
     let training = match (&models, args.no_training) {
-        (Some(models), false) => Some(tokio::spawn(
-            crate::commands::arena::train_due_agents_forever(platform.trainer(models)),
-        )),
+        (Some(models), false) => Some(tokio::spawn(platform::platform::train_due_agents_forever(
+            platform.trainer(models),
+        ))),
         _ => None,
     };
     tracing::info!(%id, ops = %format!("http://{ops_addr}"),

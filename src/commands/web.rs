@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arena::payments::PaymentError as ArenaPaymentError;
+use platform::payments::PaymentError as ArenaPaymentError;
 use store::Wei;
 use web::{PaymentError, PaymentFuture};
 
-use crate::commands::arena::Platform;
 use crate::config::Config;
+use platform::Platform;
 
 /// Deposits and withdrawals through the Arena contract (the user's dev wallet signs on
 /// the embedded chain or a dev node), mirrored in the journal.
-pub struct ChainPayments(pub Arc<arena::payments::Payments>);
+pub struct ChainPayments(pub Arc<platform::payments::Payments>);
 
 fn web_error(e: ArenaPaymentError) -> PaymentError {
     match e {
@@ -94,6 +94,7 @@ pub fn app_state(
     // Meta-prompts are limited in tokens of the agents' model (SmolLM2): its tokenizer
     // comes from the model file, without loading the weights.
     let gguf = config
+        .models
         .fetcher()
         .ensure(&models::SMOLLM2)
         .context("the agents' model file, to count meta-prompt tokens (run `rlfc models fetch`)")?

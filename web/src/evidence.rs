@@ -4,11 +4,11 @@
 //! hyperparameters from `GET /api/v1/training-runs/{id}`, and its pairs (in training
 //! order, with their rounds and their matches' settled result roots) from
 //! `GET /api/v1/datasets/preferences?training_run={id}`. Nothing here is trusted:
-//! [`arena::learning::verify_evidence`] checks all of it against the record on chain.
+//! [`platform::learning::verify_evidence`] checks all of it against the record on chain.
 
 use std::collections::BTreeMap;
 
-use arena::learning::{CommittedPair, RunEvidence};
+use platform::learning::{CommittedPair, RunEvidence};
 use serde::Deserialize;
 
 /// Why the evidence could not be gathered.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arena::bus::Bus;
+use platform::bus::Bus;
 use spaces::Rulebook;
 use store::Store;
 

@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use arena::bus::{LiveEvent, Spectator, SpectatorError};
 use arena::events::MatchEvent;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -25,6 +24,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::SinkExt as _;
+use platform::bus::{LiveEvent, Spectator, SpectatorError};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::error::{Error, Result};

@@ -683,7 +683,7 @@ async fn meta_prompts_stay_private_unless_opted_in(db: TestDb) {
         assert!(exact.contains(secret));
         assert_eq!(
             row["prompt_sha256"].as_str().unwrap(),
-            arena::learning::prompt_sha256(exact)
+            platform::learning::prompt_sha256(exact)
         );
     }
     // Nobody else's.

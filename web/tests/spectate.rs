@@ -143,7 +143,7 @@ async fn a_slow_spectator_is_cut_off_without_stalling_others() {
     );
     // On this single-threaded runtime the server cannot run while we publish, so the
     // burst overflows the spectator's buffer exactly as a stalled client would.
-    for i in 0..(arena::bus::SUBSCRIBER_BUFFER + 100) {
+    for i in 0..(platform::bus::SUBSCRIBER_BUFFER + 100) {
         bus.publish(m, delta(&i.to_string()));
     }
     let mut code = None;

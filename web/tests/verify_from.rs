@@ -8,9 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use arena::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence};
-use arena::runtime::AdapterLibrary;
 use chain::{AnyChain, Contracts, Embedded};
+use platform::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence};
+use platform::runtime::AdapterLibrary;
 use web::{AppState, LedgerPayments};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +76,7 @@ async fn a_record_verifies_from_the_served_export_api() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let state = AppState::new(
         store.clone(),
-        arena::bus::Bus::new(),
+        platform::bus::Bus::new(),
         common::rulebooks(),
         Arc::new(LedgerPayments::new(store.clone())),
         common::config(),

@@ -252,7 +252,7 @@ pub(crate) fn write_line(out: &mut Vec<u8>, p: &ExportPair, format: Format) {
                 chosen: $chosen,
                 rejected: $rejected,
                 policy_prompt: (p.public_prompt != 0).then_some(p.exact_prompt.as_str()),
-                prompt_sha256: arena::learning::prompt_sha256(&p.exact_prompt),
+                prompt_sha256: platform::learning::prompt_sha256(&p.exact_prompt),
                 chosen_truncated: store::is_truncated(&p.chosen_finish),
                 rejected_truncated: store::is_truncated(&p.rejected_finish),
                 pair_id: p.id,
@@ -382,7 +382,7 @@ mod tests {
         let db = store::testing::TestDb::sqlite().await;
         let state = AppState::new(
             db.store.clone(),
-            arena::bus::Bus::new(),
+            platform::bus::Bus::new(),
             Vec::new(),
             std::sync::Arc::new(crate::LedgerPayments::new(db.store.clone())),
             crate::WebConfig {

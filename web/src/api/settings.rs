@@ -251,7 +251,7 @@ mod tests {
             ..TrainingSettings::default()
         };
         let stored = serde_json::to_string(&t).unwrap();
-        let policy = arena::learning::TrainingPolicy::from_json(&stored).unwrap();
+        let policy = platform::learning::TrainingPolicy::from_json(&stored).unwrap();
         assert_eq!(policy.lora_rank, 4);
         assert_eq!(policy.train_every_pairs, 12);
         assert_eq!(policy.dpo().beta, t.dpo_beta);

@@ -161,7 +161,7 @@ async fn run(opts: &ExportOptions, url: &str) -> Result<ExportFigures, BenchErro
 
     let state = AppState::new(
         store.clone(),
-        arena::bus::Bus::new(),
+        platform::bus::Bus::new(),
         Vec::new(),
         Arc::new(LedgerPayments::new(store.clone())),
         WebConfig::default(),

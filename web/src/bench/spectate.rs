@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arena::bus::Bus;
 use arena::events::{EventKind, JudgeLine, SeatInfo};
+use platform::bus::Bus;
 use serde::Serialize;
 
 use super::spectators::{ClientPlan, ClientReport, Ready, now_us};

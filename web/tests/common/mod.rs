@@ -122,7 +122,7 @@ impl TestApp {
         let store = db.store.clone();
         let state = AppState::new(
             store.clone(),
-            arena::bus::Bus::new(),
+            platform::bus::Bus::new(),
             rulebooks(),
             Arc::new(LedgerPayments::new(store)),
             config,

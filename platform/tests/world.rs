@@ -5,11 +5,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use arena::bus::Bus;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
 use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge as RulesOnly};
-use arena::world::{MatchSpec, MatchWorld, SeatSpec};
+use arena::types::{MatchSpec, SeatSpec};
+use arena::world::MatchWorld;
+use platform::bus::Bus;
 use spaces::Rulebook;
 
 fn rulebooks() -> Vec<Arc<Rulebook>> {

@@ -9,14 +9,15 @@ mod common;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, B256};
-use arena::bus::Bus;
-use arena::demo::{ETH, seed_demo};
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
 use arena::judging::RulesOnlyJudge;
-use arena::payments::{Payments, Reclaim};
-use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot};
 use chain::{AnyChain, Contracts, MatchStatus};
+use platform::bus::Bus;
+use platform::demo::{ETH, seed_demo};
+use platform::payments::{Payments, Reclaim};
+use platform::play::{MatchEnd, RunnerConfig, SpaceSlot};
+use platform::runner::MatchRunner;
 use store::{Store, Wei, match_status};
 
 use common::{OPERATOR, TREASURY};

@@ -16,18 +16,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arena::bus::Bus;
-use arena::demo::{ETH, seed_demo};
 use arena::engine::InstantEngine;
-use arena::jobs::MatchQueue;
 use arena::judging::RulesOnlyJudge;
-use arena::match_worker::MatchWorker;
-use arena::matchmaker::Matchmaker;
-use arena::payments::{Payments, Reclaim};
 use arena::ratings::Skill;
 use arena::record::{SeatFacts, book_match};
-use arena::runner::{RunnerConfig, SpaceSlot};
 use chain::MatchStatus;
+use platform::bus::Bus;
+use platform::demo::{ETH, seed_demo};
+use platform::jobs::MatchQueue;
+use platform::match_worker::MatchWorker;
+use platform::matchmaker::Matchmaker;
+use platform::payments::{Payments, Reclaim};
+use platform::play::{RunnerConfig, SpaceSlot};
 use store::testing::TestDb;
 use store::{Store, Wei};
 
@@ -199,7 +199,7 @@ async fn two_workers_race_to_settle_one_match(db: &TestDb) {
     assert!(
         matches!(
             lost,
-            Err(arena::payments::PaymentError::Store(
+            Err(platform::payments::PaymentError::Store(
                 store::Error::AlreadySettled { .. }
             ))
         ),
@@ -229,7 +229,7 @@ async fn two_workers_race_to_settle_one_match(db: &TestDb) {
     // The worker that played it finds it closed and reports so.
     let reports = w.finish(vec![outcome]).await.unwrap();
     assert!(
-        matches!(&reports[0].end, arena::runner::MatchEnd::ClosedElsewhere { closed_as } if closed_as == "settled"),
+        matches!(&reports[0].end, platform::play::MatchEnd::ClosedElsewhere { closed_as } if closed_as == "settled"),
         "{reports:?}"
     );
     other.close().await;
@@ -327,7 +327,7 @@ async fn a_busy_worker_keeps_its_leases(db: &TestDb) {
         let outcomes = busy.tick();
         for report in busy.finish(outcomes).await.unwrap() {
             assert!(
-                matches!(report.end, arena::runner::MatchEnd::Settled { .. }),
+                matches!(report.end, platform::play::MatchEnd::Settled { .. }),
                 "{report:?}"
             );
             settled += 1;

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
-use arena::payments::Payments;
-use arena::runner::{SpaceSlot, seed_spaces};
 use chain::{AnyChain, Contracts, Embedded};
+use platform::payments::Payments;
+use platform::play::{SpaceSlot, seed_spaces};
 use spaces::Rulebook;
 use store::Store;
 

@@ -6,12 +6,13 @@ mod common;
 
 use std::sync::Arc;
 
-use arena::bus::Bus;
 use arena::engine::InstantEngine;
 use arena::ratings::Skill;
 use arena::record::{SeatFacts, book_match};
-use arena::world::{MatchSpec, MatchWorld, SeatSpec};
+use arena::types::{MatchSpec, SeatSpec};
+use arena::world::MatchWorld;
 use common::ByLength;
+use platform::bus::Bus;
 use spaces::Rulebook;
 use store::{NewAgentVersion, NewSpace, Store, Wei};
 

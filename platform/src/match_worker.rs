@@ -19,16 +19,16 @@ use std::time::Duration;
 use store::{Entry, Store};
 
 use crate::bus::Bus;
-use crate::engine::Engine;
-use crate::events::EventKind;
 use crate::jobs::{ClaimedJob, MatchQueue};
-use crate::judging::RoundJudge;
-use crate::matchmaker::seat_specs;
 use crate::payments::{PaymentError, Payments};
-use crate::ratings::Skill;
-use crate::record::{SeatFacts, book_match};
-use crate::runner::{MatchEnd, MatchReport, RunnerConfig, RunnerError, SeatReport, SpaceSlot};
-use crate::world::{MatchOutcome, MatchSpec, MatchWorld};
+use crate::play::{MatchEnd, MatchReport, RunnerConfig, RunnerError, SeatReport, SpaceSlot};
+use arena::engine::Engine;
+use arena::events::EventKind;
+use arena::judging::RoundJudge;
+use arena::ratings::Skill;
+use arena::record::{SeatFacts, book_match};
+use arena::types::{MatchOutcome, MatchSpec};
+use arena::world::MatchWorld;
 
 struct LiveMatch {
     slot: usize,
@@ -182,7 +182,8 @@ impl MatchWorker {
         let slot = &self.spaces[slot_index];
         let rulebook = slot.rulebook.clone();
         let entries = self.store.match_entries(match_id).await?;
-        let (specs, refusal) = seat_specs(&self.store, &entries, rulebook.max_new_tokens).await?;
+        let (specs, refusal) =
+            crate::play::load_seats(&self.store, &entries, rulebook.max_new_tokens).await?;
         if let Some(reason) = refusal {
             self.refund(match_id, &reason).await?;
             self.queue.ack(&job).await?;
@@ -428,7 +429,7 @@ impl MatchWorker {
         self.bus.publish(
             match_id,
             EventKind::MatchRefunded {
-                reason: crate::events::public_refund_reason(reason),
+                reason: arena::events::public_refund_reason(reason),
             },
         );
         Ok(())
@@ -438,8 +439,8 @@ impl MatchWorker {
         &self,
         match_id: i64,
         live: &LiveMatch,
-        book: &crate::record::MatchBook,
-        result: &crate::world::MatchResult,
+        book: &arena::record::MatchBook,
+        result: &arena::types::MatchResult,
         ratings: &[store::AppliedRating],
     ) {
         self.bus.publish(

@@ -28,8 +28,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::{BusError, LiveEvent};
-use crate::events::{EventKind, MatchEvent};
 use crate::redis_setup::{check_namespace, open_client};
+use arena::events::{EventKind, MatchEvent};
 
 /// The feed keeps about this many recent events (a process that loses Redis for
 /// longer than the feed takes to turn over misses events in its live stream).

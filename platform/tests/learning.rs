@@ -12,13 +12,14 @@ mod common;
 
 use std::sync::Arc;
 
-use arena::bus::Bus;
-use arena::demo::{ETH, seed_demo};
 use arena::engine::InstantEngine;
-use arena::learning::{Trainer, verify_record};
-use arena::runner::{MatchRunner, RunnerConfig};
-use arena::runtime::AdapterLibrary;
 use common::ByLength;
+use platform::bus::Bus;
+use platform::demo::{ETH, seed_demo};
+use platform::learning::{Trainer, verify_record};
+use platform::play::RunnerConfig;
+use platform::runner::MatchRunner;
+use platform::runtime::AdapterLibrary;
 use store::Wei;
 
 /// Runs `;`-separated SQL statements on the test database behind the store's back.
@@ -40,7 +41,7 @@ async fn sql(path: &str, statement: &str) {
 /// What the shared flow leaves for a test to look at further.
 struct Trained {
     pairs: Vec<store::PreferencePair>,
-    trained: arena::learning::TrainedVersion,
+    trained: platform::learning::TrainedVersion,
     model: Arc<agents::Model>,
     tokenizer: Arc<agents::ChatTokenizer>,
     adapters: Arc<AdapterLibrary>,
@@ -54,7 +55,7 @@ struct Trained {
 async fn matches_train_record_and_verify(
     store: &store::Store,
     contracts: Arc<chain::Contracts<chain::AnyChain>>,
-    payments: Arc<arena::payments::Payments>,
+    payments: Arc<platform::payments::Payments>,
     dir: &std::path::Path,
 ) -> Trained {
     let dev = chain::dev::dev_accounts(10);

@@ -37,10 +37,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spaces::{Rulebook, Task};
 
-use crate::engine::{Engine, EngineOutput, GenRequest};
-use crate::judging::RoundJudge;
 use crate::learning::{LearningError, Result};
 use crate::runtime::{AdapterLibrary, RuntimeEngine};
+use arena::engine::{Engine, EngineOutput, GenRequest};
+use arena::judging::RoundJudge;
 
 /// The agent that learns: the demo's "Poet" meta-prompt and sampling settings.
 pub const BENCH_SYSTEM_PROMPT: &str =

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::events::{EventKind, MatchEvent};
 use crate::redis_setup::BadSetting;
+use arena::events::{EventKind, MatchEvent};
 
 /// How many events a slow subscriber may fall behind before it is cut off.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
@@ -126,6 +126,13 @@ pub enum BusError {
     /// The bus's publisher task is gone (the runtime is shutting down).
     #[error("the event bus publisher stopped")]
     Stopped,
+}
+
+/// The world publishes its events on the bus.
+impl arena::events::EventSink for Bus {
+    fn publish(&self, match_id: i64, kind: EventKind) {
+        Bus::publish(self, match_id, kind);
+    }
 }
 
 impl Default for Bus {

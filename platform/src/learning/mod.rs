@@ -18,8 +18,8 @@ use chain::{AnyChain, Contracts};
 use serde::{Deserialize, Serialize};
 use store::{PreferencePair, Store};
 
-use crate::ratings::{ADAPTER_CHANGE_TAU, Skill};
 use crate::runtime::AdapterLibrary;
+use arena::ratings::{ADAPTER_CHANGE_TAU, Skill};
 
 mod verify;
 

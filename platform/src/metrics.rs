@@ -11,9 +11,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
-use crate::judging::{RoundJudge, RoundToJudge, RoundVerdict};
-use crate::runner::{MatchEnd, MatchReport};
+use crate::play::{MatchEnd, MatchReport};
+use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
+use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict};
 
 /// The metrics of one process, cheap to clone (every handle is shared).
 #[derive(Clone)]
@@ -263,7 +263,7 @@ impl RoundJudge for MeteredJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::InstantEngine;
+    use arena::engine::InstantEngine;
 
     #[test]
     fn renders_every_series_in_the_text_format() {

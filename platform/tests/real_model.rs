@@ -8,12 +8,13 @@ mod common;
 
 use std::sync::Arc;
 
-use arena::bus::Bus;
-use arena::demo::{ETH, seed_demo};
 use arena::judging::PanelJudge;
-use arena::runner::{MatchEnd, MatchRunner, RunnerConfig, SpaceSlot};
-use arena::runtime::{AdapterLibrary, RuntimeEngine};
 use chain::MatchStatus;
+use platform::bus::Bus;
+use platform::demo::{ETH, seed_demo};
+use platform::play::{MatchEnd, RunnerConfig, SpaceSlot};
+use platform::runner::MatchRunner;
+use platform::runtime::{AdapterLibrary, RuntimeEngine};
 use store::Wei;
 
 fn engine_and_judge(
@@ -182,7 +183,7 @@ async fn real_matches_settle_on_chain_and_replay_to_the_same_hash() {
         .find(|r| r.space == "math-sprint")
         .unwrap()
         .match_id;
-    let replay = arena::replay::replay_match(store, &spaces, engine, judge, math)
+    let replay = platform::replay::replay_match(store, &spaces, engine, judge, math)
         .await
         .unwrap();
     assert_eq!(replay.dispute, None, "{replay:?}");

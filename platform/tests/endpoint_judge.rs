@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arena::bus::Bus;
 use arena::engine::InstantEngine;
 use arena::judging::PanelJudge;
-use arena::world::{MatchOutcome, MatchSpec, MatchWorld, SeatSpec};
+use arena::types::{MatchOutcome, MatchSpec, SeatSpec};
+use arena::world::MatchWorld;
 use judges::endpoint::{EndpointClient, EndpointConfig};
 use judges::endpoint_testing::{LlamaServer, MODEL_ALIAS};
+use platform::bus::Bus;
 use spaces::Rulebook;
 
 fn tweet_duel() -> Arc<Rulebook> {

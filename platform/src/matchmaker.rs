@@ -13,13 +13,12 @@ use std::sync::Arc;
 use store::{Entry, FeeTier, Store};
 
 use crate::bus::Bus;
-use crate::events::EventKind;
 use crate::jobs::{MatchJob, MatchQueue};
-use crate::matchmaking::{MatchmakingPolicy, Queued, form_matches};
 use crate::payments::Payments;
-use crate::ratings::Skill;
-use crate::runner::{RunnerConfig, RunnerError, SpaceSlot};
-use crate::world::SeatSpec;
+use crate::play::{RunnerConfig, RunnerError, SpaceSlot};
+use arena::events::EventKind;
+use arena::matchmaking::{MatchmakingPolicy, Queued, form_matches};
+use arena::ratings::Skill;
 
 /// Forms matches and enqueues them for the workers.
 pub struct Matchmaker {
@@ -39,39 +38,7 @@ pub struct Matchmaker {
 /// The next match seed from a per-server salt and a counter (recorded with the
 /// match, so a replay never needs either).
 fn match_seed(salt: u64, counter: u64) -> i64 {
-    (crate::world::seat_seed(salt, 0, counter as usize) >> 1) as i64
-}
-
-/// The seats of a match as the world plays them, from each entry's agent version.
-/// The second value is why the match cannot be played (a version whose sampling
-/// settings the engine refuses), if so.
-pub async fn seat_specs(
-    store: &Store,
-    entries: &[Entry],
-    max_new_tokens: usize,
-) -> Result<(Vec<SeatSpec>, Option<String>), RunnerError> {
-    let mut specs = Vec::with_capacity(entries.len());
-    let mut refusal = None;
-    for e in entries {
-        let v = store.agent_version(e.agent_version_id).await?;
-        let sampling: serde_json::Value =
-            serde_json::from_str(&v.sampling).unwrap_or(serde_json::Value::Null);
-        if let Err(reason) = crate::runtime::sampling_params(&sampling, max_new_tokens) {
-            refusal = Some(format!(
-                "agent {} version {}: {reason}",
-                e.agent_id, v.version
-            ));
-        }
-        specs.push(SeatSpec {
-            entry_id: e.id,
-            agent_id: e.agent_id,
-            agent_version_id: e.agent_version_id,
-            system_prompt: v.system_prompt,
-            sampling,
-            adapter_hash: v.adapter_hash,
-        });
-    }
-    Ok((specs, refusal))
+    (arena::types::seat_seed(salt, 0, counter as usize) >> 1) as i64
 }
 
 impl Matchmaker {
@@ -273,7 +240,7 @@ impl Matchmaker {
             Err(e) => return Err(e.into()),
         };
         let (_, mut refusal) =
-            seat_specs(&self.store, entries, slot.rulebook.max_new_tokens).await?;
+            crate::play::load_seats(&self.store, entries, slot.rulebook.max_new_tokens).await?;
         if refusal.is_none()
             && let Err(e) = self.payments.lock_fees(m.id).await
         {
@@ -285,7 +252,7 @@ impl Matchmaker {
             self.bus.publish(
                 m.id,
                 EventKind::MatchRefunded {
-                    reason: crate::events::public_refund_reason(&reason),
+                    reason: arena::events::public_refund_reason(&reason),
                 },
             );
             return Ok(None);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model, SamplingParams};
 
-use crate::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
+use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
 
 /// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
 /// shared. A new adapter is written to a temporary directory and renamed into place, so

@@ -6,10 +6,11 @@ use serde::Serialize;
 use store::Store;
 
 use crate::bus::Bus;
-use crate::engine::Engine;
-use crate::judging::RoundJudge;
-use crate::runner::{RunnerError, SpaceSlot};
-use crate::world::{MatchResult, MatchSpec, MatchWorld, SeatSpec};
+use crate::play::{RunnerError, SpaceSlot};
+use arena::engine::Engine;
+use arena::judging::RoundJudge;
+use arena::types::{MatchResult, MatchSpec, SeatSpec};
+use arena::world::MatchWorld;
 
 /// What a replay found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,18 +28,9 @@ pub struct ReplayReport {
 /// The matches's seats as recorded: entries in id order (the order the runner seats
 /// them), each with the agent version that played.
 pub async fn recorded_seats(store: &Store, match_id: i64) -> Result<Vec<SeatSpec>, RunnerError> {
-    let mut seats = Vec::new();
-    for e in store.match_entries(match_id).await? {
-        let v = store.agent_version(e.agent_version_id).await?;
-        seats.push(SeatSpec {
-            entry_id: e.id,
-            agent_id: e.agent_id,
-            agent_version_id: e.agent_version_id,
-            system_prompt: v.system_prompt,
-            sampling: serde_json::from_str(&v.sampling).unwrap_or(serde_json::Value::Null),
-            adapter_hash: v.adapter_hash,
-        });
-    }
+    let entries = store.match_entries(match_id).await?;
+    // A replay plays the settings as recorded, whatever today's limits say.
+    let (seats, _refusal) = crate::play::load_seats(store, &entries, usize::MAX).await?;
     Ok(seats)
 }
 

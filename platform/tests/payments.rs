@@ -17,7 +17,7 @@ async fn a_deposit_over_the_wallet_is_refused_with_the_reason(db: TestDb) {
         .await
         .unwrap_err();
     match &err {
-        arena::payments::PaymentError::Invalid { field, reason } => {
+        platform::payments::PaymentError::Invalid { field, reason } => {
             assert_eq!(*field, "amount_wei");
             assert!(reason.contains("holds"), "{reason}");
         }

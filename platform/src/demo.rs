@@ -7,7 +7,7 @@ use alloy::primitives::Address;
 use store::{NewAgentVersion, Store, Wei};
 
 use crate::payments::Payments;
-use crate::runner::{RunnerError, SpaceSlot};
+use crate::play::{RunnerError, SpaceSlot};
 
 /// One wei-denominated ether.
 pub const ETH: u128 = 1_000_000_000_000_000_000;

@@ -1,0 +1,118 @@
+//! What a match is, as data: the seats and match the world is given
+//! ([`SeatSpec`], [`MatchSpec`]), what it hands back ([`MatchOutcome`] with its
+//! [`MatchResult`] of [`RoundRecord`]s), and the per-seat seed rule every replay must
+//! follow. No I/O and no ECS here, so the store, the book, replay and the web can name
+//! these types without the world.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use spaces::Rulebook;
+
+use crate::judging::RoundVerdict;
+
+/// A seat to place in a new match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatSpec {
+    /// The entry.
+    pub entry_id: i64,
+    /// The agent.
+    pub agent_id: i64,
+    /// The version that plays.
+    pub agent_version_id: i64,
+    /// Its meta-prompt.
+    pub system_prompt: String,
+    /// Its sampling settings (JSON).
+    pub sampling: serde_json::Value,
+    /// Its adapter, if any.
+    pub adapter_hash: Option<String>,
+}
+
+/// A match to add to the world.
+#[derive(Debug, Clone)]
+pub struct MatchSpec {
+    /// The match's id in the store.
+    pub match_id: i64,
+    /// The rulebook it plays by.
+    pub rulebook: Arc<Rulebook>,
+    /// The recorded seed.
+    pub seed: u64,
+    /// The seats, in seat order.
+    pub seats: Vec<SeatSpec>,
+    /// Past this time (ms) the match is refunded.
+    pub deadline_ms: i64,
+}
+
+/// One seat's part of one round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeatRound {
+    /// The entry.
+    pub entry_id: i64,
+    /// The exact prompt the policy saw.
+    pub prompt: String,
+    /// The round's text as this seat saw it (task, role, earlier answers shown), without
+    /// the agent's meta-prompt: what a public dataset may show. Derived from the task
+    /// and the earlier answers, so it is left out of the result hash.
+    #[serde(skip)]
+    pub task_prompt: String,
+    /// The answer.
+    pub text: String,
+    /// Generated tokens.
+    pub tokens: u32,
+    /// Why generation stopped.
+    pub finish: String,
+    /// The panel's verdict.
+    pub verdict: RoundVerdict,
+}
+
+/// One played round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundRecord {
+    /// 0-based round.
+    pub round: u32,
+    /// The round's task (before per-seat history is added).
+    pub task: String,
+    /// Seats in seat order.
+    pub seats: Vec<SeatRound>,
+}
+
+/// A played match.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchResult {
+    /// Every round.
+    pub rounds: Vec<RoundRecord>,
+    /// Each seat's mean combined score over the rounds (hard failures count 0).
+    pub totals: Vec<f64>,
+    /// Final places per seat (1 = best; ties share).
+    pub places: Vec<usize>,
+}
+
+impl MatchResult {
+    /// sha256 of the result's canonical JSON: what a replay must reproduce.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).expect("a match result serializes");
+        hex::encode(sha2::Sha256::digest(json))
+    }
+}
+
+/// A match leaving the world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchOutcome {
+    /// The match.
+    pub match_id: i64,
+    /// The seats' entries, in seat order.
+    pub entry_ids: Vec<i64>,
+    /// The result, or why it must be refunded.
+    pub result: Result<MatchResult, String>,
+}
+
+/// A per-seat seed from the match seed, round and seat, so every seat's sampling is
+/// reproducible and different (splitmix64 mixing).
+pub fn seat_seed(match_seed: u64, round: u32, seat: usize) -> u64 {
+    let mut z =
+        match_seed ^ (u64::from(round) << 32) ^ (seat as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,356 @@
+//! The composition root: storage, chain and payments, the Spaces and the bus
+//! ([`Platform`]), the base models shared by the runtime, the judges and the trainer
+//! ([`BaseModels`]), and the training loop that runs beside live matches.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use judges::{EmbeddingJudge, LlmJudge};
+use store::Store;
+
+use crate::bus::Bus;
+use crate::config::{JudgesConfig, PlatformConfig};
+use crate::payments::{Payments, Reclaim};
+use crate::play::{MatchEnd, MatchReport, RunnerConfig, SpaceSlot, seed_spaces};
+use crate::runner::MatchRunner;
+use crate::runtime::{AdapterLibrary, RuntimeEngine};
+
+/// Everything but the models: storage, chain, payments, Spaces, the bus.
+pub struct Platform {
+    /// The database.
+    pub store: Store,
+    /// Money through the Arena contract.
+    pub payments: Arc<Payments>,
+    /// The Spaces, stored and loaded.
+    pub spaces: Vec<SpaceSlot>,
+    /// The event bus.
+    pub bus: Bus,
+    /// Trained adapters by hash.
+    pub adapters: Arc<AdapterLibrary>,
+}
+
+impl Platform {
+    /// Opens the store and the chain, seeds the Spaces and finishes whatever a
+    /// previous run left unsettled. For the single-process commands (`demo`,
+    /// `tournament`): every unfinished match was left by a stopped run.
+    pub async fn open(config: &PlatformConfig) -> Result<Platform> {
+        let bus = Bus::connect(config.redis.configured_url(), &config.redis.namespace)
+            .await
+            .context("connect the event bus (redis.url)")?;
+        let platform = Platform::connect(config, bus).await?;
+        let done = platform.payments.reconcile(&Reclaim::Everything).await?;
+        if !done.refunded.is_empty()
+            || !done.settlements_pushed.is_empty()
+            || !done.refunds_pushed.is_empty()
+        {
+            tracing::warn!(
+                refunded = ?done.refunded,
+                settlements_pushed = ?done.settlements_pushed,
+                refunds_pushed = ?done.refunds_pushed,
+                "reconciled what the previous run left unfinished"
+            );
+        }
+        Ok(platform)
+    }
+
+    /// Opens the store and the chain and seeds the Spaces, publishing on `bus`,
+    /// without reconciling (other processes may be playing matches right now).
+    pub async fn connect(config: &PlatformConfig, bus: Bus) -> Result<Platform> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
+        let store = Store::connect(config.database.configured_url(), &config.data_dir).await?;
+        let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
+        let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
+        let treasury = chain::any::treasury_of(&config.chain, contracts.chain())?;
+        let payments = Arc::new(Payments::new(
+            store.clone(),
+            Arc::new(contracts),
+            operator,
+            treasury,
+        ));
+        let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
+        Ok(Platform {
+            store,
+            payments,
+            spaces,
+            bus,
+            adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
+        })
+    }
+
+    /// The runner configuration from `[arena]`.
+    pub fn runner_config(config: &PlatformConfig) -> RunnerConfig {
+        RunnerConfig {
+            match_deadline_ms: config.arena.match_deadline_secs as i64 * 1000,
+            base_gap: config.arena.matchmaking_gap,
+            widen_per_sec: config.arena.matchmaking_widen_per_sec,
+            max_live_matches: config.arena.max_live_matches,
+            lease_ms: config.arena.lease_secs as i64 * 1000,
+            queue_wait_ms: config.arena.queue_wait_secs as i64 * 1000,
+        }
+    }
+
+    /// A runner on the real models: the agent runtime and the judge panel.
+    pub fn model_runner(
+        &self,
+        config: &PlatformConfig,
+        models: &BaseModels,
+    ) -> Result<MatchRunner> {
+        let (engine, judge) = self.model_engine_and_judge(models)?;
+        Ok(MatchRunner::new(
+            self.store.clone(),
+            self.payments.clone(),
+            self.bus.clone(),
+            engine,
+            judge,
+            self.spaces.clone(),
+            Platform::runner_config(config),
+        ))
+    }
+
+    /// The real engine and judge panel (LLM judge on SmolLM2, embedding judge on
+    /// all-MiniLM-L6-v2, rules) over the loaded models.
+    pub fn model_engine_and_judge(
+        &self,
+        models: &BaseModels,
+    ) -> Result<(
+        Box<dyn arena::engine::Engine>,
+        Box<dyn arena::judging::RoundJudge>,
+    )> {
+        let engine = RuntimeEngine::new(
+            models.model.clone(),
+            models.tokenizer.clone(),
+            self.adapters.clone(),
+        );
+        let loaded = judges::LoadedJudges::new(
+            Some(models.llm_judge.clone()),
+            Some(models.embedding_judge.clone()),
+        )?;
+        let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
+        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
+        Ok((Box::new(engine), Box::new(judge)))
+    }
+
+    /// A trainer on the shared base model, signing records as the chain operator.
+    pub fn trainer(&self, models: &BaseModels) -> crate::learning::Trainer {
+        crate::learning::Trainer::new(
+            self.store.clone(),
+            self.payments.contracts().clone(),
+            self.payments.operator(),
+            models.model.clone(),
+            models.tokenizer.clone(),
+            self.adapters.clone(),
+        )
+    }
+
+    /// The Space with this slug.
+    pub fn space(&self, slug: &str) -> Result<&SpaceSlot> {
+        self.spaces
+            .iter()
+            .find(|s| s.rulebook.slug == slug)
+            .with_context(|| {
+                format!(
+                    "no Space named {slug:?} (known: {})",
+                    self.spaces
+                        .iter()
+                        .map(|s| s.rulebook.slug.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+}
+
+/// The base models, loaded once and shared by the engine, the LLM judge and the
+/// trainer (each only reads the weights).
+pub struct BaseModels {
+    /// SmolLM2, the agents' base model (and the LLM judge's, unless `judges.llm_model`
+    /// names another GGUF file).
+    pub model: Arc<agents::Model>,
+    /// Its tokenizer.
+    pub tokenizer: Arc<agents::ChatTokenizer>,
+    /// The LLM judge over `model`.
+    pub llm_judge: Arc<judges::LlmJudge>,
+    /// The embedding judge on all-MiniLM-L6-v2.
+    pub embedding_judge: Arc<judges::EmbeddingJudge>,
+}
+
+impl BaseModels {
+    /// Fetches the models if missing (sha256-checked) and loads each once.
+    pub fn load(config: &PlatformConfig) -> Result<BaseModels> {
+        let fetcher = config.models.fetcher();
+        let gguf = fetcher.ensure(&models::SMOLLM2)?.remove(0);
+        fetcher.ensure(&models::MINILM)?;
+        let (model, tokenizer) = agents::Model::load(&gguf)?;
+        let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+        // The judge shares the agents' model unless `judges.llm_model` names another.
+        let (judge, judge_gguf) = match config.judges.model_file() {
+            Some(path) => (
+                judges::LlmJudge::load(path)
+                    .with_context(|| format!("judges.llm_model {}", path.display()))?,
+                path.to_path_buf(),
+            ),
+            None => (
+                judges::LlmJudge::from_parts(
+                    model.clone(),
+                    tokenizer.clone(),
+                    judges::llm::file_sha256(&gguf)?,
+                )?,
+                gguf.clone(),
+            ),
+        };
+        let (llm_judge, embedding_judge) = judges_on_device(
+            &config.judges,
+            judge,
+            &judge_gguf,
+            &fetcher.model_dir(&models::MINILM),
+        )?;
+        // With `judges.endpoint`, the LLM judge's forward passes run on that server.
+        let llm_judge = with_endpoint(&config.judges, llm_judge)?;
+        Ok(BaseModels {
+            model,
+            tokenizer,
+            llm_judge: Arc::new(llm_judge),
+            embedding_judge: Arc::new(embedding_judge),
+        })
+    }
+}
+
+/// Logs one finished match as a single line.
+pub fn log_report(report: &MatchReport) {
+    match &report.end {
+        MatchEnd::Settled {
+            seats,
+            result_hash,
+            pairs,
+            ..
+        } => {
+            let places: Vec<String> = seats
+                .iter()
+                .map(|s| {
+                    format!(
+                        "#{} agent {} (score {:.3}, paid {} wei, mu {:.2})",
+                        s.place, s.agent_id, s.score, s.payout_wei, s.mu
+                    )
+                })
+                .collect();
+            tracing::info!(
+                match_id = report.match_id,
+                space = %report.space,
+                pairs,
+                result_hash = %&result_hash[..16],
+                "settled: {}",
+                places.join("; ")
+            );
+        }
+        MatchEnd::Refunded { reason } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
+        }
+        MatchEnd::SettledChainPending { result_hash, error } => {
+            tracing::error!(match_id = report.match_id, space = %report.space,
+                result_hash = %&result_hash[..16], %error,
+                "settled in the database; the chain settlement is pending");
+        }
+        MatchEnd::ClosedElsewhere { closed_as } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %closed_as,
+                "closed by another process");
+        }
+    }
+}
+
+/// The LLM judge (loaded on the CPU runtime from `gguf`) and the embedding judge
+/// (loaded from `minilm_dir`) on `judges.device`: on a GPU the LLM judge scores with
+/// the GGUF file loaded there, and the embedding model lives there.
+pub fn judges_on_device(
+    config: &JudgesConfig,
+    llm: LlmJudge,
+    gguf: &Path,
+    minilm_dir: &Path,
+) -> Result<(LlmJudge, EmbeddingJudge)> {
+    let spec = config.device;
+    let device = spec
+        .open()
+        .with_context(|| format!("judges.device = \"{spec}\""))?;
+    let llm = if spec.is_cpu() {
+        llm
+    } else {
+        llm.on_device(gguf, &device)?
+    };
+    let embedding = EmbeddingJudge::load(minilm_dir, &device)?;
+    if !spec.is_cpu() {
+        tracing::info!(device = %spec, "judges run on the device");
+    }
+    Ok((llm, embedding))
+}
+
+/// The LLM judge with its forward passes on `judges.endpoint` when one is configured
+/// (connecting checks the server answers), else unchanged.
+pub fn with_endpoint(config: &JudgesConfig, llm: LlmJudge) -> Result<LlmJudge> {
+    let Some(endpoint) = config.endpoint_config() else {
+        return Ok(llm);
+    };
+    let url = endpoint.url.clone();
+    let client = judges::endpoint::EndpointClient::connect(endpoint)
+        .with_context(|| format!("judges.endpoint {url}"))?;
+    tracing::info!(%url, identity = client.identity(), "LLM judge on an inference server");
+    Ok(llm.over_endpoint(Arc::new(client)))
+}
+
+/// How long a training run may stay `running` before another process takes it for
+/// abandoned (its process stopped mid-run) and closes it as failed.
+const STALE_TRAINING_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// The training loop beside live matches: every active agent whose policy is due gets
+/// one run, one at a time, each on a blocking thread so the match loop keeps its
+/// pace. Several processes may run this loop on one database: the store admits one
+/// running run per agent, so a process that finds an agent already training skips it.
+pub async fn train_due_agents_forever(trainer: crate::learning::Trainer) {
+    loop {
+        match trainer
+            .store()
+            .fail_stale_training_runs(store::now_ms() - STALE_TRAINING_MS)
+            .await
+        {
+            Ok(closed) if !closed.is_empty() => {
+                tracing::warn!(runs = ?closed, "closed training runs abandoned by a stopped process")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not sweep stale training runs"),
+        }
+        let agents = match trainer.store().active_agent_ids().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the agents to train");
+                Vec::new()
+            }
+        };
+        for agent in agents {
+            let due = match trainer.due_pairs(agent).await {
+                Ok(Some(pairs)) => pairs,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(agent, error = %e, "training policy unreadable");
+                    continue;
+                }
+            };
+            tracing::info!(agent, pairs = due.len(), "training a new adapter version");
+            match trainer.train(agent, due).await {
+                Ok(v) => tracing::info!(
+                    agent,
+                    version_id = v.version_id,
+                    adapter = %&v.adapter_hash[..16],
+                    record_id = v.record_id,
+                    final_loss = v.final_loss,
+                    "trained; proof-of-learning recorded on chain"
+                ),
+                Err(crate::learning::LearningError::Store(store::Error::Duplicate { .. })) => {
+                    tracing::info!(agent, "another process is training this agent; skipped")
+                }
+                Err(e) => tracing::error!(agent, error = %e, "training failed"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
+}
