@@ -3,10 +3,10 @@
 //! weights. Sequences join and leave between steps; each may stream its text deltas.
 
 use crate::error::{AgentError, Result};
-use crate::infer::{KvCache, Logits, Segment};
 use crate::lora::LoraAdapter;
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
+use crate::seq::{KvCache, Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
 use std::sync::Arc;
 

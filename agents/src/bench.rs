@@ -3,9 +3,9 @@
 //! memory, and the same prefill/decode figures for stock candle `quantized_llama`.
 
 use crate::error::Result;
-use crate::infer::{KvCache, Logits, Segment};
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::Model;
+use crate::seq::{KvCache, Logits, Segment};
 use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
 use std::path::Path;

@@ -5,9 +5,9 @@ use crate::adapter::adapter_hash;
 use crate::dpo::{DpoConfig, DpoPair, StepMetrics, train_dpo};
 use crate::dpo_forward::{PackedBatch, TrainBase};
 use crate::gguf::{Architecture, ModelConfig};
-use crate::infer::{KvCache, Logits, Segment};
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::Model;
+use crate::seq::{KvCache, Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
 use candle_core::{D, Device, Tensor};
 

@@ -10,56 +10,8 @@ use crate::gguf::Architecture;
 use crate::linear::BaseLinear;
 use crate::lora::{LoraAdapter, Target};
 use crate::model::Model;
+use crate::seq::{Logits, Segment};
 use candle_core::{Storage, Tensor};
-
-/// The keys and values one sequence has seen so far, per layer.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    /// Per layer: keys and values, `[position][kv_heads * head_dim]`.
-    layers: Vec<(Vec<f32>, Vec<f32>)>,
-    len: usize,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Tokens cached so far (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// Bytes held by the cached keys and values.
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) * 4)
-            .sum()
-    }
-}
-
-/// One sequence's share of a forward pass: new tokens, its cache and its adapter.
-pub struct Segment<'a> {
-    /// Tokens to feed (the whole prompt for prefill, one token when decoding).
-    pub tokens: &'a [u32],
-    /// The sequence's cache; it grows by `tokens.len()`.
-    pub cache: &'a mut KvCache,
-    /// The sequence's LoRA adapter, if any.
-    pub adapter: Option<&'a LoraAdapter>,
-}
-
-/// Which logits a forward pass returns per segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logits {
-    /// Only the last position (generation).
-    Last,
-    /// Every position (scoring, training, tests).
-    All,
-}
 
 /// A contiguous run of rows belonging to one segment.
 #[derive(Clone, Copy)]

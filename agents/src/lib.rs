@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod batch;
 pub mod bench;
+mod blocks;
 pub mod cli;
 pub mod device;
 pub mod dpo;
@@ -19,6 +20,7 @@ mod linear;
 pub mod lora;
 pub mod model;
 pub mod sampling;
+pub mod seq;
 mod tiles;
 pub mod tokenizer;
 
@@ -31,10 +33,10 @@ pub use device::{DeviceLm, DeviceSpec};
 pub use dpo::{DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
 pub use gguf::{Architecture, GgufFile, ModelConfig};
-pub use infer::{KvCache, Logits, Segment};
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
 pub use sampling::{Sampler, SamplingParams};
+pub use seq::{KvCache, Logits, Segment};
 pub use tokenizer::{ChatTemplate, ChatTokenizer};
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! `QTensor`s and use candle's `QMatMul`. Training computes with dequantized weights
 //! through candle ops so gradients reach the input and the LoRA weights (QLoRA).
 
-use crate::kernels::{self, BlockKind, PackedWeight};
+use crate::blocks::{BLOCK, BlockKind};
+use crate::kernels::{self, PackedWeight};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ impl BaseLinear {
             _ => None,
         };
         match kind {
-            Some(kind) if k % kernels::BLOCK == 0 => {
+            Some(kind) if k % BLOCK == 0 => {
                 let data = weight.data()?;
                 Ok(Self::Packed(Arc::new(PackedWeight::from_gguf_bytes(
                     kind, n, k, &data,

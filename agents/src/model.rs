@@ -4,9 +4,9 @@
 
 use crate::error::{AgentError, Result};
 use crate::gguf::{Architecture, GgufFile, ModelConfig};
-use crate::infer::{Logits, Segment};
 use crate::linear::BaseLinear;
 use crate::lora::{LoraAdapter, Target};
+use crate::seq::{Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
 use candle_core::quantized::QTensor;
 use candle_core::{D, DType, Device, Tensor};

@@ -4,10 +4,10 @@
 use crate::adapter::{adapter_hash, load_adapter, save_adapter};
 use crate::batch::{BatchDecoder, GenerationRequest};
 use crate::gguf::{Architecture, ModelConfig};
-use crate::infer::{KvCache, Logits, Segment};
 use crate::lora::{LoraAdapter, LoraConfig, Target};
 use crate::model::Model;
 use crate::sampling::SamplingParams;
+use crate::seq::{KvCache, Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
 use candle_core::{Tensor, Var};
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //!
 //! Each output element still depends only on its own weight row and activation row.
 
-use crate::kernels::{Acts, BLOCK, BlockKind};
+use crate::blocks::{Acts, BLOCK, BlockKind};
 
 /// Rows per tile.
 pub(crate) const TILE: usize = 8;
@@ -138,7 +138,7 @@ impl TileWeight {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{TILE, TileWeight, groups};
-    use crate::kernels::{Acts, BLOCK, BlockKind};
+    use crate::blocks::{Acts, BLOCK, BlockKind};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,avxvnni")]

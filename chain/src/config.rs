@@ -6,6 +6,9 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
+/// The chain id the embedded chain uses unless told otherwise (Hardhat's, 31337).
+pub const DEFAULT_CHAIN_ID: u64 = 31337;
+
 /// Environment variable read for the signing key when the config holds none.
 pub const PRIVATE_KEY_ENV: &str = "RLFC_CHAIN_PRIVATE_KEY";
 
@@ -173,7 +176,7 @@ impl ChainConfig {
 
     /// The embedded chain id (the configured one, else 31337).
     pub fn embedded_chain_id(&self) -> u64 {
-        self.chain_id.unwrap_or(crate::embedded::DEFAULT_CHAIN_ID)
+        self.chain_id.unwrap_or(DEFAULT_CHAIN_ID)
     }
 }
 

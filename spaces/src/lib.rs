@@ -23,10 +23,9 @@ mod verify;
 pub use error::SpaceError;
 pub use expr::Expr;
 pub use injection::{InjectionKind, InjectionSignal, injection_signals};
+pub use load::load_dir;
 pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit, payouts};
-pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, load_dir};
+pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, verify};
 pub use schema::{JsonType, Schema, parse_response_json};
 pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
-pub use verify::{
-    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate, verify,
-};
+pub use verify::{AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate};

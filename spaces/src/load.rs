@@ -4,6 +4,7 @@
 //! serde shapes live in `raw.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use regex::Regex;
 
@@ -576,4 +577,48 @@ fn build_tasks(mut raw: RawTasks, rules: &[RuleSpec]) -> Result<TaskGenerator, K
         vars: raw.vars,
         ranges,
     })
+}
+
+impl Rulebook {
+    /// Parses and validates a rulebook; `path_for_messages` only names the file in errors.
+    pub fn from_toml(path_for_messages: &str, text: &str) -> Result<Rulebook, SpaceError> {
+        parse(path_for_messages, text)
+    }
+}
+
+/// Loads every `*.toml` rulebook in a directory, sorted by file name. Each file's stem
+/// must equal its slug, which makes slugs unique.
+pub fn load_dir(path: impl AsRef<Path>) -> Result<Vec<Rulebook>, SpaceError> {
+    let dir = path.as_ref();
+    let io = |file: &Path, source| SpaceError::Io {
+        file: file.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let file = entry.map_err(|e| io(dir, e))?.path();
+        if file.extension().is_some_and(|ext| ext == "toml") && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    let mut books: Vec<Rulebook> = Vec::with_capacity(files.len());
+    for file in files {
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
+        let book = Rulebook::from_toml(&shown, &text)?;
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if book.slug != stem {
+            return Err(SpaceError::invalid(
+                &shown,
+                "slug",
+                format!("\"{}\" does not match the file name {stem}.toml", book.slug),
+            ));
+        }
+        books.push(book);
+    }
+    Ok(books)
 }

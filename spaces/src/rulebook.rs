@@ -1,11 +1,8 @@
 //! The Space rulebook: everything a match in one Space needs to know, loaded from a
 //! TOML file under `assets/spaces/` and validated on load (see `load.rs`).
 
-use std::path::Path;
-
 use sha2::{Digest, Sha256};
 
-use crate::error::SpaceError;
 use crate::payout::{PayoutPolicy, PayoutSplit, payouts};
 use crate::tasks::{History, Task, TaskGenerator, round_seed, round_text};
 use crate::verify::{LengthUnit, RuleSpec};
@@ -84,11 +81,6 @@ pub struct Rulebook {
 }
 
 impl Rulebook {
-    /// Parses and validates a rulebook; `path_for_messages` only names the file in errors.
-    pub fn from_toml(path_for_messages: &str, text: &str) -> Result<Rulebook, SpaceError> {
-        crate::load::parse(path_for_messages, text)
-    }
-
     /// Hex sha256 of the canonical form of the source (keys sorted, comments and layout
     /// dropped), so a reformatted file keeps its version and any real change moves it.
     pub fn version_hash(&self) -> &str {
@@ -180,39 +172,23 @@ fn canonical(value: &toml::Value, out: &mut String) {
     }
 }
 
-/// Loads every `*.toml` rulebook in a directory, sorted by file name. Each file's stem
-/// must equal its slug, which makes slugs unique.
-pub fn load_dir(path: impl AsRef<Path>) -> Result<Vec<Rulebook>, SpaceError> {
-    let dir = path.as_ref();
-    let io = |file: &Path, source| SpaceError::Io {
-        file: file.display().to_string(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let file = entry.map_err(|e| io(dir, e))?.path();
-        if file.extension().is_some_and(|ext| ext == "toml") && file.is_file() {
-            files.push(file);
-        }
-    }
-    files.sort();
-    let mut books: Vec<Rulebook> = Vec::with_capacity(files.len());
-    for file in files {
-        let shown = file.display().to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| io(&file, e))?;
-        let book = Rulebook::from_toml(&shown, &text)?;
-        let stem = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        if book.slug != stem {
-            return Err(SpaceError::invalid(
-                &shown,
-                "slug",
-                format!("\"{}\" does not match the file name {stem}.toml", book.slug),
-            ));
-        }
-        books.push(book);
-    }
-    Ok(books)
+/// Runs every rule of the Space on a response, in the rulebook's order.
+pub fn verify(
+    rulebook: &Rulebook,
+    task: &crate::tasks::Task,
+    response: &str,
+) -> Vec<crate::verify::RuleOutcome> {
+    rulebook
+        .rules
+        .iter()
+        .map(|rule| {
+            let (passed, reason) = crate::verify::check(&rule.check, task, response);
+            crate::verify::RuleOutcome {
+                rule: rule.name.clone(),
+                hard: rule.hard,
+                passed,
+                reason,
+            }
+        })
+        .collect()
 }

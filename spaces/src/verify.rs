@@ -9,7 +9,6 @@ use regex::Regex;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::rulebook::Rulebook;
 use crate::schema::{Schema, parse_response_json};
 use crate::tasks::{Task, fill};
 
@@ -110,23 +109,6 @@ pub struct RuleOutcome {
     pub passed: bool,
     /// A short reason, e.g. `45 words, above the maximum of 40`.
     pub reason: String,
-}
-
-/// Runs every rule of the Space on a response, in the rulebook's order.
-pub fn verify(rulebook: &Rulebook, task: &Task, response: &str) -> Vec<RuleOutcome> {
-    rulebook
-        .rules
-        .iter()
-        .map(|rule| {
-            let (passed, reason) = check(&rule.check, task, response);
-            RuleOutcome {
-                rule: rule.name.clone(),
-                hard: rule.hard,
-                passed,
-                reason,
-            }
-        })
-        .collect()
 }
 
 /// Whether any hard rule failed.

@@ -139,7 +139,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(auth::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            limits::limit_ip_writes,
+            auth::limit_ip_writes,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -6,15 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::ConnectInfo;
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::WebConfig;
 use crate::error::{Error, Result};
-use crate::state::AppState;
 
 /// The live limiters of one server.
 pub(crate) struct Limits {
@@ -51,7 +48,7 @@ impl Limits {
     }
 
     /// Takes one write from `ip`'s bucket, or refuses with 429.
-    fn ip_write(&self, ip: IpAddr) -> Result<()> {
+    pub(crate) fn ip_write(&self, ip: IpAddr) -> Result<()> {
         if self.ip_writes.len() > 100_000 {
             // Forget full buckets so a flood of addresses cannot grow the map forever.
             self.ip_writes.retain_recent();
@@ -133,20 +130,4 @@ impl Limits {
             .find(|ip| !self.trusted_proxies.contains(ip))
             .unwrap_or(peer)
     }
-}
-
-/// Middleware: refuses writes over the per-IP rate.
-pub(crate) async fn limit_ip_writes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response> {
-    // Issuing a sign-in nonce writes a row, so it spends like a write.
-    if is_write(request.method()) || request.uri().path() == "/api/v1/auth/nonce" {
-        let ip = state
-            .limits
-            .client_ip(request.headers(), request.extensions());
-        state.limits.ip_write(ip)?;
-    }
-    Ok(next.run(request).await)
 }

@@ -30,8 +30,7 @@ use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
 use crate::dev;
 use crate::error::{ChainError, Result, Revert};
 
-/// The chain id the embedded chain uses unless told otherwise (Hardhat's, 31337).
-pub const DEFAULT_CHAIN_ID: u64 = 31337;
+pub use crate::config::DEFAULT_CHAIN_ID;
 
 const BLOCK_GAS_LIMIT: u64 = 30_000_000;
 

@@ -313,3 +313,19 @@ pub(crate) async fn end_session(state: &AppState, jar: &CookieJar) -> Result<Coo
         .max_age(time::Duration::ZERO)
         .build())
 }
+
+/// Middleware: refuses writes over the per-IP rate.
+pub(crate) async fn limit_ip_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response> {
+    // Issuing a sign-in nonce writes a row, so it spends like a write.
+    if is_write(request.method()) || request.uri().path() == "/api/v1/auth/nonce" {
+        let ip = state
+            .limits
+            .client_ip(request.headers(), request.extensions());
+        state.limits.ip_write(ip)?;
+    }
+    Ok(next.run(request).await)
+}
