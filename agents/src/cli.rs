@@ -20,44 +20,6 @@ pub fn default_model_path() -> PathBuf {
         .join(&spec.files[0].file_name)
 }
 
-/// Sampling flags shared by commands that generate.
-#[derive(Debug, Clone, Args)]
-pub struct SamplingArgs {
-    /// Softmax temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
-    /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 0.9)]
-    pub top_p: f32,
-    /// Keep only the k most likely tokens (0 = all).
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    /// Penalty for recently generated tokens (1 = none).
-    #[arg(long, default_value_t = 1.1)]
-    pub repetition_penalty: f32,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
-    pub max_new_tokens: usize,
-    /// Stop when the text contains this (repeatable).
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
-}
-
-impl SamplingArgs {
-    /// The sampling settings these flags describe.
-    pub fn to_params(&self) -> SamplingParams {
-        SamplingParams {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            repetition_penalty: self.repetition_penalty,
-            max_new_tokens: self.max_new_tokens,
-            stop: self.stop.clone(),
-            ..SamplingParams::default()
-        }
-    }
-}
-
 /// `rlfc generate`: answer one prompt, streaming tokens to stdout.
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
@@ -78,7 +40,7 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// Sampling settings.
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub sampling: SamplingParams,
 }
 
 /// Runs `rlfc generate`: streams the answer to stdout, a summary line to stderr.
@@ -92,7 +54,7 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     let request = ChatRequest {
         system: args.system.clone(),
         user: args.prompt.clone(),
-        params: args.sampling.to_params(),
+        params: args.sampling.clone(),
         seed: args.seed,
         adapter,
     };

@@ -35,7 +35,7 @@ pub use error::{AgentError, Result};
 pub use gguf::{Architecture, GgufFile, ModelConfig};
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
-pub use sampling::{Sampler, SamplingParams};
+pub use sampling::{OutOfRange, Sampler, SamplingParams};
 pub use seq::{KvCache, Logits, Segment};
 pub use tokenizer::{ChatTemplate, ChatTokenizer};
 

@@ -13,8 +13,8 @@ pub struct GenRequest {
     pub system: String,
     /// The round's task text as this seat sees it.
     pub user: String,
-    /// Sampling settings as stored on the agent version (JSON).
-    pub sampling: serde_json::Value,
+    /// The seat's sampling settings, parsed and checked when its seats were loaded.
+    pub sampling: agents::SamplingParams,
     /// Seed derived from the match seed, round and seat.
     pub seed: u64,
     /// sha256 of the adapter to apply, or `None` for the bare base model.
@@ -190,7 +190,7 @@ mod tests {
         GenRequest {
             system: "Be brief.".into(),
             user: "alpha beta gamma delta epsilon zeta eta theta".into(),
-            sampling: serde_json::Value::Null,
+            sampling: agents::SamplingParams::default(),
             seed,
             adapter_hash: None,
             max_new_tokens: 16,

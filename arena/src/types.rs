@@ -22,8 +22,8 @@ pub struct SeatSpec {
     pub agent_version_id: i64,
     /// Its meta-prompt.
     pub system_prompt: String,
-    /// Its sampling settings (JSON).
-    pub sampling: serde_json::Value,
+    /// Its sampling settings, parsed and checked once when the seats were loaded.
+    pub sampling: agents::SamplingParams,
     /// Its adapter, if any.
     pub adapter_hash: Option<String>,
 }

@@ -289,14 +289,14 @@ pub fn run_learning_bench(
         )));
     }
     cfg.dpo.validate()?;
-    crate::runtime::sampling_params(&cfg.sampling, book.max_new_tokens)
-        .map_err(LearningError::Invalid)?;
+    let sampling =
+        agents::SamplingParams::from_stored(&cfg.sampling).map_err(LearningError::Invalid)?;
     let started = Instant::now();
     let mut engine = RuntimeEngine::new(model.clone(), tokenizer.clone(), adapters.clone());
     let request = |task: &Task, seed: u64, adapter: &Option<String>| GenRequest {
         system: BENCH_SYSTEM_PROMPT.to_string(),
         user: book.round_task_text(task, 0, 0, &[]),
-        sampling: cfg.sampling.clone(),
+        sampling: sampling.clone(),
         seed,
         adapter_hash: adapter.clone(),
         max_new_tokens: book.max_new_tokens,

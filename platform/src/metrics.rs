@@ -298,7 +298,7 @@ mod tests {
         let request = GenRequest {
             system: "Be brief.".into(),
             user: "one two three four five six seven eight nine ten".into(),
-            sampling: serde_json::Value::Null,
+            sampling: agents::SamplingParams::default(),
             seed: 11,
             adapter_hash: None,
             max_new_tokens: 16,

@@ -189,14 +189,20 @@ pub async fn load_seats(
     let mut refusal = None;
     for e in entries {
         let v = store.agent_version(e.agent_version_id).await?;
-        let sampling: serde_json::Value =
+        // The one place a seat's stored settings are parsed: the world and the engine
+        // take them as checked values.
+        let stored: serde_json::Value =
             serde_json::from_str(&v.sampling).unwrap_or(serde_json::Value::Null);
-        if let Err(reason) = crate::runtime::sampling_params(&sampling, max_new_tokens) {
-            refusal = Some(format!(
-                "agent {} version {}: {reason}",
-                e.agent_id, v.version
-            ));
-        }
+        let sampling = match agents::SamplingParams::from_stored(&stored) {
+            Ok(params) => params.capped(max_new_tokens),
+            Err(reason) => {
+                refusal = Some(format!(
+                    "agent {} version {}: {reason}",
+                    e.agent_id, v.version
+                ));
+                agents::SamplingParams::default()
+            }
+        };
         specs.push(SeatSpec {
             entry_id: e.id,
             agent_id: e.agent_id,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model, SamplingParams};
+use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model};
 
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
 
@@ -100,37 +100,6 @@ fn io_err(path: &Path, e: std::io::Error) -> agents::AgentError {
     }
 }
 
-/// An agent version's sampling settings (stored as JSON) over the runtime's defaults,
-/// with `max_new_tokens` capped by the Space. Unknown keys and bad values are errors
-/// that name the key.
-pub fn sampling_params(
-    stored: &serde_json::Value,
-    space_cap: usize,
-) -> Result<SamplingParams, String> {
-    let mut merged = serde_json::to_value(SamplingParams::default()).expect("serializes");
-    match stored {
-        serde_json::Value::Null => {}
-        serde_json::Value::Object(map) => {
-            let base = merged.as_object_mut().expect("an object");
-            for (k, v) in map {
-                if !base.contains_key(k) {
-                    return Err(format!(
-                        "sampling.{k} is not a sampling setting (expected one of {})",
-                        base.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-                base.insert(k.clone(), v.clone());
-            }
-        }
-        other => return Err(format!("sampling must be a JSON object, not {other}")),
-    }
-    let mut params: SamplingParams =
-        serde_json::from_value(merged).map_err(|e| format!("sampling: {e}"))?;
-    params.max_new_tokens = params.max_new_tokens.min(space_cap.max(1));
-    params.validate().map_err(|e| e.to_string())?;
-    Ok(params)
-}
-
 struct LiveSeq {
     prompt: String,
     pending: Arc<Mutex<String>>,
@@ -170,8 +139,8 @@ impl RuntimeEngine {
 impl Engine for RuntimeEngine {
     fn submit(&mut self, request: GenRequest) -> Result<Ticket, EngineError> {
         let decoder = self.decoder.get_mut().expect("decoder lock");
-        let params =
-            sampling_params(&request.sampling, request.max_new_tokens).map_err(EngineError)?;
+        let params = request.sampling.clone().capped(request.max_new_tokens);
+        params.validate().map_err(|e| EngineError(e.to_string()))?;
         let adapter = match &request.adapter_hash {
             Some(hash) => Some(
                 self.adapters
@@ -250,24 +219,5 @@ fn finish_name(f: agents::FinishReason) -> &'static str {
         agents::FinishReason::StopSequence => "stop_sequence",
         agents::FinishReason::Length => "length",
         agents::FinishReason::ContextFull => "context_full",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_settings_merge_over_defaults_and_are_capped() {
-        let p = sampling_params(&serde_json::json!({"temperature": 0.2}), 32).unwrap();
-        assert_eq!(p.temperature, 0.2);
-        assert_eq!(p.max_new_tokens, 32);
-        assert_eq!(p.top_k, SamplingParams::default().top_k);
-        let err = sampling_params(&serde_json::json!({"temprature": 0.2}), 32).unwrap_err();
-        assert!(err.contains("sampling.temprature"), "{err}");
-        let err = sampling_params(&serde_json::json!({"top_p": 1.5}), 32).unwrap_err();
-        assert!(err.contains("top_p"), "{err}");
-        let err = sampling_params(&serde_json::json!([1]), 32).unwrap_err();
-        assert!(err.contains("JSON object"), "{err}");
     }
 }

@@ -75,7 +75,7 @@ async fn play_and_book(store: &Store) {
             agent_id: agent.id,
             agent_version_id: v.id,
             system_prompt: v.system_prompt.clone(),
-            sampling: serde_json::json!({}),
+            sampling: agents::SamplingParams::default(),
             adapter_hash: None,
         });
         facts.push(SeatFacts {

@@ -38,7 +38,7 @@ fn play(world: &mut MatchWorld, book: &Arc<Rulebook>, match_id: i64) -> MatchOut
                 agent_id: 100 + i as i64,
                 agent_version_id: 200 + i as i64,
                 system_prompt: format!("You are agent {i}."),
-                sampling: serde_json::json!({}),
+                sampling: agents::SamplingParams::default(),
                 adapter_hash: None,
             })
             .collect(),

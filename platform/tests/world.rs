@@ -29,7 +29,7 @@ fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {
             agent_id: 100 + i as i64,
             agent_version_id: 200 + i as i64,
             system_prompt: format!("You are agent {i}."),
-            sampling: serde_json::json!({}),
+            sampling: agents::SamplingParams::default(),
             adapter_hash: None,
         })
         .collect()

@@ -124,7 +124,10 @@ fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {
             agent_id: 1 + i as i64,
             agent_version_id: 1 + i as i64,
             system_prompt: PROMPTS[i % PROMPTS.len()].into(),
-            sampling: json!({"temperature": 0.7}),
+            sampling: agents::SamplingParams {
+                temperature: 0.7,
+                ..Default::default()
+            },
             adapter_hash: None,
         })
         .collect()
@@ -293,8 +296,7 @@ fn models(platform: &Platform, config: &Config) -> Result<serde_json::Value> {
     let tokenizer = &models.tokenizer;
     let mut decoder = agents::BatchDecoder::new(&models.model, tokenizer);
     for r in &eight.requests {
-        let params = platform::runtime::sampling_params(&r.sampling, r.max_new_tokens)
-            .map_err(anyhow::Error::msg)?;
+        let params = r.sampling.clone().capped(r.max_new_tokens);
         let prompt = tokenizer.chat_prompt(&r.system, &r.user);
         decoder.add(
             agents::GenerationRequest {

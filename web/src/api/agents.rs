@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::settings::{self, SamplingSettings, TrainingSettings};
+use super::settings::{self, SamplingParams, TrainingSettings};
 use super::{ApiJson, ApiPath, owned_agent};
 use crate::auth::AuthUser;
 use crate::error::{Error, ErrorBody, Result};
@@ -65,7 +65,7 @@ pub struct VersionView {
     /// The meta-prompt.
     pub system_prompt: String,
     /// Sampling settings.
-    pub sampling: SamplingSettings,
+    pub sampling: SamplingParams,
     /// Training settings.
     pub training: TrainingSettings,
     /// sha256 of its adapter, if trained.
@@ -113,7 +113,7 @@ pub struct NewAgent {
     pub system_prompt: String,
     /// Sampling settings (defaults for what is left out).
     #[serde(default)]
-    pub sampling: SamplingSettings,
+    pub sampling: SamplingParams,
     /// Training settings (defaults for what is left out).
     #[serde(default)]
     pub training: TrainingSettings,
@@ -127,7 +127,7 @@ pub struct AgentEdit {
     #[schema(max_length = 4000)]
     pub system_prompt: Option<String>,
     /// New sampling settings.
-    pub sampling: Option<SamplingSettings>,
+    pub sampling: Option<SamplingParams>,
     /// New training settings.
     pub training: Option<TrainingSettings>,
     /// Opt the agent's exact prompts (meta-prompt included) into public dataset
@@ -167,7 +167,7 @@ pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> R
     settings::validate_base_model(&new.base_model)?;
     settings::validate_prompt(&new.system_prompt)?;
     state.check_prompt_tokens(&new.system_prompt)?;
-    new.sampling.validate()?;
+    settings::check_sampling(&new.sampling)?;
     new.training.validate()?;
     let (agent, version) = state
         .store
@@ -216,7 +216,7 @@ pub(crate) async fn edit(
     let training = edit.training.clone().unwrap_or(current.training);
     settings::validate_prompt(&prompt)?;
     state.check_prompt_tokens(&prompt)?;
-    sampling.validate()?;
+    settings::check_sampling(&sampling)?;
     training.validate()?;
     let version = state
         .store

@@ -2,6 +2,7 @@
 //! and training hyperparameters, each checked against its range so a bad value is a
 //! 422 that names the field and the limit, never a surprise inside a match.
 
+pub use agents::SamplingParams;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,44 +12,6 @@ use crate::error::{Error, Result};
 pub const MAX_PROMPT_CHARS: usize = 4000;
 /// Longest agent name, characters.
 pub const MAX_NAME_CHARS: usize = 64;
-/// Most tokens an answer may ask for (a Space may cap it lower).
-pub const MAX_NEW_TOKENS: usize = 1024;
-/// Most stop strings.
-pub const MAX_STOP: usize = 4;
-
-/// Sampling settings; names match the agent runtime's sampling parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplingSettings {
-    /// Softmax temperature in [0, 2]; 0 is greedy.
-    pub temperature: f32,
-    /// Nucleus probability in (0, 1].
-    pub top_p: f32,
-    /// Keep the k likeliest tokens, 0 to 200 (0 disables).
-    pub top_k: usize,
-    /// Repetition penalty in [1, 2].
-    pub repetition_penalty: f32,
-    /// Tokens the penalty looks back over, 0 to 512.
-    pub repeat_last_n: usize,
-    /// Most tokens per answer, 1 to 1024.
-    pub max_new_tokens: usize,
-    /// Up to 4 stop strings of 1 to 32 characters.
-    pub stop: Vec<String>,
-}
-
-impl Default for SamplingSettings {
-    fn default() -> Self {
-        SamplingSettings {
-            temperature: 0.7,
-            top_p: 0.9,
-            top_k: 40,
-            repetition_penalty: 1.1,
-            repeat_last_n: 64,
-            max_new_tokens: 256,
-            stop: Vec::new(),
-        }
-    }
-}
 
 /// Training settings for the agent's DPO runs on its LoRA adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -86,55 +49,10 @@ fn check(ok: bool, field: &str, rule: &str) -> Result<()> {
     }
 }
 
-impl SamplingSettings {
-    /// Every range check, first failure first.
-    pub fn validate(&self) -> Result<()> {
-        let t = self.temperature;
-        check(
-            t.is_finite() && (0.0..=2.0).contains(&t),
-            "sampling.temperature",
-            "must be within [0, 2]",
-        )?;
-        let p = self.top_p;
-        check(
-            p.is_finite() && p > 0.0 && p <= 1.0,
-            "sampling.top_p",
-            "must be within (0, 1]",
-        )?;
-        check(
-            self.top_k <= 200,
-            "sampling.top_k",
-            "must be within [0, 200]",
-        )?;
-        let r = self.repetition_penalty;
-        check(
-            r.is_finite() && (1.0..=2.0).contains(&r),
-            "sampling.repetition_penalty",
-            "must be within [1, 2]",
-        )?;
-        check(
-            self.repeat_last_n <= 512,
-            "sampling.repeat_last_n",
-            "must be within [0, 512]",
-        )?;
-        check(
-            (1..=MAX_NEW_TOKENS).contains(&self.max_new_tokens),
-            "sampling.max_new_tokens",
-            "must be within [1, 1024]",
-        )?;
-        check(
-            self.stop.len() <= MAX_STOP,
-            "sampling.stop",
-            "at most 4 stop strings",
-        )?;
-        check(
-            self.stop
-                .iter()
-                .all(|s| (1..=32).contains(&s.chars().count())),
-            "sampling.stop",
-            "each stop string must be 1 to 32 characters",
-        )
-    }
+/// The sampling settings' ranges (one definition, in `agents`), as a 422 that names the
+/// field and the limit.
+pub fn check_sampling(s: &SamplingParams) -> Result<()> {
+    s.check().map_err(|e| Error::invalid(e.field, e.rule))
 }
 
 impl TrainingSettings {
@@ -260,19 +178,19 @@ mod tests {
 
     #[test]
     fn ranges_name_the_field() {
-        let mut s = SamplingSettings::default();
-        assert!(s.validate().is_ok());
+        let mut s = SamplingParams::default();
+        assert!(check_sampling(&s).is_ok());
         s.temperature = 2.5;
-        let Err(Error::Invalid { field, .. }) = s.validate() else {
+        let Err(Error::Invalid { field, .. }) = check_sampling(&s) else {
             panic!()
         };
         assert_eq!(field, "sampling.temperature");
         s.temperature = 1.0;
         s.top_p = 0.0;
-        assert!(s.validate().is_err());
+        assert!(check_sampling(&s).is_err());
         s.top_p = 1.0;
         s.max_new_tokens = 0;
-        assert!(s.validate().is_err());
+        assert!(check_sampling(&s).is_err());
         assert!(TrainingSettings::default().validate().is_ok());
         let t = TrainingSettings {
             lora_rank: 0,

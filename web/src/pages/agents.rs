@@ -16,7 +16,7 @@ use similar::{ChangeTag, TextDiff};
 use super::spaces::CsrfForm;
 use super::{charts, nav, render, respond, when};
 use crate::api::agents::{self, AgentEdit, NewAgent, VersionView, agent_view};
-use crate::api::settings::{SamplingSettings, TrainingSettings};
+use crate::api::settings::{SamplingParams, TrainingSettings};
 use crate::auth::{MaybeUser, PageUser};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -174,7 +174,7 @@ const SETTINGS: &[FieldSpec] = &[
 /// The current values of every settings field.
 fn settings_values(
     prompt: &str,
-    s: &SamplingSettings,
+    s: &SamplingParams,
     t: &TrainingSettings,
 ) -> HashMap<String, String> {
     let mut v = HashMap::new();
@@ -231,7 +231,7 @@ fn all_specs(with_identity: bool) -> Vec<&'static FieldSpec> {
 fn parse_settings(
     form: &HashMap<String, String>,
     errors: &mut HashMap<String, String>,
-) -> (SamplingSettings, TrainingSettings) {
+) -> (SamplingParams, TrainingSettings) {
     fn num<T: std::str::FromStr>(
         form: &HashMap<String, String>,
         errors: &mut HashMap<String, String>,
@@ -246,8 +246,8 @@ fn parse_settings(
             }),
         }
     }
-    let d = SamplingSettings::default();
-    let s = SamplingSettings {
+    let d = SamplingParams::default();
+    let s = SamplingParams {
         temperature: num(form, errors, "sampling.temperature", d.temperature),
         top_p: num(form, errors, "sampling.top_p", d.top_p),
         top_k: num(form, errors, "sampling.top_k", d.top_k),
@@ -293,11 +293,8 @@ fn check_csrf(user: &crate::auth::AuthUser, form: &HashMap<String, String>) -> R
 async fn new_page(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
     let result = async {
         let nav = nav(&state, Some(&user)).await?;
-        let mut values = settings_values(
-            "",
-            &SamplingSettings::default(),
-            &TrainingSettings::default(),
-        );
+        let mut values =
+            settings_values("", &SamplingParams::default(), &TrainingSettings::default());
         values.insert("base_model".into(), "smollm2-135m".into());
         let ctx = json!({"fields": fields(&all_specs(true), &values, &HashMap::new())});
         render(&state, "agent_new.html", &nav, "New agent", ctx)
