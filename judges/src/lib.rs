@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod embedding;
 pub mod endpoint;
 pub mod endpoint_testing;
+pub mod injection;
 pub mod llm;
 pub mod panel;
 pub mod reward;

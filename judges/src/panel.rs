@@ -11,14 +11,15 @@
 //!
 //! Injection defence lives here, as part of the panel rather than as a judge, so no
 //! weighting can dilute it: every response (the whole of it, not the judged prefix) is
-//! screened with `spaces::injection_signals` against the LLM judge template's own
+//! screened with `crate::injection::injection_signals` against the LLM judge template's own
 //! delimiters, and a flagged response's combined score is zeroed, with the signals
 //! named in its rationale. The LLM template also tells the judge the responses are
 //! untrusted data (see `llm.rs`).
 
 use std::sync::Arc;
 
-use spaces::{InjectionSignal, LengthUnit, Rulebook};
+use crate::injection::InjectionSignal;
+use spaces::{LengthUnit, Rulebook};
 
 use crate::embedding::EmbeddingJudge;
 use crate::llm::{DELIMITERS, LlmJudge};
@@ -331,7 +332,7 @@ impl Panel {
             Some(d) => responses
                 .iter()
                 .map(|text| {
-                    let found = spaces::injection_signals(text, d);
+                    let found = crate::injection::injection_signals(text, d);
                     match &self.semantic_screen {
                         Some(screen) if found.is_empty() => screen.signals(text),
                         _ => Ok(found),

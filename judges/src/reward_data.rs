@@ -140,7 +140,7 @@ fn repeated(text: &str) -> Option<String> {
 fn manipulative_sentences(text: &str) -> Vec<String> {
     sentences(text)
         .into_iter()
-        .filter(|s| !spaces::injection_signals(s, &DELIMITERS).is_empty())
+        .filter(|s| !crate::injection::injection_signals(s, &DELIMITERS).is_empty())
         .map(str::to_string)
         .collect()
 }

@@ -1,5 +1,5 @@
 //! The semantic injection screen: a second screen beside the rule-based detector in
-//! `spaces::injection_signals`, on the embedding model the panel already loads.
+//! `crate::injection::injection_signals`, on the embedding model the panel already loads.
 //!
 //! The rules catch the wordings they were written for; a held-out set of attacks
 //! written afterwards (`assets/judges/injection_heldout.jsonl`) got past them 26 times
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use spaces::{InjectionKind, InjectionSignal};
+use crate::injection::{InjectionKind, InjectionSignal};
 
 use crate::{EmbeddingJudge, Judge, JudgeError};
 

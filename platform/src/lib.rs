@@ -15,6 +15,7 @@ pub mod learning_bench;
 pub mod match_worker;
 pub mod matchmaker;
 pub mod metrics;
+pub mod outbox;
 pub mod payments;
 pub mod platform;
 pub mod play;

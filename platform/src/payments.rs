@@ -23,6 +23,8 @@ use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Chain, Contracts, MatchStatus};
 use store::{Balance, Store, Wei};
 
+use crate::outbox::{Landed, OnError, Outbox, SendError};
+
 mod reconcile;
 pub use reconcile::{Reclaim, Reconciled};
 
@@ -53,12 +55,22 @@ pub enum PaymentError {
     },
 }
 
+impl<E: Into<PaymentError>> From<SendError<E>> for PaymentError {
+    fn from(e: SendError<E>) -> PaymentError {
+        match e {
+            SendError::Store(e) => e.into(),
+            SendError::Send(e) => e.into(),
+        }
+    }
+}
+
 /// The result type of this module.
 pub type Result<T> = std::result::Result<T, PaymentError>;
 
 /// Money movements over the Arena contract and the database journal.
 pub struct Payments {
     store: Store,
+    outbox: Outbox,
     contracts: Arc<Contracts<AnyChain>>,
     operator: Address,
     treasury: Address,
@@ -77,6 +89,10 @@ fn tx_hex(hash: B256) -> String {
     format!("{hash:#x}")
 }
 
+fn landed(r: &chain::TxReceipt) -> Landed {
+    Landed::sent(r.tx_hash, r.block_number)
+}
+
 fn chain_match_id(match_id: i64) -> Result<u64> {
     u64::try_from(match_id).map_err(|_| PaymentError::Invalid {
         field: "match_id",
@@ -93,6 +109,7 @@ impl Payments {
         treasury: Address,
     ) -> Payments {
         Payments {
+            outbox: Outbox::new(store.clone()),
             store,
             contracts,
             operator,
@@ -218,28 +235,17 @@ impl Payments {
                 continue;
             }
             let ct = self
-                .store
-                .begin_chain_tx(&format!("lock:entry:{}", entry.id), "lock")
+                .outbox
+                .begin(&format!("lock:entry:{}", entry.id), "lock")
                 .await?;
             if ct.status == "confirmed" {
                 continue;
             }
             let wallet = self.wallet(entry.user_id).await?;
-            match self
+            let lock = self
                 .contracts
-                .lock_fee(self.operator, chain_id, wallet, entry.fee_wei.0)
-                .await
-            {
-                Ok(r) => {
-                    self.store
-                        .confirm_chain_tx(ct.id, &tx_hex(r.tx_hash), r.block_number as i64)
-                        .await?;
-                }
-                Err(e) => {
-                    self.store.fail_chain_tx(ct.id, &e.to_string()).await?;
-                    return Err(e.into());
-                }
-            }
+                .lock_fee(self.operator, chain_id, wallet, entry.fee_wei.0);
+            self.outbox.send(&ct, OnError::Fail, lock, landed).await?;
         }
         Ok(())
     }
@@ -258,10 +264,7 @@ impl Payments {
         if pot.0 == 0 {
             return Ok(self.store.record_match(&record).await?);
         }
-        let ct = self
-            .store
-            .begin_chain_tx(&settle_key(match_id), "settle")
-            .await?;
+        let ct = self.outbox.begin(&settle_key(match_id), "settle").await?;
         record.settlement.chain_tx_id = Some(ct.id);
         let recorded = match self.store.record_match(&record).await {
             Ok(r) => r,
@@ -277,8 +280,8 @@ impl Payments {
                 // sends it, under the same key.
                 let outcome = self.closed_as(match_id).await?;
                 if outcome == store::match_status::REFUNDED {
-                    self.store
-                        .fail_chain_tx(ct.id, "superseded: the match was refunded")
+                    self.outbox
+                        .fail(&ct, "superseded: the match was refunded")
                         .await?;
                 }
                 return Err(store::Error::AlreadySettled { match_id, outcome }.into());
@@ -292,12 +295,9 @@ impl Payments {
     /// Sends a settlement already written in the database to the chain, unless the
     /// chain has it. Returns whether the chain side is now confirmed by this call.
     pub(super) async fn push_settlement(&self, match_id: i64) -> Result<bool> {
-        let Some(ct) = self.store.chain_tx_by_key(&settle_key(match_id)).await? else {
+        let Some(ct) = self.outbox.pending(&settle_key(match_id)).await? else {
             return Ok(false);
         };
-        if ct.status != "pending" {
-            return Ok(false);
-        }
         let settlement = self.store.match_settlement(match_id).await?;
         let Some(settlement) = settlement.filter(|s| s.outcome == store::match_status::SETTLED)
         else {
@@ -305,8 +305,8 @@ impl Payments {
             // writer stopped before its transaction, or the match was refunded).
             let m = self.store.get_match(match_id).await?;
             if !store::is_unfinished(&m.status) {
-                self.store
-                    .fail_chain_tx(ct.id, "superseded: the match was not settled")
+                self.outbox
+                    .fail(&ct, "superseded: the match was not settled")
                     .await?;
             }
             return Ok(false);
@@ -318,7 +318,7 @@ impl Payments {
                 // Sent before a crash, or by a racing process: record what the chain
                 // already holds.
                 let hash = self.find_close_tx(chain_id).await?;
-                self.store.confirm_chain_tx(ct.id, &hash, 0).await?;
+                self.outbox.confirm(&ct, Landed::found(hash)).await?;
                 Ok(true)
             }
             MatchStatus::Open => {
@@ -356,22 +356,26 @@ impl Payments {
                         ),
                     });
                 }
-                let hash = match self
-                    .contracts
-                    .settle(self.operator, chain_id, &payouts, self.treasury, root)
+                let settle =
+                    self.contracts
+                        .settle(self.operator, chain_id, &payouts, self.treasury, root);
+                match self
+                    .outbox
+                    .send(&ct, OnError::KeepPending, settle, landed)
                     .await
                 {
-                    Ok(r) => (tx_hex(r.tx_hash), r.block_number as i64),
-                    Err(e) => {
-                        // Another process sent the same settlement first: the contract
-                        // refused the second, and the escrow shows the first.
+                    Ok(_) => {}
+                    // Another process sent the same settlement first: the contract
+                    // refused the second, and the escrow shows the first.
+                    Err(SendError::Send(e)) => {
                         if self.contracts.escrow(chain_id).await?.status != MatchStatus::Settled {
                             return Err(e.into());
                         }
-                        (self.find_close_tx(chain_id).await?, 0)
+                        let hash = self.find_close_tx(chain_id).await?;
+                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
                     }
-                };
-                self.store.confirm_chain_tx(ct.id, &hash.0, hash.1).await?;
+                    Err(e) => return Err(e.into()),
+                }
                 Ok(true)
             }
             other => Err(PaymentError::Inconsistent {
@@ -389,11 +393,7 @@ impl Payments {
         let chain_tx = if pot.0 == 0 {
             None
         } else {
-            Some(
-                self.store
-                    .begin_chain_tx(&refund_key(match_id), "refund")
-                    .await?,
-            )
+            Some(self.outbox.begin(&refund_key(match_id), "refund").await?)
         };
         match self
             .store
@@ -406,8 +406,8 @@ impl Payments {
                 if outcome != store::match_status::REFUNDED {
                     // Settled meanwhile: this refund key will never be sent.
                     if let Some(ct) = chain_tx.as_ref().filter(|c| c.status == "pending") {
-                        self.store
-                            .fail_chain_tx(ct.id, "superseded: the match was settled")
+                        self.outbox
+                            .fail(ct, "superseded: the match was settled")
                             .await?;
                     }
                     return Err(store::Error::AlreadySettled { match_id, outcome }.into());
@@ -432,18 +432,15 @@ impl Payments {
     /// Sends a refund already written in the database to the chain, unless the chain
     /// has it. Returns whether the chain side is now confirmed by this call.
     pub(super) async fn push_refund(&self, match_id: i64) -> Result<bool> {
-        let Some(ct) = self.store.chain_tx_by_key(&refund_key(match_id)).await? else {
+        let Some(ct) = self.outbox.pending(&refund_key(match_id)).await? else {
             return Ok(false);
         };
-        if ct.status != "pending" {
-            return Ok(false);
-        }
         let written = self.store.match_settlement(match_id).await?;
         if written.is_none_or(|s| s.outcome != store::match_status::REFUNDED) {
             let m = self.store.get_match(match_id).await?;
             if !store::is_unfinished(&m.status) {
-                self.store
-                    .fail_chain_tx(ct.id, "superseded: the match was not refunded")
+                self.outbox
+                    .fail(&ct, "superseded: the match was not refunded")
                     .await?;
             }
             return Ok(false);
@@ -452,25 +449,33 @@ impl Payments {
         match self.contracts.escrow(chain_id).await?.status {
             // No fee ever reached the escrow: nothing to return on chain.
             MatchStatus::None => {
-                self.store.confirm_chain_tx(ct.id, "", 0).await?;
+                self.outbox
+                    .confirm(&ct, Landed::found(String::new()))
+                    .await?;
                 Ok(true)
             }
             MatchStatus::Refunded => {
                 let hash = self.find_close_tx(chain_id).await?;
-                self.store.confirm_chain_tx(ct.id, &hash, 0).await?;
+                self.outbox.confirm(&ct, Landed::found(hash)).await?;
                 Ok(true)
             }
             MatchStatus::Open => {
-                let hash = match self.contracts.refund(self.operator, chain_id).await {
-                    Ok(r) => (tx_hex(r.tx_hash), r.block_number as i64),
-                    Err(e) => {
+                let refund = self.contracts.refund(self.operator, chain_id);
+                match self
+                    .outbox
+                    .send(&ct, OnError::KeepPending, refund, landed)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(SendError::Send(e)) => {
                         if self.contracts.escrow(chain_id).await?.status != MatchStatus::Refunded {
                             return Err(e.into());
                         }
-                        (self.find_close_tx(chain_id).await?, 0)
+                        let hash = self.find_close_tx(chain_id).await?;
+                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
                     }
-                };
-                self.store.confirm_chain_tx(ct.id, &hash.0, hash.1).await?;
+                    Err(e) => return Err(e.into()),
+                }
                 Ok(true)
             }
             MatchStatus::Settled => Err(PaymentError::Inconsistent {

@@ -156,3 +156,77 @@ impl MatchRunner {
         self.worker.abandon_all(reason).await
     }
 }
+
+/// How a run of [`play_until_stopped`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Matches that finished (settled or refunded) while it ran.
+    pub finished: usize,
+    /// Matches still in play at the end, refunded.
+    pub refunded_at_stop: Vec<i64>,
+}
+
+/// Runs matches until `stops` says so, with `trainer` (if any) training due agents
+/// beside them, logging each finished match. The first stop (`stops` reads 1) forms no
+/// new matches and lets those in play finish within `grace`; a second (2) or the end
+/// of `grace` refunds the rest. Steps are never cancelled halfway, so no match is left
+/// started but untracked. `max_matches` ends the run after that many finished matches.
+/// Matches refunded at the stop carry `stop_reason`.
+pub async fn play_until_stopped(
+    runner: &mut MatchRunner,
+    trainer: Option<crate::learning::Trainer>,
+    stops: tokio::sync::watch::Receiver<u8>,
+    grace: Duration,
+    max_matches: Option<usize>,
+    stop_reason: &str,
+) -> Result<RunSummary, RunnerError> {
+    let learning = trainer.map(|t| tokio::spawn(crate::platform::train_due_agents_forever(t)));
+    let stop_learning = || {
+        if let Some(task) = &learning {
+            task.abort();
+        }
+    };
+    let mut finished = 0usize;
+    let mut draining_since: Option<std::time::Instant> = None;
+    loop {
+        let signalled = *stops.borrow();
+        if signalled >= 2 {
+            break;
+        }
+        if signalled == 1 && draining_since.is_none() {
+            draining_since = Some(std::time::Instant::now());
+            stop_learning();
+            tracing::info!(
+                live = runner.live_matches(),
+                grace_secs = grace.as_secs(),
+                "stopping: no new matches; finishing the matches in play (Ctrl-C again refunds them now)"
+            );
+        }
+        let reports = match draining_since {
+            None => runner.step().await?,
+            Some(since) => {
+                if runner.live_matches() == 0 || since.elapsed() >= grace {
+                    break;
+                }
+                runner.drain_step().await?
+            }
+        };
+        for report in &reports {
+            crate::platform::log_report(report);
+        }
+        finished += reports.len();
+        if max_matches.is_some_and(|m| finished >= m) {
+            break;
+        }
+        if runner.live_matches() == 0 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    stop_learning();
+    let refunded_at_stop = runner.abandon_all(stop_reason).await?;
+    runner.bus().flush().await.ok();
+    Ok(RunSummary {
+        finished,
+        refunded_at_stop,
+    })
+}

@@ -11,7 +11,6 @@
 
 mod error;
 mod expr;
-mod injection;
 mod load;
 mod payout;
 mod raw;
@@ -22,10 +21,11 @@ mod verify;
 
 pub use error::SpaceError;
 pub use expr::Expr;
-pub use injection::{InjectionKind, InjectionSignal, injection_signals};
 pub use load::load_dir;
 pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit, payouts};
 pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, verify};
 pub use schema::{JsonType, Schema, parse_response_json};
 pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
-pub use verify::{AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate};
+pub use verify::{
+    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate, words,
+};

@@ -125,7 +125,7 @@ pub fn pass_rate(outcomes: &[RuleOutcome]) -> f64 {
 }
 
 /// Lower-case words of a text: runs of letters, digits and inner apostrophes.
-pub(crate) fn words(text: &str) -> Vec<String> {
+pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '\u{2019}'))
         .map(|w| {
             w.trim_matches(|c| c == '\'' || c == '\u{2019}')

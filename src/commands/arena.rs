@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use platform::bus::Bus;
-use platform::platform::{log_report, train_due_agents_forever};
 use platform::play::MatchEnd;
 use platform::play::SpaceSlot;
 use platform::runner::MatchRunner;
@@ -92,51 +91,23 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     .await?;
     let models = BaseModels::load(&config.platform())?;
     let mut runner = platform.model_runner(&config.platform(), &models)?;
-    let learning = tokio::spawn(train_due_agents_forever(platform.trainer(&models)));
     tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
-    let grace = Duration::from_secs(config.arena.shutdown_grace_secs);
-    let mut finished = 0usize;
-    let mut draining_since: Option<std::time::Instant> = None;
-    loop {
-        let signalled = *stops.borrow();
-        if signalled >= 2 {
-            break;
-        }
-        if signalled == 1 && draining_since.is_none() {
-            draining_since = Some(std::time::Instant::now());
-            learning.abort();
-            tracing::info!(
-                live = runner.live_matches(),
-                grace_secs = grace.as_secs(),
-                "stopping: no new matches; finishing the matches in play (Ctrl-C again refunds them now)"
-            );
-        }
-        let reports = match draining_since {
-            None => runner.step().await?,
-            Some(since) => {
-                if runner.live_matches() == 0 || since.elapsed() >= grace {
-                    break;
-                }
-                runner.drain_step().await?
-            }
-        };
-        for report in &reports {
-            log_report(report);
-        }
-        finished += reports.len();
-        if max_matches.is_some_and(|m| finished >= m) {
-            break;
-        }
-        if runner.live_matches() == 0 {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    learning.abort();
-    let abandoned = runner.abandon_all("the demo was stopped").await?;
-    runner.bus().flush().await.ok();
+    let run = platform::runner::play_until_stopped(
+        &mut runner,
+        Some(platform.trainer(&models)),
+        stops,
+        Duration::from_secs(config.arena.shutdown_grace_secs),
+        max_matches,
+        "the demo was stopped",
+    )
+    .await?;
     let _ = server_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    tracing::info!(finished, refunded = abandoned.len(), "demo stopped");
+    tracing::info!(
+        finished = run.finished,
+        refunded = run.refunded_at_stop.len(),
+        "demo stopped"
+    );
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::records::from_row;
-use crate::{Balance, ChainTransaction, Result, Store, Wei, on_pool};
+use crate::{Balance, Result, Store, Wei, on_pool};
 
 /// A match's settlement or refund, as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,26 +70,6 @@ impl Store {
         )
         .bind(match_id)
         .fetch_all(pool)
-        .await)?)
-    }
-
-    /// Chain transactions in a status (`pending`, `confirmed`, `failed`), oldest first.
-    pub async fn chain_txs_with_status(&self, status: &str) -> Result<Vec<ChainTransaction>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            "SELECT * FROM chain_transactions WHERE status = $1 ORDER BY id"
-        )
-        .bind(status)
-        .fetch_all(pool)
-        .await)?)
-    }
-
-    /// The chain transaction with this idempotency key, if one was begun.
-    pub async fn chain_tx_by_key(&self, key: &str) -> Result<Option<ChainTransaction>> {
-        Ok(on_pool!(self, |pool| sqlx::query_as(
-            "SELECT * FROM chain_transactions WHERE idempotency_key = $1"
-        )
-        .bind(key)
-        .fetch_optional(pool)
         .await)?)
     }
 

@@ -18,6 +18,7 @@ mod leases;
 mod ledger;
 mod matches;
 mod migrate;
+mod outbox;
 mod ratings;
 mod records;
 mod results;

@@ -1,9 +1,9 @@
-//! Training runs with their pairs and per-step metrics, chain transactions, and the
-//! proof-of-learning records that anchor each new adapter version.
+//! Training runs with their pairs and per-step metrics, and the proof-of-learning
+//! records that anchor each new adapter version (their chain side goes through the outbox).
 
 use crate::{
-    ChainTransaction, Error, PolRecord, PreferencePair, Result, Store, TrainingMetric, TrainingRun,
-    now_ms, on_pool, on_tx,
+    Error, PolRecord, PreferencePair, Result, Store, TrainingMetric, TrainingRun, now_ms, on_pool,
+    on_tx,
 };
 
 /// A training run to start.
@@ -185,78 +185,6 @@ impl Store {
         .bind(run_id)
         .fetch_all(pool)
         .await)?)
-    }
-
-    /// Records an intended chain transaction under its idempotency key, or returns
-    /// the one already recorded under that key.
-    pub async fn begin_chain_tx(
-        &self,
-        idempotency_key: &str,
-        kind: &str,
-    ) -> Result<ChainTransaction> {
-        let now = now_ms();
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO chain_transactions (idempotency_key, kind, status, created_at, updated_at)
-                 VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(idempotency_key)
-            .bind(kind)
-            .bind(now)
-            .execute(pool)
-            .await?;
-            Ok(
-                sqlx::query_as("SELECT * FROM chain_transactions WHERE idempotency_key = $1")
-                    .bind(idempotency_key)
-                    .fetch_one(pool)
-                    .await?,
-            )
-        })
-    }
-
-    /// Marks a chain transaction confirmed in `block_number`.
-    pub async fn confirm_chain_tx(
-        &self,
-        id: i64,
-        tx_hash: &str,
-        block_number: i64,
-    ) -> Result<ChainTransaction> {
-        self.update_chain_tx(id, "confirmed", Some(tx_hash), Some(block_number), None)
-            .await
-    }
-
-    /// Marks a chain transaction failed.
-    pub async fn fail_chain_tx(&self, id: i64, error: &str) -> Result<ChainTransaction> {
-        self.update_chain_tx(id, "failed", None, None, Some(error))
-            .await
-    }
-
-    async fn update_chain_tx(
-        &self,
-        id: i64,
-        status: &str,
-        tx_hash: Option<&str>,
-        block_number: Option<i64>,
-        error: Option<&str>,
-    ) -> Result<ChainTransaction> {
-        on_pool!(self, |pool| sqlx::query_as(
-            "UPDATE chain_transactions
-             SET status = $2, tx_hash = COALESCE($3, tx_hash), block_number = COALESCE($4, block_number),
-                 error = $5, updated_at = $6
-             WHERE id = $1 RETURNING *"
-        )
-        .bind(id)
-        .bind(status)
-        .bind(tx_hash)
-        .bind(block_number)
-        .bind(error)
-        .bind(now_ms())
-        .fetch_optional(pool)
-        .await)?
-        .ok_or(Error::NotFound {
-            what: "chain transaction",
-            id: id.to_string(),
-        })
     }
 
     /// Mirrors a proof-of-learning record; roots and hashes come from its run.

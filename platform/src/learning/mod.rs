@@ -9,6 +9,7 @@
 //! id and settled result root), and the hash of the hyperparameters. Training is
 //! deterministic on CPU, so a verifier with the same inputs gets the same bytes.
 
+use crate::outbox::{Landed, OnError, Outbox, SendError};
 use std::sync::Arc;
 
 use agents::dpo::{DpoConfig, train_dpo};
@@ -346,7 +347,8 @@ impl Trainer {
                 .await?;
         }
         let key = format!("pol:run:{}", run.id);
-        let ct = self.store.begin_chain_tx(&key, "pol_record").await?;
+        let outbox = Outbox::new(self.store.clone());
+        let ct = outbox.begin(&key, "pol_record").await?;
         let record = chain::NewRecord {
             agent_id: agent_id as u64,
             parent_adapter_hash: match &parent.adapter_hash {
@@ -358,20 +360,16 @@ impl Trainer {
             results_root,
             hyperparams_hash: hex32(&hyper_hash)?,
         };
-        let (record_id, receipt) = match self.contracts.record(self.trainer, &record).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.store.fail_chain_tx(ct.id, &e.to_string()).await?;
-                return Err(e.into());
-            }
-        };
-        self.store
-            .confirm_chain_tx(
-                ct.id,
-                &format!("{:#x}", receipt.tx_hash),
-                receipt.block_number as i64,
-            )
-            .await?;
+        let send = self.contracts.record(self.trainer, &record);
+        let (record_id, receipt) = outbox
+            .send(&ct, OnError::Fail, send, |(_, r)| {
+                Landed::sent(r.tx_hash, r.block_number)
+            })
+            .await
+            .map_err(|e| match e {
+                SendError::Store(e) => LearningError::Store(e),
+                SendError::Send(e) => LearningError::Chain(e),
+            })?;
         self.store
             .add_pol_record(&store::NewPolRecord {
                 record_id: record_id as i64,

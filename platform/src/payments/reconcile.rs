@@ -95,7 +95,7 @@ impl Payments {
                 now_ms, grace_ms, ..
             } => now_ms.saturating_sub(grace_ms),
         };
-        for ct in self.store.chain_txs_with_status("pending").await? {
+        for ct in self.outbox.all_pending().await? {
             if ct.updated_at > settled_before {
                 continue;
             }
@@ -127,8 +127,8 @@ impl Payments {
                     None => true,
                 };
                 if matches!(reclaim, Reclaim::Everything) || finished {
-                    self.store
-                        .fail_chain_tx(ct.id, "superseded by the match's refund")
+                    self.outbox
+                        .fail(&ct, "superseded by the match's refund")
                         .await?;
                 }
             }

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use judges::injection::{InjectionKind, injection_signals};
 use serde::Deserialize;
-use spaces::{InjectionKind, injection_signals, load_dir};
+use spaces::load_dir;
 
 /// Delimiters a judge template might put around a response; the judges crate owns the
 /// real ones and passes them the same way.
