@@ -4,10 +4,12 @@
 //! idempotent: a restart reuses what is there and tops up what ran low.
 
 use alloy::primitives::Address;
-use store::{NewAgentVersion, Store, Wei};
+use store::{FeeTier, NewAgentVersion, Store, Wei};
 
+use crate::Platform;
 use crate::payments::Payments;
-use crate::play::{RunnerError, SpaceSlot};
+use crate::play::{MatchEnd, RunnerConfig, RunnerError, SpaceSlot};
+use crate::runner::MatchRunner;
 
 /// One wei-denominated ether.
 pub const ETH: u128 = 1_000_000_000_000_000_000;
@@ -183,4 +185,101 @@ pub async fn seed_demo(
         agents.push(agent.id);
     }
     Ok(DemoPopulation { owners, agents })
+}
+
+/// Matches of a tournament so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TournamentTally {
+    /// Played, paid and rated.
+    pub settled: usize,
+    /// Every fee returned.
+    pub refunded: usize,
+}
+
+/// `rlfc tournament`: plays `matches` matches of one Space's fee `tier` headless with
+/// the demo population (seeded and funded for them), keeping every agent queued until
+/// enough matches have started, on `engine` and `judge`. `on_match` sees the tally
+/// after each finished match. Entries still queued at the end go back to their owners.
+#[allow(clippy::too_many_arguments)]
+pub async fn tournament(
+    platform: &Platform,
+    slot: &SpaceSlot,
+    tier: &FeeTier,
+    matches: usize,
+    engine: Box<dyn arena::engine::Engine>,
+    judge: Box<dyn arena::judging::RoundJudge>,
+    cfg: RunnerConfig,
+    mut on_match: impl FnMut(&TournamentTally),
+) -> Result<TournamentTally, RunnerError> {
+    let population = seed_demo(
+        &platform.store,
+        &platform.payments,
+        &[],
+        &[],
+        Wei(tier
+            .fee_wei
+            .0
+            .saturating_mul(3 * (matches as u128 + 1))
+            .max(ETH)),
+    )
+    .await?;
+    let mut runner = MatchRunner::new(
+        platform.store.clone(),
+        platform.payments.clone(),
+        platform.bus.clone(),
+        engine,
+        judge,
+        vec![slot.clone()],
+        cfg,
+    );
+    let (mut started, mut done) = (0usize, TournamentTally::default());
+    while done.settled + done.refunded < matches {
+        // Keep every agent queued while matches remain to be started.
+        if started < matches {
+            let queued = platform
+                .store
+                .queued_entries(slot.space.id, tier.id)
+                .await?;
+            for &agent in &population.agents {
+                if queued.iter().any(|e| e.agent_id == agent) {
+                    continue;
+                }
+                let owner = platform.store.agent(agent).await?.owner_id;
+                let version = platform.store.latest_agent_version(agent).await?;
+                platform.store.enter(owner, version.id, tier.id).await?;
+            }
+        }
+        if started < matches {
+            runner.limit_new_matches(Some(matches - started));
+            started += runner.matchmake().await?.len();
+        }
+        let outcomes = if runner.live_matches() == 0 {
+            Vec::new()
+        } else {
+            tokio::task::block_in_place(|| runner.tick())
+        };
+        for report in runner.finish(outcomes).await? {
+            match report.end {
+                MatchEnd::Settled { .. } | MatchEnd::SettledChainPending { .. } => {
+                    done.settled += 1
+                }
+                MatchEnd::Refunded { .. } => done.refunded += 1,
+                MatchEnd::ClosedElsewhere { .. } => {}
+            }
+            on_match(&done);
+        }
+        // Matches beyond `matches` may have formed in the last round of matchmaking.
+        if started >= matches && runner.live_matches() == 0 {
+            break;
+        }
+    }
+    // Entries still queued go back to their owners.
+    for e in platform
+        .store
+        .queued_entries(slot.space.id, tier.id)
+        .await?
+    {
+        platform.store.leave(e.id).await?;
+    }
+    Ok(done)
 }

@@ -1,10 +1,9 @@
 //! The composition root: storage, chain and payments, the Spaces and the bus
-//! ([`Platform`]), the base models shared by the runtime, the judges and the trainer
-//! ([`BaseModels`]), and the training loop that runs beside live matches.
+//! ([`Platform`]), and the base models shared by the runtime, the judges and the
+//! trainer ([`BaseModels`]).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use judges::{EmbeddingJudge, LlmJudge};
@@ -13,7 +12,7 @@ use store::Store;
 use crate::bus::Bus;
 use crate::config::{JudgesConfig, PlatformConfig};
 use crate::payments::{Payments, Reclaim};
-use crate::play::{MatchEnd, MatchReport, RunnerConfig, SpaceSlot, seed_spaces};
+use crate::play::{RunnerConfig, SpaceSlot, seed_spaces};
 use crate::runner::MatchRunner;
 use crate::runtime::{AdapterLibrary, RuntimeEngine};
 
@@ -218,48 +217,6 @@ impl BaseModels {
     }
 }
 
-/// Logs one finished match as a single line.
-pub fn log_report(report: &MatchReport) {
-    match &report.end {
-        MatchEnd::Settled {
-            seats,
-            result_hash,
-            pairs,
-            ..
-        } => {
-            let places: Vec<String> = seats
-                .iter()
-                .map(|s| {
-                    format!(
-                        "#{} agent {} (score {:.3}, paid {} wei, mu {:.2})",
-                        s.place, s.agent_id, s.score, s.payout_wei, s.mu
-                    )
-                })
-                .collect();
-            tracing::info!(
-                match_id = report.match_id,
-                space = %report.space,
-                pairs,
-                result_hash = %&result_hash[..16],
-                "settled: {}",
-                places.join("; ")
-            );
-        }
-        MatchEnd::Refunded { reason } => {
-            tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
-        }
-        MatchEnd::SettledChainPending { result_hash, error } => {
-            tracing::error!(match_id = report.match_id, space = %report.space,
-                result_hash = %&result_hash[..16], %error,
-                "settled in the database; the chain settlement is pending");
-        }
-        MatchEnd::ClosedElsewhere { closed_as } => {
-            tracing::warn!(match_id = report.match_id, space = %report.space, %closed_as,
-                "closed by another process");
-        }
-    }
-}
-
 /// The LLM judge (loaded on the CPU runtime from `gguf`) and the embedding judge
 /// (loaded from `minilm_dir`) on `judges.device`: on a GPU the LLM judge scores with
 /// the GGUF file loaded there, and the embedding model lives there.
@@ -296,61 +253,4 @@ pub fn with_endpoint(config: &JudgesConfig, llm: LlmJudge) -> Result<LlmJudge> {
         .with_context(|| format!("judges.endpoint {url}"))?;
     tracing::info!(%url, identity = client.identity(), "LLM judge on an inference server");
     Ok(llm.over_endpoint(Arc::new(client)))
-}
-
-/// How long a training run may stay `running` before another process takes it for
-/// abandoned (its process stopped mid-run) and closes it as failed.
-const STALE_TRAINING_MS: i64 = 2 * 60 * 60 * 1000;
-
-/// The training loop beside live matches: every active agent whose policy is due gets
-/// one run, one at a time, each on a blocking thread so the match loop keeps its
-/// pace. Several processes may run this loop on one database: the store admits one
-/// running run per agent, so a process that finds an agent already training skips it.
-pub async fn train_due_agents_forever(trainer: crate::learning::Trainer) {
-    loop {
-        match trainer
-            .store()
-            .fail_stale_training_runs(store::now_ms() - STALE_TRAINING_MS)
-            .await
-        {
-            Ok(closed) if !closed.is_empty() => {
-                tracing::warn!(runs = ?closed, "closed training runs abandoned by a stopped process")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not sweep stale training runs"),
-        }
-        let agents = match trainer.store().active_agent_ids().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list the agents to train");
-                Vec::new()
-            }
-        };
-        for agent in agents {
-            let due = match trainer.due_pairs(agent).await {
-                Ok(Some(pairs)) => pairs,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(agent, error = %e, "training policy unreadable");
-                    continue;
-                }
-            };
-            tracing::info!(agent, pairs = due.len(), "training a new adapter version");
-            match trainer.train(agent, due).await {
-                Ok(v) => tracing::info!(
-                    agent,
-                    version_id = v.version_id,
-                    adapter = %&v.adapter_hash[..16],
-                    record_id = v.record_id,
-                    final_loss = v.final_loss,
-                    "trained; proof-of-learning recorded on chain"
-                ),
-                Err(crate::learning::LearningError::Store(store::Error::Duplicate { .. })) => {
-                    tracing::info!(agent, "another process is training this agent; skipped")
-                }
-                Err(e) => tracing::error!(agent, error = %e, "training failed"),
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(20)).await;
-    }
 }

@@ -1,7 +1,7 @@
 //! What the serve side ([`crate::matchmaker`]), the worker side
 //! ([`crate::match_worker`]) and the single-process runner ([`crate::runner`]) share:
-//! the Spaces as they are played, the runner's settings and errors, and the report of
-//! a finished match.
+//! the Spaces as they are played, the runner's settings and errors, the one seat
+//! loader, and the report of a finished match with its log line.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -213,4 +213,46 @@ pub async fn load_seats(
         });
     }
     Ok((specs, refusal))
+}
+
+/// Logs one finished match as a single line.
+pub fn log_report(report: &MatchReport) {
+    match &report.end {
+        MatchEnd::Settled {
+            seats,
+            result_hash,
+            pairs,
+            ..
+        } => {
+            let places: Vec<String> = seats
+                .iter()
+                .map(|s| {
+                    format!(
+                        "#{} agent {} (score {:.3}, paid {} wei, mu {:.2})",
+                        s.place, s.agent_id, s.score, s.payout_wei, s.mu
+                    )
+                })
+                .collect();
+            tracing::info!(
+                match_id = report.match_id,
+                space = %report.space,
+                pairs,
+                result_hash = %&result_hash[..16],
+                "settled: {}",
+                places.join("; ")
+            );
+        }
+        MatchEnd::Refunded { reason } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %reason, "refunded");
+        }
+        MatchEnd::SettledChainPending { result_hash, error } => {
+            tracing::error!(match_id = report.match_id, space = %report.space,
+                result_hash = %&result_hash[..16], %error,
+                "settled in the database; the chain settlement is pending");
+        }
+        MatchEnd::ClosedElsewhere { closed_as } => {
+            tracing::warn!(match_id = report.match_id, space = %report.space, %closed_as,
+                "closed by another process");
+        }
+    }
 }

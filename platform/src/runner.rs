@@ -180,7 +180,8 @@ pub async fn play_until_stopped(
     max_matches: Option<usize>,
     stop_reason: &str,
 ) -> Result<RunSummary, RunnerError> {
-    let learning = trainer.map(|t| tokio::spawn(crate::platform::train_due_agents_forever(t)));
+    let learning =
+        trainer.map(|t| tokio::spawn(crate::learning::scheduler::train_due_agents_forever(t)));
     let stop_learning = || {
         if let Some(task) = &learning {
             task.abort();
@@ -212,7 +213,7 @@ pub async fn play_until_stopped(
             }
         };
         for report in &reports {
-            crate::platform::log_report(report);
+            crate::play::log_report(report);
         }
         finished += reports.len();
         if max_matches.is_some_and(|m| finished >= m) {

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use platform::bus::Bus;
-use platform::play::MatchEnd;
 use platform::play::SpaceSlot;
-use platform::runner::MatchRunner;
 use platform::runtime::AdapterLibrary;
 use platform::{BaseModels, Platform};
 use store::Wei;
@@ -211,18 +209,6 @@ pub async fn tournament(
             )
         })?
         .clone();
-    let population = platform::demo::seed_demo(
-        &platform.store,
-        &platform.payments,
-        &[],
-        &[],
-        Wei(tier_row
-            .fee_wei
-            .0
-            .saturating_mul(3 * (matches as u128 + 1))
-            .max(platform::demo::ETH)),
-    )
-    .await?;
     let (engine, judge): (
         Box<dyn arena::engine::Engine>,
         Box<dyn arena::judging::RoundJudge>,
@@ -234,15 +220,6 @@ pub async fn tournament(
     } else {
         platform.model_engine_and_judge(&BaseModels::load(&config.platform())?)?
     };
-    let mut runner = MatchRunner::new(
-        platform.store.clone(),
-        platform.payments.clone(),
-        platform.bus.clone(),
-        engine,
-        judge,
-        vec![slot.clone()],
-        Platform::runner_config(&config.platform()),
-    );
     let bar = indicatif::ProgressBar::new(matches as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -250,55 +227,25 @@ pub async fn tournament(
         )
         .expect("valid template"),
     );
-    let (mut started, mut settled, mut refunded) = (0usize, 0usize, 0usize);
-    while settled + refunded < matches {
-        // Keep every agent queued while matches remain to be started.
-        if started < matches {
-            let queued = platform
-                .store
-                .queued_entries(slot.space.id, tier_row.id)
-                .await?;
-            for &agent in &population.agents {
-                if queued.iter().any(|e| e.agent_id == agent) {
-                    continue;
-                }
-                let owner = platform.store.agent(agent).await?.owner_id;
-                let version = platform.store.latest_agent_version(agent).await?;
-                platform.store.enter(owner, version.id, tier_row.id).await?;
-            }
-        }
-        if started < matches {
-            runner.limit_new_matches(Some(matches - started));
-            started += runner.matchmake().await?.len();
-        }
-        let outcomes = if runner.live_matches() == 0 {
-            Vec::new()
-        } else {
-            tokio::task::block_in_place(|| runner.tick())
-        };
-        for report in runner.finish(outcomes).await? {
-            match report.end {
-                MatchEnd::Settled { .. } | MatchEnd::SettledChainPending { .. } => settled += 1,
-                MatchEnd::Refunded { .. } => refunded += 1,
-                MatchEnd::ClosedElsewhere { .. } => {}
-            }
+    let played = platform::demo::tournament(
+        &platform,
+        &slot,
+        &tier_row,
+        matches,
+        engine,
+        judge,
+        Platform::runner_config(&config.platform()),
+        |done| {
             bar.inc(1);
-            bar.set_message(format!("{settled} settled, {refunded} refunded"));
-        }
-        // Matches beyond `matches` may have formed in the last round of matchmaking.
-        if started >= matches && runner.live_matches() == 0 {
-            break;
-        }
-    }
+            bar.set_message(format!(
+                "{} settled, {} refunded",
+                done.settled, done.refunded
+            ));
+        },
+    )
+    .await?;
     bar.finish();
-    // Entries still queued go back to their owners.
-    for e in platform
-        .store
-        .queued_entries(slot.space.id, tier_row.id)
-        .await?
-    {
-        platform.store.leave(e.id).await?;
-    }
+    let (settled, refunded) = (played.settled, played.refunded);
     println!(
         "\n{} ({}): {settled} settled, {refunded} refunded",
         slot.rulebook.name, slot.rulebook.slug

@@ -34,7 +34,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use platform::{BaseModels, Platform, platform::log_report};
+use platform::play::log_report;
+use platform::{BaseModels, Platform};
 
 /// `rlfc serve` flags.
 #[derive(Debug, clap::Args)]
@@ -437,9 +438,9 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
     );
     let renewer = worker.spawn_lease_renewer();
     let training = match (&models, args.no_training) {
-        (Some(models), false) => Some(tokio::spawn(platform::platform::train_due_agents_forever(
-            platform.trainer(models),
-        ))),
+        (Some(models), false) => Some(tokio::spawn(
+            platform::learning::scheduler::train_due_agents_forever(platform.trainer(models)),
+        )),
         _ => None,
     };
     tracing::info!(%id, ops = %format!("http://{ops_addr}"),

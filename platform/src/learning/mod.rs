@@ -22,6 +22,7 @@ use store::{PreferencePair, Store};
 use crate::runtime::AdapterLibrary;
 use arena::ratings::{ADAPTER_CHANGE_TAU, Skill};
 
+pub mod scheduler;
 mod verify;
 
 pub use verify::{
