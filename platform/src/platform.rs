@@ -5,16 +5,72 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use judges::{EmbeddingJudge, LlmJudge};
 use store::Store;
 
 use crate::bus::Bus;
 use crate::config::{JudgesConfig, PlatformConfig};
-use crate::payments::{Payments, Reclaim};
-use crate::play::{RunnerConfig, SpaceSlot, seed_spaces};
+use crate::payments::{PaymentError, Payments, Reclaim};
+use crate::play::{RunnerConfig, RunnerError, SpaceSlot, seed_spaces};
 use crate::runner::MatchRunner;
 use crate::runtime::{AdapterLibrary, RuntimeEngine};
+
+/// Why the platform could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The chain failed.
+    #[error("chain: {0}")]
+    Chain(#[from] chain::ChainError),
+    /// Reconciling payments failed.
+    #[error(transparent)]
+    Payments(#[from] PaymentError),
+    /// The Spaces could not be loaded or stored.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A judge could not be built.
+    #[error(transparent)]
+    Judges(#[from] judges::JudgeError),
+    /// The base model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] agents::AgentError),
+    /// The model files could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] models::Error),
+    /// No Space has this slug.
+    #[error("no Space named {slug:?} (known: {known})")]
+    NoSpace {
+        /// The slug asked for.
+        slug: String,
+        /// The slugs there are.
+        known: String,
+    },
+    /// A step of the setup failed; `what` names the step and the setting.
+    #[error("{what}")]
+    Setup {
+        /// The step, with the setting it read.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The result type of the composition root.
+pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+/// Wraps an error with the setup step it interrupted.
+fn setup<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> PlatformError {
+    let what = what.into();
+    move |e| PlatformError::Setup {
+        what,
+        source: Box::new(e),
+    }
+}
 
 /// Everything but the models: storage, chain, payments, Spaces, the bus.
 pub struct Platform {
@@ -37,7 +93,7 @@ impl Platform {
     pub async fn open(config: &PlatformConfig) -> Result<Platform> {
         let bus = Bus::connect(config.redis.configured_url(), &config.redis.namespace)
             .await
-            .context("connect the event bus (redis.url)")?;
+            .map_err(setup("connect the event bus (redis.url)"))?;
         let platform = Platform::connect(config, bus).await?;
         let done = platform.payments.reconcile(&Reclaim::Everything).await?;
         if !done.refunded.is_empty()
@@ -57,8 +113,10 @@ impl Platform {
     /// Opens the store and the chain and seeds the Spaces, publishing on `bus`,
     /// without reconciling (other processes may be playing matches right now).
     pub async fn connect(config: &PlatformConfig, bus: Bus) -> Result<Platform> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(setup(format!(
+            "create data_dir {}",
+            config.data_dir.display()
+        )))?;
         let store = Store::connect(config.database.configured_url(), &config.data_dir).await?;
         let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
         let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
@@ -149,15 +207,14 @@ impl Platform {
         self.spaces
             .iter()
             .find(|s| s.rulebook.slug == slug)
-            .with_context(|| {
-                format!(
-                    "no Space named {slug:?} (known: {})",
-                    self.spaces
-                        .iter()
-                        .map(|s| s.rulebook.slug.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+            .ok_or_else(|| PlatformError::NoSpace {
+                slug: slug.to_string(),
+                known: self
+                    .spaces
+                    .iter()
+                    .map(|s| s.rulebook.slug.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 }
@@ -188,7 +245,7 @@ impl BaseModels {
         let (judge, judge_gguf) = match config.judges.model_file() {
             Some(path) => (
                 judges::LlmJudge::load(path)
-                    .with_context(|| format!("judges.llm_model {}", path.display()))?,
+                    .map_err(setup(format!("judges.llm_model {}", path.display())))?,
                 path.to_path_buf(),
             ),
             None => (
@@ -229,7 +286,7 @@ pub fn judges_on_device(
     let spec = config.device;
     let device = spec
         .open()
-        .with_context(|| format!("judges.device = \"{spec}\""))?;
+        .map_err(setup(format!("judges.device = \"{spec}\"")))?;
     let llm = if spec.is_cpu() {
         llm
     } else {
@@ -250,7 +307,7 @@ pub fn with_endpoint(config: &JudgesConfig, llm: LlmJudge) -> Result<LlmJudge> {
     };
     let url = endpoint.url.clone();
     let client = judges::endpoint::EndpointClient::connect(endpoint)
-        .with_context(|| format!("judges.endpoint {url}"))?;
+        .map_err(setup(format!("judges.endpoint {url}")))?;
     tracing::info!(%url, identity = client.identity(), "LLM judge on an inference server");
     Ok(llm.over_endpoint(Arc::new(client)))
 }

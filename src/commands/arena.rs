@@ -29,7 +29,7 @@ pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
         slugs
             .iter()
             .map(|slug| platform.space(slug).cloned())
-            .collect::<Result<_>>()?
+            .collect::<Result<_, _>>()?
     };
     let population = platform::demo::seed_demo(
         &platform.store,
