@@ -15,17 +15,6 @@ pub struct SeatInfo {
     pub agent_version_id: i64,
 }
 
-/// One judge's score in a scores event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JudgeLine {
-    /// Judge name.
-    pub judge: String,
-    /// Score in [0, 1].
-    pub score: f64,
-    /// Rationale.
-    pub rationale: String,
-}
-
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -79,7 +68,7 @@ pub enum EventKind {
         /// Whether a hard rule failed.
         hard_failed: bool,
         /// Every judge's score.
-        judges: Vec<JudgeLine>,
+        judges: Vec<judges::Score>,
     },
     /// Final places (1 = best; ties share).
     Ranking {

@@ -1,33 +1,9 @@
-//! How the world asks for a round to be judged, and what it keeps of the answer.
+//! How the world asks for a round to be judged. The verdict it keeps is the panel's
+//! own, [`judges::ResponseVerdict`] with its [`judges::Score`]s.
 
-use serde::Serialize;
+use judges::{JudgeId, ResponseVerdict, Score};
+
 use spaces::Rulebook;
-
-/// One judge's score, as stored and exported.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScoreLine {
-    /// The judge's name.
-    pub judge: String,
-    /// sha256 of its model.
-    pub model_hash: String,
-    /// Its template version.
-    pub template_version: String,
-    /// Score in [0, 1].
-    pub score: f64,
-    /// Its rationale.
-    pub rationale: String,
-}
-
-/// The panel's verdict on one seat's answer in one round.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RoundVerdict {
-    /// Weighted, length-controlled score in [0, 1].
-    pub combined: f64,
-    /// Whether a hard rule failed.
-    pub hard_failed: bool,
-    /// Every judge's own score.
-    pub scores: Vec<ScoreLine>,
-}
 
 /// One match's round that is due for judging.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +31,7 @@ pub trait RoundJudge: Send + Sync + 'static {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError>;
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError>;
 
     /// Judges the rounds of several matches at once (the world's judge system calls
     /// this once per tick with every round due), one result per round, in order. An
@@ -65,7 +41,7 @@ pub trait RoundJudge: Send + Sync + 'static {
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         rounds
             .iter()
             .map(|r| self.judge(r.rulebook, r.task, r.responses, r.hard_failed))
@@ -103,7 +79,7 @@ impl RoundJudge for PanelJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         // Alone is a batch of one: a replay judges through the same code as a tick.
         self.judge_many(&[RoundToJudge {
             rulebook,
@@ -121,7 +97,7 @@ impl RoundJudge for PanelJudge {
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         let tasks: Vec<judges::Task> = rounds
             .iter()
             .map(|r| {
@@ -130,7 +106,7 @@ impl RoundJudge for PanelJudge {
                 task
             })
             .collect();
-        let mut results: Vec<Option<Result<Vec<RoundVerdict>, judges::JudgeError>>> =
+        let mut results: Vec<Option<Result<Vec<ResponseVerdict>, judges::JudgeError>>> =
             Vec::with_capacity(rounds.len());
         let mut asked = Vec::new();
         let mut at = Vec::new();
@@ -153,31 +129,12 @@ impl RoundJudge for PanelJudge {
             }
         }
         for (i, judged) in at.into_iter().zip(judges::Panel::judge_many(&asked)) {
-            results[i] = Some(judged.map(|v| v.into_iter().map(round_verdict).collect()));
+            results[i] = Some(judged);
         }
         results
             .into_iter()
             .map(|r| r.expect("every round has a result"))
             .collect()
-    }
-}
-
-/// What the world keeps of the panel's verdict on one answer.
-fn round_verdict(v: judges::ResponseVerdict) -> RoundVerdict {
-    RoundVerdict {
-        combined: v.combined,
-        hard_failed: v.hard_failed,
-        scores: v
-            .scores
-            .into_iter()
-            .map(|s| ScoreLine {
-                judge: s.judge.name,
-                model_hash: s.judge.model_hash,
-                template_version: s.judge.template_version,
-                score: s.score,
-                rationale: s.rationale,
-            })
-            .collect(),
     }
 }
 
@@ -193,23 +150,19 @@ impl RoundJudge for RulesOnlyJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         Ok(responses
             .iter()
             .zip(hard_failed)
             .map(|(r, &hard)| {
                 let score = spaces::pass_rate(&spaces::verify(rulebook, task, r));
-                RoundVerdict {
-                    combined: score,
-                    hard_failed: hard,
-                    scores: vec![ScoreLine {
-                        judge: "rules".into(),
-                        model_hash: String::new(),
-                        template_version: "rules-only-v1".into(),
-                        score,
-                        rationale: format!("{:.0}% of the Space's rules pass", score * 100.0),
-                    }],
-                }
+                let judge = JudgeId {
+                    name: "rules".into(),
+                    model_hash: String::new(),
+                    template_version: "rules-only-v1".into(),
+                };
+                let why = format!("{:.0}% of the Space's rules pass", score * 100.0);
+                ResponseVerdict::from_scores(score, hard, vec![Score::new(judge, score, why)])
             })
             .collect())
     }

@@ -6,18 +6,18 @@ use store::{
     MatchRecord, PairRecord, Payout, ResponseRecord, RoundRecordIn, ScoreRecord, Settlement, Wei,
 };
 
-use crate::judging::RoundVerdict;
 use crate::ratings::{Skill, rate_match};
 use crate::types::MatchResult;
+use judges::ResponseVerdict;
 
 /// A seat's effective score: a hard-rule failure counts as zero.
-fn effective(v: &RoundVerdict) -> f64 {
+fn effective(v: &ResponseVerdict) -> f64 {
     if v.hard_failed { 0.0 } else { v.combined }
 }
 
 /// The share of judges that order `a` over `b` as the effective scores do (a judge
 /// that ties them counts half).
-pub fn judge_agreement(a: &RoundVerdict, b: &RoundVerdict) -> f64 {
+pub fn judge_agreement(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
     if a.scores.is_empty() || a.scores.len() != b.scores.len() {
         return 0.0;
     }
@@ -40,7 +40,7 @@ pub fn judge_agreement(a: &RoundVerdict, b: &RoundVerdict) -> f64 {
 
 /// The (chosen, rejected) pairs of one round whose margin clears `min_margin`, best
 /// margins first, each answer pair at most once.
-pub fn round_pairs(verdicts: &[RoundVerdict], min_margin: f64) -> Vec<PairRecord> {
+pub fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRecord> {
     let mut pairs = Vec::new();
     for (i, a) in verdicts.iter().enumerate() {
         for (j, b) in verdicts.iter().enumerate() {
@@ -140,7 +140,8 @@ pub fn book_match(
         .rounds
         .iter()
         .map(|r| {
-            let verdicts: Vec<RoundVerdict> = r.seats.iter().map(|s| s.verdict.clone()).collect();
+            let verdicts: Vec<ResponseVerdict> =
+                r.seats.iter().map(|s| s.verdict.clone()).collect();
             RoundRecordIn {
                 round_index: i64::from(r.round),
                 task: r.task.clone(),
@@ -159,9 +160,9 @@ pub fn book_match(
                             .scores
                             .iter()
                             .map(|l| ScoreRecord {
-                                judge: l.judge.clone(),
-                                model_hash: l.model_hash.clone(),
-                                template_version: l.template_version.clone(),
+                                judge: l.judge.name.clone(),
+                                model_hash: l.judge.model_hash.clone(),
+                                template_version: l.judge.template_version.clone(),
                                 score: l.score.clamp(0.0, 1.0),
                                 rationale: l.rationale.clone(),
                             })
@@ -215,23 +216,22 @@ pub fn book_match(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judging::ScoreLine;
+    use judges::{JudgeId, Score};
 
-    fn verdict(scores: &[f64], hard: bool) -> RoundVerdict {
-        RoundVerdict {
-            combined: scores.iter().sum::<f64>() / scores.len() as f64,
-            hard_failed: hard,
-            scores: scores
+    fn verdict(scores: &[f64], hard: bool) -> ResponseVerdict {
+        let judge = JudgeId {
+            name: "j".into(),
+            model_hash: String::new(),
+            template_version: "t".into(),
+        };
+        ResponseVerdict::from_scores(
+            scores.iter().sum::<f64>() / scores.len() as f64,
+            hard,
+            scores
                 .iter()
-                .map(|&score| ScoreLine {
-                    judge: "j".into(),
-                    model_hash: String::new(),
-                    template_version: "t".into(),
-                    score,
-                    rationale: String::new(),
-                })
+                .map(|&score| Score::new(judge.clone(), score, ""))
                 .collect(),
-        }
+        )
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use spaces::Rulebook;
 
-use crate::judging::RoundVerdict;
+use judges::ResponseVerdict;
 
 /// A seat to place in a new match.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ pub struct SeatRound {
     /// Why generation stopped.
     pub finish: String,
     /// The panel's verdict.
-    pub verdict: RoundVerdict,
+    pub verdict: ResponseVerdict,
 }
 
 /// One played round.
@@ -115,4 +115,46 @@ pub fn seat_seed(match_seed: u64, round: u32, seat: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result hash covers this exact JSON; a change here breaks every replay of a
+    /// match settled before it.
+    #[test]
+    fn a_result_hashes_the_layout_it_always_had() {
+        let judge = judges::JudgeId {
+            name: "llm".into(),
+            model_hash: "ab".into(),
+            template_version: "v1".into(),
+        };
+        let mut verdict =
+            ResponseVerdict::from_scores(0.5, false, vec![judges::Score::new(judge, 0.25, "fine")]);
+        // The panel's working notes stay out of the hash.
+        verdict.length_factor = 0.9;
+        verdict.rationale = "weighted".into();
+        let result = MatchResult {
+            rounds: vec![RoundRecord {
+                round: 0,
+                task: "t".into(),
+                seats: vec![SeatRound {
+                    entry_id: 7,
+                    prompt: "p".into(),
+                    task_prompt: "shown".into(),
+                    text: "a".into(),
+                    tokens: 3,
+                    finish: "stop".into(),
+                    verdict,
+                }],
+            }],
+            totals: vec![0.5],
+            places: vec![1],
+        };
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            r#"{"rounds":[{"round":0,"task":"t","seats":[{"entry_id":7,"prompt":"p","text":"a","tokens":3,"finish":"stop","verdict":{"combined":0.5,"hard_failed":false,"scores":[{"judge":"llm","model_hash":"ab","template_version":"v1","score":0.25,"rationale":"fine"}]}}]}],"totals":[0.5],"places":[1]}"#
+        );
+    }
 }

@@ -18,11 +18,12 @@ use bevy_ecs::prelude::*;
 use spaces::Rulebook;
 
 use crate::engine::{Engine, EngineOutput, GenRequest, Ticket};
-use crate::events::{EventKind, EventSink, JudgeLine, SeatInfo};
-use crate::judging::{RoundJudge, RoundToJudge, RoundVerdict};
+use crate::events::{EventKind, EventSink, SeatInfo};
+use crate::judging::{RoundJudge, RoundToJudge};
 use crate::types::{
     MatchOutcome, MatchResult, MatchSpec, RoundRecord, SeatRound, SeatSpec, seat_seed,
 };
+use judges::ResponseVerdict;
 
 /// A live match: what it is. Where it is shows as a phase marker.
 #[derive(Component)]
@@ -79,7 +80,7 @@ struct HardFailed(Vec<bool>);
 
 /// The panel's verdicts on the round, per seat.
 #[derive(Component)]
-struct Verdicts(Vec<RoundVerdict>);
+struct Verdicts(Vec<ResponseVerdict>);
 
 #[derive(Component)]
 struct Seat {
@@ -546,15 +547,7 @@ fn rank_rounds(
                     entry_id: seat.spec.entry_id,
                     combined: verdict.combined,
                     hard_failed: verdict.hard_failed,
-                    judges: verdict
-                        .scores
-                        .iter()
-                        .map(|s| JudgeLine {
-                            judge: s.judge.clone(),
-                            score: s.score,
-                            rationale: s.rationale.clone(),
-                        })
-                        .collect(),
+                    judges: verdict.scores.clone(),
                 },
             });
             texts.push(answer.text.clone());

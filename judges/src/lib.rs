@@ -112,8 +112,12 @@ pub struct JudgeId {
     pub template_version: String,
 }
 
-/// One judge's verdict on one response.
+/// One judge's verdict on one response: what the panel returns, the match world
+/// keeps, the events carry and the store writes. Its JSON is flat (`judge` is the
+/// judge's name, beside `model_hash` and `template_version`), the layout result hashes
+/// have always used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "FlatScore", from = "FlatScore")]
 pub struct Score {
     /// In [0, 1], higher is better.
     pub score: f64,
@@ -121,6 +125,55 @@ pub struct Score {
     pub rationale: String,
     /// Who scored it.
     pub judge: JudgeId,
+}
+
+impl Score {
+    /// `judge`'s `score` of a response, with why.
+    pub fn new(judge: JudgeId, score: f64, rationale: impl Into<String>) -> Score {
+        Score {
+            score,
+            rationale: rationale.into(),
+            judge,
+        }
+    }
+}
+
+/// [`Score`] as JSON: the judge's identity inlined, in the order result hashes use.
+#[derive(Serialize, Deserialize)]
+struct FlatScore {
+    judge: String,
+    #[serde(default)]
+    model_hash: String,
+    #[serde(default)]
+    template_version: String,
+    score: f64,
+    rationale: String,
+}
+
+impl From<Score> for FlatScore {
+    fn from(s: Score) -> FlatScore {
+        FlatScore {
+            judge: s.judge.name,
+            model_hash: s.judge.model_hash,
+            template_version: s.judge.template_version,
+            score: s.score,
+            rationale: s.rationale,
+        }
+    }
+}
+
+impl From<FlatScore> for Score {
+    fn from(s: FlatScore) -> Score {
+        Score {
+            score: s.score,
+            rationale: s.rationale,
+            judge: JudgeId {
+                name: s.judge,
+                model_hash: s.model_hash,
+                template_version: s.template_version,
+            },
+        }
+    }
 }
 
 /// A judge failure.

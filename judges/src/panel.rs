@@ -112,21 +112,42 @@ impl LoadedJudges {
     }
 }
 
-/// The panel's verdict on one response.
-#[derive(Debug, Clone, PartialEq)]
+/// The panel's verdict on one response: the one verdict type the match world keeps,
+/// the book ranks and pairs by, and result hashes commit to. Its JSON (what a result
+/// hash covers) is `combined`, `hard_failed` and `scores`; the panel's working notes
+/// are left out of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ResponseVerdict {
     /// Weighted, length-controlled, injection-screened score in [0, 1].
     pub combined: f64,
     /// The length factor applied (1 within the target).
+    #[serde(skip)]
     pub length_factor: f64,
     /// Whether a hard rule failed (ranks last).
     pub hard_failed: bool,
     /// What the injection screen found (empty for a clean response).
+    #[serde(skip)]
     pub injection: Vec<InjectionSignal>,
     /// A short account of the combined score.
+    #[serde(skip)]
     pub rationale: String,
     /// Every judge's own score, in panel order.
     pub scores: Vec<Score>,
+}
+
+impl ResponseVerdict {
+    /// A verdict from scores alone (no length control, no injection found): what a
+    /// judge outside the panel (the rules-only test policy, a test judge) returns.
+    pub fn from_scores(combined: f64, hard_failed: bool, scores: Vec<Score>) -> ResponseVerdict {
+        ResponseVerdict {
+            combined,
+            length_factor: 1.0,
+            hard_failed,
+            injection: Vec::new(),
+            rationale: String::new(),
+            scores,
+        }
+    }
 }
 
 /// The first `target` units of a text (whole words, characters or lines).

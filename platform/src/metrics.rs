@@ -13,7 +13,8 @@ use prometheus::{
 
 use crate::play::{MatchEnd, MatchReport};
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
-use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict};
+use arena::judging::{RoundJudge, RoundToJudge};
+use judges::ResponseVerdict;
 
 /// The metrics of one process, cheap to clone (every handle is shared).
 #[derive(Clone)]
@@ -242,7 +243,7 @@ impl RoundJudge for MeteredJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         let t = Instant::now();
         let out = self.inner.judge(rulebook, task, responses, hard_failed);
         self.latency.observe(t.elapsed().as_secs_f64());
@@ -252,7 +253,7 @@ impl RoundJudge for MeteredJudge {
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         let t = Instant::now();
         let out = self.inner.judge_many(rounds);
         self.latency.observe(t.elapsed().as_secs_f64());
@@ -327,14 +328,14 @@ mod tests {
             _: &spaces::Task,
             _: &[&str],
             _: &[bool],
-        ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+        ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
             panic!("judged one round at a time")
         }
 
         fn judge_many(
             &self,
             rounds: &[RoundToJudge<'_>],
-        ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+        ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             rounds.iter().map(|_| Ok(Vec::new())).collect()
         }
@@ -352,13 +353,13 @@ mod tests {
                 t: &spaces::Task,
                 x: &[&str],
                 h: &[bool],
-            ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+            ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
                 self.0.judge(r, t, x, h)
             }
             fn judge_many(
                 &self,
                 rounds: &[RoundToJudge<'_>],
-            ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+            ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
                 self.0.judge_many(rounds)
             }
         }

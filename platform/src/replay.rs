@@ -156,23 +156,25 @@ async fn first_difference(
             }
             let scores = store.judge_scores(r.id).await?;
             for line in &seat.verdict.scores {
-                match scores.iter().find(|s| s.judge == line.judge) {
+                let judge = &line.judge.name;
+                let model_hash = &line.judge.model_hash;
+                match scores.iter().find(|s| &s.judge == judge) {
                     None => {
                         return Ok(Some(format!(
                             "round {}, entry {}: judge {} has no stored score",
-                            played.round, seat.entry_id, line.judge
+                            played.round, seat.entry_id, judge
                         )));
                     }
-                    Some(s) if s.model_hash != line.model_hash => {
+                    Some(s) if &s.model_hash != model_hash => {
                         return Ok(Some(format!(
                             "round {}, entry {}: judge {} ran model {} but {} was recorded",
-                            played.round, seat.entry_id, line.judge, line.model_hash, s.model_hash
+                            played.round, seat.entry_id, judge, model_hash, s.model_hash
                         )));
                     }
                     Some(s) if s.score != line.score.clamp(0.0, 1.0) => {
                         return Ok(Some(format!(
                             "round {}, entry {}: judge {} scored {} but {} was recorded",
-                            played.round, seat.entry_id, line.judge, line.score, s.score
+                            played.round, seat.entry_id, judge, line.score, s.score
                         )));
                     }
                     Some(_) => {}

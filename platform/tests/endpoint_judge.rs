@@ -88,7 +88,7 @@ fn a_dead_judge_server_fails_the_round_whole() {
     assert!(
         scored
             .iter()
-            .any(|s| s.judge == "llm" && s.template_version.ends_with("+endpoint")),
+            .any(|s| s.judge.name == "llm" && s.judge.template_version.ends_with("+endpoint")),
         "{scored:?}"
     );
 

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
 use arena::events::EventKind;
-use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge as RulesOnly};
+use arena::judging::{RoundJudge, RoundToJudge, RulesOnlyJudge as RulesOnly};
 use arena::types::{MatchSpec, SeatSpec};
 use arena::world::MatchWorld;
+use judges::ResponseVerdict;
 use platform::bus::Bus;
 use spaces::Rulebook;
 
@@ -296,7 +297,7 @@ impl RoundJudge for CountingJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         if rulebook.slug == self.failing {
             return Err(judges::JudgeError::MissingJudge("llm"));
         }
@@ -305,7 +306,7 @@ impl RoundJudge for CountingJudge {
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         self.calls.lock().unwrap().push(rounds.len());
         rounds
             .iter()
@@ -437,13 +438,13 @@ impl RoundJudge for HistoryJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         RulesOnly.judge(rulebook, task, responses, hard_failed)
     }
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         rounds
             .iter()
             .map(|r| {

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, InstantEngine, Ticket};
-use arena::judging::{RoundJudge, RoundToJudge, RoundVerdict, RulesOnlyJudge};
+use arena::judging::{RoundJudge, RoundToJudge, RulesOnlyJudge};
 use arena::types::{MatchSpec, SeatSpec};
 use arena::world::MatchWorld;
+use judges::ResponseVerdict;
 use platform::bus::Bus;
 use platform::payments::Payments;
 use platform::play::{RunnerConfig, SpaceSlot, seed_spaces};
@@ -94,7 +95,7 @@ impl RoundJudge for TimedJudge {
         task: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         let t = Instant::now();
         let out = self.inner.judge(rulebook, task, responses, hard_failed);
         self.timing.lock().expect("timing").judge += t.elapsed();
@@ -103,7 +104,7 @@ impl RoundJudge for TimedJudge {
     fn judge_many(
         &self,
         rounds: &[RoundToJudge<'_>],
-    ) -> Vec<Result<Vec<RoundVerdict>, judges::JudgeError>> {
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
         let t = Instant::now();
         let out = self.inner.judge_many(rounds);
         self.timing.lock().expect("timing").judge += t.elapsed();

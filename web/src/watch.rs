@@ -127,7 +127,7 @@ pub fn describe(kind: &EventKind) -> String {
         } => {
             let each: Vec<String> = judges
                 .iter()
-                .map(|j| format!("{} {:.2}: {}", j.judge, j.score, j.rationale))
+                .map(|j| format!("{} {:.2}: {}", j.judge.name, j.score, j.rationale))
                 .collect();
             format!(
                 "-- entry {entry_id} scored {combined:.3} [{}]",

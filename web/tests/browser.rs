@@ -13,7 +13,7 @@ use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use arena::events::{EventKind, JudgeLine, SeatInfo};
+use arena::events::{EventKind, SeatInfo};
 use fantoccini::{Client, ClientBuilder, Locator};
 use store::testing::TestDb;
 use store::{
@@ -362,11 +362,15 @@ async fn sign_in_create_enter_watch_and_download() {
             entry_id: my_entry.id,
             combined: 0.9,
             hard_failed: false,
-            judges: vec![JudgeLine {
-                judge: "llm".into(),
-                score: 0.9,
-                rationale: "vivid".into(),
-            }],
+            judges: vec![judges::Score::new(
+                judges::JudgeId {
+                    name: "llm".into(),
+                    model_hash: String::new(),
+                    template_version: String::new(),
+                },
+                0.9,
+                "vivid",
+            )],
         },
     );
     bus.publish(

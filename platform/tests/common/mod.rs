@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
-use arena::judging::{RoundJudge, RoundVerdict, ScoreLine};
+use arena::judging::RoundJudge;
 use chain::{AnyChain, Contracts, Embedded};
+use judges::{JudgeId, ResponseVerdict, Score};
 use platform::payments::Payments;
 use platform::play::{SpaceSlot, seed_spaces};
 use spaces::Rulebook;
@@ -28,23 +29,19 @@ impl RoundJudge for ByLength {
         _: &spaces::Task,
         responses: &[&str],
         hard_failed: &[bool],
-    ) -> Result<Vec<RoundVerdict>, judges::JudgeError> {
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
         Ok(responses
             .iter()
             .zip(hard_failed)
             .map(|(r, &hard)| {
                 let score = (r.split_whitespace().count() as f64 / 10.0).min(1.0);
-                RoundVerdict {
-                    combined: score,
-                    hard_failed: hard,
-                    scores: vec![ScoreLine {
-                        judge: "length".into(),
-                        model_hash: String::new(),
-                        template_version: "test".into(),
-                        score,
-                        rationale: format!("{score:.2}"),
-                    }],
-                }
+                let judge = JudgeId {
+                    name: "length".into(),
+                    model_hash: String::new(),
+                    template_version: "test".into(),
+                };
+                let line = Score::new(judge, score, format!("{score:.2}"));
+                ResponseVerdict::from_scores(score, hard, vec![line])
             })
             .collect())
     }

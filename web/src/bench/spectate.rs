@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arena::events::{EventKind, JudgeLine, SeatInfo};
+use arena::events::{EventKind, SeatInfo};
 use platform::bus::Bus;
 use serde::Serialize;
 
@@ -505,11 +505,14 @@ fn emit_match(bus: &Bus, match_id: i64, seats: &[SeatInfo], opts: &SpectateOptio
                 hard_failed: false,
                 judges: ["llm", "embedding", "rules"]
                     .iter()
-                    .map(|judge| JudgeLine {
-                        judge: (*judge).into(),
-                        score,
-                        rationale: "On topic, vivid and within the length limit; the hook lands."
-                            .into(),
+                    .map(|judge| {
+                        let id = judges::JudgeId {
+                            name: (*judge).into(),
+                            model_hash: String::new(),
+                            template_version: String::new(),
+                        };
+                        let why = "On topic, vivid and within the length limit; the hook lands.";
+                        judges::Score::new(id, score, why)
                     })
                     .collect(),
             });
