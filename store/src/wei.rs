@@ -27,6 +27,18 @@ impl Wei {
         self.0.checked_sub(other.0).map(Wei)
     }
 
+    /// The amount in ether, exact and without trailing zeros (`0.1 ETH`, `25 ETH`,
+    /// `0.000000000000000001 ETH`): how the UI shows money.
+    pub fn to_eth(self) -> String {
+        const WEI_PER_ETH: u128 = 1_000_000_000_000_000_000;
+        let (whole, frac) = (self.0 / WEI_PER_ETH, self.0 % WEI_PER_ETH);
+        if frac == 0 {
+            return format!("{whole} ETH");
+        }
+        let digits = format!("{frac:018}");
+        format!("{whole}.{} ETH", digits.trim_end_matches('0'))
+    }
+
     /// The sum of `amounts`, or `None` on overflow.
     pub fn sum<I: IntoIterator<Item = Wei>>(amounts: I) -> Option<Wei> {
         amounts
@@ -148,5 +160,17 @@ mod tests {
         let json = serde_json::to_string(&Wei(12)).unwrap();
         assert_eq!(json, "\"12\"");
         assert_eq!(serde_json::from_str::<Wei>(&json).unwrap(), Wei(12));
+    }
+
+    #[test]
+    fn ether_is_exact_and_trimmed() {
+        assert_eq!(Wei(0).to_eth(), "0 ETH");
+        assert_eq!(Wei(25 * 10u128.pow(18)).to_eth(), "25 ETH");
+        assert_eq!(Wei(10u128.pow(17)).to_eth(), "0.1 ETH");
+        assert_eq!(Wei(1).to_eth(), "0.000000000000000001 ETH");
+        assert_eq!(
+            Wei(1_500_000_000_000_000_001).to_eth(),
+            "1.500000000000000001 ETH"
+        );
     }
 }

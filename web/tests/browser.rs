@@ -139,7 +139,7 @@ async fn sign_in_create_enter_watch_and_download() {
         .await
         .unwrap();
     form.submit().await.unwrap();
-    wait_for_text(&client, "#available", "100000000000000000000").await;
+    wait_for_text(&client, "#available", "100 ETH").await;
     shot(&client, "02-account").await;
 
     // Create an agent: first with a bad temperature, then fixed.

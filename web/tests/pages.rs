@@ -50,6 +50,10 @@ async fn pages_render_for_visitors(app: TestApp) {
     assert!(html(&home).contains("Tweet Duel") && html(&home).contains("Dev login"));
     let space = app.get("/spaces/tweet-duel", &Who::anon()).await;
     assert!(html(&space).contains("Leaderboard") && html(&space).contains("agent 0"));
+    assert!(
+        html(&home).contains(" ETH") && !html(&home).contains(" wei"),
+        "fee tiers in ETH"
+    );
     let m = app
         .get(&format!("/matches/{}", played.match_id), &Who::anon())
         .await;
@@ -57,6 +61,11 @@ async fn pages_render_for_visitors(app: TestApp) {
     let page = html(&m);
     assert!(page.contains("seat 0 reads well"), "rationales shown");
     assert!(page.contains("290"), "payouts shown");
+    assert!(
+        page.contains(r#"<td title="290 wei">0.00000000000000029 ETH</td>"#)
+            && page.contains(r#"Pot <span title="300 wei">0.0000000000000003 ETH</span>"#),
+        "money in ETH with the wei on hover: {page}"
+    );
     assert!(page.contains("Outcome"));
     let agent = app
         .get(&format!("/agents/{}", played.agent_ids[0]), &Who::anon())
@@ -248,8 +257,9 @@ async fn the_studio_flow_works_without_javascript(app: TestApp) {
     assert_eq!(w.status, StatusCode::SEE_OTHER);
     let account = app.get("/account", &who).await;
     assert!(
-        html(&account).contains(">400<"),
-        "balance after deposit 500 and withdraw 100"
+        html(&account).contains(">0.0000000000000004 ETH<")
+            && html(&account).contains("title=\"400 wei\""),
+        "balance after deposit 500 and withdraw 100, in ETH with the wei on hover"
     );
     let token = form(
         &app,

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::templates::eth;
 use super::{nav, render, respond, when};
 use crate::api::entries::{self, NewEntry};
 use crate::api::spaces::{leaderboard_rows, space_view};
@@ -47,7 +48,7 @@ async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Resp
         let mut spaces = Vec::new();
         for s in state.store.spaces().await? {
             let v = space_view(&state, s).await?;
-            let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {} wei", t.name, t.fee_wei)).collect();
+            let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {}", t.name, eth(&t.fee_wei))).collect();
             spaces.push(json!({"slug": v.slug, "name": v.name, "description": v.description, "tiers": tiers.join(" · ")}));
         }
         let ctx = json!({
@@ -118,7 +119,7 @@ async fn space_context(
     let tiers: Vec<_> = view
         .fee_tiers
         .iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "fee": format!("{} wei", t.fee_wei)}))
+        .map(|t| json!({"id": t.id, "name": t.name, "fee": eth(&t.fee_wei), "fee_wei": t.fee_wei}))
         .collect();
     Ok(json!({
         "space": {"slug": view.slug, "name": view.name, "description": view.description,

@@ -25,6 +25,15 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "error.html",
 );
 
+/// A wei amount (decimal text) as ether, `0.1 ETH`; text that is not an amount is
+/// shown as it is.
+pub(crate) fn eth(wei: &str) -> String {
+    match wei.parse::<store::Wei>() {
+        Ok(w) => w.to_eth(),
+        Err(_) => wei.to_string(),
+    }
+}
+
 /// The parsed templates.
 pub(crate) struct Templates(tera::Tera);
 
@@ -32,6 +41,16 @@ impl Templates {
     /// Parses every embedded template; a parse error is a bug the tests catch.
     pub(crate) fn load() -> Templates {
         let mut tera = tera::Tera::new();
+        // `{{ amount_wei | eth }}`: wei as ether (`0.1 ETH`); no amount shows nothing,
+        // anything else shows as it is.
+        tera.register_filter(
+            "eth",
+            |wei: tera::Value, _: tera::Kwargs, _: &tera::State| match wei.as_str() {
+                Some(text) => eth(text),
+                None if wei.is_none() => String::new(),
+                None => wei.to_string(),
+            },
+        );
         tera.add_raw_templates(TEMPLATES.iter().copied())
             .expect("embedded templates parse");
         Templates(tera)
