@@ -54,6 +54,12 @@ async fn pages_render_for_visitors(app: TestApp) {
         html(&home).contains(" ETH") && !html(&home).contains(" wei"),
         "fee tiers in ETH"
     );
+    assert!(
+        html(&space).contains("keeps a 5 % rake")
+            && html(&space).contains("place 1: 60 %, place 2: 30 %, place 3: 10 %"),
+        "the rake and the payout rule before entry: {}",
+        html(&space)
+    );
     let m = app
         .get(&format!("/matches/{}", played.match_id), &Who::anon())
         .await;

@@ -43,6 +43,10 @@ pub struct SpaceView {
     pub rounds: Option<u32>,
     /// The judges' rubric (from the loaded rulebook).
     pub rubric: Option<String>,
+    /// The treasury's rake on each pot, basis points (from the loaded rulebook).
+    pub rake_bps: Option<u16>,
+    /// How the rest of the pot is paid, in words (from the loaded rulebook).
+    pub payout: Option<String>,
     /// Fee tiers, cheapest first.
     pub fee_tiers: Vec<FeeTierView>,
 }
@@ -70,6 +74,29 @@ pub struct LeaderboardRow {
     pub matches_played: i64,
 }
 
+/// A payout rule as a player reads it.
+fn payout_words(rule: &spaces::PayoutRule) -> String {
+    match rule {
+        spaces::PayoutRule::WinnerTakesAll => "the winner takes the rest".into(),
+        spaces::PayoutRule::TopK { weights } => {
+            let total: u32 = weights.iter().sum::<u32>().max(1);
+            let shares: Vec<String> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    format!(
+                        "place {}: {:.0} %",
+                        i + 1,
+                        f64::from(*w) * 100.0 / f64::from(total)
+                    )
+                })
+                .collect();
+            format!("the rest is shared by place ({})", shares.join(", "))
+        }
+        spaces::PayoutRule::Proportional => "the rest is shared in proportion to the scores".into(),
+    }
+}
+
 /// Builds the view of a stored Space.
 pub(crate) async fn space_view(state: &AppState, space: store::Space) -> Result<SpaceView> {
     let tiers = state.store.fee_tiers(space.id).await?;
@@ -78,6 +105,8 @@ pub(crate) async fn space_view(state: &AppState, space: store::Space) -> Result<
         players: book.map(|b| b.players),
         rounds: book.map(|b| b.rounds),
         rubric: book.map(|b| b.rubric.clone()),
+        rake_bps: book.map(|b| b.payout.rake_bps),
+        payout: book.map(|b| payout_words(&b.payout.rule)),
         fee_tiers: tiers
             .into_iter()
             .map(|t| FeeTierView {

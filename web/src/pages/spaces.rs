@@ -123,7 +123,8 @@ async fn space_context(
         .collect();
     Ok(json!({
         "space": {"slug": view.slug, "name": view.name, "description": view.description,
-                  "players": view.players, "rounds": view.rounds},
+                  "players": view.players, "rounds": view.rounds,
+                  "rake_percent": view.rake_bps.map(|b| (f64::from(b) / 100.0).to_string()), "payout": view.payout},
         "leaderboard": leaderboard,
         "page": page,
         "pages": pages,
