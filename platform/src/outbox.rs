@@ -10,6 +10,11 @@ use std::future::Future;
 use alloy::primitives::B256;
 use store::{ChainTransaction, Store};
 
+/// A transaction hash as the database keeps it (`0x…`, lower-case).
+pub fn tx_hex(hash: B256) -> String {
+    format!("{hash:#x}")
+}
+
 /// Where a sent transaction landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Landed {
@@ -23,7 +28,7 @@ impl Landed {
     /// A receipt of a transaction this process sent.
     pub fn sent(tx_hash: B256, block_number: u64) -> Landed {
         Landed {
-            tx_hash: format!("{tx_hash:#x}"),
+            tx_hash: tx_hex(tx_hash),
             block_number: block_number as i64,
         }
     }

@@ -23,7 +23,7 @@ use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Chain, Contracts, MatchStatus};
 use store::{Balance, Store, Wei};
 
-use crate::outbox::{Landed, OnError, Outbox, SendError};
+use crate::outbox::{Landed, OnError, Outbox, SendError, tx_hex};
 
 mod reconcile;
 pub use reconcile::{Reclaim, Reconciled};
@@ -83,10 +83,6 @@ fn settle_key(match_id: i64) -> String {
 
 fn refund_key(match_id: i64) -> String {
     format!("refund:match:{match_id}")
-}
-
-fn tx_hex(hash: B256) -> String {
-    format!("{hash:#x}")
 }
 
 fn landed(r: &chain::TxReceipt) -> Landed {

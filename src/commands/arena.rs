@@ -56,7 +56,8 @@ pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
 
 /// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
 pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
-    let platform = Platform::open(&config.platform()).await?;
+    let platform_config = config.platform();
+    let platform = Platform::open(&platform_config).await?;
     let population = platform::demo::seed_demo(
         &platform.store,
         &platform.payments,
@@ -87,8 +88,8 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         let _ = server_stopped.await;
     })
     .await?;
-    let models = BaseModels::load(&config.platform())?;
-    let mut runner = platform.model_runner(&config.platform(), &models)?;
+    let models = BaseModels::load(&platform_config)?;
+    let mut runner = platform.model_runner(&platform_config, &models)?;
     tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
     let run = platform::runner::play_until_stopped(
         &mut runner,
@@ -136,10 +137,11 @@ async fn shutdown_signal() {
 /// with the run's pairs from the local database, or from the export API of the server
 /// at `from`. Adapters come from the local adapter library either way.
 pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> Result<bool> {
+    let platform_config = config.platform();
     let verdict = match from {
         None => {
-            let platform = Platform::open(&config.platform()).await?;
-            let trainer = platform.trainer(&BaseModels::load(&config.platform())?);
+            let platform = Platform::open(&platform_config).await?;
+            let trainer = platform.trainer(&BaseModels::load(&platform_config)?);
             trainer.verify(record_id).await?
         }
         Some(url) => {
@@ -151,7 +153,7 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
                 evidence.pairs.len(),
                 evidence.match_results.len()
             );
-            let models = BaseModels::load(&config.platform())?;
+            let models = BaseModels::load(&platform_config)?;
             let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
             platform::learning::verify_evidence(
                 &record,
@@ -189,10 +191,11 @@ pub async fn tournament(
     matches: usize,
     test_policy: bool,
 ) -> Result<()> {
+    let platform_config = config.platform();
     if matches == 0 {
         bail!("--matches must be at least 1");
     }
-    let platform = Platform::open(&config.platform()).await?;
+    let platform = Platform::open(&platform_config).await?;
     let slot = platform.space(space)?.clone();
     let tier_row = slot
         .tiers
@@ -218,7 +221,7 @@ pub async fn tournament(
             Box::new(arena::judging::RulesOnlyJudge),
         )
     } else {
-        platform.model_engine_and_judge(&BaseModels::load(&config.platform())?)?
+        platform.model_engine_and_judge(&BaseModels::load(&platform_config)?)?
     };
     let bar = indicatif::ProgressBar::new(matches as u64);
     bar.set_style(
@@ -234,7 +237,7 @@ pub async fn tournament(
         matches,
         engine,
         judge,
-        Platform::runner_config(&config.platform()),
+        Platform::runner_config(&platform_config),
         |done| {
             bar.inc(1);
             bar.set_message(format!(
@@ -286,9 +289,9 @@ pub async fn tournament(
 
 /// `rlfc replay`: re-runs a settled match on the real models and compares hashes.
 pub async fn replay(config: &Config, match_id: i64) -> Result<bool> {
-    let platform = Platform::open(&config.platform()).await?;
-    let (engine, judge) =
-        platform.model_engine_and_judge(&BaseModels::load(&config.platform())?)?;
+    let platform_config = config.platform();
+    let platform = Platform::open(&platform_config).await?;
+    let (engine, judge) = platform.model_engine_and_judge(&BaseModels::load(&platform_config)?)?;
     let report =
         platform::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
             .await?;

@@ -288,13 +288,14 @@ async fn sweep(platform: &Platform, config: &Config, id: &str, ops: &Ops) -> Res
 
 /// `rlfc serve`: the API, UI and spectating, auto-entry and matchmaking.
 pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
+    let platform_config = config.platform();
     let url = require_shared(config, "serve")?;
     let id = args.id.unwrap_or_else(|| format!("serve-{}", host_pid()));
     let stop = stop_signal()?;
     let bus = Bus::connect(Some(url), &config.redis.namespace)
         .await
         .context("connect the event bus (redis.url)")?;
-    let platform = Platform::connect(&config.platform(), bus).await?;
+    let platform = Platform::connect(&platform_config, bus).await?;
     let queue = open_queue(config, url).await?;
     let spaces = if args.spaces.is_empty() {
         platform.spaces.clone()
@@ -323,7 +324,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
         platform.bus.clone(),
         queue.clone(),
         spaces,
-        Platform::runner_config(&config.platform()),
+        Platform::runner_config(&platform_config),
         id.clone(),
     );
     matchmaker.limit_new_matches(args.max_matches);
@@ -388,6 +389,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
 
 /// `rlfc worker`: claims match jobs, plays, settles, acknowledges; trains when due.
 pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
+    let platform_config = config.platform();
     let url = require_shared(config, "worker")?;
     if args.test_policy_step_ms > 10_000 {
         bail!(
@@ -400,7 +402,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
     let bus = Bus::connect(Some(url), &config.redis.namespace)
         .await
         .context("connect the event bus (redis.url)")?;
-    let platform = Platform::connect(&config.platform(), bus).await?;
+    let platform = Platform::connect(&platform_config, bus).await?;
     let queue = open_queue(config, url).await?;
     let metrics = Metrics::new("worker", &id);
     let ops = Ops::new("worker", &id, metrics.clone());
@@ -421,7 +423,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
             None,
         )
     } else {
-        let models = BaseModels::load(&config.platform())?;
+        let models = BaseModels::load(&platform_config)?;
         let (engine, judge) = platform.model_engine_and_judge(&models)?;
         (engine, judge, Some(models))
     };
@@ -433,7 +435,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
         Box::new(MeteredEngine::new(engine, &metrics)),
         Box::new(MeteredJudge::new(judge, &metrics)),
         platform.spaces.clone(),
-        Platform::runner_config(&config.platform()),
+        Platform::runner_config(&platform_config),
         id.clone(),
     );
     let renewer = worker.spawn_lease_renewer();
