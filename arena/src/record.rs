@@ -10,13 +10,8 @@ use crate::ratings::{Skill, rate_match};
 use crate::types::MatchResult;
 use judges::ResponseVerdict;
 
-/// A seat's effective score: a hard-rule failure counts as zero.
-fn effective(v: &ResponseVerdict) -> f64 {
-    if v.hard_failed { 0.0 } else { v.combined }
-}
-
-/// The share of judges that order `a` over `b` as the effective scores do (a judge
-/// that ties them counts half).
+/// The share of judges that order `a` over `b`, as the pair does (a judge that ties
+/// them counts half).
 pub fn judge_agreement(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
     if a.scores.is_empty() || a.scores.len() != b.scores.len() {
         return 0.0;
@@ -38,13 +33,15 @@ pub fn judge_agreement(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
     votes / a.scores.len() as f64
 }
 
-/// The (chosen, rejected) pairs of one round whose margin clears `min_margin`, best
-/// margins first, each answer pair at most once.
+/// The (chosen, rejected) pairs of one round whose margin ([`judges::pair_margin`])
+/// clears `min_margin`, best margins first, each answer pair at most once. Two answers
+/// that both broke a hard rule pair up by their grades, so a round where every answer
+/// failed still teaches the near miss over the far one.
 pub fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRecord> {
     let mut pairs = Vec::new();
     for (i, a) in verdicts.iter().enumerate() {
         for (j, b) in verdicts.iter().enumerate() {
-            let margin = effective(a) - effective(b);
+            let margin = judges::pair_margin(a, b);
             if i != j && margin >= min_margin && margin > 0.0 {
                 pairs.push(PairRecord {
                     chosen: i,
@@ -248,5 +245,31 @@ mod tests {
         assert_eq!(pairs[0].judge_agreement, 0.0);
         assert_eq!(judge_agreement(&v[0], &v[1]), 0.5);
         assert!(round_pairs(&v, 0.9).is_empty());
+    }
+
+    #[test]
+    fn a_round_where_every_answer_failed_pairs_by_grade() {
+        let graded = |scores: &[f64], grade: f64| {
+            let mut v = verdict(scores, true);
+            v.grade = Some(grade);
+            v
+        };
+        let v = [
+            graded(&[0.8, 0.6], 0.98),
+            graded(&[0.9, 0.7], 0.1),
+            graded(&[0.7, 0.7], 0.9),
+        ];
+        let pairs = round_pairs(&v, 0.2);
+        let idx: Vec<(usize, usize)> = pairs.iter().map(|p| (p.chosen, p.rejected)).collect();
+        assert_eq!(idx, vec![(0, 1), (2, 1)]);
+        assert!((pairs[0].margin - (0.7 * 0.98 - 0.8 * 0.1)).abs() < 1e-12);
+        // The judges scored the far miss higher: they disagree with the order.
+        assert_eq!(pairs[0].judge_agreement, 0.0);
+        // Without grades, failures tie and nothing pairs, as before.
+        let ungraded: Vec<ResponseVerdict> = [0.7, 0.7, 0.7]
+            .iter()
+            .map(|&s| verdict(&[s], true))
+            .collect();
+        assert!(round_pairs(&ungraded, 0.01).is_empty());
     }
 }

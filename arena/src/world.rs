@@ -74,9 +74,13 @@ type InPhase<P> = (With<P>, Without<Failed>);
 #[derive(Component)]
 struct CurrentTask(spaces::Task);
 
-/// Per seat, whether the round's answer broke a hard rule.
+/// Per seat, whether the round's answer broke a hard rule, and how close it came to
+/// keeping them (`spaces::hard_grade`).
 #[derive(Component)]
-struct HardFailed(Vec<bool>);
+struct HardRules {
+    failed: Vec<bool>,
+    grades: Vec<f64>,
+}
 
 /// The panel's verdicts on the round, per seat.
 #[derive(Component)]
@@ -425,18 +429,22 @@ fn verify_rules(
         {
             continue;
         }
-        let hard: Vec<bool> = m
+        let (failed, grades) = m
             .seats
             .iter()
             .map(|&s| {
                 let text = &answers.get(s).expect("checked above").text;
-                spaces::hard_failed(&spaces::verify(&m.rulebook, task, text))
+                let outcomes = spaces::verify(&m.rulebook, task, text);
+                (
+                    spaces::hard_failed(&outcomes),
+                    spaces::hard_grade(&outcomes),
+                )
             })
-            .collect();
+            .unzip();
         commands
             .entity(entity)
             .remove::<Generating>()
-            .insert((Judging, HardFailed(hard)));
+            .insert((Judging, HardRules { failed, grades }));
     }
 }
 
@@ -445,7 +453,7 @@ fn verify_rules(
 /// generate system decodes them. A round whose judging fails fails its own match
 /// (refunded); the other matches go on.
 fn judge_rounds(
-    matches: Query<(Entity, &Match, &Played, &CurrentTask, &HardFailed), InPhase<Judging>>,
+    matches: Query<(Entity, &Match, &Played, &CurrentTask, &HardRules), InPhase<Judging>>,
     answers: Query<&Answer>,
     judge: Res<JudgeRes>,
     mut commands: Commands,
@@ -472,20 +480,27 @@ fn judge_rounds(
         .zip(&texts)
         .zip(&shown)
         .map(
-            |(((_, m, _, CurrentTask(task), HardFailed(hard)), texts), history)| RoundToJudge {
+            |(((_, m, _, CurrentTask(task), hard), texts), history)| RoundToJudge {
                 rulebook: &m.rulebook,
                 task,
                 responses: texts,
-                hard_failed: hard,
+                hard_failed: &hard.failed,
                 history,
             },
         )
         .collect();
     let judged = judge.0.judge_many(&rounds);
     assert_eq!(judged.len(), rounds.len(), "one result per round judged");
-    for ((entity, ..), result) in due.iter().zip(judged) {
+    for ((entity, .., hard), result) in due.iter().zip(judged) {
         match result {
-            Ok(verdicts) => {
+            Ok(mut verdicts) => {
+                let checks: Vec<(bool, f64)> = hard
+                    .failed
+                    .iter()
+                    .copied()
+                    .zip(hard.grades.iter().copied())
+                    .collect();
+                judges::ranking::set_grades(&mut verdicts, &checks);
                 commands
                     .entity(*entity)
                     .remove::<Judging>()
@@ -570,7 +585,7 @@ fn rank_rounds(
         if played.round < m.rulebook.rounds {
             commands
                 .entity(entity)
-                .remove::<(Ranking, CurrentTask, HardFailed, Verdicts)>()
+                .remove::<(Ranking, CurrentTask, HardRules, Verdicts)>()
                 .insert(Publishing);
             continue;
         }
@@ -603,20 +618,17 @@ fn rank_rounds(
     }
 }
 
-/// Each seat's mean combined score over the rounds (a hard failure counts 0).
+/// Each seat's mean round score ([`judges::round_scores`]: a hard failure earns only
+/// a graded sliver below every answer that kept the rules).
 fn mean_scores(rounds: &[RoundRecord], seats: usize) -> Vec<f64> {
-    (0..seats)
-        .map(|i| {
-            let sum: f64 = rounds
-                .iter()
-                .map(|r| {
-                    let v = &r.seats[i].verdict;
-                    if v.hard_failed { 0.0 } else { v.combined }
-                })
-                .sum();
-            sum / rounds.len() as f64
-        })
-        .collect()
+    let mut sums = vec![0.0; seats];
+    for r in rounds {
+        let verdicts: Vec<ResponseVerdict> = r.seats.iter().map(|s| s.verdict.clone()).collect();
+        for (sum, score) in sums.iter_mut().zip(judges::round_scores(&verdicts)) {
+            *sum += score;
+        }
+    }
+    sums.into_iter().map(|s| s / rounds.len() as f64).collect()
 }
 
 /// Fails every match whose deadline has passed.

@@ -19,7 +19,8 @@ use spaces::Rulebook;
 
 use crate::dataset::{AgreementCase, InjectionCase, case_task, read_jsonl};
 use crate::llm::{LlmMode, Preference};
-use crate::panel::{LoadedJudges, Panel, PanelRound, places};
+use crate::panel::{LoadedJudges, Panel, PanelRound};
+use crate::ranking::places;
 use crate::text::word_count;
 use crate::{Judge, JudgeError, Round, Task};
 

@@ -115,7 +115,8 @@ impl LoadedJudges {
 /// The panel's verdict on one response: the one verdict type the match world keeps,
 /// the book ranks and pairs by, and result hashes commit to. Its JSON (what a result
 /// hash covers) is `combined`, `hard_failed` and `scores`; the panel's working notes
-/// are left out of it.
+/// are left out of it, and `grade` is written only for an answer that broke a hard
+/// rule (so the layout of every other verdict is what it always was).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ResponseVerdict {
     /// Weighted, length-controlled, injection-screened score in [0, 1].
@@ -125,6 +126,11 @@ pub struct ResponseVerdict {
     pub length_factor: f64,
     /// Whether a hard rule failed (ranks last).
     pub hard_failed: bool,
+    /// For an answer that broke a hard rule: how close it came to keeping them, in
+    /// [0, 1) (`spaces::hard_grade`), which ranks it among the others that broke them.
+    /// `None` when the rules were kept, or when no rules graded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grade: Option<f64>,
     /// What the injection screen found (empty for a clean response).
     #[serde(skip)]
     pub injection: Vec<InjectionSignal>,
@@ -143,6 +149,7 @@ impl ResponseVerdict {
             combined,
             length_factor: 1.0,
             hard_failed,
+            grade: None,
             injection: Vec::new(),
             rationale: String::new(),
             scores,
@@ -234,17 +241,21 @@ impl Panel {
         })
     }
 
-    /// Scores a round: hard failures come from the panel's rules (none without them).
+    /// Scores a round: hard failures, and the grades of the answers that broke a hard
+    /// rule, come from the panel's rules (none without them).
     pub fn judge_round(
         &self,
         task: &Task,
         responses: &[&str],
     ) -> Result<Vec<ResponseVerdict>, JudgeError> {
-        let hard = match &self.rules {
-            Some(rules) => rules.hard_failures(task, responses),
-            None => vec![false; responses.len()],
+        let Some(rules) = &self.rules else {
+            return self.judge(task, responses, &vec![false; responses.len()]);
         };
-        self.judge(task, responses, &hard)
+        let checks = rules.hard_checks(task, responses);
+        let hard: Vec<bool> = checks.iter().map(|c| c.0).collect();
+        let mut verdicts = self.judge(task, responses, &hard)?;
+        crate::ranking::set_grades(&mut verdicts, &checks);
+        Ok(verdicts)
     }
 
     /// Scores a round. `hard_failed[i]` says whether response `i` broke a hard rule.
@@ -412,6 +423,7 @@ impl Panel {
                     combined,
                     length_factor,
                     hard_failed: hard_failed[i],
+                    grade: None,
                     injection,
                     rationale,
                     scores: per_judge.iter().map(|s| s[i].clone()).collect(),
@@ -419,20 +431,6 @@ impl Panel {
             })
             .collect())
     }
-}
-
-/// Places (1 = best, ties share a place): every response that kept the hard rules
-/// ranks above every one that broke them; within each group, higher combined wins.
-pub fn places(verdicts: &[ResponseVerdict]) -> Vec<usize> {
-    // Kept rules beat broken ones; then the combined score decides.
-    let beats = |o: &ResponseVerdict, v: &ResponseVerdict| {
-        (!o.hard_failed && v.hard_failed)
-            || (o.hard_failed == v.hard_failed && o.combined > v.combined)
-    };
-    verdicts
-        .iter()
-        .map(|v| 1 + verdicts.iter().filter(|o| beats(o, v)).count())
-        .collect()
 }
 
 /// The share of judges that order responses `a` and `b` the same way as the
@@ -463,6 +461,7 @@ pub fn agreement(verdicts: &[ResponseVerdict], a: usize, b: usize) -> f64 {
 mod tests {
     use super::*;
     use crate::JudgeId;
+    use crate::ranking::places;
     use crate::text::word_count;
 
     /// A judge that scores by a fixed function of the text, for panel arithmetic.

@@ -39,10 +39,25 @@ impl RulesJudge {
 
     /// Per response: whether it broke a hard rule (and must rank last).
     pub fn hard_failures(&self, task: &Task, responses: &[&str]) -> Vec<bool> {
+        self.hard_checks(task, responses)
+            .into_iter()
+            .map(|(failed, _)| failed)
+            .collect()
+    }
+
+    /// Per response: whether it broke a hard rule, and how close it came to keeping
+    /// them (`spaces::hard_grade`, 1 when it kept them).
+    pub fn hard_checks(&self, task: &Task, responses: &[&str]) -> Vec<(bool, f64)> {
         let task = task.to_space();
         responses
             .iter()
-            .map(|r| spaces::hard_failed(&spaces::verify(&self.book, &task, r)))
+            .map(|r| {
+                let outcomes = spaces::verify(&self.book, &task, r);
+                (
+                    spaces::hard_failed(&outcomes),
+                    spaces::hard_grade(&outcomes),
+                )
+            })
             .collect()
     }
 }

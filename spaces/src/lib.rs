@@ -27,5 +27,6 @@ pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, verify
 pub use schema::{JsonType, Schema, parse_response_json};
 pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
 pub use verify::{
-    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, pass_rate, words,
+    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, hard_grade, partial_credit,
+    pass_rate, words,
 };

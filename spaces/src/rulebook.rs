@@ -187,6 +187,11 @@ pub fn verify(
                 rule: rule.name.clone(),
                 hard: rule.hard,
                 passed,
+                credit: if passed {
+                    1.0
+                } else {
+                    crate::verify::partial_credit(&rule.check, task, response)
+                },
                 reason,
             }
         })

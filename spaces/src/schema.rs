@@ -193,6 +193,70 @@ impl Schema {
         self.check(value, "$")
     }
 
+    /// The share of this schema's checks a value passes, in [0, 1]: 1 exactly when
+    /// [`Schema::validate`] accepts it. A wrong type or a value outside an enum earns
+    /// nothing; an object earns the mean over its required keys (0 when missing), its
+    /// keys with a schema (their own credit) and its unexpected keys (0); a list, the
+    /// mean of its items (halved when it has too few or too many); a string or number
+    /// outside its bounds, half.
+    pub fn credit(&self, value: &Value) -> f64 {
+        if self.ty.is_some_and(|ty| !ty.matches(value))
+            || self
+                .enumeration
+                .as_ref()
+                .is_some_and(|options| !options.contains(value))
+        {
+            return 0.0;
+        }
+        let mean = |parts: &[f64]| {
+            if parts.is_empty() {
+                1.0
+            } else {
+                parts.iter().sum::<f64>() / parts.len() as f64
+            }
+        };
+        match value {
+            Value::Object(map) => {
+                let mut parts: Vec<f64> = self
+                    .required
+                    .iter()
+                    .filter(|name| !map.contains_key(*name))
+                    .map(|_| 0.0)
+                    .collect();
+                for (key, v) in map {
+                    match self.properties.get(key) {
+                        Some(sub) => parts.push(sub.credit(v)),
+                        None if !self.additional_properties => parts.push(0.0),
+                        None => {}
+                    }
+                }
+                mean(&parts)
+            }
+            Value::Array(items) => {
+                let counted = self.min_items.is_none_or(|min| items.len() >= min)
+                    && self.max_items.is_none_or(|max| items.len() <= max);
+                let each: Vec<f64> = match &self.items {
+                    Some(sub) => items.iter().map(|i| sub.credit(i)).collect(),
+                    None => Vec::new(),
+                };
+                mean(&each) * if counted { 1.0 } else { 0.5 }
+            }
+            Value::String(s) => {
+                let len = s.chars().count();
+                let within = self.min_length.is_none_or(|min| len >= min)
+                    && self.max_length.is_none_or(|max| len <= max);
+                if within { 1.0 } else { 0.5 }
+            }
+            Value::Number(n) => {
+                let f = n.as_f64().unwrap_or(0.0);
+                let within = self.minimum.is_none_or(|min| f >= min)
+                    && self.maximum.is_none_or(|max| f <= max);
+                if within { 1.0 } else { 0.5 }
+            }
+            Value::Null | Value::Bool(_) => 1.0,
+        }
+    }
+
     fn check(&self, value: &Value, at: &str) -> Result<(), String> {
         if let Some(ty) = self.ty
             && !ty.matches(value)
@@ -333,6 +397,34 @@ mod tests {
                 .is_err()
         );
         assert!(s.validate(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn full_credit_exactly_when_valid() {
+        let s = person();
+        let values = [
+            json!({"name": "Ana", "age": 30, "tags": ["a"]}),
+            json!({"name": "Ana"}),
+            json!({"name": "Ana", "age": "30"}),
+            json!({"name": "Ana", "age": 30.5}),
+            json!({"name": "Ana", "age": 300}),
+            json!({"name": "", "age": 3}),
+            json!({"name": "A", "age": 3, "x": 1}),
+            json!({"name": "A", "age": 3, "tags": ["a", "c"]}),
+            json!({"name": "A", "age": 3, "tags": ["a", "a", "b"]}),
+            json!([1]),
+            json!(null),
+        ];
+        for v in &values {
+            let credit = s.credit(v);
+            assert!((0.0..=1.0).contains(&credit), "{v}: {credit}");
+            assert_eq!(credit == 1.0, s.validate(v).is_ok(), "{v}: {credit}");
+        }
+        // Closer answers earn more.
+        assert!(
+            s.credit(&json!({"name": "Ana", "age": "30"}))
+                > s.credit(&json!({"name": 1, "age": "30"}))
+        );
     }
 
     #[test]

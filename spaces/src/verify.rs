@@ -99,7 +99,7 @@ pub struct RuleSpec {
 }
 
 /// The result of one verifier on one response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleOutcome {
     /// The rule's name.
     pub rule: String,
@@ -107,6 +107,9 @@ pub struct RuleOutcome {
     pub hard: bool,
     /// Whether the response passed.
     pub passed: bool,
+    /// How close the response came, in [0, 1]: 1 when it passed, below 1 when it
+    /// failed (see [`partial_credit`]), so failed answers still rank among themselves.
+    pub credit: f64,
     /// A short reason, e.g. `45 words, above the maximum of 40`.
     pub reason: String,
 }
@@ -114,6 +117,147 @@ pub struct RuleOutcome {
 /// Whether any hard rule failed.
 pub fn hard_failed(outcomes: &[RuleOutcome]) -> bool {
     outcomes.iter().any(|o| o.hard && !o.passed)
+}
+
+/// How close a response came to keeping its hard rules, in [0, 1]: the mean credit
+/// over the hard rules (1 when every hard rule passed or there are none). A response
+/// that broke a hard rule still ranks last; this grades it among the others that did.
+pub fn hard_grade(outcomes: &[RuleOutcome]) -> f64 {
+    let hard: Vec<f64> = outcomes
+        .iter()
+        .filter(|o| o.hard)
+        .map(|o| o.credit)
+        .collect();
+    if hard.is_empty() {
+        1.0
+    } else {
+        hard.iter().sum::<f64>() / hard.len() as f64
+    }
+}
+
+/// The highest credit a failed rule can earn: a failure never grades as a pass.
+const MAX_FAILED_CREDIT: f64 = 0.99;
+
+/// The partial credit of a response that failed `check`, in [0, 0.99]: how far it is
+/// from passing, by rule kind.
+///
+/// - length: the bound over the length (above a maximum) or the length over the bound
+///   (below a minimum), so 44 words against a maximum of 40 earns 0.91;
+/// - required words: the share present; forbidden words: the share avoided;
+/// - a pattern: none (a pattern has no distance);
+/// - a JSON schema: the share of the schema's checks the JSON passes, recursively
+///   (halved when the JSON had to be cut out of surrounding prose);
+/// - an exact number: one minus the error relative to the answer (at least 1), so 55
+///   for 56 earns 0.98 and anything off by the answer's size or more earns 0;
+/// - an exact text: the word overlap (F1) with the answer;
+/// - exact JSON: the share of the answer's keys given with the right value, over the
+///   keys of the larger object (halved when cut out of prose).
+pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
+    let credit = match check {
+        Check::Length { unit, min, max } => {
+            let n = unit.measure(response) as f64;
+            match (min, max) {
+                (_, Some(max)) if n > *max as f64 => *max as f64 / n,
+                (Some(min), _) if n < *min as f64 && *min > 0 => n / *min as f64,
+                _ => 1.0,
+            }
+        }
+        Check::RequiredWords(list) => {
+            let have = words(response);
+            let present = list
+                .iter()
+                .filter(|w| contains_phrase(&have, &words(&fill(w, &task.vars))))
+                .count();
+            share(present, list.len())
+        }
+        Check::ForbiddenWords(list) => {
+            let have = words(response);
+            let avoided = list
+                .iter()
+                .filter(|w| !contains_phrase(&have, &words(&fill(w, &task.vars))))
+                .count();
+            share(avoided, list.len())
+        }
+        Check::Regex { .. } => 0.0,
+        Check::JsonSchema(schema) => match lenient_json(response) {
+            Some((value, exact)) => schema.credit(&value) * if exact { 1.0 } else { 0.5 },
+            None => 0.0,
+        },
+        Check::ExactAnswer(mode) => match &task.answer {
+            None => 0.0,
+            Some(answer) => answer_credit(*mode, answer, response),
+        },
+    };
+    credit.clamp(0.0, MAX_FAILED_CREDIT)
+}
+
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The response's JSON, and whether it was the whole response (`true`) or had to be
+/// cut out of surrounding text, from its first `{` or `[` to the matching last bracket.
+fn lenient_json(response: &str) -> Option<(Value, bool)> {
+    if let Ok(value) = parse_response_json(response) {
+        return Some((value, true));
+    }
+    let text = response.trim();
+    let start = text.find(['{', '['])?;
+    let close = if text[start..].starts_with('{') {
+        '}'
+    } else {
+        ']'
+    };
+    let end = text.rfind(close)?;
+    (end > start)
+        .then(|| serde_json::from_str(&text[start..=end]).ok())
+        .flatten()
+        .map(|value| (value, false))
+}
+
+fn answer_credit(mode: AnswerMode, answer: &str, response: &str) -> f64 {
+    match mode {
+        AnswerMode::Number => match (last_number(response), answer.trim().parse::<f64>()) {
+            (Some(got), Ok(want)) => 1.0 - ((got - want).abs() / want.abs().max(1.0)).min(1.0),
+            _ => 0.0,
+        },
+        AnswerMode::Text => {
+            let got = words(response);
+            let want = words(answer);
+            let common = want.iter().filter(|w| got.contains(w)).count() as f64;
+            if common == 0.0 {
+                0.0
+            } else {
+                let precision = common / got.len() as f64;
+                let recall = common / want.len() as f64;
+                2.0 * precision * recall / (precision + recall)
+            }
+        }
+        AnswerMode::Json => {
+            let (Some((got, exact)), Ok(want)) = (
+                lenient_json(response),
+                serde_json::from_str::<Value>(answer),
+            ) else {
+                return 0.0;
+            };
+            let scale = if exact { 1.0 } else { 0.5 };
+            match (&got, &want) {
+                (Value::Object(g), Value::Object(w)) => {
+                    let right = w
+                        .iter()
+                        .filter(|(k, v)| g.get(*k).is_some_and(|x| same_json(x, v)))
+                        .count();
+                    scale * share(right, g.len().max(w.len()))
+                }
+                _ if same_json(&got, &want) => scale,
+                _ => 0.0,
+            }
+        }
+    }
 }
 
 /// The share of soft and hard rules passed, in [0, 1] (1 when there are no rules).
@@ -368,12 +512,157 @@ mod tests {
         assert!(!run(json, Some(want), r#"{"name": "Ana", "age": 30, "x": 1}"#).0);
     }
 
+    fn credit(check: Check, answer: Option<&str>, response: &str) -> f64 {
+        let c = partial_credit(&check, &task(answer), response);
+        (c * 100.0).round() / 100.0
+    }
+
+    #[test]
+    fn failed_lengths_earn_credit_by_distance() {
+        let words = Check::Length {
+            unit: LengthUnit::Words,
+            min: Some(4),
+            max: Some(40),
+        };
+        assert_eq!(credit(words.clone(), None, &"w ".repeat(44)), 0.91);
+        assert_eq!(credit(words.clone(), None, &"w ".repeat(80)), 0.5);
+        assert_eq!(credit(words.clone(), None, "one two three"), 0.75);
+        assert_eq!(credit(words, None, ""), 0.0);
+        let lines = Check::Length {
+            unit: LengthUnit::Lines,
+            min: Some(3),
+            max: Some(3),
+        };
+        assert_eq!(credit(lines.clone(), None, "a\nb\nc\nd"), 0.75);
+        assert!(
+            credit(lines.clone(), None, "a\nb\nc\nd") > credit(lines, None, "a\nb\nc\nd\ne\nf")
+        );
+    }
+
+    #[test]
+    fn failed_word_lists_earn_the_share_they_got_right() {
+        let required = Check::RequiredWords(vec!["{topic}".into(), "moon".into()]);
+        assert_eq!(credit(required.clone(), None, "the moon"), 0.5);
+        assert_eq!(credit(required, None, "nothing"), 0.0);
+        let forbidden =
+            Check::ForbiddenWords(vec!["a1".into(), "b2".into(), "c3".into(), "d4".into()]);
+        assert_eq!(credit(forbidden, None, "a1 here"), 0.75);
+        let pattern = Check::Regex {
+            regex: Regex::new("^x$").unwrap(),
+            must_match: true,
+        };
+        assert_eq!(credit(pattern, None, "y"), 0.0);
+    }
+
+    #[test]
+    fn failed_numbers_earn_closeness_and_never_a_pass() {
+        let number = Check::ExactAnswer(AnswerMode::Number);
+        assert_eq!(credit(number.clone(), Some("56"), "55"), 0.98);
+        assert_eq!(credit(number.clone(), Some("56"), "It is 28."), 0.5);
+        assert_eq!(credit(number.clone(), Some("56"), "112"), 0.0);
+        assert_eq!(credit(number.clone(), Some("56"), "fifty-six"), 0.0);
+        assert_eq!(credit(number.clone(), Some("0"), "1"), 0.0);
+        // Even a tiny miss stays below a pass.
+        assert_eq!(credit(number, Some("100000"), "99999"), 0.99);
+    }
+
+    #[test]
+    fn failed_texts_and_json_earn_their_overlap() {
+        let text = Check::ExactAnswer(AnswerMode::Text);
+        assert_eq!(
+            credit(text.clone(), Some("New York City"), "It is New York"),
+            0.57
+        );
+        assert_eq!(credit(text, Some("Paris"), "Rome"), 0.0);
+        let json = Check::ExactAnswer(AnswerMode::Json);
+        let want = r#"{"name": "Ana", "age": 30, "city": "Oslo"}"#;
+        assert_eq!(
+            credit(
+                json.clone(),
+                Some(want),
+                r#"{"name": "Ana", "age": 31, "city": "Oslo"}"#
+            ),
+            0.67
+        );
+        assert_eq!(
+            credit(
+                json.clone(),
+                Some(want),
+                r#"Here: {"name": "Ana", "age": 30, "city": "Bergen"} ok"#
+            ),
+            0.33
+        );
+        assert_eq!(credit(json, Some(want), "Ana is 30"), 0.0);
+    }
+
+    #[test]
+    fn failed_schemas_earn_the_share_of_checks_passed() {
+        let schema = Schema::compile(
+            &serde_json::json!({
+                "type": "object",
+                "required": ["name", "age", "city"],
+                "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "age": {"type": "integer", "minimum": 0},
+                    "city": {"type": "string"}
+                }
+            }),
+            "schema",
+        )
+        .unwrap();
+        let check = Check::JsonSchema(schema);
+        // A wrong type for one key of three.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                r#"{"name": "Ana", "age": "30", "city": "Oslo"}"#
+            ),
+            0.67
+        );
+        // A missing key and an unexpected one.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                r#"{"name": "Ana", "age": 30, "town": "Oslo"}"#
+            ),
+            0.5
+        );
+        // A bound broken: half credit for that key.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                r#"{"name": "Ana", "age": -1, "city": "Oslo"}"#
+            ),
+            0.83
+        );
+        // Valid JSON wrapped in prose: half of what the JSON alone would earn.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                r#"Sure! {"name": "Ana", "age": 30, "city": "Oslo"}"#
+            ),
+            0.5
+        );
+        // Cut off mid-object, or no JSON at all.
+        assert_eq!(
+            credit(check.clone(), None, r#"{"name": "Ana", "age": 3"#),
+            0.0
+        );
+        assert_eq!(credit(check, None, "Ana, 30, Oslo"), 0.0);
+    }
+
     #[test]
     fn pass_rate_and_hard_failure() {
         let outcome = |hard, passed| RuleOutcome {
             rule: "r".into(),
             hard,
             passed,
+            credit: if passed { 1.0 } else { 0.25 },
             reason: String::new(),
         };
         assert_eq!(pass_rate(&[]), 1.0);
@@ -381,5 +670,11 @@ mod tests {
         assert_eq!(pass_rate(&soft_fail), 0.5);
         assert!(!hard_failed(&soft_fail));
         assert!(hard_failed(&[outcome(true, false)]));
+        assert_eq!(hard_grade(&soft_fail), 1.0);
+        assert_eq!(
+            hard_grade(&[outcome(true, false), outcome(true, true)]),
+            0.625
+        );
+        assert_eq!(hard_grade(&[]), 1.0);
     }
 }
