@@ -490,3 +490,128 @@ fn judges_see_the_earlier_answers_each_round_showed() {
         assert_eq!(*shown, before, "round {} sees round {round}", round + 1);
     }
 }
+
+/// Answers each seat with a fixed text chosen by its system prompt.
+struct Scripted {
+    answers: Vec<(String, String)>,
+    queued: Vec<(Ticket, String, String)>,
+    next: Ticket,
+}
+impl Engine for Scripted {
+    fn submit(&mut self, r: GenRequest) -> Result<Ticket, EngineError> {
+        let text = self
+            .answers
+            .iter()
+            .find(|(system, _)| *system == r.system)
+            .map(|(_, text)| text.clone())
+            .unwrap_or_default();
+        self.next += 1;
+        self.queued
+            .push((self.next, text, format!("{}\n{}", r.system, r.user)));
+        Ok(self.next)
+    }
+    fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
+        Ok(self
+            .queued
+            .drain(..)
+            .map(|(ticket, text, prompt)| EngineOutput::Done {
+                ticket,
+                tokens: text.split_whitespace().count() as u32,
+                text,
+                finish: "end_of_turn".into(),
+                prompt,
+            })
+            .collect())
+    }
+    fn cancel(&mut self, t: Ticket) {
+        self.queued.retain(|q| q.0 != t);
+    }
+    fn live(&self) -> usize {
+        self.queued.len()
+    }
+}
+
+/// Gives every answer the same score: only the rules can tell them apart.
+struct Flat;
+impl RoundJudge for Flat {
+    fn judge(
+        &self,
+        _: &Rulebook,
+        _: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
+        Ok(hard_failed
+            .iter()
+            .take(responses.len())
+            .map(|&hard| ResponseVerdict::from_scores(0.8, hard, Vec::new()))
+            .collect())
+    }
+}
+
+#[test]
+fn a_match_where_every_answer_breaks_a_hard_rule_still_ranks_and_pairs() {
+    let book = space("haiku");
+    let seats = seats(3, 0);
+    // Haiku's hard rules: exactly three lines, 5 to 25 words. Each answer breaks one,
+    // by a different distance.
+    let answers = [
+        "cold rain\non tin roofs\nnight comes\nslowly",
+        "cold\nrain\non\ntin\nroofs\ntonight",
+        "cold rain drums on the tin roofs all night long while the tired town sleeps \
+         and dreams of the warm dry summer that it lost so long ago in the hills",
+    ];
+    let engine = Scripted {
+        answers: seats
+            .iter()
+            .zip(answers)
+            .map(|(s, a)| (s.system_prompt.clone(), a.to_string()))
+            .collect(),
+        queued: Vec::new(),
+        next: 0,
+    };
+    let mut world = MatchWorld::new(Box::new(engine), Box::new(Flat), Bus::new());
+    world.add_match(MatchSpec {
+        match_id: 1,
+        rulebook: book.clone(),
+        seed: 3,
+        seats: seats.clone(),
+        deadline_ms: i64::MAX,
+    });
+    let mut outcomes = Vec::new();
+    for t in 0..20 {
+        outcomes.extend(world.tick(t));
+    }
+    let result = outcomes.remove(0).result.unwrap();
+    let verdicts: Vec<ResponseVerdict> = result.rounds[0]
+        .seats
+        .iter()
+        .map(|s| s.verdict.clone())
+        .collect();
+    assert!(verdicts.iter().all(|v| v.hard_failed));
+    let grades: Vec<f64> = verdicts.iter().map(|v| v.grade.unwrap()).collect();
+    // Four lines (0.75) with the words in bounds; six lines (0.5); one line of 31
+    // words (1/3 and 25/31).
+    assert!((grades[0] - 0.875).abs() < 1e-9, "{grades:?}");
+    assert!((grades[1] - 0.75).abs() < 1e-9, "{grades:?}");
+    assert!((grades[2] - (1.0 / 3.0 + 25.0 / 31.0) / 2.0).abs() < 1e-9, "{grades:?}");
+    assert_eq!(result.places, vec![1, 2, 3]);
+    assert!(result.totals[0] > result.totals[1] && result.totals[1] > result.totals[2]);
+    // The near miss takes the winner-takes-all pot, and the round yields pairs at the
+    // Space's margin.
+    let facts: Vec<arena::record::SeatFacts> = seats
+        .iter()
+        .map(|s| arena::record::SeatFacts {
+            entry_id: s.entry_id,
+            agent_id: s.agent_id,
+            fee: 1_000,
+            skill: arena::ratings::Skill::default(),
+        })
+        .collect();
+    let booked = arena::record::book_match(1, 1, &book, &facts, &result);
+    assert!(booked.amounts[0] > 0 && booked.amounts[1] == 0 && booked.amounts[2] == 0);
+    let pairs = &booked.record.rounds[0].pairs;
+    assert!(!pairs.is_empty());
+    assert!(pairs.iter().all(|p| p.margin >= book.pair_margin));
+    assert_eq!((pairs[0].chosen, pairs[0].rejected), (0, 2));
+}
