@@ -167,7 +167,7 @@ impl DpoConfig {
 }
 
 /// One preference pair as the trainer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DpoPair {
     /// The exact chat-formatted prompt text the policy saw.
     pub prompt: String,
@@ -175,6 +175,13 @@ pub struct DpoPair {
     pub chosen: String,
     /// The dispreferred answer.
     pub rejected: String,
+    /// The preferred answer was cut off at the token limit: it is trained without the
+    /// end-of-turn token, so the policy does not learn to stop where it was cut.
+    #[serde(default)]
+    pub chosen_truncated: bool,
+    /// The dispreferred answer was cut off at the token limit.
+    #[serde(default)]
+    pub rejected_truncated: bool,
 }
 
 /// What one optimizer step measured, averaged over its pairs.
@@ -221,15 +228,18 @@ struct EncodedPair {
     rejected: Vec<u32>,
 }
 
-/// Completion ids: the text without BOS, then the template's end-of-turn token (the
-/// policy must learn where an answer stops, as TRL's DPOTrainer does with EOS).
-fn encode_completion(tok: &ChatTokenizer, text: &str) -> Result<Vec<u32>> {
+/// Completion ids: the text without BOS, then the template's end-of-turn token when the
+/// answer finished (the policy must learn where an answer stops, as TRL's DPOTrainer
+/// does with EOS); an answer cut off at the token limit gets none.
+fn encode_completion(tok: &ChatTokenizer, text: &str, truncated: bool) -> Result<Vec<u32>> {
     let enc = tok
         .inner()
         .encode(text, false)
         .map_err(|e| AgentError::Encoding(e.to_string()))?;
     let mut ids = enc.get_ids().to_vec();
-    ids.extend(tok.stop_ids().first());
+    if !truncated {
+        ids.extend(tok.stop_ids().first());
+    }
     Ok(ids)
 }
 
@@ -243,8 +253,8 @@ fn encode_pair(
     max_length: usize,
 ) -> Result<EncodedPair> {
     let mut prompt = tok.encode(&p.prompt)?;
-    let mut chosen = encode_completion(tok, &p.chosen)?;
-    let mut rejected = encode_completion(tok, &p.rejected)?;
+    let mut chosen = encode_completion(tok, &p.chosen, p.chosen_truncated)?;
+    let mut rejected = encode_completion(tok, &p.rejected, p.rejected_truncated)?;
     let bad = |what: &str| AgentError::InvalidPair {
         index,
         detail: what.to_string(),

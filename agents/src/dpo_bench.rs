@@ -71,6 +71,7 @@ pub(crate) fn bench_pairs(tok: &crate::ChatTokenizer, n: usize) -> Vec<DpoPair> 
                 prompt: tok.chat_prompt(SYSTEM, task),
                 chosen: good.to_string(),
                 rejected: bad.to_string(),
+                ..DpoPair::default()
             }
         })
         .collect()

@@ -155,6 +155,7 @@ fn pairs() -> Vec<DpoPair> {
             prompt: format!("Q: {p} A:"),
             chosen: format!(" {c}."),
             rejected: format!(" {r}."),
+            ..DpoPair::default()
         })
         .collect()
 }
@@ -375,6 +376,7 @@ fn long_pairs_are_truncated_to_max_length() {
         prompt: "x".repeat(100),
         chosen: "a".repeat(80),
         rejected: "b".repeat(10),
+        ..DpoPair::default()
     };
     let cfg = DpoConfig {
         max_length: 40,
@@ -387,4 +389,33 @@ fn long_pairs_are_truncated_to_max_length() {
     // Prompt keeps 20 tokens (computed once for both answers); chosen is cut to 20 and
     // rejected keeps its 10.
     assert_eq!(out.steps[0].tokens, 20 + 20 + 10);
+}
+
+#[test]
+fn a_cut_off_answer_trains_without_the_end_of_turn_token() {
+    let model = Model::random(tiny(Architecture::Llama), 15).unwrap();
+    // The last byte id stands in for the end-of-turn token.
+    let tok = ChatTokenizer::for_tests(96).with_stop_id(95);
+    let pair = DpoPair {
+        prompt: "Q: name a colour A:".into(),
+        chosen: " red".into(),
+        rejected: " the colour I would name is".into(),
+        ..DpoPair::default()
+    };
+    let cfg = DpoConfig {
+        max_steps: 1,
+        batch_size: 1,
+        grad_accumulation: 1,
+        ..quick_cfg()
+    };
+    let run =
+        |p: &DpoPair| train_dpo(&model, &tok, None, std::slice::from_ref(p), &cfg, |_| {}).unwrap();
+    let finished = run(&pair);
+    let cut = run(&DpoPair {
+        rejected_truncated: true,
+        ..pair.clone()
+    });
+    // One token fewer: the cut-off answer has no end-of-turn token to learn from.
+    assert_eq!(cut.steps[0].tokens + 1, finished.steps[0].tokens);
+    assert_ne!(cut.adapter_hash, finished.adapter_hash);
 }

@@ -287,6 +287,13 @@ impl ChatTokenizer {
             bos_id: None,
         }
     }
+
+    /// The same tokenizer with `id` as its end-of-turn token.
+    #[cfg(test)]
+    pub(crate) fn with_stop_id(mut self, id: u32) -> Self {
+        self.stop_ids = vec![id];
+        self
+    }
 }
 
 fn vocab_id(tokens: &[String], s: &str) -> Option<u32> {

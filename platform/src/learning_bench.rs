@@ -352,6 +352,7 @@ pub fn run_learning_bench(
                         prompt: group[c].prompt.clone(),
                         chosen: group[c].text.clone(),
                         rejected: group[r].text.clone(),
+                        ..DpoPair::default()
                     });
                 }
             }

@@ -40,7 +40,7 @@ async fn sql(path: &str, statement: &str) {
 
 /// What the shared flow leaves for a test to look at further.
 struct Trained {
-    pairs: Vec<store::PreferencePair>,
+    pairs: Vec<store::TrainingPair>,
     trained: platform::learning::TrainedVersion,
     model: Arc<agents::Model>,
     tokenizer: Arc<agents::ChatTokenizer>,

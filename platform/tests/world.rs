@@ -594,7 +594,10 @@ fn a_match_where_every_answer_breaks_a_hard_rule_still_ranks_and_pairs() {
     // words (1/3 and 25/31).
     assert!((grades[0] - 0.875).abs() < 1e-9, "{grades:?}");
     assert!((grades[1] - 0.75).abs() < 1e-9, "{grades:?}");
-    assert!((grades[2] - (1.0 / 3.0 + 25.0 / 31.0) / 2.0).abs() < 1e-9, "{grades:?}");
+    assert!(
+        (grades[2] - (1.0 / 3.0 + 25.0 / 31.0) / 2.0).abs() < 1e-9,
+        "{grades:?}"
+    );
     assert_eq!(result.places, vec![1, 2, 3]);
     assert!(result.totals[0] > result.totals[1] && result.totals[1] > result.totals[2]);
     // The near miss takes the winner-takes-all pot, and the round yields pairs at the

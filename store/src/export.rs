@@ -51,11 +51,15 @@ pub struct ExportPair {
     pub space: String,
     /// The round's text as the chosen seat saw it, without its meta-prompt (the
     /// round's task for pairs written before that was kept): what public exports show.
+    /// Filtered on a training run (of leaf layout 3), the text as the run's own agent
+    /// saw it, the prompt the run trained the pair under.
     pub prompt: String,
-    /// The exact prompt the chosen policy saw, meta-prompt included. Private: exports
-    /// publish only its sha256, and the text only when `public_prompt` is 1.
+    /// The exact prompt the chosen policy saw, meta-prompt included (filtered on a
+    /// training run of layout 3: the one the run's agent saw). Private: exports publish
+    /// only its sha256, and the text only when `public_prompt` is 1.
     pub exact_prompt: String,
-    /// 1 when the chosen agent's owner opted its exact prompts into public exports.
+    /// 1 when the owner of the agent whose prompt `exact_prompt` is opted its exact
+    /// prompts into public exports.
     pub public_prompt: i64,
     /// The better completion.
     pub chosen: String,
@@ -119,9 +123,13 @@ impl Store {
     ) -> Result<Vec<ExportPair>> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as(
-            "SELECT p.id, p.match_id, p.round_id, r.round_index, s.slug AS space,
-                    CASE WHEN p.task_prompt = '' THEN r.task ELSE p.task_prompt END AS prompt,
-                    p.prompt AS exact_prompt, ca.public_prompt, p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
+                "SELECT p.id, p.match_id, p.round_id, r.round_index, s.slug AS space,
+                    CASE WHEN own.id IS NOT NULL AND own.task_prompt <> '' THEN own.task_prompt
+                         WHEN p.task_prompt = '' THEN r.task ELSE p.task_prompt END AS prompt,
+                    COALESCE(own.prompt, p.prompt) AS exact_prompt,
+                    CASE WHEN own.id = rr.id AND own.id <> cr.id THEN ra.public_prompt
+                         ELSE ca.public_prompt END AS public_prompt,
+                    p.chosen, p.rejected, cv.agent_id AS chosen_agent_id,
                     p.chosen_agent_version_id, rv.agent_id AS rejected_agent_id,
                     p.rejected_agent_version_id, p.margin, p.judge_agreement, p.created_at,
                     ms.result_root AS match_result_root, t.position AS training_position,
@@ -132,10 +140,15 @@ impl Store {
              JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
              JOIN agents ca ON ca.id = cv.agent_id
              JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
+             JOIN agents ra ON ra.id = rv.agent_id
              JOIN responses cr ON cr.id = p.chosen_response_id
              JOIN responses rr ON rr.id = p.rejected_response_id
              LEFT JOIN match_settlements ms ON ms.match_id = p.match_id
              LEFT JOIN training_run_pairs t ON t.pair_id = p.id AND t.training_run_id = $9
+             LEFT JOIN training_runs tr ON tr.id = t.training_run_id AND tr.pair_leaf >= 3
+             LEFT JOIN responses own ON own.id = CASE WHEN cv.agent_id = tr.agent_id
+                                                      THEN cr.id ELSE rr.id END
+                                    AND tr.id IS NOT NULL
              WHERE p.id > $1
                AND ($9 IS NULL OR t.training_run_id IS NOT NULL)
                AND ($2 IS NULL OR p.space_id = $2)
@@ -147,20 +160,20 @@ impl Store {
                AND ($10 = 0 OR (cr.finish_reason NOT IN ('length', 'context_full')
                                 AND rr.finish_reason NOT IN ('length', 'context_full')))
              ORDER BY p.id
-             LIMIT $8"
-        )
-        .bind(after)
-        .bind(filter.space_id)
-        .bind(filter.agent_id)
-        .bind(filter.since_ms)
-        .bind(filter.until_ms)
-        .bind(filter.min_margin)
-        .bind(filter.min_agreement)
-        .bind(limit)
-        .bind(filter.training_run_id)
-        .bind(i64::from(filter.complete_only))
-        .fetch_all(pool)
-        .await
+             LIMIT $8",
+            )
+            .bind(after)
+            .bind(filter.space_id)
+            .bind(filter.agent_id)
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .bind(filter.min_margin)
+            .bind(filter.min_agreement)
+            .bind(limit)
+            .bind(filter.training_run_id)
+            .bind(i64::from(filter.complete_only))
+            .fetch_all(pool)
+            .await
         })?)
     }
 }
@@ -315,16 +328,120 @@ mod tests {
         assert!(other_run.is_empty());
     }
 
+    /// A pair trains under the training agent's own prompt, whichever side it wrote;
+    /// a run's export shows that prompt; a run made before leaf layout 3 still reads
+    /// back under the chosen answer's prompt, as it trained.
+    async fn training_pairs_sit_under_the_agents_own_prompt(store: &Store) {
+        let played = played_match(store, 3).await;
+        // Seat 2 loses both its pairs; its answer was cut off at the token limit.
+        store
+            .execute_admin(&format!(
+                "UPDATE responses SET finish_reason = 'length', task_prompt = 'Tea, as seat 2 sees it.'
+                 WHERE entry_id = {}",
+                played.entry_ids[2]
+            ))
+            .await
+            .unwrap();
+        let own = |seat: usize| format!("You are agent {seat}.");
+        for seat in 0..3 {
+            let pairs = store
+                .training_pairs_for_agent(played.agent_ids[seat], 0, 100)
+                .await
+                .unwrap();
+            assert_eq!(pairs.len(), 2, "seat {seat}");
+            for p in &pairs {
+                assert!(p.prompt.contains(&own(seat)), "seat {seat}: {}", p.prompt);
+                assert_eq!(p.leaf, crate::PAIR_LEAF);
+                assert_eq!(
+                    crate::is_truncated(&p.rejected_finish),
+                    seat == 2 || p.rejected_agent_version_id == played.version_ids[2]
+                );
+                assert!(!crate::is_truncated(&p.chosen_finish));
+            }
+        }
+        let loser = store
+            .training_pairs_for_agent(played.agent_ids[2], 0, 100)
+            .await
+            .unwrap();
+        let run = store
+            .create_training_run(&crate::NewTrainingRun {
+                agent_id: played.agent_ids[2],
+                parent_version_id: played.version_ids[2],
+                hyperparams: &serde_json::json!({}),
+                hyperparams_hash: "0xhyper",
+                pairs_root: "0xpairs",
+                results_root: "0xresults",
+                pair_ids: &loser.iter().map(|p| p.id).collect::<Vec<_>>(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.training_run_training_pairs(run.id).await.unwrap(),
+            loser
+        );
+        let exported = store
+            .export_pairs_page(
+                &PairFilter {
+                    training_run_id: Some(run.id),
+                    ..Default::default()
+                },
+                0,
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(exported.len(), 2);
+        for p in &exported {
+            assert!(p.exact_prompt.contains(&own(2)), "{}", p.exact_prompt);
+            assert_eq!(p.prompt, "Tea, as seat 2 sees it.");
+            assert_eq!(p.rejected_finish, "length");
+        }
+        // Outside a run, the export keeps the chosen side's view.
+        let all = store
+            .export_pairs_page(&PairFilter::default(), 0, 100)
+            .await
+            .unwrap();
+        assert!(all.iter().all(|p| !p.exact_prompt.contains(&own(2))));
+        // A run recorded under layout 2 trained under the chosen answer's prompt.
+        store
+            .execute_admin(&format!(
+                "UPDATE training_runs SET pair_leaf = 2 WHERE id = {}",
+                run.id
+            ))
+            .await
+            .unwrap();
+        let legacy = store.training_run_training_pairs(run.id).await.unwrap();
+        assert!(
+            legacy
+                .iter()
+                .all(|p| p.leaf == 2 && !p.prompt.contains(&own(2)))
+        );
+        let exported = store
+            .export_pairs_page(
+                &PairFilter {
+                    training_run_id: Some(run.id),
+                    ..Default::default()
+                },
+                0,
+                100,
+            )
+            .await
+            .unwrap();
+        assert!(exported.iter().all(|p| !p.exact_prompt.contains(&own(2))));
+    }
+
     #[tokio::test]
     async fn export_sqlite() {
         let db = TestDb::sqlite().await;
         pages_filter_and_resume(&db.store).await;
+        training_pairs_sit_under_the_agents_own_prompt(&db.store).await;
     }
 
     #[tokio::test]
     async fn export_postgres() {
         if let Some(db) = TestDb::postgres().await {
             pages_filter_and_resume(&db.store).await;
+            training_pairs_sit_under_the_agents_own_prompt(&db.store).await;
         }
     }
 }

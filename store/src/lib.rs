@@ -52,7 +52,7 @@ pub use results::{
 };
 pub use sessions::{ApiToken, Session};
 pub use spaces::NewSpace;
-pub use training::{NewPolRecord, NewTrainingRun};
+pub use training::{NewPolRecord, NewTrainingRun, PAIR_LEAF, TrainingPair};
 pub use users::normalize_wallet;
 pub use wei::Wei;
 

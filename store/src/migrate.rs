@@ -118,6 +118,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "auto_entry_refunds",
             Portable(migration_file!("0019_auto_entry_refunds.sql")),
         ),
+        (
+            20,
+            "training_pair_leaf",
+            Portable(migration_file!("0020_training_pair_leaf.sql")),
+        ),
     ]
 };
 

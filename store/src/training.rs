@@ -44,6 +44,55 @@ pub struct NewPolRecord<'a> {
     pub chain_tx_id: Option<i64>,
 }
 
+/// The leaf layout of the pairs root new training runs write (see
+/// `migrations/0020_training_pair_leaf.sql`): each pair trains under the run's own
+/// agent's prompt, and an answer cut off at the token limit stays open.
+pub const PAIR_LEAF: i64 = 3;
+
+/// A preference pair as a training run trains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingPair {
+    /// The pair's id.
+    pub id: i64,
+    /// Its match.
+    pub match_id: i64,
+    /// Its round.
+    pub round_id: i64,
+    /// Score margin.
+    pub margin: f64,
+    /// The exact prompt the pair trains under (meta-prompt included).
+    pub prompt: String,
+    /// The better completion.
+    pub chosen: String,
+    /// The worse completion.
+    pub rejected: String,
+    /// The version that wrote the better one.
+    pub chosen_agent_version_id: i64,
+    /// The version that wrote the worse one.
+    pub rejected_agent_version_id: i64,
+    /// Why the better answer stopped.
+    pub chosen_finish: String,
+    /// Why the worse answer stopped.
+    pub rejected_finish: String,
+    /// The leaf layout the pair is committed and trained under ([`PAIR_LEAF`] for new
+    /// runs, 2 for runs made before it).
+    pub leaf: i64,
+}
+crate::records::from_row!(TrainingPair {
+    id,
+    match_id,
+    round_id,
+    margin,
+    prompt,
+    chosen,
+    rejected,
+    chosen_agent_version_id,
+    rejected_agent_version_id,
+    chosen_finish,
+    rejected_finish,
+    leaf
+});
+
 impl Store {
     /// Starts a run and records its pairs in order, in one transaction.
     pub async fn create_training_run(&self, new: &NewTrainingRun<'_>) -> Result<TrainingRun> {
@@ -51,8 +100,8 @@ impl Store {
         let run: TrainingRun = on_tx!(&mut tx, |c| sqlx::query_as(
             "INSERT INTO training_runs
                (agent_id, parent_version_id, status, hyperparams, hyperparams_hash, pairs_root,
-                results_root, started_at)
-             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7) RETURNING *"
+                results_root, started_at, pair_leaf)
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8) RETURNING *"
         )
         .bind(new.agent_id)
         .bind(new.parent_version_id)
@@ -61,6 +110,7 @@ impl Store {
         .bind(new.pairs_root)
         .bind(new.results_root)
         .bind(now_ms())
+        .bind(PAIR_LEAF)
         .fetch_one(&mut *c)
         .await)
         .map_err(|e| {
@@ -172,6 +222,63 @@ impl Store {
             "SELECT * FROM training_metrics WHERE training_run_id = $1 ORDER BY step"
         )
         .bind(run_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// The pairs a run used, in training order, as it trained them: under the prompt
+    /// its leaf layout names (the run's own agent's for layout 3, the chosen answer's
+    /// before), with whether each answer was cut off.
+    pub async fn training_run_training_pairs(&self, run_id: i64) -> Result<Vec<TrainingPair>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT p.id, p.match_id, p.round_id, p.margin, p.chosen, p.rejected,
+                    p.chosen_agent_version_id, p.rejected_agent_version_id,
+                    CASE WHEN r.pair_leaf < 3 THEN p.prompt
+                         WHEN cv.agent_id = r.agent_id THEN cr.prompt
+                         ELSE rr.prompt END AS prompt,
+                    cr.finish_reason AS chosen_finish, rr.finish_reason AS rejected_finish,
+                    r.pair_leaf AS leaf
+             FROM training_run_pairs t
+             JOIN training_runs r ON r.id = t.training_run_id
+             JOIN preference_pairs p ON p.id = t.pair_id
+             JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
+             JOIN responses cr ON cr.id = p.chosen_response_id
+             JOIN responses rr ON rr.id = p.rejected_response_id
+             WHERE t.training_run_id = $1 ORDER BY t.position"
+        )
+        .bind(run_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Up to `limit` pairs with id above `after` where `agent_id` wrote the chosen or
+    /// the rejected answer, in id order, as a new run trains them: under the prompt the
+    /// agent itself saw in that round (its own meta-prompt and role), with whether each
+    /// answer was cut off.
+    pub async fn training_pairs_for_agent(
+        &self,
+        agent_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TrainingPair>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT p.id, p.match_id, p.round_id, p.margin, p.chosen, p.rejected,
+                    p.chosen_agent_version_id, p.rejected_agent_version_id,
+                    CASE WHEN cv.agent_id = $1 THEN cr.prompt ELSE rr.prompt END AS prompt,
+                    cr.finish_reason AS chosen_finish, rr.finish_reason AS rejected_finish,
+                    $4 AS leaf
+             FROM preference_pairs p
+             JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
+             JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
+             JOIN responses cr ON cr.id = p.chosen_response_id
+             JOIN responses rr ON rr.id = p.rejected_response_id
+             WHERE p.id > $2 AND (cv.agent_id = $1 OR rv.agent_id = $1)
+             ORDER BY p.id LIMIT $3"
+        )
+        .bind(agent_id)
+        .bind(after)
+        .bind(limit)
+        .bind(PAIR_LEAF)
         .fetch_all(pool)
         .await)?)
     }

@@ -41,10 +41,7 @@ async fn a_record_verifies_from_the_served_export_api() {
         )
         .await
         .unwrap();
-    let pairs = store
-        .preference_pairs_for_agent(agent, 0, 100)
-        .await
-        .unwrap();
+    let pairs = store.training_pairs_for_agent(agent, 0, 100).await.unwrap();
     assert!(pairs.len() >= 2, "{}", pairs.len());
 
     let dev = chain::dev::dev_accounts(10);

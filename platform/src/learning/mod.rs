@@ -17,7 +17,7 @@ use agents::{ChatTokenizer, LoraAdapter, Model};
 use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Contracts};
 use serde::{Deserialize, Serialize};
-use store::{PreferencePair, Store};
+use store::{Store, TrainingPair};
 
 use crate::runtime::AdapterLibrary;
 use arena::ratings::{ADAPTER_CHANGE_TAU, Skill};
@@ -26,9 +26,9 @@ pub mod scheduler;
 mod verify;
 
 pub use verify::{
-    CommittedPair, RunEvidence, StoredAdapter, Verdict, dpo_pairs, local_evidence, pair_leaf,
-    pair_leaf_v1, pairs_root, pairs_root_v1, prompt_sha256, result_leaf, verify_evidence,
-    verify_record,
+    CommittedPair, PairLeaf, RunEvidence, StoredAdapter, Verdict, dpo_pairs, local_evidence,
+    pair_leaf, pair_leaf_v1, pair_leaf_v2, pairs_root, pairs_root_in, pairs_root_v1, prompt_sha256,
+    result_leaf, verify_evidence, verify_record,
 };
 use verify::{hex32, match_results, results_leaves};
 
@@ -206,7 +206,7 @@ impl Trainer {
     }
 
     /// The pairs an agent would train on now, if its policy says a run is due.
-    pub async fn due_pairs(&self, agent_id: i64) -> Result<Option<Vec<PreferencePair>>> {
+    pub async fn due_pairs(&self, agent_id: i64) -> Result<Option<Vec<TrainingPair>>> {
         let version = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&version.training)?;
         let after = self.store.last_trained_pair_id(agent_id).await?;
@@ -215,7 +215,7 @@ impl Trainer {
         loop {
             let page = self
                 .store
-                .preference_pairs_for_agent(agent_id, cursor, 500)
+                .training_pairs_for_agent(agent_id, cursor, 500)
                 .await?;
             let Some(last) = page.last() else { break };
             cursor = last.id;
@@ -231,7 +231,7 @@ impl Trainer {
     /// One training run for `agent_id` on `pairs` (in that order): the new version is
     /// stored with its adapter, hash and parent, the agent's sigma widens in every
     /// Space, and the record lands on chain. The DPO steps run on a blocking thread.
-    pub async fn train(&self, agent_id: i64, pairs: Vec<PreferencePair>) -> Result<TrainedVersion> {
+    pub async fn train(&self, agent_id: i64, pairs: Vec<TrainingPair>) -> Result<TrainedVersion> {
         let parent = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&parent.training)?;
         let parent_adapter: Option<Arc<LoraAdapter>> = match &parent.adapter_hash {
@@ -269,7 +269,7 @@ impl Trainer {
                 let model = self.model.clone();
                 let tokenizer = self.tokenizer.clone();
                 let dpo = dpo.clone();
-                let data = dpo_pairs(&committed);
+                let data = dpo_pairs(&committed, verify::PairLeaf::V3);
                 let parent = parent_adapter.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut steps = Vec::new();

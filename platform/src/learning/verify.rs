@@ -11,7 +11,7 @@ use agents::{ChatTokenizer, Model};
 use alloy::primitives::B256;
 use chain::{AnyChain, Contracts};
 use serde::{Deserialize, Serialize};
-use store::{PreferencePair, Store};
+use store::{Store, TrainingPair};
 
 use super::{LearningError, Result};
 use crate::runtime::AdapterLibrary;
@@ -43,6 +43,13 @@ pub struct CommittedPair {
     pub chosen_agent_version_id: i64,
     /// The version that wrote the worse one.
     pub rejected_agent_version_id: i64,
+    /// The better answer was cut off at the token limit: it trains without an
+    /// end-of-turn token (leaf version 3 commits to it).
+    #[serde(default)]
+    pub chosen_truncated: bool,
+    /// The worse answer was cut off at the token limit.
+    #[serde(default)]
+    pub rejected_truncated: bool,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
@@ -55,8 +62,8 @@ pub fn prompt_sha256(prompt: &str) -> String {
     hex::encode(sha2::Sha256::digest(prompt.as_bytes()))
 }
 
-impl From<&PreferencePair> for CommittedPair {
-    fn from(p: &PreferencePair) -> CommittedPair {
+impl From<&TrainingPair> for CommittedPair {
+    fn from(p: &TrainingPair) -> CommittedPair {
         CommittedPair {
             id: p.id,
             match_id: p.match_id,
@@ -67,14 +74,47 @@ impl From<&PreferencePair> for CommittedPair {
             rejected: p.rejected.clone(),
             chosen_agent_version_id: p.chosen_agent_version_id,
             rejected_agent_version_id: p.rejected_agent_version_id,
+            chosen_truncated: store::is_truncated(&p.chosen_finish),
+            rejected_truncated: store::is_truncated(&p.rejected_finish),
         }
     }
 }
 
-/// The leaf of pair `index` in a run's pairs root: its position and exact content, the
-/// prompt by its sha256 (leaf version 2; records made before it committed to the
-/// prompt text, see [`pair_leaf_v1`]).
+/// The leaf layouts a pairs root may use, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairLeaf {
+    /// Layout 3 (runs made now): the prompt is the training agent's own, by its
+    /// sha256, and the leaf commits to whether each answer was cut off, which the
+    /// training honours.
+    V3,
+    /// Layout 2: the chosen answer's prompt by its sha256; every answer trained as
+    /// finished.
+    V2,
+    /// Layout 1: the prompt text itself; every answer trained as finished.
+    V1,
+}
+
+/// The leaf of pair `index` in a run's pairs root (layout 3): its position and exact
+/// content, the prompt by its sha256, and whether each answer was cut off.
 pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
+    let data = serde_json::json!({
+        "leaf": 3,
+        "id": p.id,
+        "match_id": p.match_id,
+        "round_id": p.round_id,
+        "prompt_sha256": p.prompt_sha256,
+        "chosen": p.chosen,
+        "rejected": p.rejected,
+        "chosen_agent_version_id": p.chosen_agent_version_id,
+        "rejected_agent_version_id": p.rejected_agent_version_id,
+        "chosen_truncated": p.chosen_truncated,
+        "rejected_truncated": p.rejected_truncated,
+    });
+    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+}
+
+/// The leaf of records made under layout 2: the prompt by its sha256, no truncation.
+pub fn pair_leaf_v2(index: usize, p: &CommittedPair) -> B256 {
     let data = serde_json::json!({
         "leaf": 2,
         "id": p.id,
@@ -89,7 +129,7 @@ pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
     chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
 }
 
-/// The leaf of records made before leaf version 2: the prompt text itself.
+/// The leaf of records made under layout 1: the prompt text itself.
 pub fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
     let data = serde_json::json!({
         "id": p.id,
@@ -104,23 +144,24 @@ pub fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
     chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
 }
 
-/// The Merkle root of pairs in training order under leaf version 1.
+/// The Merkle root of pairs in training order under leaf layout 1.
 pub fn pairs_root_v1(pairs: &[CommittedPair]) -> B256 {
-    let leaves: Vec<B256> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| pair_leaf_v1(i, p))
-        .collect();
-    chain::merkle::root(&leaves)
+    pairs_root_in(PairLeaf::V1, pairs)
 }
 
-/// The Merkle root of pairs in training order.
+/// The Merkle root of pairs in training order (layout 3, what new runs record).
 pub fn pairs_root(pairs: &[CommittedPair]) -> B256 {
-    let leaves: Vec<B256> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| pair_leaf(i, p))
-        .collect();
+    pairs_root_in(PairLeaf::V3, pairs)
+}
+
+/// The Merkle root of pairs in training order under `layout`.
+pub fn pairs_root_in(layout: PairLeaf, pairs: &[CommittedPair]) -> B256 {
+    let leaf = match layout {
+        PairLeaf::V3 => pair_leaf,
+        PairLeaf::V2 => pair_leaf_v2,
+        PairLeaf::V1 => pair_leaf_v1,
+    };
+    let leaves: Vec<B256> = pairs.iter().enumerate().map(|(i, p)| leaf(i, p)).collect();
     chain::merkle::root(&leaves)
 }
 
@@ -167,14 +208,18 @@ pub(super) fn hex32(text: &str) -> Result<B256> {
         .map_err(|e| LearningError::Invalid(format!("{text:?} is not a 32-byte hex hash: {e}")))
 }
 
-/// The pairs a run trains on, as the trainer reads them.
-pub fn dpo_pairs(pairs: &[CommittedPair]) -> Vec<DpoPair> {
+/// The pairs a run trains on, as the trainer reads them. Only layout 3 trains a cut-off
+/// answer as open; earlier layouts trained every answer as finished.
+pub fn dpo_pairs(pairs: &[CommittedPair], layout: PairLeaf) -> Vec<DpoPair> {
+    let open = layout == PairLeaf::V3;
     pairs
         .iter()
         .map(|p| DpoPair {
             prompt: p.prompt.clone(),
             chosen: p.chosen.clone(),
             rejected: p.rejected.clone(),
+            chosen_truncated: open && p.chosen_truncated,
+            rejected_truncated: open && p.rejected_truncated,
         })
         .collect()
 }
@@ -228,7 +273,7 @@ pub async fn local_evidence(store: &Store, record_id: u64) -> Result<RunEvidence
         })?;
     let run = store.training_run(local.training_run_id).await?;
     let pairs: Vec<CommittedPair> = store
-        .training_run_pairs(run.id)
+        .training_run_training_pairs(run.id)
         .await?
         .iter()
         .map(CommittedPair::from)
@@ -309,13 +354,16 @@ pub async fn verify_evidence(
     }
     let pairs = &evidence.pairs;
     let root = pairs_root(pairs);
-    // A record made before leaf version 2 committed to the prompt texts; it can be
-    // checked where they are all known.
-    let old_root = pairs.iter().all(|p| !p.prompt.is_empty())
-        && pairs_root_v1(pairs) == on_chain.fields.pairs_root;
+    // Records made under an earlier leaf layout are checked under theirs (layout 1
+    // committed to the prompt texts, so only where they are all known), and retrained
+    // as they were trained.
+    let layout = [PairLeaf::V3, PairLeaf::V2, PairLeaf::V1]
+        .into_iter()
+        .filter(|l| *l != PairLeaf::V1 || pairs.iter().all(|p| !p.prompt.is_empty()))
+        .find(|l| pairs_root_in(*l, pairs) == on_chain.fields.pairs_root);
     check!(
         "pairs root",
-        root == on_chain.fields.pairs_root || old_root,
+        layout.is_some(),
         format!(
             "the {} pairs hash to {root}, the record holds {}{}",
             pairs.len(),
@@ -417,7 +465,7 @@ pub async fn verify_evidence(
             forged.map_or("", |p| p.prompt_sha256.as_str())
         )
     );
-    let data = dpo_pairs(pairs);
+    let data = dpo_pairs(pairs, layout.unwrap_or(PairLeaf::V3));
     let (m, t, d) = (model.clone(), tokenizer.clone(), dpo.clone());
     let retrained = tokio::task::spawn_blocking(move || {
         train_dpo(&m, &t, parent.as_deref(), &data, &d, |_| {})

@@ -12,7 +12,10 @@
 //!   one assistant message.
 //!
 //! `training_run=ID` narrows the export to the pairs one training run trained on; each
-//! row then carries its `training_position`, and every row carries the `round_id` and
+//! row then carries its `training_position`, and its prompts are the ones the run
+//! trained the pair under: the run's own agent's view of the round (its role and, in
+//! `policy_prompt` where opted in, its meta-prompt), for the chosen and the rejected
+//! answer alike, and every row carries the `round_id` and
 //! the `match_result_root` that a proof-of-learning record commits to, so a verifier
 //! (`rlfc verify-pol --from URL`) can rebuild the record's roots from the export alone.
 //!
