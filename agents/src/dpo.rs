@@ -61,6 +61,26 @@ pub struct DpoConfig {
     pub lora_alpha: f32,
     /// Seed of a first version's LoRA A matrices.
     pub seed: u64,
+    /// Share of the pairs held out to measure the validation loss (the last ones in
+    /// training order; at least one pair is held out and one trained on when set); 0
+    /// trains on every pair and measures none. Left out of the hashed JSON when 0, so
+    /// runs recorded before it hash as they did.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub validation_share: f64,
+    /// With a validation share: stop once this many validation checks in a row (one
+    /// after each pass over the training pairs) have not improved on the best, and
+    /// keep the adapter of the best check; 0 never stops early (the best check's
+    /// adapter is still the one kept). Left out of the hashed JSON when 0.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub patience: usize,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for DpoConfig {
@@ -80,6 +100,8 @@ impl Default for DpoConfig {
             lora_rank: 8,
             lora_alpha: 16.0,
             seed: 0,
+            validation_share: 0.0,
+            patience: 0,
         }
     }
 }
@@ -135,7 +157,33 @@ impl DpoConfig {
         check_usize("max_length", self.max_length, 2, 1 << 20)?;
         check_usize("lora_rank", self.lora_rank, 1, 1024)?;
         check_f64("lora_alpha", self.lora_alpha as f64, 0.0, true, 1e6, false)?;
+        check_f64(
+            "validation_share",
+            self.validation_share,
+            0.0,
+            false,
+            0.5,
+            false,
+        )?;
+        check_usize("patience", self.patience, 0, 1000)?;
         Ok(())
+    }
+
+    /// How many of `pairs` pairs are held out for validation: none without a share or
+    /// with fewer than two pairs, otherwise the rounded share, at least one and at
+    /// most all but one.
+    pub fn validation_pairs(&self, pairs: usize) -> usize {
+        if self.validation_share <= 0.0 || pairs < 2 {
+            return 0;
+        }
+        ((pairs as f64 * self.validation_share).round() as usize).clamp(1, pairs - 1)
+    }
+
+    /// Optimizer steps in one pass over `train_pairs` training pairs.
+    pub fn steps_per_pass(&self, train_pairs: usize) -> usize {
+        train_pairs
+            .div_ceil(self.batch_size * self.grad_accumulation)
+            .max(1)
     }
 
     /// The canonical JSON hashed by [`Self::hyperparameters_hash`]: every field plus the
@@ -206,6 +254,11 @@ pub struct StepMetrics {
     /// Token rows run through the policy in this step (a pair's prompt counts once:
     /// chosen and rejected share its computation).
     pub tokens: usize,
+    /// The mean DPO loss on the held-out pairs after this step, on the steps that end
+    /// a pass over the training pairs (and the last step); `None` on other steps and
+    /// without a validation share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
 }
 
 /// The result of a DPO run.
@@ -217,8 +270,16 @@ pub struct DpoOutcome {
     pub adapter_hash: String,
     /// [`DpoConfig::hyperparameters_hash`] of the settings used.
     pub hyperparameters_hash: String,
-    /// Per-step metrics, in order.
+    /// Per-step metrics, in order (every step taken, also those after the best).
     pub steps: Vec<StepMetrics>,
+    /// The step whose adapter was kept: the last one, or with a validation share the
+    /// one with the lowest validation loss.
+    pub best_step: usize,
+    /// The kept adapter's validation loss (`None` without a validation share).
+    pub validation_loss: Option<f64>,
+    /// Whether the run stopped before `max_steps` because the validation loss had
+    /// stopped improving.
+    pub stopped_early: bool,
 }
 
 /// A pair as token ids: one (possibly left-truncated) prompt shared by both answers.
@@ -410,12 +471,16 @@ pub fn train_dpo(
             ));
         }
     }
-    let encoded = pairs
+    let mut encoded = pairs
         .iter()
         .enumerate()
         .map(|(i, p)| encode_pair(tokenizer, p, i, cfg.max_length))
         .collect::<Result<Vec<_>>>()?;
+    // The last pairs in training order are held out; the rest are trained on.
+    let held_out = encoded.split_off(encoded.len() - cfg.validation_pairs(pairs.len()));
+    let steps_per_pass = cfg.steps_per_pass(encoded.len());
     let base = TrainBase::new(model)?;
+    let held_out_reference = held_out_logprobs(&base, &held_out, parent)?;
 
     // Reference log-probs of each distinct pass (the pairs packed together), computed
     // the first time that pass is met and then reused: the reference never changes, and
@@ -440,6 +505,10 @@ pub fn train_dpo(
     let per_step = cfg.batch_size * cfg.grad_accumulation;
     let mut cursor = 0usize;
     let mut steps = Vec::with_capacity(cfg.max_steps);
+    // The best validation check so far: its loss, step and parameters.
+    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
+    let mut checks_since_best = 0usize;
+    let mut stopped_early = false;
 
     for step in 1..=cfg.max_steps {
         let mut grads: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
@@ -505,7 +574,7 @@ pub fn train_dpo(
             v.set(&Tensor::from_slice(p, v.shape(), &Device::Cpu)?)?;
         }
         let n = per_step as f64;
-        let m = StepMetrics {
+        let mut m = StepMetrics {
             step,
             loss: loss / n,
             reward_accuracy: correct as f64 / n,
@@ -515,14 +584,77 @@ pub fn train_dpo(
             grad_norm: norm,
             pairs: per_step,
             tokens,
+            validation_loss: None,
         };
+        let check = !held_out.is_empty() && (step % steps_per_pass == 0 || step == cfg.max_steps);
+        if check {
+            let v = held_out_loss(&base, &held_out, &held_out_reference, &policy, cfg.beta)?;
+            m.validation_loss = Some(v);
+            if best.as_ref().is_none_or(|(b, ..)| v < *b) {
+                best = Some((v, step, params.clone()));
+                checks_since_best = 0;
+            } else {
+                checks_since_best += 1;
+            }
+        }
         on_step(&m);
         steps.push(m);
+        if check && cfg.patience > 0 && checks_since_best >= cfg.patience {
+            stopped_early = step < cfg.max_steps;
+            break;
+        }
     }
+    let (validation_loss, best_step) = match best {
+        Some((loss, step, kept)) => {
+            for (v, p) in vars.iter().zip(&kept) {
+                v.set(&Tensor::from_slice(p, v.shape(), &Device::Cpu)?)?;
+            }
+            (Some(loss), step)
+        }
+        None => (None, steps.len()),
+    };
     Ok(DpoOutcome {
         adapter_hash: adapter_hash(&policy, model.config())?,
         hyperparameters_hash: cfg.hyperparameters_hash(),
         adapter: policy,
         steps,
+        best_step,
+        validation_loss,
+        stopped_early,
     })
+}
+
+/// Reference log-probs `(chosen, rejected)` of the held-out pairs, packed as
+/// [`held_out_loss`] packs them.
+fn held_out_logprobs(
+    base: &TrainBase,
+    pairs: &[EncodedPair],
+    adapter: Option<&LoraAdapter>,
+) -> Result<Vec<(f64, f64)>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(PAIRS_PER_PASS) {
+        let refs: Vec<&EncodedPair> = chunk.iter().collect();
+        let (lp, _) = pair_logprobs(base, &refs, adapter)?;
+        let lp = lp.detach().to_vec1::<f32>()?;
+        out.extend(lp.chunks_exact(2).map(|c| (c[0] as f64, c[1] as f64)));
+    }
+    Ok(out)
+}
+
+/// The mean sigmoid DPO loss of `policy` on the held-out pairs (`ln 2` while the
+/// policy equals the reference).
+fn held_out_loss(
+    base: &TrainBase,
+    pairs: &[EncodedPair],
+    reference: &[(f64, f64)],
+    policy: &LoraAdapter,
+    beta: f64,
+) -> Result<f64> {
+    let now = held_out_logprobs(base, pairs, Some(policy))?;
+    let total: f64 = now
+        .iter()
+        .zip(reference)
+        .map(|(&(c, r), &(rc, rr))| softplus_neg(beta * (c - rc) - beta * (r - rr)))
+        .sum();
+    Ok(total / pairs.len() as f64)
 }

@@ -419,3 +419,90 @@ fn a_cut_off_answer_trains_without_the_end_of_turn_token() {
     assert_eq!(cut.steps[0].tokens + 1, finished.steps[0].tokens);
     assert_ne!(cut.adapter_hash, finished.adapter_hash);
 }
+
+#[test]
+fn validation_and_early_stop_are_hashed_only_when_set() {
+    let legacy = DpoConfig::default();
+    let json = legacy.canonical_json();
+    assert!(
+        !json.contains("validation_share") && !json.contains("patience"),
+        "{json}"
+    );
+    // The hash of every run recorded before these settings existed.
+    let pinned = DpoConfig {
+        validation_share: 0.25,
+        patience: 2,
+        ..legacy.clone()
+    };
+    assert_ne!(pinned.hyperparameters_hash(), legacy.hyperparameters_hash());
+    let e = DpoConfig {
+        validation_share: 0.9,
+        ..legacy.clone()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`validation_share`") && e.contains("[0, 0.5]"),
+        "{e}"
+    );
+    assert_eq!(pinned.validation_pairs(8), 2);
+    assert_eq!(pinned.validation_pairs(2), 1);
+    assert_eq!(pinned.validation_pairs(1), 0);
+    assert_eq!(legacy.validation_pairs(8), 0);
+}
+
+#[test]
+fn held_out_pairs_measure_validation_loss_and_the_best_adapter_is_kept() {
+    let model = Model::random(tiny(Architecture::Llama), 21).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let cfg = DpoConfig {
+        learning_rate: 5e-2,
+        max_steps: 40,
+        batch_size: 2,
+        grad_accumulation: 1,
+        validation_share: 0.34,
+        patience: 2,
+        ..quick_cfg()
+    };
+    let data = pairs();
+    let out = train_dpo(&model, &tok, None, &data, &cfg, |_| {}).unwrap();
+    // Six pairs: two held out, four trained on, two steps per pass; a check ends
+    // each pass.
+    let checks: Vec<(usize, f64)> = out
+        .steps
+        .iter()
+        .filter_map(|s| s.validation_loss.map(|v| (s.step, v)))
+        .collect();
+    assert!(checks.iter().all(|(step, _)| step % 2 == 0), "{checks:?}");
+    assert!(out.steps.iter().all(|s| s.pairs == 2));
+    let (best_step, best) = checks
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(out.best_step, best_step);
+    assert_eq!(out.validation_loss, Some(best));
+    // It stopped two checks after the best one, or ran to the end.
+    let last = out.steps.last().unwrap().step;
+    assert!(out.stopped_early == (last < cfg.max_steps));
+    if out.stopped_early {
+        assert_eq!(last, best_step + 2 * 2);
+    }
+    // The kept adapter is the best step's: training only that far gives it.
+    let again = train_dpo(
+        &model,
+        &tok,
+        None,
+        &data,
+        &DpoConfig {
+            max_steps: best_step,
+            patience: 0,
+            ..cfg.clone()
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(again.adapter_hash, out.adapter_hash);
+    assert_eq!(again.best_step, best_step);
+}

@@ -148,7 +148,25 @@ async fn matches_train_record_and_verify(
         .training_metrics(trained.training_run_id)
         .await
         .unwrap();
-    assert_eq!(metrics.len(), 2);
+    // `max_steps: 2` is below one pass over the pairs not held out, and every run
+    // makes at least one full pass (issue 21): every pair the record commits to is used.
+    let policy = platform::learning::TrainingPolicy::from_json(&training.to_string()).unwrap();
+    let dpo = policy.dpo_for(pairs.len());
+    let held_out = dpo.validation_pairs(pairs.len());
+    assert_eq!(trained.held_out, held_out);
+    assert!(held_out >= 1);
+    assert_eq!(dpo.max_steps, (pairs.len() - held_out).div_ceil(2));
+    assert_eq!(metrics.len(), trained.steps);
+    assert!(metrics.len() <= dpo.max_steps);
+    // The held-out loss is measured at the end of each pass and stored with its step.
+    assert!(metrics.iter().any(|m| m.validation_loss.is_some()));
+    assert_eq!(
+        trained.validation_loss,
+        metrics
+            .iter()
+            .filter_map(|m| m.validation_loss)
+            .min_by(f64::total_cmp)
+    );
     let sigma_after: Vec<f64> = store
         .agent_ratings(agent)
         .await

@@ -440,6 +440,8 @@ pub struct TrainingMetric {
     pub chosen_reward: f64,
     /// Mean implicit reward of the rejected answers.
     pub rejected_reward: f64,
+    /// The loss on the run's held-out pairs after this step, where measured.
+    pub validation_loss: Option<f64>,
 }
 from_row!(TrainingMetric {
     training_run_id,
@@ -447,7 +449,8 @@ from_row!(TrainingMetric {
     loss,
     reward_accuracy,
     chosen_reward,
-    rejected_reward
+    rejected_reward,
+    validation_loss
 });
 
 /// A transaction sent (or to be sent) to the chain.

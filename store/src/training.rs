@@ -139,8 +139,9 @@ impl Store {
     pub async fn add_training_metric(&self, m: &TrainingMetric) -> Result<()> {
         on_pool!(self, |pool| sqlx::query(
             "INSERT INTO training_metrics
-               (training_run_id, step, loss, reward_accuracy, chosen_reward, rejected_reward)
-             VALUES ($1, $2, $3, $4, $5, $6)"
+               (training_run_id, step, loss, reward_accuracy, chosen_reward, rejected_reward,
+                validation_loss)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(m.training_run_id)
         .bind(m.step)
@@ -148,6 +149,7 @@ impl Store {
         .bind(m.reward_accuracy)
         .bind(m.chosen_reward)
         .bind(m.rejected_reward)
+        .bind(m.validation_loss)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))

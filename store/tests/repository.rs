@@ -533,11 +533,20 @@ async fn rounds_scores_pairs_and_training(store: &Store) {
                 reward_accuracy: 0.5,
                 chosen_reward: 0.1,
                 rejected_reward: -0.1,
+                validation_loss: (step == 2).then_some(0.65),
             })
             .await
             .unwrap();
     }
-    assert_eq!(store.training_metrics(run.id).await.unwrap().len(), 3);
+    let metrics = store.training_metrics(run.id).await.unwrap();
+    assert_eq!(metrics.len(), 3);
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| m.validation_loss)
+            .collect::<Vec<_>>(),
+        vec![None, None, Some(0.65)]
+    );
     assert_eq!(store.training_run_pairs(run.id).await.unwrap(), vec![pair]);
     let mut next = version("be brief");
     next.adapter_hash = Some("cd".repeat(32));

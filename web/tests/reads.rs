@@ -175,6 +175,7 @@ async fn training_runs_metrics_and_proofs(app: TestApp) {
                 reward_accuracy: 0.5,
                 chosen_reward: 0.1,
                 rejected_reward: -0.1,
+                validation_loss: None,
             })
             .await
             .unwrap();

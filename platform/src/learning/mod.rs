@@ -74,8 +74,17 @@ pub struct TrainingPolicy {
     pub min_margin: f64,
     /// The most pairs one run trains on (the newest are kept, 1 to 10000).
     pub max_pairs: usize,
-    /// Optimizer steps per run.
+    /// The most optimizer steps per run; a run always makes at least one full pass
+    /// over its training pairs, so every pair it commits to is used.
     pub max_steps: usize,
+    /// Passes over the training pairs (1 to 100), within `max_steps`.
+    pub epochs: usize,
+    /// Share of a run's pairs (its newest) held out to measure validation loss (0 to
+    /// 0.5; 0 trains on all and measures none).
+    pub validation_share: f64,
+    /// Stop once this many validation checks in a row have not improved, keeping
+    /// the best adapter (0: run every step, still keeping the best).
+    pub patience: usize,
     /// Pairs per step.
     pub batch_size: usize,
     /// Tokens of prompt plus answer kept per pair.
@@ -94,7 +103,10 @@ impl Default for TrainingPolicy {
             train_every_pairs: 64,
             min_margin: 0.1,
             max_pairs: 64,
-            max_steps: 8,
+            max_steps: 64,
+            epochs: 3,
+            validation_share: 0.2,
+            patience: 1,
             batch_size: 4,
             max_length: 256,
             seed: 0,
@@ -131,11 +143,34 @@ impl TrainingPolicy {
                 policy.max_pairs
             )));
         }
-        policy.dpo().validate()?;
+        if !(1..=100).contains(&policy.epochs) {
+            return Err(LearningError::Invalid(format!(
+                "training.epochs {} is out of range, expected 1 to 100",
+                policy.epochs
+            )));
+        }
+        policy.dpo().validate().map_err(|e| match e {
+            agents::AgentError::InvalidTrainingConfig { field, detail } => {
+                LearningError::Invalid(format!("training.{field} {detail}"))
+            }
+            other => LearningError::Training(other),
+        })?;
         Ok(policy)
     }
 
-    /// The DPO hyperparameters of a run under this policy.
+    /// The DPO hyperparameters of a run on `pairs` pairs: `epochs` passes over the
+    /// pairs not held out, within `max_steps` but never less than one full pass.
+    pub fn dpo_for(&self, pairs: usize) -> DpoConfig {
+        let dpo = self.dpo();
+        let pass = dpo.steps_per_pass(pairs - dpo.validation_pairs(pairs).min(pairs));
+        DpoConfig {
+            max_steps: (pass * self.epochs).min(self.max_steps).max(pass),
+            ..dpo
+        }
+    }
+
+    /// The DPO hyperparameters of this policy, with `max_steps` as the step count
+    /// ([`TrainingPolicy::dpo_for`] sizes a run to its pairs).
     pub fn dpo(&self) -> DpoConfig {
         DpoConfig {
             beta: self.dpo_beta,
@@ -146,6 +181,8 @@ impl TrainingPolicy {
             lora_rank: self.lora_rank,
             lora_alpha: self.lora_alpha,
             seed: self.seed,
+            validation_share: self.validation_share,
+            patience: self.patience,
             ..DpoConfig::default()
         }
     }
@@ -164,10 +201,18 @@ pub struct TrainedVersion {
     pub adapter_hash: String,
     /// The on-chain record's id.
     pub record_id: u64,
-    /// Pairs trained on.
+    /// Pairs the record commits to (trained on or held out).
     pub pairs: usize,
-    /// The last step's loss.
+    /// Of those, held out to measure the validation loss.
+    pub held_out: usize,
+    /// The training loss of the kept step.
     pub final_loss: f64,
+    /// The kept adapter's loss on the held-out pairs (`None` without a share).
+    pub validation_loss: Option<f64>,
+    /// The step whose adapter was kept, and the steps taken.
+    pub best_step: usize,
+    /// Steps taken (fewer than planned when the validation loss stopped improving).
+    pub steps: usize,
 }
 
 /// Trains agents on their pairs and records each new version on chain.
@@ -246,7 +291,7 @@ impl Trainer {
         let results = match_results(&self.store, &committed).await?;
         let pairs_root = pairs_root(&committed);
         let results_root = chain::merkle::root(&results_leaves(&results));
-        let dpo = policy.dpo();
+        let dpo = policy.dpo_for(pairs.len());
         let hyper_json = serde_json::to_value(&dpo).expect("serializes");
         let hyper_hash = dpo.hyperparameters_hash();
         let pair_ids: Vec<i64> = pairs.iter().map(|p| p.id).collect();
@@ -291,6 +336,7 @@ impl Trainer {
                         reward_accuracy: s.reward_accuracy,
                         chosen_reward: s.chosen_reward,
                         rejected_reward: s.rejected_reward,
+                        validation_loss: s.validation_loss,
                     })
                     .await?;
             }
@@ -309,10 +355,16 @@ impl Trainer {
                 .store
                 .add_trained_version(agent_id, parent.id, &hash)
                 .await?;
-            Ok((version, hash, steps))
+            Ok((
+                version,
+                hash,
+                steps,
+                outcome.best_step,
+                outcome.validation_loss,
+            ))
         }
         .await;
-        let (version, hash, steps) = match produced {
+        let (version, hash, steps, best_step, validation_loss) = match produced {
             Ok(p) => p,
             Err(e) => {
                 if let Err(closing) = self
@@ -389,7 +441,14 @@ impl Trainer {
             adapter_hash: hash,
             record_id,
             pairs: pairs.len(),
-            final_loss: steps.last().map_or(f64::NAN, |s| s.loss),
+            held_out: dpo.validation_pairs(pairs.len()),
+            final_loss: steps
+                .iter()
+                .find(|s| s.step == best_step)
+                .map_or(f64::NAN, |s| s.loss),
+            validation_loss,
+            best_step,
+            steps: steps.len(),
         })
     }
 
@@ -404,5 +463,58 @@ impl Trainer {
             record_id,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainingPolicy;
+
+    #[test]
+    fn a_run_covers_every_pair_it_commits_to() {
+        let policy = TrainingPolicy::default();
+        // 64 pairs: 13 held out, 51 trained on in batches of 4 (13 steps a pass).
+        let dpo = policy.dpo_for(64);
+        assert_eq!(dpo.validation_pairs(64), 13);
+        assert_eq!(dpo.max_steps, 3 * 13);
+        // A cap below one pass still makes one full pass.
+        let capped = TrainingPolicy {
+            max_steps: 5,
+            ..policy.clone()
+        };
+        assert_eq!(capped.dpo_for(64).max_steps, 13);
+        // A cap between one pass and the planned passes holds.
+        let capped = TrainingPolicy {
+            max_steps: 20,
+            ..policy.clone()
+        };
+        assert_eq!(capped.dpo_for(64).max_steps, 20);
+        // No validation share: every pair trains.
+        let all = TrainingPolicy {
+            validation_share: 0.0,
+            epochs: 1,
+            ..policy
+        };
+        assert_eq!(all.dpo_for(64).max_steps, 16);
+    }
+
+    #[test]
+    fn settings_out_of_range_name_the_field() {
+        let e = TrainingPolicy::from_json(r#"{"epochs": 0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("training.epochs") && e.contains("1 to 100"),
+            "{e}"
+        );
+        let e = TrainingPolicy::from_json(r#"{"validation_share": 0.7}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("validation_share") && e.contains("[0, 0.5]"),
+            "{e}"
+        );
+        let legacy = TrainingPolicy::from_json(r#"{"max_steps": 8}"#).unwrap();
+        assert_eq!(legacy.validation_share, 0.2);
     }
 }

@@ -49,7 +49,12 @@ pub async fn train_due_agents_forever(trainer: Trainer) {
                     version_id = v.version_id,
                     adapter = %&v.adapter_hash[..16],
                     record_id = v.record_id,
-                    final_loss = v.final_loss,
+                    pairs = v.pairs,
+                    held_out = v.held_out,
+                    train_loss = v.final_loss,
+                    validation_loss = v.validation_loss,
+                    best_step = v.best_step,
+                    steps = v.steps,
                     "trained; proof-of-learning recorded on chain"
                 ),
                 Err(LearningError::Store(store::Error::Duplicate { .. })) => {
