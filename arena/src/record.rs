@@ -262,7 +262,7 @@ mod tests {
         let pairs = round_pairs(&v, 0.2);
         let idx: Vec<(usize, usize)> = pairs.iter().map(|p| (p.chosen, p.rejected)).collect();
         assert_eq!(idx, vec![(0, 1), (2, 1)]);
-        assert!((pairs[0].margin - (0.7 * 0.98 - 0.8 * 0.1)).abs() < 1e-12);
+        assert!((pairs[0].margin - (0.98 * 0.85 - 0.1 * 0.9)).abs() < 1e-12);
         // The judges scored the far miss higher: they disagree with the order.
         assert_eq!(pairs[0].judge_agreement, 0.0);
         // Without grades, failures tie and nothing pairs, as before.

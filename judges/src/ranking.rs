@@ -2,10 +2,12 @@
 //!
 //! An answer that kept the Space's hard rules ranks above every answer that broke one,
 //! whatever the judges say; within each group the better standing wins. An answer's
-//! standing is its combined score when it kept the rules, and its combined score times
-//! its grade (how close it came to keeping them) when it broke one. So a round where
-//! every answer broke a hard rule (every number wrong, every haiku four lines long)
-//! still ranks its answers and yields preference pairs: the near miss above the far one.
+//! standing is its combined score when it kept the rules; when it broke one, it is its
+//! grade (how close it came to keeping them), which the judges' combined score can
+//! lower by at most half: `grade × (1 + combined) / 2`. So a round where every answer
+//! broke a hard rule (every number wrong, every haiku four lines long) still ranks its
+//! answers and yields preference pairs: the near miss above the far one, and between
+//! two equally near misses the one the judges prefer.
 
 use std::cmp::Ordering;
 
@@ -18,7 +20,7 @@ pub const FAILED_SHARE: f64 = 0.1;
 /// The standing of an answer within its group (kept or broken rules).
 pub fn standing(v: &ResponseVerdict) -> f64 {
     if v.hard_failed {
-        v.combined * v.grade.unwrap_or(1.0)
+        v.grade.unwrap_or(1.0) * (1.0 + v.combined) / 2.0
     } else {
         v.combined
     }
@@ -111,6 +113,9 @@ mod tests {
         let mut ungraded = v(0.9, None);
         ungraded.hard_failed = true;
         assert_eq!(places(&[ungraded, v(0.1, None)]), vec![2, 1]);
+        // Equally near misses: the judges decide, by at most half the standing.
+        assert_eq!(places(&[v(0.3, Some(0.5)), v(0.9, Some(0.5))]), vec![2, 1]);
+        assert_eq!(places(&[v(1.0, Some(0.4)), v(0.0, Some(0.9))]), vec![2, 1]);
     }
 
     #[test]
@@ -120,7 +125,7 @@ mod tests {
         let far = v(0.9, Some(0.1));
         assert_eq!(pair_margin(&kept, &near), 0.4);
         assert_eq!(pair_margin(&near, &kept), -0.4);
-        assert!((pair_margin(&near, &far) - 0.72).abs() < 1e-12);
+        assert!((pair_margin(&near, &far) - 0.76).abs() < 1e-12);
         assert!((pair_margin(&v(0.7, None), &kept) - 0.3).abs() < 1e-12);
     }
 

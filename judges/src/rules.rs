@@ -1,9 +1,12 @@
 //! The rule judge: a Space's rule verifiers (`spaces::verify`) as a panel member.
 //!
 //! Its score is the share of the Space's soft rules a response passes (1 when the
-//! Space has none). Hard rules do not enter the score: a failed hard rule ranks the
-//! response last whatever the judges say, so the panel asks [`RulesJudge::hard_failures`]
-//! separately. The rules always see the whole response, never the length-controlled
+//! Space has none), times how close it came to keeping the hard rules
+//! (`spaces::hard_grade`: 1 when it kept them, so the score of an answer that kept
+//! them is its soft pass rate alone). A failed hard rule also ranks the response last
+//! whatever the judges say, so the panel asks [`RulesJudge::hard_failures`] separately;
+//! the grade in the score is what lets this judge order two answers that both failed
+//! (a near miss above a far one) as the ranking does. The rules always see the whole response, never the length-controlled
 //! prefix, so a length bound cannot be dodged by the truncation.
 
 use std::sync::Arc;
@@ -13,7 +16,8 @@ use spaces::{RuleOutcome, Rulebook};
 use crate::{Judge, JudgeError, JudgeId, Score, Task};
 
 /// Version of the rule judge's scoring procedure; bump it when the formula changes.
-pub const RULES_TEMPLATE_VERSION: &str = "rules-v1";
+/// (v2: the soft pass rate is multiplied by the hard-rule grade.)
+pub const RULES_TEMPLATE_VERSION: &str = "rules-v2";
 
 /// A Space's rule verifiers as a judge.
 #[derive(Debug, Clone)]
@@ -62,15 +66,18 @@ impl RulesJudge {
     }
 }
 
-/// The soft-rule pass rate and a rationale naming every failed rule.
+/// The soft-rule pass rate times the hard-rule grade, and a rationale naming every
+/// failed rule.
 fn soft_score(outcomes: &[RuleOutcome]) -> (f64, String) {
     let soft: Vec<&RuleOutcome> = outcomes.iter().filter(|o| !o.hard).collect();
     let passed = soft.iter().filter(|o| o.passed).count();
-    let score = if soft.is_empty() {
+    let rate = if soft.is_empty() {
         1.0
     } else {
         passed as f64 / soft.len() as f64
     };
+    let grade = spaces::hard_grade(outcomes);
+    let score = rate * grade;
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.passed)
@@ -80,6 +87,9 @@ fn soft_score(outcomes: &[RuleOutcome]) -> (f64, String) {
         })
         .collect();
     let mut rationale = format!("{passed}/{} soft rules passed", soft.len());
+    if grade < 1.0 {
+        rationale.push_str(&format!(", hard-rule grade {grade:.2}"));
+    }
     if !failed.is_empty() {
         rationale.push_str("; ");
         rationale.push_str(&failed.join("; "));
@@ -189,7 +199,16 @@ hard = false
         let responses = [answer.as_str(), &wrong, &long_right, &rude];
         let scores = judge.score(&task, &responses).unwrap();
         let values: Vec<f64> = scores.iter().map(|s| s.score).collect();
-        assert_eq!(values, vec![1.0, 1.0, 0.5, 0.5]);
+        // The wrong answer passes both soft rules but is off by one: its score is its
+        // closeness (rules-v2; rules-v1 gave it 1.0).
+        let closeness = 1.0 - 1.0 / answer.parse::<f64>().unwrap().abs().max(1.0);
+        assert_eq!(values, vec![1.0, closeness, 0.5, 0.5]);
+        assert!(values[1] < 1.0);
+        assert!(
+            scores[1].rationale.contains("hard-rule grade"),
+            "{}",
+            scores[1].rationale
+        );
         assert!(
             scores[2].rationale.contains("brief"),
             "{}",
@@ -200,7 +219,7 @@ hard = false
             judge.hard_failures(&task, &responses),
             vec![false, true, false, false]
         );
-        assert!(scores[0].judge.template_version.starts_with("rules-v1+"));
+        assert!(scores[0].judge.template_version.starts_with("rules-v2+"));
         assert!(judge.sees_full_text());
     }
 }
