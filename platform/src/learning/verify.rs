@@ -496,3 +496,61 @@ fn first_changed_pair(pairs: &[CommittedPair], stored_root: &str) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> CommittedPair {
+        CommittedPair {
+            id: 7,
+            match_id: 3,
+            round_id: 11,
+            prompt: "p".into(),
+            prompt_sha256: prompt_sha256("p"),
+            chosen: "yes".into(),
+            rejected: "no".into(),
+            chosen_agent_version_id: 5,
+            rejected_agent_version_id: 6,
+            chosen_truncated: false,
+            rejected_truncated: true,
+        }
+    }
+
+    /// The leaf bytes `docs/proof-of-learning.md` states: compact JSON, keys sorted,
+    /// after the position as 8 big-endian bytes.
+    #[test]
+    fn leaves_hash_the_documented_bytes() {
+        let p = pair();
+        let sha = prompt_sha256("p");
+        let v3 = format!(
+            r#"{{"chosen":"yes","chosen_agent_version_id":5,"chosen_truncated":false,"id":7,"leaf":3,"match_id":3,"prompt_sha256":"{sha}","rejected":"no","rejected_agent_version_id":6,"rejected_truncated":true,"round_id":11}}"#
+        );
+        assert_eq!(
+            pair_leaf(2, &p),
+            chain::merkle::ordered_leaf(2, v3.as_bytes())
+        );
+        let v2 = format!(
+            r#"{{"chosen":"yes","chosen_agent_version_id":5,"id":7,"leaf":2,"match_id":3,"prompt_sha256":"{sha}","rejected":"no","rejected_agent_version_id":6,"round_id":11}}"#
+        );
+        assert_eq!(
+            pair_leaf_v2(2, &p),
+            chain::merkle::ordered_leaf(2, v2.as_bytes())
+        );
+        assert_eq!(
+            result_leaf(3, "0xab"),
+            chain::merkle::leaf_hash(b"rlfc-match-result:3:0xab")
+        );
+    }
+
+    #[test]
+    fn only_layout_three_trains_cut_off_answers_open() {
+        let pairs = [pair()];
+        assert!(dpo_pairs(&pairs, PairLeaf::V3)[0].rejected_truncated);
+        assert!(!dpo_pairs(&pairs, PairLeaf::V2)[0].rejected_truncated);
+        assert_ne!(
+            pairs_root_in(PairLeaf::V3, &pairs),
+            pairs_root_in(PairLeaf::V2, &pairs)
+        );
+    }
+}
