@@ -153,22 +153,32 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
                 evidence.pairs.len(),
                 evidence.match_results.len()
             );
-            let models = BaseModels::load(&platform_config)?;
-            let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
-            platform::learning::verify_evidence(
-                &record,
-                &evidence,
-                &models.model,
-                &models.tokenizer,
-                &adapters,
-                platform::learning::StoredAdapter::IfPresent,
-            )
-            .await?
+            let chain = platform::learning::chain_checks(&contracts, &record, &evidence).await?;
+            if chain.passed() {
+                let models = BaseModels::load(&platform_config)?;
+                let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
+                chain.then(
+                    platform::learning::verify_evidence(
+                        &record,
+                        &evidence,
+                        &models.model,
+                        &models.tokenizer,
+                        &adapters,
+                        platform::learning::StoredAdapter::IfPresent,
+                    )
+                    .await?,
+                )
+            } else {
+                chain
+            }
         }
     };
     println!("proof-of-learning record {record_id}");
     for (check, ok) in &verdict.checks {
         println!("  {} {check}", if *ok { "ok  " } else { "FAIL" });
+    }
+    for note in &verdict.notes {
+        println!("  note {note}");
     }
     match &verdict.failure {
         None => {

@@ -26,9 +26,9 @@ pub mod scheduler;
 mod verify;
 
 pub use verify::{
-    CommittedPair, PairLeaf, RunEvidence, StoredAdapter, Verdict, dpo_pairs, local_evidence,
-    pair_leaf, pair_leaf_v1, pair_leaf_v2, pairs_root, pairs_root_in, pairs_root_v1, prompt_sha256,
-    result_leaf, verify_evidence, verify_record,
+    CommittedPair, PairLeaf, RunEvidence, StoredAdapter, Verdict, chain_checks, dpo_pairs,
+    local_evidence, pair_leaf, pair_leaf_v1, pair_leaf_v2, pairs_root, pairs_root_in,
+    pairs_root_v1, prompt_sha256, result_leaf, verify_evidence, verify_record,
 };
 use verify::{hex32, match_results, results_leaves};
 

@@ -233,6 +233,10 @@ pub struct Verdict {
     pub checks: Vec<(String, bool)>,
     /// The first check that failed, with what differs.
     pub failure: Option<String>,
+    /// What could not be checked and why (neither a pass nor a failure), e.g. a
+    /// free-tier match whose result root was never anchored on chain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -240,6 +244,65 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.failure.is_none()
     }
+
+    /// These checks followed by `then`'s (run only when these passed).
+    pub fn then(mut self, then: Verdict) -> Verdict {
+        self.checks.extend(then.checks);
+        self.notes.extend(then.notes);
+        self.failure = self.failure.or(then.failure);
+        self
+    }
+}
+
+/// Checks a record against what the chain itself says, before any evidence about its
+/// training is trusted: that the Arena operator (the one account that trains) wrote
+/// it, and that each match result the evidence names is the result root the Arena
+/// contract stored when it settled that match. A free-tier match moves no money and is
+/// not settled on chain, so its root is noted as unanchored rather than checked.
+pub async fn chain_checks(
+    contracts: &Contracts<AnyChain>,
+    on_chain: &chain::LearningRecord,
+    evidence: &RunEvidence,
+) -> Result<Verdict> {
+    let mut verdict = Verdict {
+        record_id: on_chain.id,
+        checks: Vec::new(),
+        failure: None,
+        notes: Vec::new(),
+    };
+    let operator = contracts.operator().await?;
+    let by_operator = on_chain.trainer == operator;
+    verdict
+        .checks
+        .push(("recorded by the operator".into(), by_operator));
+    if !by_operator {
+        verdict.failure = Some(format!(
+            "recorded by the operator: account {:#x} wrote the record, the Arena operator is {operator:#x}",
+            on_chain.trainer
+        ));
+        return Ok(verdict);
+    }
+    for (match_id, root) in &evidence.match_results {
+        let id = u64::try_from(*match_id)
+            .map_err(|_| LearningError::Invalid(format!("match id {match_id} is negative")))?;
+        let anchored = contracts.result_root(id).await?;
+        if anchored == B256::ZERO {
+            verdict.notes.push(format!(
+                "match {match_id}: its result root is not anchored on chain (a free-tier match is not settled there), so only the operator's database vouches for it"
+            ));
+            continue;
+        }
+        let name = format!("match {match_id} result root as the Arena contract stored it");
+        let same = hex32(root).is_ok_and(|r| r == anchored);
+        verdict.checks.push((name.clone(), same));
+        if !same {
+            verdict.failure = Some(format!(
+                "{name}: the evidence gives {root}, the contract holds {anchored}"
+            ));
+            return Ok(verdict);
+        }
+    }
+    Ok(verdict)
 }
 
 /// What a record is checked against: the run's pairs in training order, the settled
@@ -301,8 +364,8 @@ pub enum StoredAdapter {
     IfPresent,
 }
 
-/// Verifies a proof-of-learning record against the local database; see
-/// [`verify_evidence`].
+/// Verifies a proof-of-learning record against the local database: [`chain_checks`],
+/// then [`verify_evidence`].
 pub async fn verify_record(
     store: &Store,
     contracts: &Contracts<AnyChain>,
@@ -313,15 +376,21 @@ pub async fn verify_record(
 ) -> Result<Verdict> {
     let on_chain = contracts.get_record(record_id).await?;
     let evidence = local_evidence(store, record_id).await?;
-    verify_evidence(
-        &on_chain,
-        &evidence,
-        model,
-        tokenizer,
-        adapters,
-        StoredAdapter::Required,
-    )
-    .await
+    let chain = chain_checks(contracts, &on_chain, &evidence).await?;
+    if !chain.passed() {
+        return Ok(chain);
+    }
+    Ok(chain.then(
+        verify_evidence(
+            &on_chain,
+            &evidence,
+            model,
+            tokenizer,
+            adapters,
+            StoredAdapter::Required,
+        )
+        .await?,
+    ))
 }
 
 /// Verifies a record read from the chain against `evidence`: checks the pairs root,
@@ -341,6 +410,7 @@ pub async fn verify_evidence(
         record_id: on_chain.id,
         checks: Vec::new(),
         failure: None,
+        notes: Vec::new(),
     };
     macro_rules! check {
         ($name:expr, $ok:expr, $why:expr) => {{
