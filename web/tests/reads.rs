@@ -114,6 +114,8 @@ async fn matches_list_detail_and_transcript(app: TestApp) {
     assert_eq!(d.json["match"]["status"], "settled");
     assert_eq!(d.json["space"], "tweet-duel");
     assert_eq!(d.json["pot_wei"], "300");
+    // The fixture settles with result root `0xroot`.
+    assert_eq!(d.json["result_root"], "0xroot");
     let seats = d.json["seats"].as_array().unwrap();
     assert_eq!(seats.len(), 3);
     assert_eq!(seats[0]["place"], 1);

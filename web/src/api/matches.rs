@@ -89,6 +89,10 @@ pub struct MatchDetail {
     pub pot_wei: Option<String>,
     /// The treasury's share, wei as decimal text, once settled.
     pub treasury_wei: Option<String>,
+    /// The Merkle root over the seats' results (`docs/proof-of-learning.md`), once
+    /// settled: what proof-of-learning results roots build on, and what the Arena
+    /// contract stores for a paid match.
+    pub result_root: Option<String>,
 }
 
 /// One judge's score.
@@ -208,6 +212,7 @@ pub(crate) async fn detail(state: &AppState, id: i64) -> Result<MatchDetail> {
         seats,
         pot_wei: settlement.as_ref().map(|s| s.pot_wei.to_string()),
         treasury_wei: settlement.as_ref().map(|s| s.treasury_wei.to_string()),
+        result_root: settlement.and_then(|s| s.result_root),
     })
 }
 
