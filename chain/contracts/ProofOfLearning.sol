@@ -4,8 +4,10 @@ pragma solidity 0.8.26;
 /// @title ProofOfLearning: an append-only registry of adapter updates.
 /// @notice Each record ties a new adapter hash to its parent, to the Merkle root of the
 /// preference pairs it was trained on (in order), to the root of the match results those
-/// pairs came from, and to the hyperparameters. The trainer is the sender. Anyone can
-/// re-run the training from the exported pairs and compare the adapter hash.
+/// pairs came from, and to the hyperparameters. The trainer is the sender, and only a
+/// trainer the admin registered may write (the platform's operator, registered at
+/// deployment). Anyone can re-run the training from the exported pairs and compare the
+/// adapter hash.
 ///
 /// Merkle trees use keccak256 over sorted pairs: a parent is keccak256(min(a, b) ++ max(a, b)),
 /// an unpaired last node moves up unchanged, and leaves are keccak256(keccak256(data)) so that
@@ -27,6 +29,13 @@ contract ProofOfLearning {
     Record[] private records;
     mapping(uint64 => uint256[]) private recordsOfAgent;
 
+    /// @notice Who registers trainers (the deployer).
+    address public admin;
+    /// @notice The accounts allowed to write records.
+    mapping(address => bool) public isTrainer;
+
+    event TrainerSet(address indexed trainer, bool allowed);
+
     event Recorded(
         uint256 indexed id,
         uint64 indexed agentId,
@@ -39,6 +48,25 @@ contract ProofOfLearning {
     );
 
     error EmptyAdapterHash();
+    error NotTrainer(address sender);
+    error NotRegistryAdmin(address sender);
+    error ZeroTrainer();
+
+    constructor(address initialTrainer) {
+        if (initialTrainer == address(0)) revert ZeroTrainer();
+        admin = msg.sender;
+        isTrainer[initialTrainer] = true;
+        emit TrainerSet(initialTrainer, true);
+    }
+
+    /// @notice Allows (`allowed` true) or stops `trainer` writing records. Only the admin
+    /// may do this; records already written stay.
+    function setTrainer(address trainer, bool allowed) external {
+        if (msg.sender != admin) revert NotRegistryAdmin(msg.sender);
+        if (trainer == address(0)) revert ZeroTrainer();
+        isTrainer[trainer] = allowed;
+        emit TrainerSet(trainer, allowed);
+    }
     error UnknownRecord(uint256 id);
     error AgentIndexOutOfRange(uint64 agentId, uint256 index);
 
@@ -51,6 +79,7 @@ contract ProofOfLearning {
         bytes32 resultsRoot,
         bytes32 hyperparamsHash
     ) external returns (uint256 id) {
+        if (!isTrainer[msg.sender]) revert NotTrainer(msg.sender);
         if (newAdapterHash == bytes32(0)) revert EmptyAdapterHash();
         id = records.length;
         records.push(

@@ -206,6 +206,8 @@ mod tests {
             new_adapter_hash: B256::repeat_byte(9),
             ..NewRecord::default()
         };
+        let admin = contracts.chain().accounts()[0];
+        contracts.set_trainer(admin, trainer, true).await.unwrap();
         contracts.record(trainer, &rec).await.unwrap();
         drop(contracts);
 

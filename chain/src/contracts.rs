@@ -106,8 +106,8 @@ pub struct Contracts<C> {
 }
 
 impl<C: Chain> Contracts<C> {
-    /// Deploys both contracts from `deployer` (who becomes the Arena admin) with
-    /// `operator` as the Arena operator.
+    /// Deploys both contracts from `deployer` (who becomes the admin of both) with
+    /// `operator` as the Arena operator and the registry's first trainer.
     pub async fn deploy(chain: C, deployer: Address, operator: Address) -> Result<Self> {
         let arena_init = [
             Arena::BYTECODE.as_ref(),
@@ -119,7 +119,17 @@ impl<C: Chain> Contracts<C> {
         ]
         .concat();
         let arena = create(&chain, deployer, arena_init.into()).await?;
-        let proof_of_learning = create(&chain, deployer, ProofOfLearning::BYTECODE.clone()).await?;
+        // The registry lets only registered trainers write; the operator is the first.
+        let pol_init = [
+            ProofOfLearning::BYTECODE.as_ref(),
+            ProofOfLearning::constructorCall {
+                initialTrainer: operator,
+            }
+            .abi_encode()
+            .as_slice(),
+        ]
+        .concat();
+        let proof_of_learning = create(&chain, deployer, pol_init.into()).await?;
         Ok(Self {
             chain,
             deployment: Deployment {
@@ -289,7 +299,30 @@ impl<C: Chain> Contracts<C> {
         to_u128(self.chain.balance(self.deployment.arena).await?)
     }
 
+    /// The registry's admin allows (`allowed`) or stops `trainer` writing records.
+    pub async fn set_trainer(
+        &self,
+        admin: Address,
+        trainer: Address,
+        allowed: bool,
+    ) -> Result<TxReceipt> {
+        let call = ProofOfLearning::setTrainerCall { trainer, allowed };
+        let tx = TxRequest {
+            from: admin,
+            to: Some(self.deployment.proof_of_learning),
+            data: call.abi_encode().into(),
+            value: U256::ZERO,
+        };
+        self.chain.send(tx).await
+    }
+
+    /// Whether `account` may write proof-of-learning records.
+    pub async fn is_trainer(&self, account: Address) -> Result<bool> {
+        self.pol_call(ProofOfLearning::isTrainerCall(account)).await
+    }
+
     /// `trainer` appends a proof-of-learning record; returns its id and the receipt.
+    /// Only a registered trainer may (the operator, and whoever the admin adds).
     pub async fn record(&self, trainer: Address, record: &NewRecord) -> Result<(u64, TxReceipt)> {
         let call = ProofOfLearning::recordCall {
             agentId: record.agent_id,

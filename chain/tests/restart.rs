@@ -32,6 +32,7 @@ async fn restart_keeps_state() {
             new_adapter_hash: B256::repeat_byte(2),
             ..NewRecord::default()
         };
+        c.set_trainer(op, bob, true).await.unwrap();
         let (record_id, receipt) = c.record(bob, &rec).await.unwrap();
         let block = c.chain().block_number().await.unwrap();
         (c.deployment(), a, receipt, block, record_id)
@@ -58,8 +59,9 @@ async fn restart_keeps_state() {
         .logs(deployment.proof_of_learning, 0)
         .await
         .unwrap();
-    assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].tx_hash, receipt.tx_hash);
+    // The registry's logs: the operator and bob registered as trainers, then the record.
+    assert_eq!(logs.len(), 3);
+    assert_eq!(logs[2].tx_hash, receipt.tx_hash);
 
     // The chain carries on: nonces, blocks and the open escrow all continue.
     c.refund(op, 2).await.unwrap();

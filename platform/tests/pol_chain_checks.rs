@@ -1,5 +1,5 @@
 //! `verify-pol`'s checks against the chain's own facts: a record must be written by
-//! the Arena operator, and each match result it builds on must be the root the Arena
+//! the Arena operator or a trainer the registry lists, and each match result it builds on must be the root the Arena
 //! contract stored when it settled the match (a free-tier match, never settled on
 //! chain, is noted as unanchored).
 
@@ -24,7 +24,7 @@ fn evidence(results: &[(i64, B256)]) -> RunEvidence {
 }
 
 #[tokio::test]
-async fn records_by_others_and_results_the_contract_did_not_settle_are_refused() {
+async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_are_refused() {
     let db = store::testing::TestDb::sqlite().await;
     let (contracts, _) = common::embedded_payments(&db.store).await;
     let dev = chain::dev::dev_accounts(10);
@@ -64,7 +64,7 @@ async fn records_by_others_and_results_the_contract_did_not_settle_are_refused()
     assert_eq!(
         verdict.checks,
         vec![
-            ("recorded by the operator".to_string(), true),
+            ("recorded by a registered trainer".to_string(), true),
             (
                 "match 5 result root as the Arena contract stored it".to_string(),
                 true
@@ -83,13 +83,27 @@ async fn records_by_others_and_results_the_contract_did_not_settle_are_refused()
         "{why}"
     );
 
-    // The same record written by another account is refused before anything else.
+    // An account the registry does not list cannot write at all.
+    let refused = contracts.record(stranger, &fields).await.unwrap_err();
+    assert!(refused.to_string().contains("NotTrainer"), "{refused}");
+    // One the admin registered may; once taken off the register, its records are no
+    // longer vouched for, and verification stops before anything else.
+    contracts
+        .set_trainer(operator, stranger, true)
+        .await
+        .unwrap();
     let (by_stranger, _) = contracts.record(stranger, &fields).await.unwrap();
     let record = contracts.get_record(by_stranger).await.unwrap();
     let verdict = chain_checks(&contracts, &record, &honest).await.unwrap();
+    assert!(verdict.passed(), "{verdict:?}");
+    contracts
+        .set_trainer(operator, stranger, false)
+        .await
+        .unwrap();
+    let verdict = chain_checks(&contracts, &record, &honest).await.unwrap();
     assert_eq!(
         verdict.checks,
-        vec![("recorded by the operator".to_string(), false)]
+        vec![("recorded by a registered trainer".to_string(), false)]
     );
     assert!(verdict.failure.unwrap().contains(&format!("{stranger:#x}")),);
 }

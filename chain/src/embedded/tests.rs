@@ -36,6 +36,7 @@ async fn replayed_state_equals_the_live_state() {
         new_adapter_hash: B256::repeat_byte(1),
         ..NewRecord::default()
     };
+    c.set_trainer(a[0], a[2], true).await.unwrap();
     c.record(a[2], &rec).await.unwrap();
     let live = chain.world().capture();
     drop(chain);

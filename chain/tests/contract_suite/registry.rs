@@ -26,6 +26,29 @@ pub async fn proof_of_learning<C: Chain>(c: &Contracts<C>, cast: &Cast) {
         results_root: merkle::root(&results),
         hyperparams_hash: B256::repeat_byte(0x07),
     };
+    // Only registered trainers write: the operator from deployment, others once the
+    // admin adds them.
+    assert!(c.is_trainer(cast.operator).await.unwrap());
+    assert!(!c.is_trainer(cast.carol).await.unwrap());
+    let refused = c.record(cast.carol, &rec).await.unwrap_err();
+    assert_eq!(
+        refused.pol_error(),
+        Some(&ProofOfLearningErrors::NotTrainer(
+            ProofOfLearning::NotTrainer { sender: cast.carol }
+        ))
+    );
+    let not_admin = c
+        .set_trainer(cast.carol, cast.carol, true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_admin.pol_error(),
+        Some(&ProofOfLearningErrors::NotRegistryAdmin(
+            ProofOfLearning::NotRegistryAdmin { sender: cast.carol }
+        ))
+    );
+    c.set_trainer(cast.admin, cast.carol, true).await.unwrap();
+    assert!(c.is_trainer(cast.carol).await.unwrap());
     let (id, r) = c.record(cast.carol, &rec).await.unwrap();
     let ev = &events::<ProofOfLearning::Recorded>(&r)[0];
     assert_eq!(
@@ -106,6 +129,10 @@ pub async fn proof_of_learning<C: Chain>(c: &Contracts<C>, cast: &Cast) {
             ProofOfLearning::EmptyAdapterHash {}
         ))
     );
+    // A trainer taken off the register writes no more; its records stay.
+    c.set_trainer(cast.admin, cast.carol, false).await.unwrap();
+    assert!(c.record(cast.carol, &next).await.is_err());
+    assert_eq!(c.get_record(id).await.unwrap().trainer, cast.carol);
 }
 
 /// Receipts and logs are kept and found again by hash and by emitter.

@@ -255,8 +255,8 @@ impl Verdict {
 }
 
 /// Checks a record against what the chain itself says, before any evidence about its
-/// training is trusted: that the Arena operator (the one account that trains) wrote
-/// it, and that each match result the evidence names is the result root the Arena
+/// training is trusted: that the Arena operator or a trainer the registry still lists
+/// wrote it, and that each match result the evidence names is the result root the Arena
 /// contract stored when it settled that match. A free-tier match moves no money and is
 /// not settled on chain, so its root is noted as unanchored rather than checked.
 pub async fn chain_checks(
@@ -271,13 +271,19 @@ pub async fn chain_checks(
         notes: Vec::new(),
     };
     let operator = contracts.operator().await?;
-    let by_operator = on_chain.trainer == operator;
+    // A registry deployed before trainers were registered has no `isTrainer`: there
+    // only the operator counts.
+    let registered = on_chain.trainer == operator
+        || contracts
+            .is_trainer(on_chain.trainer)
+            .await
+            .unwrap_or(false);
     verdict
         .checks
-        .push(("recorded by the operator".into(), by_operator));
-    if !by_operator {
+        .push(("recorded by a registered trainer".into(), registered));
+    if !registered {
         verdict.failure = Some(format!(
-            "recorded by the operator: account {:#x} wrote the record, the Arena operator is {operator:#x}",
+            "recorded by a registered trainer: account {:#x} wrote the record; it is not the Arena operator ({operator:#x}) nor a trainer the registry lists",
             on_chain.trainer
         ));
         return Ok(verdict);
