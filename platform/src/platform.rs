@@ -96,6 +96,12 @@ impl Platform {
             .map_err(setup("connect the event bus (redis.url)"))?;
         let platform = Platform::connect(config, bus).await?;
         let done = platform.payments.reconcile(&Reclaim::Everything).await?;
+        if !done.failed.is_empty() {
+            tracing::error!(
+                failed = ?done.failed,
+                "start-up reconciliation could not finish these; they stay pending for the next start"
+            );
+        }
         if !done.refunded.is_empty()
             || !done.settlements_pushed.is_empty()
             || !done.refunds_pushed.is_empty()

@@ -342,17 +342,48 @@ async fn a_chain_failure_after_the_database_write_is_reconciled(store: &Store) {
             "the chain refused"
         );
     }
+    // While the chain still refuses, a sweep reports each match and carries on.
+    let refused = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
+    assert!(refused.settlements_pushed.is_empty(), "{refused:?}");
+    assert_eq!(refused.failed.len(), started.len(), "{refused:?}");
+    // One match's rows now disagree (a payout to an entry outside it): that match
+    // alone is left pending; the sweep sends every other.
+    let mut expected = started.clone();
+    expected.sort_unstable();
+    assert!(expected.len() >= 2, "{expected:?}");
+    let bad = expected[0];
+    let own = store.match_entries(bad).await.unwrap()[0].id;
+    let outside = store.match_entries(expected[1]).await.unwrap()[0].id;
+    store
+        .execute_admin(&format!(
+            "UPDATE payouts SET entry_id = {outside} WHERE match_id = {bad} AND entry_id = {own}"
+        ))
+        .await
+        .unwrap();
     // Restored, reconciliation sends every pending settlement exactly once.
     rig.contracts
         .set_operator(dev[OPERATOR], dev[OPERATOR])
         .await
         .unwrap();
     let done = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
+    assert_eq!(done.failed.len(), 1, "{done:?}");
+    assert!(
+        done.failed[0].starts_with(&format!("match {bad}:")),
+        "{done:?}"
+    );
     let mut pushed = done.settlements_pushed.clone();
     pushed.sort_unstable();
-    let mut expected = started.clone();
-    expected.sort_unstable();
-    assert_eq!(pushed, expected);
+    assert_eq!(pushed, expected[1..]);
+    // Mended, the next sweep sends it.
+    store
+        .execute_admin(&format!(
+            "UPDATE payouts SET entry_id = {own} WHERE match_id = {bad} AND entry_id = {outside}"
+        ))
+        .await
+        .unwrap();
+    let mended = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
+    assert_eq!(mended.settlements_pushed, vec![bad], "{mended:?}");
+    assert!(mended.failed.is_empty(), "{mended:?}");
     for &id in &started {
         assert_eq!(
             rig.contracts.escrow(id as u64).await.unwrap().status,

@@ -275,6 +275,9 @@ async fn sweep(platform: &Platform, config: &Config, id: &str, ops: &Ops) -> Res
         })
         .await
         .context("lease sweep")?;
+    if !done.failed.is_empty() {
+        tracing::error!(failed = ?done.failed, "lease sweep left these for the next sweep");
+    }
     if !done.refunded.is_empty()
         || !done.settlements_pushed.is_empty()
         || !done.refunds_pushed.is_empty()

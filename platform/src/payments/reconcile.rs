@@ -14,6 +14,10 @@ pub struct Reconciled {
     pub settlements_pushed: Vec<i64>,
     /// Refunds written in the database and now sent on chain.
     pub refunds_pushed: Vec<i64>,
+    /// What could not be finished this time, each with why (`match 12: …`,
+    /// `entry 40: …`): left as it was for the next sweep, while the sweep carried on
+    /// with everything else.
+    pub failed: Vec<String>,
 }
 
 /// Which unfinished matches [`Payments::reconcile`] may refund.
@@ -45,7 +49,10 @@ impl Payments {
     /// written in the database but not confirmed on chain is sent (under
     /// `ExpiredLeases`, only those left alone longer than the grace period, since a
     /// live worker may be sending them right now; a race is harmless, the contract
-    /// refuses the second send and the escrow then shows it done).
+    /// refuses the second send and the escrow then shows it done). One match or entry
+    /// that cannot be finished (the chain refuses it, its rows disagree) is reported in
+    /// [`Reconciled::failed`] and left for the next sweep; the sweep carries on with
+    /// the rest. Only a failure to list what is pending stops it.
     pub async fn reconcile(&self, reclaim: &Reclaim<'_>) -> Result<Reconciled> {
         let mut done = Reconciled::default();
         let reason = "interrupted: the process stopped before the match settled";
@@ -53,8 +60,10 @@ impl Payments {
             Reclaim::Everything => {
                 for status in [store::match_status::PENDING, store::match_status::RUNNING] {
                     for m in self.store.matches_with_status(status).await? {
-                        self.refund(m.id, reason).await?;
-                        done.refunded.push(m.id);
+                        match self.refund(m.id, reason).await {
+                            Ok(()) => done.refunded.push(m.id),
+                            Err(e) => done.fail(format!("match {}: refund: {e}", m.id)),
+                        }
                     }
                 }
             }
@@ -68,12 +77,17 @@ impl Payments {
                         continue;
                     }
                     let until = now_ms.saturating_add(RECLAIM_LEASE_MS);
-                    if !self
+                    match self
                         .store
                         .take_expired_lease(lease.id, by, now_ms, until)
-                        .await?
+                        .await
                     {
-                        continue;
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            done.fail(format!("match {}: take its lease: {e}", lease.id));
+                            continue;
+                        }
                     }
                     tracing::warn!(match_id = lease.id, status = %lease.status,
                         holder = ?lease.lease_owner, "reclaiming a match whose lease expired");
@@ -84,7 +98,7 @@ impl Payments {
                         Ok(()) => done.refunded.push(lease.id),
                         // Its holder settled it just now: nothing to reclaim.
                         Err(PaymentError::Store(store::Error::AlreadySettled { .. })) => {}
-                        Err(e) => return Err(e),
+                        Err(e) => done.fail(format!("match {}: refund: {e}", lease.id)),
                     }
                 }
             }
@@ -104,35 +118,60 @@ impl Payments {
                 .strip_prefix("settle:match:")
                 .and_then(|s| s.parse().ok())
             {
-                if self.push_settlement(id).await? {
-                    done.settlements_pushed.push(id);
+                match self.push_settlement(id).await {
+                    Ok(true) => done.settlements_pushed.push(id),
+                    Ok(false) => {}
+                    Err(e) => done.fail(format!("match {id}: send its settlement: {e}")),
                 }
             } else if let Some(id) = key
                 .strip_prefix("refund:match:")
                 .and_then(|s| s.parse().ok())
             {
-                if !done.refunded.contains(&id) && self.push_refund(id).await? {
-                    done.refunds_pushed.push(id);
+                if done.refunded.contains(&id) {
+                    continue;
+                }
+                match self.push_refund(id).await {
+                    Ok(true) => done.refunds_pushed.push(id),
+                    Ok(false) => {}
+                    Err(e) => done.fail(format!("match {id}: send its refund: {e}")),
                 }
             } else if let Some(entry_id) = key
                 .strip_prefix("lock:entry:")
                 .and_then(|s| s.parse::<i64>().ok())
+                && let Err(e) = self.close_stale_lock(&ct, entry_id, reclaim).await
             {
-                // A lock left pending belongs to a match that never started; once that
-                // match is refunded, a lock that landed was returned with it. Under
-                // `ExpiredLeases` a match still forming keeps its lock.
-                let entry = self.store.entry(entry_id).await?;
-                let finished = match entry.match_id {
-                    Some(m) => !store::is_unfinished(&self.store.get_match(m).await?.status),
-                    None => true,
-                };
-                if matches!(reclaim, Reclaim::Everything) || finished {
-                    self.outbox
-                        .fail(&ct, "superseded by the match's refund")
-                        .await?;
-                }
+                done.fail(format!("entry {entry_id}: close its pending fee lock: {e}"));
             }
         }
         Ok(done)
+    }
+
+    /// A lock left pending belongs to a match that never started; once that match is
+    /// refunded, a lock that landed was returned with it. Under `ExpiredLeases` a
+    /// match still forming keeps its lock.
+    async fn close_stale_lock(
+        &self,
+        ct: &store::ChainTransaction,
+        entry_id: i64,
+        reclaim: &Reclaim<'_>,
+    ) -> Result<()> {
+        let entry = self.store.entry(entry_id).await?;
+        let finished = match entry.match_id {
+            Some(m) => !store::is_unfinished(&self.store.get_match(m).await?.status),
+            None => true,
+        };
+        if matches!(reclaim, Reclaim::Everything) || finished {
+            self.outbox
+                .fail(ct, "superseded by the match's refund")
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Reconciled {
+    fn fail(&mut self, why: String) {
+        tracing::error!(%why, "reconciliation left this for the next sweep");
+        self.failed.push(why);
     }
 }
