@@ -52,6 +52,9 @@ pub struct MatchWorker {
     held: Arc<Mutex<HashSet<i64>>>,
     /// Matches whose lease the background renewer found taken.
     lost: Arc<Mutex<HashSet<i64>>>,
+    /// Where the seats' adapters are fetched from before a match starts, if the
+    /// engine plays adapters.
+    adapters: Option<Arc<crate::runtime::AdapterLibrary>>,
 }
 
 impl MatchWorker {
@@ -83,7 +86,16 @@ impl MatchWorker {
             renewed_at: 0,
             held: Arc::default(),
             lost: Arc::default(),
+            adapters: None,
         }
+    }
+
+    /// Fetches each seat's adapter into `adapters` (from the database when this host
+    /// lacks it) before its match starts, so a worker plays adapters trained on any
+    /// host.
+    pub fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {
+        self.adapters = Some(adapters);
+        self
     }
 
     /// Starts a task that renews the lease of every match in play every third of the
@@ -184,6 +196,14 @@ impl MatchWorker {
         let entries = self.store.match_entries(match_id).await?;
         let (specs, refusal) =
             crate::play::load_seats(&self.store, &entries, rulebook.max_new_tokens).await?;
+        if let Some(library) = &self.adapters {
+            for hash in specs.iter().filter_map(|s| s.adapter_hash.as_deref()) {
+                // A missing adapter is the engine's to refuse (the match is refunded).
+                if let Err(e) = library.fetch(hash).await {
+                    tracing::warn!(match_id, adapter = hash, error = %e, "could not fetch an adapter");
+                }
+            }
+        }
         if let Some(reason) = refusal {
             self.refund(match_id, &reason).await?;
             self.queue.ack(&job).await?;

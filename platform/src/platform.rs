@@ -134,12 +134,16 @@ impl Platform {
             treasury,
         ));
         let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
+        let adapters = Arc::new(AdapterLibrary::shared(
+            config.data_dir.join("adapters"),
+            store.clone(),
+        ));
         Ok(Platform {
             store,
             payments,
             spaces,
             bus,
-            adapters: Arc::new(AdapterLibrary::new(config.data_dir.join("adapters"))),
+            adapters,
         })
     }
 
@@ -170,7 +174,8 @@ impl Platform {
             judge,
             self.spaces.clone(),
             Platform::runner_config(config),
-        ))
+        )
+        .with_adapters(self.adapters.clone()))
     }
 
     /// The real engine and judge panel (LLM judge on SmolLM2, embedding judge on

@@ -69,6 +69,13 @@ impl MatchRunner {
         }
     }
 
+    /// Fetches each seat's adapter into `adapters` before its match starts (see
+    /// [`MatchWorker::with_adapters`]).
+    pub fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {
+        self.worker = self.worker.with_adapters(adapters);
+        self
+    }
+
     /// The Spaces this runner plays.
     pub fn spaces(&self) -> &[SpaceSlot] {
         self.maker.spaces()

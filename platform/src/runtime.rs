@@ -14,19 +14,125 @@ use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
 
 /// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
 /// shared. A new adapter is written to a temporary directory and renamed into place, so
-/// a directory named by a hash is always complete.
+/// a directory named by a hash is always complete. A library over a store
+/// ([`AdapterLibrary::shared`]) also publishes each adapter it trains to the database
+/// and fetches from there any adapter this host lacks, so every server and worker on
+/// the database reads every adapter, whichever host trained it.
 pub struct AdapterLibrary {
     root: PathBuf,
     loaded: Mutex<HashMap<String, Arc<LoraAdapter>>>,
+    store: Option<store::Store>,
 }
 
 impl AdapterLibrary {
-    /// The library under `root` (created on first save).
+    /// The library under `root` (created on first save), on this host alone.
     pub fn new(root: impl Into<PathBuf>) -> AdapterLibrary {
         AdapterLibrary {
             root: root.into(),
             loaded: Mutex::default(),
+            store: None,
         }
+    }
+
+    /// The library under `root`, backed by `store` (see [`AdapterLibrary::publish`]
+    /// and [`AdapterLibrary::fetch`]).
+    pub fn shared(root: impl Into<PathBuf>, store: store::Store) -> AdapterLibrary {
+        AdapterLibrary {
+            store: Some(store),
+            ..AdapterLibrary::new(root)
+        }
+    }
+
+    /// The two files of the adapter with this hash, from disk or the store.
+    pub async fn files(&self, hash: &str) -> Result<Option<store::AdapterFiles>, String> {
+        if !is_hash(hash) {
+            return Err(format!("{hash:?} is not an adapter hash (64 hex digits)"));
+        }
+        let dir = self.dir_of(hash);
+        if dir.is_dir() {
+            let read = |name: &str| {
+                std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.display()))
+            };
+            let config = String::from_utf8(read(agents::adapter::CONFIG_FILE)?)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            return Ok(Some(store::AdapterFiles {
+                config,
+                weights: read(agents::adapter::WEIGHTS_FILE)?,
+            }));
+        }
+        match &self.store {
+            Some(store) => store.adapter_files(hash).await.map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the adapter with this hash (already saved here) where every host on the
+    /// database reads it; a library without a store keeps it on this host.
+    pub async fn publish(&self, hash: &str) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let files = self
+            .files(hash)
+            .await?
+            .ok_or_else(|| format!("adapter {hash} is not in {}", self.root.display()))?;
+        store
+            .put_adapter(hash, &files)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes sure the adapter with this hash is on this host, fetching it from the
+    /// store when it is not; `false` when neither holds it. Its hash is checked when
+    /// it is loaded ([`AdapterLibrary::get`]).
+    pub async fn fetch(&self, hash: &str) -> Result<bool, String> {
+        if self.dir_of(hash).is_dir() {
+            return Ok(true);
+        }
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        match store.adapter_files(hash).await.map_err(|e| e.to_string())? {
+            Some(files) => self.place(hash, &files).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Writes an adapter's files (fetched from elsewhere) under `hash`, complete or
+    /// not at all. Nothing vouches for them until [`AdapterLibrary::get`] checks the
+    /// hash.
+    pub fn place(&self, hash: &str, files: &store::AdapterFiles) -> Result<(), String> {
+        if !is_hash(hash) {
+            return Err(format!("{hash:?} is not an adapter hash (64 hex digits)"));
+        }
+        let dir = self.dir_of(hash);
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| format!("{}: {e}", self.root.display());
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempdir_in(&self.root)
+            .map_err(io)?;
+        std::fs::write(
+            tmp.path().join(agents::adapter::CONFIG_FILE),
+            files.config.as_bytes(),
+        )
+        .map_err(io)?;
+        std::fs::write(
+            tmp.path().join(agents::adapter::WEIGHTS_FILE),
+            &files.weights,
+        )
+        .map_err(io)?;
+        let tmp = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !dir.is_dir() {
+                return Err(format!("{}: {e}", dir.display()));
+            }
+        }
+        Ok(())
     }
 
     /// Where the adapter with this hash lives.
@@ -91,6 +197,15 @@ impl AdapterLibrary {
             .insert(hash.to_string(), adapter.clone());
         Ok(adapter)
     }
+}
+
+/// Whether `text` is an adapter hash: 64 lower-case hex digits (so it is safe as a
+/// directory name).
+pub fn is_hash(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> agents::AgentError {

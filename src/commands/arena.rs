@@ -157,6 +157,15 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
             if chain.passed() {
                 let models = BaseModels::load(&platform_config)?;
                 let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
+                // The parent and new adapters come from the server too, checked against
+                // their hashes when loaded.
+                let new_hash = format!("{:x}", record.fields.new_adapter_hash);
+                for hash in evidence.parent_adapter_hash.iter().chain([&new_hash]) {
+                    let had = adapters.dir_of(hash).is_dir();
+                    if !had && web::evidence::fetch_adapter(url, hash, &adapters).await? {
+                        println!("adapter {hash}: fetched from {url}");
+                    }
+                }
                 chain.then(
                     platform::learning::verify_evidence(
                         &record,

@@ -440,7 +440,8 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
         platform.spaces.clone(),
         Platform::runner_config(&platform_config),
         id.clone(),
-    );
+    )
+    .with_adapters(platform.adapters.clone());
     let renewer = worker.spawn_lease_renewer();
     let training = match (&models, args.no_training) {
         (Some(models), false) => Some(tokio::spawn(

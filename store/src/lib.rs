@@ -7,6 +7,7 @@
 //! happen: an agent entered twice in one match, a match settled twice, an edit to the
 //! balance journal.
 
+mod adapters;
 mod agents;
 mod browse;
 mod error;
@@ -37,6 +38,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use adapters::AdapterFiles;
 pub use agents::NewAgentVersion;
 pub use error::{Error, Result};
 pub use escrow::{MatchSettlement, PayoutRow};

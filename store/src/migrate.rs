@@ -123,6 +123,14 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "training_pair_leaf",
             Portable(migration_file!("0020_training_pair_leaf.sql")),
         ),
+        (
+            21,
+            "adapters",
+            PerBackend {
+                sqlite: migration_file!("0021_adapters.sqlite.sql"),
+                postgres: migration_file!("0021_adapters.postgres.sql"),
+            },
+        ),
     ]
 };
 

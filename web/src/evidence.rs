@@ -155,3 +155,58 @@ pub async fn fetch_evidence(
         stored_pairs_root: Some(detail.run.pairs_root),
     })
 }
+
+async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, EvidenceError> {
+    let http = |reason: String| EvidenceError::Http {
+        url: url.to_string(),
+        reason,
+    };
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| http(e.to_string()))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
+    if !status.is_success() {
+        return Err(http(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    Ok(body.to_vec())
+}
+
+/// Fetches the adapter with `hash` from the server at `base` (`GET
+/// /api/v1/adapters/{hash}/{file}`) into `library`, unless it is already there. `false`
+/// when the server does not hold it. The files are checked against the hash when the
+/// library loads them, so a server cannot pass off other weights.
+pub async fn fetch_adapter(
+    base: &str,
+    hash: &str,
+    library: &platform::runtime::AdapterLibrary,
+) -> Result<bool, EvidenceError> {
+    if library.dir_of(hash).is_dir() {
+        return Ok(true);
+    }
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let url = |file: &str| format!("{base}/api/v1/adapters/{hash}/{file}");
+    let config_url = url(agents::adapter::CONFIG_FILE);
+    let config = match get_bytes(&client, &config_url).await {
+        Ok(bytes) => bytes,
+        Err(EvidenceError::Http { reason, .. }) if reason.starts_with("404") => {
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    let weights = get_bytes(&client, &url(agents::adapter::WEIGHTS_FILE)).await?;
+    let config = String::from_utf8(config).map_err(|e| EvidenceError::Http {
+        url: config_url.clone(),
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    library
+        .place(hash, &store::AdapterFiles { config, weights })
+        .map_err(EvidenceError::Mismatch)?;
+    Ok(true)
+}

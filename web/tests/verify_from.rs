@@ -58,7 +58,11 @@ async fn a_record_verifies_from_the_served_export_api() {
     let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
     let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
     let dir = tempfile::tempdir().unwrap();
-    let adapters = Arc::new(AdapterLibrary::new(dir.path().join("platform-adapters")));
+    // The platform's library publishes what it trains to the database.
+    let adapters = Arc::new(AdapterLibrary::shared(
+        dir.path().join("platform-adapters"),
+        store.clone(),
+    ));
     let trainer = Trainer::new(
         store.clone(),
         contracts.clone(),
@@ -138,6 +142,50 @@ async fn a_record_verifies_from_the_served_export_api() {
             .any(|(c, ok)| c == "retrained adapter hash" && *ok),
         "{verdict:?}"
     );
+
+    // The new adapter is served by hash: a verifier fetches it and then holds the
+    // adapter the record names, checked against its hash.
+    let new_hash = format!("{:x}", record.fields.new_adapter_hash);
+    assert!(!elsewhere.dir_of(&new_hash).exists());
+    assert!(
+        web::evidence::fetch_adapter(&url, &new_hash, &elsewhere)
+            .await
+            .unwrap()
+    );
+    let verdict = verify_evidence(
+        &record,
+        &remote,
+        &model,
+        &tokenizer,
+        &elsewhere,
+        StoredAdapter::Required,
+    )
+    .await
+    .unwrap();
+    assert!(verdict.passed(), "{verdict:?}");
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .any(|(c, ok)| c == "stored adapter" && *ok),
+        "{verdict:?}"
+    );
+    // An adapter the server does not hold, and a malformed hash.
+    assert!(
+        !web::evidence::fetch_adapter(&url, &"ab".repeat(32), &elsewhere)
+            .await
+            .unwrap()
+    );
+    let bad = reqwest::get(format!(
+        "{url}/api/v1/adapters/..%2Fetc/adapter_config.json"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422, "an invalid field, named in the error");
+    // Another host on the same database fetches it from there, not from the trainer's disk.
+    let other_host = AdapterLibrary::shared(dir.path().join("other-host"), store.clone());
+    assert!(other_host.fetch(&new_hash).await.unwrap());
+    other_host.get(&new_hash, model.config()).unwrap();
 
     // Evidence served in another order no longer matches the record.
     let mut reordered = remote.clone();

@@ -280,11 +280,18 @@ impl Trainer {
         let parent = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&parent.training)?;
         let parent_adapter: Option<Arc<LoraAdapter>> = match &parent.adapter_hash {
-            Some(h) => Some(
+            Some(h) => {
+                // Trained on another host, perhaps: fetch it from the database.
                 self.adapters
-                    .get(h, self.model.config())
-                    .map_err(LearningError::Invalid)?,
-            ),
+                    .fetch(h)
+                    .await
+                    .map_err(LearningError::Invalid)?;
+                Some(
+                    self.adapters
+                        .get(h, self.model.config())
+                        .map_err(LearningError::Invalid)?,
+                )
+            }
             None => None,
         };
         let committed: Vec<CommittedPair> = pairs.iter().map(CommittedPair::from).collect();
@@ -349,6 +356,11 @@ impl Trainer {
                     outcome.adapter_hash
                 )));
             }
+            // Every host on the database plays it and can train from it.
+            self.adapters
+                .publish(&hash)
+                .await
+                .map_err(LearningError::Invalid)?;
             // The new adapter goes on top of the owner's latest settings: an edit saved
             // while this run trained is kept (issue 21).
             let version = self

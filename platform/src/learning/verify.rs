@@ -483,6 +483,8 @@ pub async fn verify_evidence(
     );
     let parent = match &evidence.parent_adapter_hash {
         Some(h) => {
+            // A library over the database fetches an adapter this host lacks.
+            let _ = adapters.fetch(h).await;
             let got = adapters.get(h, model.config());
             check!(
                 "parent adapter",
@@ -511,6 +513,7 @@ pub async fn verify_evidence(
         }
     };
     let new_hash = format!("{:x}", on_chain.fields.new_adapter_hash);
+    let _ = adapters.fetch(&new_hash).await;
     if stored_adapter == StoredAdapter::Required || adapters.dir_of(&new_hash).exists() {
         let stored = adapters.get(&new_hash, model.config());
         check!(

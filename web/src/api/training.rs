@@ -74,6 +74,8 @@ pub struct MetricView {
     pub chosen_reward: f64,
     /// Mean reward of the rejected answers.
     pub rejected_reward: f64,
+    /// Loss on the run's held-out pairs after this step, where measured.
+    pub validation_loss: Option<f64>,
 }
 
 /// A run with its metrics.
@@ -144,6 +146,7 @@ pub(crate) async fn run_detail(state: &AppState, id: i64) -> Result<TrainingRunD
                 reward_accuracy: m.reward_accuracy,
                 chosen_reward: m.chosen_reward,
                 rejected_reward: m.rejected_reward,
+                validation_loss: m.validation_loss,
             })
             .collect(),
     })
@@ -192,4 +195,48 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(agent_runs))
         .routes(routes!(get_run))
         .routes(routes!(agent_pol_records))
+        .routes(routes!(adapter_file))
+}
+
+/// `GET /adapters/{hash}/{file}`: one file of a trained adapter's PEFT directory, by the
+/// adapter's hash, so anyone can fetch the parent and new adapters of a
+/// proof-of-learning record and re-run its training (`rlfc verify-pol --from`). The
+/// bytes are as trained; a fetcher checks them against the hash.
+#[utoipa::path(get, path = "/adapters/{hash}/{file}", tag = "training",
+    params(
+        ("hash" = String, Path, description = "The adapter's hash (64 hex digits)"),
+        ("file" = String, Path, description = "`adapter_config.json` or `adapter_model.safetensors`")
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream"),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    ))]
+async fn adapter_file(
+    State(state): State<AppState>,
+    ApiPath((hash, file)): ApiPath<(String, String)>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    if !platform::runtime::is_hash(&hash) {
+        return Err(crate::error::Error::invalid(
+            "hash",
+            "must be 64 lower-case hex digits",
+        ));
+    }
+    let files = state
+        .store
+        .adapter_files(&hash)
+        .await?
+        .ok_or_else(|| crate::error::Error::NotFound(format!("adapter {hash} not found")))?;
+    let (body, kind) = match file.as_str() {
+        agents::adapter::CONFIG_FILE => (files.config.into_bytes(), "application/json"),
+        agents::adapter::WEIGHTS_FILE => (files.weights, "application/octet-stream"),
+        _ => {
+            return Err(crate::error::Error::invalid(
+                "file",
+                "must be adapter_config.json or adapter_model.safetensors",
+            ));
+        }
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], body).into_response())
 }
