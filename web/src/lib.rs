@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(ws::router())
         .merge(pages::router())
+        .fallback(pages::not_found)
         .layer(axum::middleware::from_fn(auth::same_origin))
         .layer(axum::middleware::from_fn(auth::security_headers))
         .layer(axum::middleware::from_fn_with_state(

@@ -108,6 +108,19 @@ async fn pages_render_for_visitors(app: TestApp) {
         StatusCode::SEE_OTHER,
         "visitors are sent home"
     );
+    // ... where home says why.
+    assert_eq!(account.headers[header::LOCATION], "/?signin=required");
+    let sent = app.get("/?signin=required", &Who::anon()).await;
+    assert!(html(&sent).contains("id=\"signin-required\""));
+    assert!(!html(&home).contains("id=\"signin-required\""));
+    // Unknown paths: a themed page naming the path, or the API's JSON error.
+    let missing = app.get("/no/such/page", &Who::anon()).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(html(&missing).contains("There is no page at /no/such/page."));
+    assert!(html(&missing).contains("Back to the arena"));
+    let api = app.get("/api/v1/no-such-thing", &Who::anon()).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.json["error"]["code"], "not_found", "{:?}", api.json);
 }
 both!(pages_render_for_visitors);
 

@@ -162,7 +162,8 @@ impl FromRequestParts<AppState> for MaybeUser {
 }
 
 impl FromRequestParts<AppState> for PageUser {
-    /// Pages send visitors who are not signed in home rather than showing JSON.
+    /// Pages send visitors who are not signed in home (which says why) rather than
+    /// showing JSON.
     type Rejection = axum::response::Response;
 
     async fn from_request_parts(
@@ -173,7 +174,7 @@ impl FromRequestParts<AppState> for PageUser {
         match resolve(parts, state, false).await {
             Ok(Some(user)) => Ok(PageUser(user)),
             Ok(None) | Err(Error::Unauthorized) => {
-                Err(axum::response::Redirect::to("/").into_response())
+                Err(axum::response::Redirect::to("/?signin=required").into_response())
             }
             Err(e) => Err(e.into_response()),
         }

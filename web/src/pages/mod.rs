@@ -109,7 +109,8 @@ pub(crate) async fn respond(state: &AppState, result: Result<Response>) -> Respo
         Err(e) => e,
     };
     if matches!(e, Error::Unauthorized) {
-        return Redirect::to("/").into_response();
+        // Home says why the visitor was sent there.
+        return Redirect::to("/?signin=required").into_response();
     }
     let status = e.status();
     let body = e.body();
@@ -128,6 +129,24 @@ pub(crate) async fn respond(state: &AppState, result: Result<Response>) -> Respo
         Ok(page) => (status, page).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "error").into_response(),
     }
+}
+
+/// Any path no route serves: the API answers in its JSON error shape, pages with the
+/// themed error page, both 404 and naming the path.
+pub(crate) async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        return Error::NotFound(format!("no route {method} {path}")).into_response();
+    }
+    respond(
+        &state,
+        Err(Error::NotFound(format!("There is no page at {path}."))),
+    )
+    .await
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`.

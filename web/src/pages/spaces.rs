@@ -39,7 +39,18 @@ async fn match_rows(
         .collect())
 }
 
-async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Response {
+/// The home page's query: `signin=required` when a page sent a signed-out visitor here.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HomeQuery {
+    signin: Option<String>,
+}
+
+async fn home(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<HomeQuery>,
+    MaybeUser(user): MaybeUser,
+) -> Response {
+    let signin_required = user.is_none() && query.signin.as_deref() == Some("required");
     let result = async {
         let nav = nav(&state, user.as_ref()).await?;
         let mut live = state.store.recent_matches(None, Some("running"), None, 20).await?;
@@ -55,6 +66,7 @@ async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Resp
             "live": match_rows(&state, live).await?,
             "recent": match_rows(&state, recent).await?,
             "spaces": spaces,
+            "signin_required": signin_required,
         });
         render(&state, "home.html", &nav, "Live", ctx)
     }
