@@ -177,7 +177,8 @@ async fn training_runs_metrics_and_proofs(app: TestApp) {
                 reward_accuracy: 0.5,
                 chosen_reward: 0.1,
                 rejected_reward: -0.1,
-                validation_loss: None,
+                // The held-out loss is measured at the end of a pass: steps 1 and 2.
+                validation_loss: (step > 0).then_some(0.7 - 0.05 * step as f64),
             })
             .await
             .unwrap();
@@ -211,6 +212,24 @@ async fn training_runs_metrics_and_proofs(app: TestApp) {
         .await;
     assert_eq!(detail.json["metrics"].as_array().unwrap().len(), 3);
     assert_eq!(detail.json["metrics"][2]["step"], 2);
+    assert!(detail.json["metrics"][0]["validation_loss"].is_null());
+    assert!(
+        (detail.json["metrics"][2]["validation_loss"]
+            .as_f64()
+            .unwrap()
+            - 0.6)
+            .abs()
+            < 1e-9
+    );
+    // The agent page sums each run up: the best held-out loss and the training loss
+    // at that step.
+    let page = app.get(&format!("/agents/{agent}"), &Who::anon()).await;
+    assert!(
+        page.text
+            .contains("validation loss 0.600 at step 2 (training loss 0.490)"),
+        "{}",
+        page.text
+    );
     let pol = app
         .get(&format!("/api/v1/agents/{agent}/pol-records"), &Who::anon())
         .await;

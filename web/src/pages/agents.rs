@@ -432,7 +432,18 @@ async fn studio_context(
         let metrics = state.store.training_metrics(run.id).await?;
         let steps: Vec<(f64, f64)> = metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
         let record = pol.iter().find(|p| p.training_run_id == run.id);
-        runs.push(json!({"id": run.id, "status": run.status, "pairs_root": run.pairs_root, "svg": charts::loss_svg(&steps),
+        // The adapter a run keeps is its best held-out check's.
+        let best = metrics
+            .iter()
+            .filter_map(|m| m.validation_loss.map(|v| (v, m)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(v, m)| {
+                format!(
+                    "validation loss {v:.3} at step {} (training loss {:.3})",
+                    m.step, m.loss
+                )
+            });
+        runs.push(json!({"id": run.id, "status": run.status, "pairs_root": run.pairs_root, "svg": charts::loss_svg(&steps), "best": best,
             "pol": record.map(|p| json!({"record_id": p.record_id, "block_number": p.block_number, "new_hash": p.new_hash}))}));
     }
     let matches: Vec<Value> = state
