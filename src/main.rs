@@ -116,7 +116,7 @@ enum Command {
     /// The EVM chain: status, contract deployment, proof-of-learning records.
     Chain {
         #[command(subcommand)]
-        command: chain::ChainCommand,
+        command: commands::chain_cmd::ChainCommand,
     },
     /// Generate an answer with an agent's model, streaming tokens to the terminal.
     Generate(agents::cli::GenerateArgs),
@@ -294,9 +294,11 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::SpectateClients(args) => commands::bench_web::run_clients(args),
             judge => commands::bench::run_judges(judge, config),
         },
-        Command::Chain { command } => {
-            runtime()?.block_on(chain::run(command, &config.chain, &config.data_dir))
-        }
+        Command::Chain { command } => runtime()?.block_on(commands::chain_cmd::run(
+            command,
+            &config.chain,
+            &config.data_dir,
+        )),
     }
 }
 

@@ -7,7 +7,6 @@
 pub mod any;
 pub mod backend;
 pub mod bindings;
-pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod dev;
@@ -20,7 +19,6 @@ pub mod testing;
 
 pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
-pub use cli::{ChainCommand, run};
 pub use config::{Backend, ChainConfig, ConfigError, Secret};
 pub use contracts::{
     Contracts, Deployment, Escrow, LearningRecord, MatchStatus, NewRecord, Payout, RecordRoot,

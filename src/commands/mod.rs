@@ -6,6 +6,7 @@ pub mod bench_arena;
 pub mod bench_learning;
 pub mod bench_scale;
 pub mod bench_web;
+pub mod chain_cmd;
 pub mod db;
 pub mod judges;
 pub mod models;

@@ -6,7 +6,6 @@ use chain::testing as support;
 
 mod arena;
 mod registry;
-mod rpc_cli;
 
 use alloy::primitives::Address;
 use chain::embedded::{DEFAULT_CHAIN_ID, Embedded};
@@ -106,8 +105,6 @@ async fn suite_on_hardhat_via_rpc() {
         .await
         .unwrap();
     assert_eq!(on_hardhat, embedded);
-
-    rpc_cli::cli_against_hardhat(&node.url).await;
 
     // An unknown sender is refused before anything is signed.
     let stranger = Address::repeat_byte(0x99);

@@ -1,6 +1,6 @@
-//! Handlers for `rlfc chain status | deploy | records [--agent ID]`. The binary owns
-//! argument parsing of the top level and the configuration file; it nests
-//! [`ChainCommand`] and calls [`run`].
+//! `rlfc chain status | deploy | records [--agent ID]`: the `chain` crate's contracts
+//! and backends, driven from the command line (this command lives in the binary, so the
+//! library crate needs neither clap nor anyhow).
 
 use std::io::Write;
 use std::path::Path;
@@ -8,11 +8,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use crate::any::{self, AnyChain};
-use crate::backend::Chain;
-use crate::config::{Backend, ChainConfig};
-use crate::contracts::{Contracts, Deployment, LearningRecord};
-use crate::error::ChainError;
+use chain::any::{self, AnyChain};
+use chain::{Backend, Chain, ChainConfig, ChainError, Contracts, Deployment, LearningRecord};
 
 /// The `rlfc chain` subcommands.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -170,8 +167,8 @@ async fn records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contracts::NewRecord;
     use alloy::primitives::B256;
+    use chain::contracts::NewRecord;
 
     async fn output(cmd: ChainCommand, cfg: &ChainConfig, dir: &Path) -> String {
         let mut buf = Vec::new();
@@ -228,5 +225,71 @@ mod tests {
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("chain.rpc_url"), "{err:#}");
+    }
+
+    /// `rlfc chain status | deploy | records` against a Hardhat node (the RPC backend).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_deploy_and_records_on_a_hardhat_node() {
+        use alloy::primitives::Address;
+        let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+            .await
+            .unwrap();
+        let node = match started {
+            Ok(node) => node,
+            Err(reason) => {
+                chain::testing::unavailable::<()>(&reason);
+                return;
+            }
+        };
+        let url = node.url.clone();
+        let url = url.as_str();
+        use chain::Secret;
+        let key = format!(
+            "0x{}",
+            alloy::hex::encode(chain::dev::dev_signer(0).to_bytes())
+        );
+        let mut cfg = ChainConfig {
+            backend: Backend::Rpc,
+            rpc_url: Some(url.to_string()),
+            private_key: Some(Secret::new(key)),
+            chain_id: Some(31337),
+            ..ChainConfig::default()
+        };
+        let data = tempfile::tempdir().unwrap();
+        let run = |cmd: ChainCommand, cfg: ChainConfig| {
+            let dir = data.path().to_path_buf();
+            async move {
+                let mut out = Vec::new();
+                run_with_output(cmd, &cfg, &dir, &mut out).await.unwrap();
+                String::from_utf8(out).unwrap()
+            }
+        };
+        let status = run(ChainCommand::Status, cfg.clone()).await;
+        assert!(
+            status.contains("backend:    rpc") && status.contains("not deployed"),
+            "{status}"
+        );
+        let deployed = run(ChainCommand::Deploy, cfg.clone()).await;
+        let address = |key: &str| -> Address {
+            let line = deployed.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split('"').nth(1).unwrap().parse().unwrap()
+        };
+        cfg.arena_address = Some(address("arena_address"));
+        cfg.proof_of_learning_address = Some(address("proof_of_learning_address"));
+        let status = run(ChainCommand::Status, cfg.clone()).await;
+        let operator = chain::dev::dev_signer(0).address();
+        assert!(
+            status.contains(&format!("operator:   {operator}")),
+            "{status}"
+        );
+        let records = run(ChainCommand::Records { agent: None }, cfg.clone()).await;
+        assert!(
+            records.contains("no proof-of-learning records"),
+            "{records}"
+        );
+        assert!(
+            !format!("{cfg:?}").contains(&alloy::hex::encode(chain::dev::dev_signer(0).to_bytes()))
+        );
+        drop(node);
     }
 }
