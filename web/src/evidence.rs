@@ -57,21 +57,10 @@ struct ExportRow {
 }
 
 async fn get_text(client: &reqwest::Client, url: &str) -> Result<String, EvidenceError> {
-    let http = |reason: String| EvidenceError::Http {
+    String::from_utf8(get_bytes(client, url).await?).map_err(|e| EvidenceError::Http {
         url: url.to_string(),
-        reason,
-    };
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| http(e.to_string()))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| http(e.to_string()))?;
-    if !status.is_success() {
-        return Err(http(format!("{status}: {}", body.trim())));
-    }
-    Ok(body)
+        reason: format!("not UTF-8: {e}"),
+    })
 }
 
 async fn get_json<T: for<'de> Deserialize<'de>>(

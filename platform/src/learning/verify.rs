@@ -97,25 +97,21 @@ pub enum PairLeaf {
 /// The leaf of pair `index` in a run's pairs root (layout 3): its position and exact
 /// content, the prompt by its sha256, and whether each answer was cut off.
 pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
-    let data = serde_json::json!({
-        "leaf": 3,
-        "id": p.id,
-        "match_id": p.match_id,
-        "round_id": p.round_id,
-        "prompt_sha256": p.prompt_sha256,
-        "chosen": p.chosen,
-        "rejected": p.rejected,
-        "chosen_agent_version_id": p.chosen_agent_version_id,
-        "rejected_agent_version_id": p.rejected_agent_version_id,
-        "chosen_truncated": p.chosen_truncated,
-        "rejected_truncated": p.rejected_truncated,
-    });
+    let mut data = layout2_json(p);
+    data["leaf"] = 3.into();
+    data["chosen_truncated"] = p.chosen_truncated.into();
+    data["rejected_truncated"] = p.rejected_truncated.into();
     chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
 }
 
 /// The leaf of records made under layout 2: the prompt by its sha256, no truncation.
 pub fn pair_leaf_v2(index: usize, p: &CommittedPair) -> B256 {
-    let data = serde_json::json!({
+    chain::merkle::ordered_leaf(index as u64, layout2_json(p).to_string().as_bytes())
+}
+
+/// A pair's layout-2 leaf data (layout 3 adds to it; keys serialize sorted).
+fn layout2_json(p: &CommittedPair) -> serde_json::Value {
+    serde_json::json!({
         "leaf": 2,
         "id": p.id,
         "match_id": p.match_id,
@@ -125,8 +121,7 @@ pub fn pair_leaf_v2(index: usize, p: &CommittedPair) -> B256 {
         "rejected": p.rejected,
         "chosen_agent_version_id": p.chosen_agent_version_id,
         "rejected_agent_version_id": p.rejected_agent_version_id,
-    });
-    chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
+    })
 }
 
 /// The leaf of records made under layout 1: the prompt text itself.
