@@ -10,7 +10,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 
 use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
 use crate::config::{Backend, ChainConfig};
-use crate::contracts::{Contracts, Deployment};
+use crate::contracts::{ArenaTerms, Contracts, Deployment};
 use crate::embedded::Embedded;
 use crate::error::{ChainError, Result};
 use crate::rpc::Rpc;
@@ -78,6 +78,16 @@ pub fn treasury_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
     cfg.treasury.map_or_else(|| operator_of(cfg, chain), Ok)
 }
 
+/// The terms a contract this process deploys runs on: the configured operator,
+/// treasury and reclaim delay.
+pub fn terms_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<ArenaTerms> {
+    Ok(ArenaTerms {
+        operator: operator_of(cfg, chain)?,
+        treasury: treasury_of(cfg, chain)?,
+        reclaim_after_secs: cfg.reclaim_after_secs,
+    })
+}
+
 /// The configured contract addresses, if set.
 pub fn configured_deployment(cfg: &ChainConfig) -> Option<Deployment> {
     Some(Deployment {
@@ -92,16 +102,35 @@ pub fn configured_deployment(cfg: &ChainConfig) -> Option<Deployment> {
 pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contracts<AnyChain>> {
     let chain = open_chain(cfg, data_dir).await?;
     if let Some(deployment) = configured_deployment(cfg) {
+        if !crate::migrate::is_current(&chain, deployment).await? {
+            return Err(ChainError::WrongArenaVersion(deployment.arena));
+        }
         return Ok(Contracts::at(chain, deployment));
     }
     match &chain {
         AnyChain::Embedded(embedded) => {
             if let Some(deployment) = embedded.read_side_file::<Deployment>(DEPLOYMENT_FILE)? {
-                return Ok(Contracts::at(chain, deployment));
+                if crate::migrate::is_current(&chain, deployment).await? {
+                    return Ok(Contracts::at(chain, deployment));
+                }
+                // Saved by an older build: move to the current Arena contract.
+                let deployer = default_sender(&chain)?;
+                let terms = terms_of(cfg, &chain)?;
+                let (moved_to, done) =
+                    crate::migrate::migrate_arena(&chain, deployment, deployer, terms).await?;
+                embedded.write_side_file(DEPLOYMENT_FILE, &moved_to)?;
+                tracing::warn!(
+                    from = %done.from, to = %moved_to.arena, refunded = ?done.refunded,
+                    moved = done.moved.len(), anchored = done.anchored,
+                    stranded = ?done.stranded,
+                    "moved the embedded chain to the current Arena contract (version {})",
+                    crate::contracts::ARENA_VERSION
+                );
+                return Ok(Contracts::at(chain, moved_to));
             }
             let deployer = default_sender(&chain)?;
-            let operator = operator_of(cfg, &chain)?;
-            let contracts = Contracts::deploy(chain, deployer, operator).await?;
+            let terms = terms_of(cfg, &chain)?;
+            let contracts = Contracts::deploy_with(chain, deployer, terms).await?;
             if let AnyChain::Embedded(embedded) = contracts.chain() {
                 embedded.write_side_file(DEPLOYMENT_FILE, &contracts.deployment())?;
             }
@@ -172,6 +201,13 @@ impl Chain for AnyChain {
         match self {
             Self::Embedded(c) => c.logs(address, from_block).await,
             Self::Rpc(c) => c.logs(address, from_block).await,
+        }
+    }
+
+    async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
+        match self {
+            Self::Embedded(c) => c.transaction_known(tx_hash).await,
+            Self::Rpc(c) => c.transaction_known(tx_hash).await,
         }
     }
 

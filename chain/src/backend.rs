@@ -92,6 +92,9 @@ pub trait Chain: Send + Sync {
         from_block: u64,
     ) -> impl Future<Output = Result<Vec<MinedLog>>> + Send;
 
+    /// Whether the chain knows transaction `tx_hash` at all, mined or still waiting to
+    /// be (false: never seen, or dropped).
+    fn transaction_known(&self, tx_hash: B256) -> impl Future<Output = Result<bool>> + Send;
     /// Gives `to` `amount` wei: minted on the embedded chain, sent from the first
     /// account on an RPC chain.
     fn fund(&self, to: Address, amount: U256) -> impl Future<Output = Result<()>> + Send;
@@ -126,6 +129,9 @@ macro_rules! forward_chain {
             }
             fn logs(&self, address: Address, from_block: u64) -> impl Future<Output = Result<Vec<MinedLog>>> + Send {
                 (**self).logs(address, from_block)
+            }
+            fn transaction_known(&self, tx_hash: B256) -> impl Future<Output = Result<bool>> + Send {
+                (**self).transaction_known(tx_hash)
             }
             fn fund(&self, to: Address, amount: U256) -> impl Future<Output = Result<()>> + Send {
                 (**self).fund(to, amount)

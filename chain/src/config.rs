@@ -46,6 +46,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The longest reclaim delay a deployment may promise its entrants: one year.
+pub const MAX_RECLAIM_AFTER_SECS: u64 = 365 * 24 * 60 * 60;
+
 /// The chain id of local dev nodes (Hardhat, Anvil) and of the embedded chain.
 pub const DEV_CHAIN_ID: u64 = 31337;
 
@@ -77,6 +80,10 @@ pub struct ChainConfig {
     pub rpc_dev_signers: bool,
     /// How long to wait for a transaction receipt, in seconds.
     pub receipt_timeout_secs: u64,
+    /// For contracts this process deploys: seconds after a match's first locked fee
+    /// from which any of its entrants may reclaim every fee of a match the operator
+    /// neither settled nor refunded (default one day).
+    pub reclaim_after_secs: u64,
 }
 
 impl Default for ChainConfig {
@@ -93,6 +100,7 @@ impl Default for ChainConfig {
             dev_accounts: crate::dev::DEFAULT_DEV_ACCOUNTS,
             rpc_dev_signers: false,
             receipt_timeout_secs: 120,
+            reclaim_after_secs: crate::contracts::DEFAULT_RECLAIM_AFTER_SECS,
         }
     }
 }
@@ -125,6 +133,12 @@ impl ChainConfig {
         }
         if self.receipt_timeout_secs == 0 {
             return Err(invalid("receipt_timeout_secs", "must be positive"));
+        }
+        if self.reclaim_after_secs == 0 || self.reclaim_after_secs > MAX_RECLAIM_AFTER_SECS {
+            return Err(invalid(
+                "reclaim_after_secs",
+                format!("must be between 1 and {MAX_RECLAIM_AFTER_SECS} (one year)"),
+            ));
         }
         for (key, value) in [("operator", self.operator), ("treasury", self.treasury)] {
             if value == Some(Address::ZERO) {

@@ -32,13 +32,57 @@ pub enum MatchStatus {
     Refunded,
 }
 
-/// A match's escrow: what it still holds and its status.
+/// A match's escrow: what it still holds, its status, and the terms it opened under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Escrow {
     /// Wei still held (zero once settled or refunded).
     pub held: u128,
     /// The status.
     pub status: MatchStatus,
+    /// When its first fee was locked (block timestamp, seconds; 0 if never).
+    pub opened_at: u64,
+    /// The Space it was opened for.
+    pub space_id: u32,
+    /// The rake it settles with, in basis points (its Space's at opening).
+    pub rake_bps: u16,
+}
+
+/// The version of the Arena contract's rules this client speaks (`Arena.VERSION`).
+pub const ARENA_VERSION: u64 = 2;
+
+/// How long after its first lock, by default, an entrant may reclaim an unfinished
+/// match's fees: one day.
+pub const DEFAULT_RECLAIM_AFTER_SECS: u64 = 24 * 60 * 60;
+
+/// Who runs a new Arena contract, and its entrants' safety net.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaTerms {
+    /// The account that locks, settles, refunds and anchors.
+    pub operator: Address,
+    /// Where rakes go.
+    pub treasury: Address,
+    /// Seconds after a match's first lock from which its entrants may reclaim the fees.
+    pub reclaim_after_secs: u64,
+}
+
+impl ArenaTerms {
+    /// `operator` operates and is the treasury; the default reclaim delay.
+    pub fn operated_by(operator: Address) -> Self {
+        Self {
+            operator,
+            treasury: operator,
+            reclaim_after_secs: DEFAULT_RECLAIM_AFTER_SECS,
+        }
+    }
+}
+
+/// A Space's terms as the Arena admin declared them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceTerms {
+    /// Whether the admin declared the Space at all (no fee can be locked otherwise).
+    pub declared: bool,
+    /// Its rake, in basis points.
+    pub rake_bps: u16,
 }
 
 /// One payout of a settlement.
@@ -107,12 +151,21 @@ pub struct Contracts<C> {
 
 impl<C: Chain> Contracts<C> {
     /// Deploys both contracts from `deployer` (who becomes the admin of both) with
-    /// `operator` as the Arena operator and the registry's first trainer.
+    /// `operator` as the Arena operator, its treasury and the registry's first trainer.
     pub async fn deploy(chain: C, deployer: Address, operator: Address) -> Result<Self> {
+        Self::deploy_with(chain, deployer, ArenaTerms::operated_by(operator)).await
+    }
+
+    /// Deploys both contracts from `deployer` (who becomes the admin of both) on
+    /// `terms`; the operator is also the registry's first trainer.
+    pub async fn deploy_with(chain: C, deployer: Address, terms: ArenaTerms) -> Result<Self> {
+        let operator = terms.operator;
         let arena_init = [
             Arena::BYTECODE.as_ref(),
             Arena::constructorCall {
                 initialOperator: operator,
+                initialTreasury: terms.treasury,
+                reclaimAfterSeconds: terms.reclaim_after_secs,
             }
             .abi_encode()
             .as_slice(),
@@ -195,16 +248,19 @@ impl<C: Chain> Contracts<C> {
         .await
     }
 
-    /// The operator locks `fee` wei of `user`'s balance into match `match_id`.
+    /// The operator locks `fee` wei of `user`'s balance into match `match_id` of Space
+    /// `space_id` (the first lock opens the match under the Space's declared rake).
     pub async fn lock_fee(
         &self,
         operator: Address,
         match_id: u64,
+        space_id: u64,
         user: Address,
         fee: u128,
     ) -> Result<TxReceipt> {
         let call = Arena::lockFeeCall {
             matchId: U256::from(match_id),
+            spaceId: U256::from(space_id),
             user,
             fee: U256::from(fee),
         };
@@ -212,20 +268,20 @@ impl<C: Chain> Contracts<C> {
     }
 
     /// The operator settles match `match_id`: `payouts` credited, the rest of the pot
-    /// to `treasury`, `result_root` stored.
+    /// to the contract's treasury, `result_root` stored. The payees must be the match's
+    /// entrants in lock order ([`Contracts::entries`]), and the amounts must add up to
+    /// the pot minus the rake, less at most one wei of rounding per entrant.
     pub async fn settle(
         &self,
         operator: Address,
         match_id: u64,
         payouts: &[Payout],
-        treasury: Address,
         result_root: B256,
     ) -> Result<TxReceipt> {
         let call = Arena::settleCall {
             matchId: U256::from(match_id),
             payees: payouts.iter().map(|p| p.payee).collect(),
             amounts: payouts.iter().map(|p| U256::from(p.amount)).collect(),
-            treasury,
             resultRoot: result_root,
         };
         self.arena_send(operator, call, U256::ZERO).await
@@ -241,6 +297,69 @@ impl<C: Chain> Contracts<C> {
             U256::ZERO,
         )
         .await
+    }
+
+    /// An entrant of match `match_id` returns every fee locked in it, once the reclaim
+    /// delay has passed without a settlement or refund.
+    pub async fn reclaim(&self, entrant: Address, match_id: u64) -> Result<TxReceipt> {
+        self.arena_send(
+            entrant,
+            Arena::reclaimCall {
+                matchId: U256::from(match_id),
+            },
+            U256::ZERO,
+        )
+        .await
+    }
+
+    /// The operator stores the result root of a match that held no fees.
+    pub async fn anchor_result(
+        &self,
+        operator: Address,
+        match_id: u64,
+        result_root: B256,
+    ) -> Result<TxReceipt> {
+        let call = Arena::anchorResultCall {
+            matchId: U256::from(match_id),
+            resultRoot: result_root,
+        };
+        self.arena_send(operator, call, U256::ZERO).await
+    }
+
+    /// The admin declares Space `space_id`'s rake.
+    pub async fn declare_space(
+        &self,
+        admin: Address,
+        space_id: u64,
+        rake_bps: u16,
+    ) -> Result<TxReceipt> {
+        let call = Arena::declareSpaceCall {
+            spaceId: U256::from(space_id),
+            rakeBps: U256::from(rake_bps),
+        };
+        self.arena_send(admin, call, U256::ZERO).await
+    }
+
+    /// The admin stops (`true`) or resumes (`false`) the locking of fees.
+    pub async fn set_paused(&self, admin: Address, paused: bool) -> Result<TxReceipt> {
+        self.arena_send(admin, Arena::setPausedCall { value: paused }, U256::ZERO)
+            .await
+    }
+
+    /// The admin makes `treasury` the treasury.
+    pub async fn set_treasury(&self, admin: Address, treasury: Address) -> Result<TxReceipt> {
+        let call = Arena::setTreasuryCall {
+            newTreasury: treasury,
+        };
+        self.arena_send(admin, call, U256::ZERO).await
+    }
+
+    /// The admin hands the admin role to `new_admin`.
+    pub async fn set_admin(&self, admin: Address, new_admin: Address) -> Result<TxReceipt> {
+        let call = Arena::setAdminCall {
+            newAdmin: new_admin,
+        };
+        self.arena_send(admin, call, U256::ZERO).await
     }
 
     /// The admin makes `new_operator` the operator.
@@ -275,7 +394,65 @@ impl<C: Chain> Contracts<C> {
         Ok(Escrow {
             held: r.held,
             status,
+            opened_at: r.openedAt,
+            space_id: r.spaceId,
+            rake_bps: r.rakeBps,
         })
+    }
+
+    /// The entrants of match `match_id` and their fees, in the order they were locked.
+    pub async fn entries(&self, match_id: u64) -> Result<Vec<Payout>> {
+        let id = U256::from(match_id);
+        let count = to_u64(
+            self.arena_call(Arena::entryCountCall { matchId: id })
+                .await?,
+        )?;
+        let mut out = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let r = self
+                .arena_call(Arena::entryAtCall {
+                    matchId: id,
+                    index: U256::from(index),
+                })
+                .await?;
+            out.push(Payout {
+                payee: r.user,
+                amount: to_u128(r.fee)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Space `space_id`'s terms as declared on chain.
+    pub async fn space_terms(&self, space_id: u64) -> Result<SpaceTerms> {
+        let r = self
+            .arena_call(Arena::spaceTermsCall(U256::from(space_id)))
+            .await?;
+        Ok(SpaceTerms {
+            declared: r.declared,
+            rake_bps: r.rakeBps,
+        })
+    }
+
+    /// The Arena contract's rules version (`Arena.VERSION`); a contract from before
+    /// versions existed answers with an error.
+    pub async fn arena_version(&self) -> Result<u64> {
+        to_u64(self.arena_call(Arena::VERSIONCall {}).await?)
+    }
+
+    /// Where rakes go.
+    pub async fn treasury(&self) -> Result<Address> {
+        self.arena_call(Arena::treasuryCall {}).await
+    }
+
+    /// Whether the locking of fees is paused.
+    pub async fn paused(&self) -> Result<bool> {
+        self.arena_call(Arena::pausedCall {}).await
+    }
+
+    /// Seconds after a match's first lock from which its entrants may reclaim.
+    pub async fn reclaim_after_secs(&self) -> Result<u64> {
+        self.arena_call(Arena::reclaimAfterCall {}).await
     }
 
     /// The result root stored when match `match_id` was settled (zero before).

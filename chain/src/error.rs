@@ -61,7 +61,7 @@ impl std::fmt::Display for Revert {
 pub enum ChainError {
     /// The call or transaction reverted; nothing was changed.
     #[error("reverted: {0}")]
-    Reverted(Revert),
+    Reverted(Box<Revert>),
     /// The EVM rejected the transaction before running it (bad nonce, no funds for value, ...).
     #[error("transaction rejected: {0}")]
     Rejected(String),
@@ -79,6 +79,17 @@ pub enum ChainError {
     /// The JSON-RPC transport or node failed.
     #[error("rpc: {0}")]
     Rpc(String),
+    /// A transaction was sent but its receipt did not come in time: it may still be
+    /// mined, or be dropped. Never treat it as refused.
+    #[error(
+        "transaction {tx_hash} was sent but is not confirmed ({reason}); it may still be mined"
+    )]
+    Unconfirmed {
+        /// The sent transaction.
+        tx_hash: B256,
+        /// Why no receipt came.
+        reason: String,
+    },
     /// A transaction simulated fine but failed once mined.
     #[error("transaction {0} failed on chain")]
     FailedOnChain(B256),
@@ -107,12 +118,29 @@ pub enum ChainError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The configured Arena contract speaks an older version of the rules.
+    #[error(
+        "the Arena contract at {0} is not version {ver}: deploy the current contracts with \
+         `rlfc chain deploy` and set chain.arena_address and chain.proof_of_learning_address \
+         to them (users withdraw from the old contract with their own keys)",
+        ver = crate::contracts::ARENA_VERSION
+    )]
+    WrongArenaVersion(Address),
     /// The chain configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
 
 impl ChainError {
+    /// The hash of a transaction that was sent but not confirmed, if this error is
+    /// one: its outcome is unknown, so nothing may be undone on its account.
+    pub fn unconfirmed(&self) -> Option<B256> {
+        match self {
+            Self::Unconfirmed { tx_hash, .. } => Some(*tx_hash),
+            _ => None,
+        }
+    }
+
     /// The decoded revert, if this error is one.
     pub fn revert(&self) -> Option<&Revert> {
         match self {

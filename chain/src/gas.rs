@@ -5,7 +5,7 @@
 use alloy::primitives::{Address, B256, U256};
 
 use crate::backend::Chain;
-use crate::contracts::{Contracts, NewRecord, Payout};
+use crate::contracts::{ArenaTerms, Contracts, NewRecord, Payout};
 use crate::error::{ChainError, Result};
 use crate::merkle;
 
@@ -13,6 +13,8 @@ use crate::merkle;
 pub const PLAYERS: usize = 8;
 
 const ETH: u128 = 10u128.pow(18);
+const SPACE: u64 = 1;
+const RAKE_BPS: u16 = 500;
 const FEE: u128 = ETH / 10;
 
 /// The gas one operation used.
@@ -50,7 +52,13 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     let treasury = accounts[PLAYERS + 1];
     let mut figures = Vec::new();
 
-    let contracts = Contracts::deploy(chain, operator, operator).await?;
+    let terms = ArenaTerms {
+        treasury,
+        ..ArenaTerms::operated_by(operator)
+    };
+    let contracts = Contracts::deploy_with(chain, operator, terms).await?;
+    // Every measured match is in Space 1, whose rake is 5%.
+    contracts.declare_space(operator, SPACE, RAKE_BPS).await?;
     let first_deposit = contracts.deposit(players[0], 2 * FEE).await?;
     figures.push(GasFigure::new(
         "deposit (first, new balance)",
@@ -69,7 +77,7 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     let mut lock_first = 0;
     let mut lock_next = 0;
     for (i, p) in players.iter().enumerate() {
-        let r = contracts.lock_fee(operator, 1, *p, FEE).await?;
+        let r = contracts.lock_fee(operator, 1, SPACE, *p, FEE).await?;
         if i == 0 {
             lock_first = r.gas_used
         } else {
@@ -84,9 +92,7 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     figures.push(GasFigure::new("lockFee (later entry)", lock_next, 1));
     let payouts = split_pot(players, FEE * PLAYERS as u128);
     let root = result_root(1);
-    let settle = contracts
-        .settle(operator, 1, &payouts, treasury, root)
-        .await?;
+    let settle = contracts.settle(operator, 1, &payouts, root).await?;
     figures.push(GasFigure::new(
         format!("settle, {PLAYERS} payees in one call"),
         settle.gas_used,
@@ -97,13 +103,15 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     let mut separate = 0;
     for (i, p) in players.iter().enumerate() {
         let match_id = 100 + i as u64;
-        contracts.lock_fee(operator, match_id, *p, FEE).await?;
+        contracts
+            .lock_fee(operator, match_id, SPACE, *p, FEE)
+            .await?;
         let one = [Payout {
             payee: *p,
-            amount: FEE,
+            amount: FEE - FEE * u128::from(RAKE_BPS) / 10_000,
         }];
         separate += contracts
-            .settle(operator, match_id, &one, treasury, result_root(match_id))
+            .settle(operator, match_id, &one, result_root(match_id))
             .await?
             .gas_used;
     }
@@ -131,12 +139,19 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     ));
 
     for p in players {
-        contracts.lock_fee(operator, 2, *p, FEE).await?;
+        contracts.lock_fee(operator, 2, SPACE, *p, FEE).await?;
     }
     let refund = contracts.refund(operator, 2).await?;
     figures.push(GasFigure::new(
         format!("refund, {PLAYERS} entries"),
         refund.gas_used,
+        1,
+    ));
+
+    let anchor = contracts.anchor_result(operator, 3, result_root(3)).await?;
+    figures.push(GasFigure::new(
+        "anchorResult (a free match's result root)",
+        anchor.gas_used,
         1,
     ));
 
@@ -160,7 +175,8 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
     Ok(figures)
 }
 
-/// Splits `pot` over `players` by a falling schedule (8, 7, ... parts), 95% paid out.
+/// Splits `pot` over `players` by a falling schedule (8, 7, ... parts), 95% paid out
+/// (the pot less the Space's 5% rake, less the rounding).
 fn split_pot(players: &[Address], pot: u128) -> Vec<Payout> {
     let paid = pot / 100 * 95;
     let parts: u128 = (1..=players.len() as u128).sum();

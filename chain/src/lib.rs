@@ -14,14 +14,17 @@ pub mod embedded;
 pub mod error;
 pub mod gas;
 pub mod merkle;
+pub mod migrate;
 pub mod rpc;
 pub mod testing;
 
+pub use alloy::primitives::Address;
 pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
 pub use config::{Backend, ChainConfig, ConfigError, Secret};
 pub use contracts::{
-    Contracts, Deployment, Escrow, LearningRecord, MatchStatus, NewRecord, Payout, RecordRoot,
+    ARENA_VERSION, ArenaTerms, Contracts, DEFAULT_RECLAIM_AFTER_SECS, Deployment, Escrow,
+    LearningRecord, MatchStatus, NewRecord, Payout, RecordRoot, SpaceTerms,
 };
 pub use embedded::Embedded;
 pub use error::{ChainError, Revert};

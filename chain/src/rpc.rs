@@ -56,6 +56,19 @@ impl std::fmt::Debug for Rpc {
 }
 
 impl Rpc {
+    /// Sends a raw JSON-RPC request, for a dev node's own methods (Hardhat's
+    /// `evm_setAutomine`, `evm_mine`, `hardhat_dropTransaction`) in tests.
+    pub async fn dev_request(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.provider
+            .raw_request::<_, serde_json::Value>(method.into(), params)
+            .await
+            .map_err(rpc_error)
+    }
+
     /// Connects to `url`, signing with `signers` (the first is the default sender). If
     /// `expected_chain_id` is given, the node must report it.
     pub async fn connect(
@@ -115,10 +128,10 @@ impl Rpc {
 fn rpc_error(e: RpcError<TransportErrorKind>) -> ChainError {
     if let Some(payload) = e.as_error_resp() {
         if let Some(data) = payload.as_revert_data() {
-            return ChainError::Reverted(Revert::decode(&data));
+            return ChainError::Reverted(Box::new(Revert::decode(&data)));
         }
         if payload.message.to_lowercase().contains("revert") {
-            return ChainError::Reverted(Revert::Message(payload.message.to_string()));
+            return ChainError::Reverted(Box::new(Revert::Message(payload.message.to_string())));
         }
     }
     ChainError::Rpc(e.to_string())
@@ -198,7 +211,10 @@ impl Chain for Rpc {
             .with_timeout(Some(self.receipt_timeout))
             .get_receipt()
             .await
-            .map_err(|e| ChainError::Rpc(format!("waiting for receipt of {hash}: {e}")))?;
+            .map_err(|e| ChainError::Unconfirmed {
+                tx_hash: hash,
+                reason: format!("waiting for its receipt: {e}"),
+            })?;
         if !receipt.status() {
             return Err(ChainError::FailedOnChain(hash));
         }
@@ -214,6 +230,15 @@ impl Chain for Rpc {
             .await
             .map_err(rpc_error)?;
         Ok(r.as_ref().map(to_receipt))
+    }
+
+    async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
+        let tx = self
+            .provider
+            .get_transaction_by_hash(tx_hash)
+            .await
+            .map_err(rpc_error)?;
+        Ok(tx.is_some())
     }
 
     async fn logs(&self, address: Address, from_block: u64) -> Result<Vec<MinedLog>> {

@@ -1,6 +1,7 @@
 //! Property test on the embedded chain: random sequences of deposits, withdrawals, fee
-//! locks, settlements and refunds (many of them meant to fail) are run against the
-//! contract and a plain Rust model of it. After every step the contract must agree with
+//! locks, settlements and refunds (many of them meant to fail: wrong caller, a payee who
+//! is not an entrant, a split over or under the pot less the Space's rake) are run
+//! against the contract and a plain Rust model of it. After every step the contract must agree with
 //! the model on success or the exact refusal, and its ETH balance must equal the users'
 //! balances plus the treasury's plus every open escrow.
 
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use alloy::primitives::{Address, B256};
 use chain::bindings::Arena::ArenaErrors;
 use chain::embedded::{DEFAULT_CHAIN_ID, Embedded};
-use chain::{Chain, ChainError, Contracts, MatchStatus, Payout};
+use chain::{ArenaTerms, Chain, ChainError, Contracts, MatchStatus, Payout};
 use proptest::prelude::*;
 
 const UNIT: u128 = 1_000_000_000_000_000;
@@ -38,7 +39,12 @@ enum Op {
     Settle {
         by_operator: bool,
         m: u64,
-        shares: Vec<(usize, u128)>,
+        /// One weight per payee line; the prize is split by them.
+        weights: Vec<u128>,
+        /// A line whose payee is replaced by an outsider.
+        stranger_at: Option<usize>,
+        /// How the split misses the prize on purpose.
+        skew: Skew,
     },
     Refund {
         by_operator: bool,
@@ -46,9 +52,43 @@ enum Op {
     },
 }
 
+/// A settlement's split: the prize (floored per line), one wei per line too much, or
+/// short of the prize by more than the rounding allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skew {
+    Exact,
+    Over,
+    Under,
+}
+
+/// The rake of each match's Space: match `m` is in Space `m % 2`.
+const RAKES: [u16; 2] = [500, 0];
+
+fn rake_of(m: u64) -> u128 {
+    u128::from(RAKES[(m % 2) as usize])
+}
+
+/// The payout lines of a settlement of `pot` over `count` entrants.
+fn split(pot: u128, rake_bps: u128, weights: &[u128], skew: Skew) -> Vec<u128> {
+    let count = weights.len() as u128;
+    let prize = pot - pot * rake_bps / 10_000;
+    let base = if skew == Skew::Under {
+        prize.saturating_sub(count + 1)
+    } else {
+        prize
+    };
+    let total: u128 = weights.iter().sum::<u128>().max(1);
+    let mut amounts: Vec<u128> = weights.iter().map(|w| base * w / total).collect();
+    if skew == Skew::Over
+        && let Some(last) = amounts.last_mut()
+    {
+        *last += count;
+    }
+    amounts
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let user = 1..=USERS;
-    let payee = 1..=TREASURY;
     let by_operator = prop::bool::weighted(0.85);
     prop_oneof![
         (user.clone(), 0..4u128).prop_map(|(user, units)| Op::Deposit { user, units }),
@@ -64,12 +104,16 @@ fn op() -> impl Strategy<Value = Op> {
         (
             by_operator,
             0..MATCHES,
-            prop::collection::vec((payee, 0..700u128), 0..4)
+            prop::collection::vec(0..4u128, 0..4),
+            prop::option::weighted(0.15, 0..4usize),
+            prop_oneof![6 => Just(Skew::Exact), 1 => Just(Skew::Over), 1 => Just(Skew::Under)],
         )
-            .prop_map(|(by_operator, m, shares)| Op::Settle {
+            .prop_map(|(by_operator, m, weights, stranger_at, skew)| Op::Settle {
                 by_operator,
                 m,
-                shares
+                weights,
+                stranger_at,
+                skew,
             }),
         (by_operator, 0..MATCHES).prop_map(|(by_operator, m)| Op::Refund { by_operator, m }),
     ]
@@ -140,24 +184,36 @@ impl Model {
             Op::Settle {
                 by_operator,
                 m,
-                shares,
+                weights,
+                stranger_at,
+                skew,
             } => {
                 if !by_operator {
                     return Err("NotOperator");
                 }
-                let Some((pot, MatchStatus::Open, _)) = self.escrows.get(m).cloned() else {
+                let Some((pot, MatchStatus::Open, entries)) = self.escrows.get(m).cloned() else {
                     return Err("MatchNotOpen");
                 };
-                let amounts: Vec<(usize, u128)> = shares
-                    .iter()
-                    .map(|(who, permille)| (*who, pot * permille / 1000))
-                    .collect();
-                let paid: u128 = amounts.iter().map(|(_, a)| a).sum();
-                if paid > pot {
-                    return Err("PayoutExceedsPot");
+                if weights.len() != entries.len() {
+                    return Err("EntrantCountMismatch");
                 }
-                for (who, amount) in amounts {
-                    *self.balances.entry(who).or_default() += amount;
+                let amounts = split(pot, rake_of(*m), weights, *skew);
+                let prize = pot - pot * rake_of(*m) / 10_000;
+                let mut paid = 0;
+                for (i, amount) in amounts.iter().enumerate() {
+                    if *stranger_at == Some(i) {
+                        return Err("NotEntrant");
+                    }
+                    if *amount > prize - paid {
+                        return Err("PayoutExceedsPrize");
+                    }
+                    paid += amount;
+                }
+                if prize - paid > entries.len() as u128 {
+                    return Err("PayoutBelowPrize");
+                }
+                for ((who, _), amount) in entries.iter().zip(amounts) {
+                    *self.balances.entry(*who).or_default() += amount;
                 }
                 *self.balances.entry(TREASURY).or_default() += pot - paid;
                 self.escrows.insert(*m, (0, MatchStatus::Settled, vec![]));
@@ -186,7 +242,10 @@ fn error_name(e: &ChainError) -> &'static str {
         Some(ArenaErrors::NotOperator(_)) => "NotOperator",
         Some(ArenaErrors::MatchClosed(_)) => "MatchClosed",
         Some(ArenaErrors::MatchNotOpen(_)) => "MatchNotOpen",
-        Some(ArenaErrors::PayoutExceedsPot(_)) => "PayoutExceedsPot",
+        Some(ArenaErrors::PayoutExceedsPrize(_)) => "PayoutExceedsPrize",
+        Some(ArenaErrors::PayoutBelowPrize(_)) => "PayoutBelowPrize",
+        Some(ArenaErrors::EntrantCountMismatch(_)) => "EntrantCountMismatch",
+        Some(ArenaErrors::NotEntrant(_)) => "NotEntrant",
         _ => panic!("unexpected error {e}"),
     }
 }
@@ -202,25 +261,33 @@ async fn run_on_chain(c: &Contracts<Embedded>, a: &[Address], op: &Op) -> Result
             user,
             units,
         } => c
-            .lock_fee(caller(*by_operator), *m, a[*user], units * UNIT)
+            .lock_fee(caller(*by_operator), *m, *m % 2, a[*user], units * UNIT)
             .await
             .map(drop),
         Op::Settle {
             by_operator,
             m,
-            shares,
+            weights,
+            stranger_at,
+            skew,
         } => {
-            // The pot as the contract holds it; amounts are shares of it, possibly too many.
-            let pot = c.escrow(*m).await?.held;
-            let payouts: Vec<Payout> = shares
+            // The entrants as the contract lists them, paid a split of the pot it holds.
+            let escrow = c.escrow(*m).await?;
+            let entrants = c.entries(*m).await?;
+            let amounts = split(escrow.held, rake_of(*m), weights, *skew);
+            let payouts: Vec<Payout> = amounts
                 .iter()
-                .map(|(who, permille)| Payout {
-                    payee: a[*who],
-                    amount: pot * permille / 1000,
+                .enumerate()
+                .map(|(i, amount)| Payout {
+                    payee: match entrants.get(i) {
+                        Some(e) if *stranger_at != Some(i) => e.payee,
+                        _ => a[OUTSIDER],
+                    },
+                    amount: *amount,
                 })
                 .collect();
             let root = B256::from(alloy::primitives::U256::from(*m));
-            c.settle(caller(*by_operator), *m, &payouts, a[TREASURY], root)
+            c.settle(caller(*by_operator), *m, &payouts, root)
                 .await
                 .map(drop)
         }
@@ -231,7 +298,14 @@ async fn run_on_chain(c: &Contracts<Embedded>, a: &[Address], op: &Op) -> Result
 async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let chain = Embedded::ephemeral(DEFAULT_CHAIN_ID, OUTSIDER + 1);
     let a = chain.accounts();
-    let c = Contracts::deploy(chain, a[0], a[0]).await.unwrap();
+    let terms = ArenaTerms {
+        treasury: a[TREASURY],
+        ..ArenaTerms::operated_by(a[0])
+    };
+    let c = Contracts::deploy_with(chain, a[0], terms).await.unwrap();
+    for (space, rake) in RAKES.iter().enumerate() {
+        c.declare_space(a[0], space as u64, *rake).await.unwrap();
+    }
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
         let expected = model.apply(op);

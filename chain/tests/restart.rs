@@ -17,16 +17,26 @@ async fn restart_keeps_state() {
         let (op, alice, bob, treasury) = (a[0], a[1], a[2], a[3]);
         c.deposit(alice, 5 * FEE).await.unwrap();
         c.deposit(bob, 5 * FEE).await.unwrap();
-        c.lock_fee(op, 1, alice, FEE).await.unwrap();
-        c.lock_fee(op, 1, bob, FEE).await.unwrap();
-        let payout = [Payout {
-            payee: alice,
-            amount: FEE,
-        }];
-        c.settle(op, 1, &payout, treasury, B256::repeat_byte(1))
+        // A Space whose rake is half the pot; the treasury is the operator's choice
+        // at deployment (the config's default: the operator), then the admin's.
+        c.declare_space(op, 7, 5_000).await.unwrap();
+        c.set_treasury(op, treasury).await.unwrap();
+        c.lock_fee(op, 1, 7, alice, FEE).await.unwrap();
+        c.lock_fee(op, 1, 7, bob, FEE).await.unwrap();
+        let payout = [
+            Payout {
+                payee: alice,
+                amount: FEE,
+            },
+            Payout {
+                payee: bob,
+                amount: 0,
+            },
+        ];
+        c.settle(op, 1, &payout, B256::repeat_byte(1))
             .await
             .unwrap();
-        c.lock_fee(op, 2, alice, FEE).await.unwrap();
+        c.lock_fee(op, 2, 7, alice, FEE).await.unwrap();
         let rec = NewRecord {
             agent_id: 3,
             new_adapter_hash: B256::repeat_byte(2),

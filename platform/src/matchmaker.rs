@@ -242,7 +242,10 @@ impl Matchmaker {
         let (_, mut refusal) =
             crate::play::load_seats(&self.store, entries, slot.rulebook.max_new_tokens).await?;
         if refusal.is_none()
-            && let Err(e) = self.payments.lock_fees(m.id).await
+            && let Err(e) = self
+                .payments
+                .lock_fees(m.id, slot.rulebook.payout.rake_bps)
+                .await
         {
             refusal = Some(format!("locking the entry fees failed: {e}"));
         }

@@ -14,7 +14,12 @@
 //!   second settlement or refund of a match, and the database refuses a second
 //!   settlement row.
 //!
-//! Matches with a zero pot (the free tier) never touch the chain.
+//! A match with a zero pot (the free tier) locks nothing; once played, its result root
+//! is anchored on chain under the same match key (`Arena.anchorResult`), so that every
+//! match's result can be checked against the contract. The contract only accepts a
+//! settlement that pays the match's entrants, in lock order, the pot less the rake
+//! the Space declared there: [`Payments::lock_fees`] makes sure the rulebook's rake is
+//! the declared one before the first fee is locked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,12 +78,25 @@ pub struct Payments {
     outbox: Outbox,
     contracts: Arc<Contracts<AnyChain>>,
     operator: Address,
-    treasury: Address,
     withdrawals: AtomicU64,
 }
 
 fn settle_key(match_id: i64) -> String {
     format!("settle:match:{match_id}")
+}
+
+/// The outbox key of a withdrawal: the user, the amount and the journal key, all that
+/// reconciliation needs to reverse its debit.
+fn withdraw_key(user_id: i64, amount: Wei, journal_key: &str) -> String {
+    format!("withdraw:{user_id}:{}:{journal_key}", amount.0)
+}
+
+/// The user, amount and journal key of a withdrawal's outbox key.
+fn parse_withdraw_key(key: &str) -> Option<(i64, Wei, &str)> {
+    let rest = key.strip_prefix("withdraw:")?;
+    let (user, rest) = rest.split_once(':')?;
+    let (amount, journal_key) = rest.split_once(':')?;
+    Some((user.parse().ok()?, Wei(amount.parse().ok()?), journal_key))
 }
 
 fn refund_key(match_id: i64) -> String {
@@ -89,6 +107,15 @@ fn landed(r: &chain::TxReceipt) -> Landed {
     Landed::sent(r.tx_hash, r.block_number)
 }
 
+fn parse_root(match_id: i64, root: Option<&str>) -> Result<B256> {
+    root.unwrap_or_default()
+        .parse()
+        .map_err(|e| PaymentError::Inconsistent {
+            match_id,
+            detail: format!("result root: {e}"),
+        })
+}
+
 fn chain_match_id(match_id: i64) -> Result<u64> {
     u64::try_from(match_id).map_err(|_| PaymentError::Invalid {
         field: "match_id",
@@ -97,19 +124,13 @@ fn chain_match_id(match_id: i64) -> Result<u64> {
 }
 
 impl Payments {
-    /// Payments by `operator` on `contracts`, the rake going to `treasury`.
-    pub fn new(
-        store: Store,
-        contracts: Arc<Contracts<AnyChain>>,
-        operator: Address,
-        treasury: Address,
-    ) -> Payments {
+    /// Payments by `operator` on `contracts` (whose treasury takes the rakes).
+    pub fn new(store: Store, contracts: Arc<Contracts<AnyChain>>, operator: Address) -> Payments {
         Payments {
             outbox: Outbox::new(store.clone()),
             store,
             contracts,
             operator,
-            treasury,
             withdrawals: AtomicU64::new(0),
         }
     }
@@ -199,7 +220,10 @@ impl Payments {
             .await?)
     }
 
-    /// Withdraws `amount` of the user's spendable balance to their wallet.
+    /// Withdraws `amount` of the user's spendable balance to their wallet. The debit
+    /// comes first and is reversed only when the chain refused the transfer; a transfer
+    /// that was sent but not confirmed keeps the debit and is finished by
+    /// [`Payments::reconcile`] (confirmed once mined, reversed once dropped).
     pub async fn withdraw(&self, user_id: i64, amount: Wei) -> Result<Balance> {
         if amount.0 == 0 {
             return Err(PaymentError::Invalid {
@@ -214,19 +238,48 @@ impl Payments {
             self.withdrawals.fetch_add(1, Ordering::Relaxed)
         );
         self.store.withdraw(user_id, amount, &key).await?;
+        let ct = self
+            .outbox
+            .begin(&withdraw_key(user_id, amount, &key), "withdraw")
+            .await?;
         match self.contracts.withdraw(wallet, amount.0).await {
-            Ok(_) => Ok(self.store.balance(user_id).await?),
-            Err(e) => {
-                self.store.reverse_withdrawal(user_id, amount, &key).await?;
-                Err(e.into())
+            Ok(receipt) => {
+                self.outbox.confirm(&ct, landed(&receipt)).await?;
+                Ok(self.store.balance(user_id).await?)
             }
+            Err(e) => match e.unconfirmed() {
+                Some(hash) => {
+                    // It may still be mined: the debit stays until the chain decides.
+                    self.store
+                        .note_chain_tx_sent(ct.id, &tx_hex(hash), &e.to_string())
+                        .await?;
+                    Err(e.into())
+                }
+                None => {
+                    self.store.reverse_withdrawal(user_id, amount, &key).await?;
+                    self.outbox.fail(&ct, &e.to_string()).await?;
+                    Err(e.into())
+                }
+            },
         }
     }
 
-    /// Locks every entry fee of a newly formed match into its escrow on chain.
-    pub async fn lock_fees(&self, match_id: i64) -> Result<()> {
+    /// Locks every entry fee of a newly formed match into its escrow on chain, under
+    /// its Space's rake, `rake_bps`, which the Arena contract must hold as the Space's
+    /// declared rake (declared here when this process can sign as the Arena admin).
+    pub async fn lock_fees(&self, match_id: i64, rake_bps: u16) -> Result<()> {
         let chain_id = chain_match_id(match_id)?;
-        for entry in self.store.match_entries(match_id).await? {
+        let entries = self.store.match_entries(match_id).await?;
+        if entries.iter().all(|e| e.fee_wei.0 == 0) {
+            return Ok(());
+        }
+        let space_id = self.store.get_match(match_id).await?.space_id;
+        let space = u64::try_from(space_id).map_err(|_| PaymentError::Invalid {
+            field: "space_id",
+            reason: format!("{space_id} is negative"),
+        })?;
+        self.ensure_space_declared(space, rake_bps).await?;
+        for entry in entries {
             if entry.fee_wei.0 == 0 {
                 continue;
             }
@@ -238,28 +291,78 @@ impl Payments {
                 continue;
             }
             let wallet = self.wallet(entry.user_id).await?;
-            let lock = self
-                .contracts
-                .lock_fee(self.operator, chain_id, wallet, entry.fee_wei.0);
-            self.outbox.send(&ct, OnError::Fail, lock, landed).await?;
+            let lock =
+                self.contracts
+                    .lock_fee(self.operator, chain_id, space, wallet, entry.fee_wei.0);
+            match self
+                .outbox
+                .send(&ct, OnError::KeepPending, lock, landed)
+                .await
+            {
+                Ok(_) => {}
+                // Sent but unconfirmed: it may still land in the escrow, so the row
+                // stays pending with its hash; reconciliation returns the fee if it
+                // lands after the match was refunded.
+                Err(SendError::Send(e)) if e.unconfirmed().is_some() => {
+                    let hash = e.unconfirmed().map(tx_hex).unwrap_or_default();
+                    self.store
+                        .note_chain_tx_sent(ct.id, &hash, &e.to_string())
+                        .await?;
+                    return Err(e.into());
+                }
+                Err(SendError::Send(e)) => {
+                    self.outbox.fail(&ct, &e.to_string()).await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
 
-    /// Writes a played match (one database transaction) and settles it on chain. If
-    /// the chain call fails after the database write, the settlement stays pending
-    /// and [`Payments::reconcile`] sends it again.
+    /// Makes sure the Arena contract holds `rake_bps` as Space `space_id`'s rake, so
+    /// that a settlement the rulebook splits is one the contract accepts. Declares it
+    /// when this process can sign as the contract's admin; otherwise the admin must.
+    async fn ensure_space_declared(&self, space_id: u64, rake_bps: u16) -> Result<()> {
+        let terms = self.contracts.space_terms(space_id).await?;
+        if terms.declared && terms.rake_bps == rake_bps {
+            return Ok(());
+        }
+        let admin = self.contracts.admin().await?;
+        if !self.contracts.chain().accounts().contains(&admin) {
+            let on_chain = if terms.declared {
+                format!("declares a rake of {} bps", terms.rake_bps)
+            } else {
+                "has not declared it".to_string()
+            };
+            return Err(PaymentError::Invalid {
+                field: "payout.rake_bps",
+                reason: format!(
+                    "Space {space_id}'s rulebook takes {rake_bps} bps but the Arena contract \
+                     {on_chain}; its admin {admin} must run \
+                     `rlfc chain declare-space {space_id} {rake_bps}`"
+                ),
+            });
+        }
+        self.contracts
+            .declare_space(admin, space_id, rake_bps)
+            .await?;
+        tracing::info!(space_id, rake_bps, "declared the Space's rake on chain");
+        Ok(())
+    }
+
+    /// Writes a played match (one database transaction) and settles it on chain (a
+    /// free match's result root is anchored there instead). If the chain call fails
+    /// after the database write, the settlement stays pending and
+    /// [`Payments::reconcile`] sends it again.
     pub async fn settle(&self, mut record: store::MatchRecord) -> Result<store::RecordedMatch> {
         let match_id = record.settlement.match_id;
-        let pot = Wei::sum(record.settlement.payouts.iter().map(|p| p.amount))
+        Wei::sum(record.settlement.payouts.iter().map(|p| p.amount))
             .and_then(|p| p.checked_add(record.settlement.treasury))
             .ok_or(PaymentError::Invalid {
                 field: "payouts",
                 reason: "overflow".into(),
             })?;
-        if pot.0 == 0 {
-            return Ok(self.store.record_match(&record).await?);
-        }
         let ct = self.outbox.begin(&settle_key(match_id), "settle").await?;
         record.settlement.chain_tx_id = Some(ct.id);
         let recorded = match self.store.record_match(&record).await {
@@ -317,32 +420,31 @@ impl Payments {
                 self.outbox.confirm(&ct, Landed::found(hash)).await?;
                 Ok(true)
             }
-            MatchStatus::Open => {
-                let entries = self.store.match_entries(match_id).await?;
-                let mut payouts = Vec::new();
-                for p in self.store.match_payouts(match_id).await? {
-                    let entry = entries.iter().find(|e| e.id == p.entry_id).ok_or(
-                        PaymentError::Inconsistent {
-                            match_id,
-                            detail: format!("payout to entry {} outside the match", p.entry_id),
-                        },
-                    )?;
-                    if p.amount_wei.0 > 0 {
-                        payouts.push(chain::Payout {
-                            payee: self.wallet(entry.user_id).await?,
-                            amount: p.amount_wei.0,
-                        });
+            // A free match: nothing was locked, so only its result root goes on chain.
+            MatchStatus::None if settlement.pot_wei.0 == 0 => {
+                let root = parse_root(match_id, settlement.result_root.as_deref())?;
+                let anchor = self.contracts.anchor_result(self.operator, chain_id, root);
+                match self
+                    .outbox
+                    .send(&ct, OnError::KeepPending, anchor, landed)
+                    .await
+                {
+                    Ok(_) => {}
+                    // Another process anchored it first.
+                    Err(SendError::Send(e)) => {
+                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Settled {
+                            return Err(e.into());
+                        }
+                        let hash = self.find_close_tx(chain_id).await?;
+                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
                     }
+                    Err(e) => return Err(e.into()),
                 }
-                let root: B256 = settlement
-                    .result_root
-                    .as_deref()
-                    .unwrap_or_default()
-                    .parse()
-                    .map_err(|e| PaymentError::Inconsistent {
-                        match_id,
-                        detail: format!("result root: {e}"),
-                    })?;
+                Ok(true)
+            }
+            MatchStatus::Open => {
+                let payouts = self.chain_payouts(match_id, chain_id).await?;
+                let root = parse_root(match_id, settlement.result_root.as_deref())?;
                 if escrow.held != settlement.pot_wei.0 {
                     return Err(PaymentError::Inconsistent {
                         match_id,
@@ -352,9 +454,9 @@ impl Payments {
                         ),
                     });
                 }
-                let settle =
-                    self.contracts
-                        .settle(self.operator, chain_id, &payouts, self.treasury, root);
+                let settle = self
+                    .contracts
+                    .settle(self.operator, chain_id, &payouts, root);
                 match self
                     .outbox
                     .send(&ct, OnError::KeepPending, settle, landed)
@@ -379,6 +481,91 @@ impl Payments {
                 detail: format!("settled in the database but the escrow is {other:?}"),
             }),
         }
+    }
+
+    /// Finishes a withdrawal whose transfer was sent but not confirmed: once mined
+    /// with its `Withdrawn` event the row is confirmed and the debit stands; once the
+    /// chain no longer knows the transaction, or mined it without the event (it
+    /// failed), the debit is reversed. Still waiting, or never noted as sent (it may
+    /// be in flight): left as it is. Returns whether it was closed.
+    pub(super) async fn finish_withdrawal(&self, ct: &store::ChainTransaction) -> Result<bool> {
+        let (user_id, amount, journal_key) =
+            parse_withdraw_key(&ct.idempotency_key).ok_or(PaymentError::Invalid {
+                field: "idempotency_key",
+                reason: format!("{} is not a withdrawal key", ct.idempotency_key),
+            })?;
+        let Some(hash) = ct.tx_hash.as_deref().filter(|h| !h.is_empty()) else {
+            // No hash: the transfer is in flight in some process, or that process
+            // stopped mid-send. Either way it may land, so the debit stays.
+            return Ok(false);
+        };
+        let hash: B256 = hash.parse().map_err(|e| PaymentError::Invalid {
+            field: "tx_hash",
+            reason: format!("{hash}: {e}"),
+        })?;
+        let chain = self.contracts.chain();
+        if let Some(receipt) = chain.receipt(hash).await? {
+            let withdrawn = chain::contracts::events::<chain::bindings::Arena::Withdrawn>(&receipt)
+                .iter()
+                .any(|e| e.amount == alloy::primitives::U256::from(amount.0));
+            if withdrawn {
+                self.outbox.confirm(ct, landed(&receipt)).await?;
+            } else {
+                self.store
+                    .reverse_withdrawal(user_id, amount, journal_key)
+                    .await?;
+                self.outbox
+                    .fail(ct, "mined without a Withdrawn event: the transfer failed")
+                    .await?;
+            }
+            return Ok(true);
+        }
+        if chain.transaction_known(hash).await? {
+            return Ok(false);
+        }
+        self.store
+            .reverse_withdrawal(user_id, amount, journal_key)
+            .await?;
+        self.outbox
+            .fail(ct, "dropped: the chain no longer knows the transaction")
+            .await?;
+        Ok(true)
+    }
+
+    /// A settled match's payouts in the form the contract takes: one line per fee
+    /// locked on chain, in lock order, each entrant's whole payout on their first line.
+    async fn chain_payouts(&self, match_id: i64, chain_id: u64) -> Result<Vec<chain::Payout>> {
+        let entries = self.store.match_entries(match_id).await?;
+        let mut owed: Vec<(Address, u128)> = Vec::new();
+        for p in self.store.match_payouts(match_id).await? {
+            let entry =
+                entries
+                    .iter()
+                    .find(|e| e.id == p.entry_id)
+                    .ok_or(PaymentError::Inconsistent {
+                        match_id,
+                        detail: format!("payout to entry {} outside the match", p.entry_id),
+                    })?;
+            let wallet = self.wallet(entry.user_id).await?;
+            match owed.iter_mut().find(|(w, _)| *w == wallet) {
+                Some((_, amount)) => *amount += p.amount_wei.0,
+                None => owed.push((wallet, p.amount_wei.0)),
+            }
+        }
+        let mut payouts = self.contracts.entries(chain_id).await?;
+        for line in &mut payouts {
+            line.amount = owed
+                .iter_mut()
+                .find(|(w, _)| *w == line.payee)
+                .map_or(0, |(_, amount)| std::mem::take(amount));
+        }
+        if let Some((wallet, amount)) = owed.iter().find(|(_, amount)| *amount > 0) {
+            return Err(PaymentError::Inconsistent {
+                match_id,
+                detail: format!("{amount} wei is owed to {wallet}, who holds no fee on chain"),
+            });
+        }
+        Ok(payouts)
     }
 
     /// Refunds every entry of a match in the database and on chain. Refunding a match
@@ -493,6 +680,9 @@ impl Payments {
                 .map(|e| e.matchId == id)
                 .unwrap_or(false)
                 || chain::bindings::Arena::MatchRefunded::decode_log_data(data)
+                    .map(|e| e.matchId == id)
+                    .unwrap_or(false)
+                || chain::bindings::Arena::ResultAnchored::decode_log_data(data)
                     .map(|e| e.matchId == id)
                     .unwrap_or(false);
             if closed {

@@ -31,7 +31,7 @@ use platform::play::{RunnerConfig, SpaceSlot};
 use store::testing::TestDb;
 use store::{Store, Wei};
 
-use common::{OPERATOR, TREASURY};
+use common::OPERATOR;
 
 /// A second pool on the same database, as another process would open.
 async fn second_pool(db: &TestDb) -> Store {
@@ -54,7 +54,6 @@ fn payments_on(store: &Store, like: &Payments) -> Arc<Payments> {
         store.clone(),
         like.contracts().clone(),
         dev[OPERATOR],
-        dev[TREASURY],
     ))
 }
 

@@ -16,7 +16,7 @@ use arena::engine::InstantEngine;
 use common::ByLength;
 use platform::bus::Bus;
 use platform::demo::{ETH, seed_demo};
-use platform::learning::{Trainer, verify_record};
+use platform::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence, verify_record};
 use platform::play::RunnerConfig;
 use platform::runner::MatchRunner;
 use platform::runtime::AdapterLibrary;
@@ -262,13 +262,15 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
             "hyperparameters hash",
         ),
         (
-            "match result outside the results root",
+            // Every match's root is on chain now (free ones anchored), so the
+            // contract's stored root catches a changed result first.
+            "match result the Arena contract did not store",
             format!("UPDATE match_settlements SET result_root = '0x' || substr('{}', 1, 64) WHERE match_id = {}", "ab".repeat(32), pairs[0].match_id),
             format!(
                 "UPDATE match_settlements SET result_root = '{original_root}' WHERE match_id = {}",
                 pairs[0].match_id
             ),
-            "in the results root",
+            "as the Arena contract stored it",
         ),
     ];
     for (what, tamper, restore, cause) in cases {
@@ -289,6 +291,42 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
             sql(&path, &restore).await;
         }
     }
+    // Past the contract (as if its stored root were forged too), the record's own
+    // results root still catches a changed match result.
+    sql(
+        &path,
+        &format!(
+            "UPDATE match_settlements SET result_root = '0x' || substr('{}', 1, 64) WHERE match_id = {}",
+            "ab".repeat(32),
+            pairs[0].match_id
+        ),
+    )
+    .await;
+    let record = contracts.get_record(trained.record_id).await.unwrap();
+    let evidence = local_evidence(store, trained.record_id).await.unwrap();
+    let v = verify_evidence(
+        &record,
+        &evidence,
+        &model,
+        &tokenizer,
+        &fresh,
+        StoredAdapter::Required,
+    )
+    .await
+    .unwrap();
+    let failure = v.failure.clone().unwrap_or_default();
+    assert!(
+        !v.passed() && failure.contains("in the results root"),
+        "{v:?}"
+    );
+    sql(
+        &path,
+        &format!(
+            "UPDATE match_settlements SET result_root = '{original_root}' WHERE match_id = {}",
+            pairs[0].match_id
+        ),
+    )
+    .await;
     // A tampered adapter file (read by a library that has not cached it).
     let weights = adapters
         .dir_of(&trained.adapter_hash)

@@ -32,7 +32,11 @@ async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_ar
     // Match 5 is paid: its fee is locked and its settlement stores the result root.
     let settled = B256::repeat_byte(0x5a);
     contracts.deposit(player, 1_000).await.unwrap();
-    contracts.lock_fee(operator, 5, player, 100).await.unwrap();
+    contracts.declare_space(operator, 1, 500).await.unwrap();
+    contracts
+        .lock_fee(operator, 5, 1, player, 100)
+        .await
+        .unwrap();
     contracts
         .settle(
             operator,
@@ -41,7 +45,6 @@ async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_ar
                 payee: player,
                 amount: 95,
             }],
-            dev[common::TREASURY],
             settled,
         )
         .await
@@ -57,8 +60,19 @@ async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_ar
     let (by_operator, _) = contracts.record(operator, &fields).await.unwrap();
     let record = contracts.get_record(by_operator).await.unwrap();
 
-    // The settled root agrees; match 6 (free tier) was never anchored: a note.
-    let honest = evidence(&[(5, settled), (6, B256::repeat_byte(6))]);
+    // Match 7 is free: nothing is locked, its result root is anchored.
+    contracts
+        .anchor_result(operator, 7, B256::repeat_byte(7))
+        .await
+        .unwrap();
+
+    // The settled and anchored roots agree; match 6 (free tier, from before
+    // anchoring) has no root on chain: a note.
+    let honest = evidence(&[
+        (5, settled),
+        (6, B256::repeat_byte(6)),
+        (7, B256::repeat_byte(7)),
+    ]);
     let verdict = chain_checks(&contracts, &record, &honest).await.unwrap();
     assert!(verdict.passed(), "{verdict:?}");
     assert_eq!(
@@ -67,6 +81,10 @@ async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_ar
             ("recorded by a registered trainer".to_string(), true),
             (
                 "match 5 result root as the Arena contract stored it".to_string(),
+                true
+            ),
+            (
+                "match 7 result root as the Arena contract stored it".to_string(),
                 true
             )
         ]
@@ -80,6 +98,14 @@ async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_ar
     let why = verdict.failure.unwrap();
     assert!(
         why.contains("match 5") && why.contains(&format!("{settled}")),
+        "{why}"
+    );
+    // So is one that disagrees with an anchored free match's root.
+    let forged = evidence(&[(7, B256::repeat_byte(0x77))]);
+    let verdict = chain_checks(&contracts, &record, &forged).await.unwrap();
+    let why = verdict.failure.unwrap();
+    assert!(
+        why.contains("match 7") && why.contains(&format!("{}", B256::repeat_byte(7))),
         "{why}"
     );
 

@@ -194,7 +194,7 @@ async fn orchestration(
     let chain = chain::AnyChain::Embedded(chain::Embedded::ephemeral(31337, 10));
     let dev = chain::dev::dev_accounts(10);
     let contracts = Arc::new(chain::Contracts::deploy(chain, dev[0], dev[0]).await?);
-    let payments = Arc::new(Payments::new(store.clone(), contracts, dev[0], dev[9]));
+    let payments = Arc::new(Payments::new(store.clone(), contracts, dev[0]));
     let slots = seed_spaces(&store, &assets.join("spaces")).await?;
     platform::demo::seed_demo(
         &store,

@@ -1,4 +1,5 @@
-//! `rlfc chain status | deploy | records [--agent ID]`: the `chain` crate's contracts
+//! `rlfc chain status | deploy | declare-space | pause | resume | records [--agent ID]`:
+//! the `chain` crate's contracts
 //! and backends, driven from the command line (this command lives in the binary, so the
 //! library crate needs neither clap nor anyhow).
 
@@ -18,6 +19,19 @@ pub enum ChainCommand {
     Status,
     /// Deploy the Arena and ProofOfLearning contracts (for an RPC chain).
     Deploy,
+    /// As the Arena admin, declare a Space's rake (basis points of each pot): no fee
+    /// of that Space can be locked before, and settlements must pay out the rest.
+    DeclareSpace {
+        /// The Space's id (as `rlfc` stores it; see the Spaces API).
+        space_id: u64,
+        /// Its rake in basis points, 0 to 10000 (its rulebook's `payout.rake_bps`).
+        rake_bps: u16,
+    },
+    /// As the Arena admin, stop the locking of new entry fees (settling, refunds,
+    /// reclaims, deposits and withdrawals go on).
+    Pause,
+    /// As the Arena admin, let entry fees be locked again.
+    Resume,
     /// Read proof-of-learning records back from the chain.
     Records {
         /// Only the records of this agent id.
@@ -42,8 +56,43 @@ pub async fn run_with_output(
     match cmd {
         ChainCommand::Status => status(cfg, data_dir, out).await,
         ChainCommand::Deploy => deploy(cfg, data_dir, out).await,
+        ChainCommand::DeclareSpace { space_id, rake_bps } => {
+            if rake_bps > 10_000 {
+                anyhow::bail!("rake_bps: {rake_bps} is out of range, expected 0 to 10000");
+            }
+            let contracts = any::open_contracts(cfg, data_dir).await?;
+            let admin = signing_admin(&contracts).await?;
+            contracts.declare_space(admin, space_id, rake_bps).await?;
+            writeln!(
+                out,
+                "space {space_id}: rake {rake_bps} bps declared by {admin}"
+            )?;
+            Ok(())
+        }
+        ChainCommand::Pause | ChainCommand::Resume => {
+            let paused = cmd == ChainCommand::Pause;
+            let contracts = any::open_contracts(cfg, data_dir).await?;
+            let admin = signing_admin(&contracts).await?;
+            contracts.set_paused(admin, paused).await?;
+            let what = if paused { "paused" } else { "open again" };
+            writeln!(out, "entries are {what}")?;
+            Ok(())
+        }
         ChainCommand::Records { agent } => records(cfg, data_dir, agent, out).await,
     }
+}
+
+/// The Arena admin, if this process can sign as it.
+async fn signing_admin(contracts: &Contracts<AnyChain>) -> anyhow::Result<chain::Address> {
+    let admin = contracts.admin().await?;
+    if !contracts.chain().accounts().contains(&admin) {
+        anyhow::bail!(
+            "only the Arena admin {admin} may do this; sign with its key (chain.private_key or \
+             {})",
+            chain::config::PRIVATE_KEY_ENV
+        );
+    }
+    Ok(admin)
 }
 
 async fn status(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
@@ -63,10 +112,21 @@ async fn status(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
     writeln!(out, "pol:        {}", d.proof_of_learning)?;
     writeln!(out, "admin:      {}", contracts.admin().await?)?;
     writeln!(out, "operator:   {}", contracts.operator().await?)?;
+    writeln!(out, "treasury:   {}", contracts.treasury().await?)?;
+    writeln!(out, "version:    {}", contracts.arena_version().await?)?;
     writeln!(
         out,
-        "treasury:   {}",
-        any::treasury_of(cfg, contracts.chain())?
+        "entries:    {}",
+        if contracts.paused().await? {
+            "paused"
+        } else {
+            "open"
+        }
+    )?;
+    writeln!(
+        out,
+        "reclaim:    entrants may reclaim an unfinished match's fees {} s after its first lock",
+        contracts.reclaim_after_secs().await?
     )?;
     writeln!(
         out,
@@ -108,20 +168,22 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
     }
     let chain = any::open_chain(cfg, data_dir).await?;
     let deployer = any::default_sender(&chain)?;
-    let operator = any::operator_of(cfg, &chain)?;
+    let terms = any::terms_of(cfg, &chain)?;
     if any::configured_deployment(cfg).is_some() {
         writeln!(
             out,
             "note: the config already names contract addresses; deploying a new pair"
         )?;
     }
-    let contracts = Contracts::deploy(chain, deployer, operator)
+    let contracts = Contracts::deploy_with(chain, deployer, terms)
         .await
         .context("deploying the contracts")?;
     let d = contracts.deployment();
     writeln!(
         out,
-        "deployed by {deployer}, operator {operator}; add to [chain] in the config:"
+        "deployed by {deployer} (the admin), operator {}, treasury {}, reclaim after {} s; \
+         add to [chain] in the config:",
+        terms.operator, terms.treasury, terms.reclaim_after_secs
     )?;
     write_addresses(out, &d)?;
     Ok(())

@@ -43,6 +43,18 @@ impl Store {
             .await
     }
 
+    /// Notes that a pending chain transaction was sent as `tx_hash` but is not
+    /// confirmed (`why`); it stays pending for reconciliation.
+    pub async fn note_chain_tx_sent(
+        &self,
+        id: i64,
+        tx_hash: &str,
+        why: &str,
+    ) -> Result<ChainTransaction> {
+        self.update_chain_tx(id, "pending", Some(tx_hash), None, Some(why))
+            .await
+    }
+
     /// Marks a chain transaction failed.
     pub async fn fail_chain_tx(&self, id: i64, error: &str) -> Result<ChainTransaction> {
         self.update_chain_tx(id, "failed", None, None, Some(error))

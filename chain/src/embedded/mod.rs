@@ -274,12 +274,12 @@ impl World {
                 Output::Call(_) => (logs, None),
             },
             ExecutionResult::Revert { output, .. } => {
-                return Err(ChainError::Reverted(Revert::decode(&output)));
+                return Err(ChainError::Reverted(Box::new(Revert::decode(&output))));
             }
             ExecutionResult::Halt { reason, .. } => {
-                return Err(ChainError::Reverted(Revert::Message(format!(
+                return Err(ChainError::Reverted(Box::new(Revert::Message(format!(
                     "halted: {reason:?}"
-                ))));
+                )))));
             }
         };
         let change = state_change(&state);
@@ -400,10 +400,10 @@ impl Chain for Embedded {
         match result {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
             ExecutionResult::Revert { output, .. } => {
-                Err(ChainError::Reverted(Revert::decode(&output)))
+                Err(ChainError::Reverted(Box::new(Revert::decode(&output))))
             }
-            ExecutionResult::Halt { reason, .. } => Err(ChainError::Reverted(Revert::Message(
-                format!("halted: {reason:?}"),
+            ExecutionResult::Halt { reason, .. } => Err(ChainError::Reverted(Box::new(
+                Revert::Message(format!("halted: {reason:?}")),
             ))),
         }
     }
@@ -427,6 +427,11 @@ impl Chain for Embedded {
             .by_hash
             .get(&tx_hash)
             .map(|&(b, t)| world.blocks[b].receipts[t].clone()))
+    }
+
+    async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
+        // Every transaction is mined as it is sent: known means mined.
+        Ok(self.receipt(tx_hash).await?.is_some())
     }
 
     async fn logs(&self, address: Address, from_block: u64) -> Result<Vec<MinedLog>> {

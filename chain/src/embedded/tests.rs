@@ -21,13 +21,20 @@ async fn replayed_state_equals_the_live_state() {
     let c = Contracts::deploy(&chain, a[0], a[0]).await.unwrap();
     c.deposit(a[1], 500).await.unwrap();
     c.deposit(a[2], 500).await.unwrap();
-    c.lock_fee(a[0], 9, a[1], 100).await.unwrap();
-    c.lock_fee(a[0], 9, a[2], 100).await.unwrap();
-    let payouts = [Payout {
-        payee: a[1],
-        amount: 150,
-    }];
-    c.settle(a[0], 9, &payouts, a[3], B256::repeat_byte(3))
+    c.declare_space(a[0], 4, 2_500).await.unwrap();
+    c.lock_fee(a[0], 9, 4, a[1], 100).await.unwrap();
+    c.lock_fee(a[0], 9, 4, a[2], 100).await.unwrap();
+    let payouts = [
+        Payout {
+            payee: a[1],
+            amount: 150,
+        },
+        Payout {
+            payee: a[2],
+            amount: 0,
+        },
+    ];
+    c.settle(a[0], 9, &payouts, B256::repeat_byte(3))
         .await
         .unwrap();
     c.withdraw(a[1], 550).await.unwrap(); // clears a[1]'s balance slot

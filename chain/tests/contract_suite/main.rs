@@ -9,10 +9,12 @@ mod registry;
 
 use alloy::primitives::Address;
 use chain::embedded::{DEFAULT_CHAIN_ID, Embedded};
-use chain::{Chain, ChainError, Contracts};
+use chain::{ArenaTerms, Chain, ChainError, Contracts};
 
 const ETH: u128 = 1_000_000_000_000_000_000;
 const FEE: u128 = ETH / 10;
+/// The suite's reclaim delay: short, so that the reclaim scenario can wait it out.
+const RECLAIM_AFTER_SECS: u64 = 3;
 
 /// The roles in the suite, all dev accounts.
 struct Cast {
@@ -46,18 +48,28 @@ impl Cast {
 /// Runs every scenario on `chain`.
 async fn suite<C: Chain>(chain: &C) {
     let cast = Cast::of(chain);
-    let c = Contracts::deploy(chain, cast.admin, cast.operator)
+    let terms = ArenaTerms {
+        operator: cast.operator,
+        treasury: cast.treasury,
+        reclaim_after_secs: RECLAIM_AFTER_SECS,
+    };
+    let c = Contracts::deploy_with(chain, cast.admin, terms)
         .await
         .unwrap();
     assert_eq!(c.admin().await.unwrap(), cast.admin);
     assert_eq!(c.operator().await.unwrap(), cast.operator);
+    assert_eq!(c.treasury().await.unwrap(), cast.treasury);
+    assert_eq!(c.arena_version().await.unwrap(), chain::ARENA_VERSION);
 
     arena::deposit_and_withdraw(&c, &cast).await;
     arena::lock_and_settle(&c, &cast).await;
-    arena::over_pot_and_refund(&c, &cast).await;
+    arena::escrow_rules_and_refund(&c, &cast).await;
+    arena::rounding_dust(&c, &cast).await;
     arena::operator_rules(&c, &cast).await;
     registry::proof_of_learning(&c, &cast).await;
     registry::receipts_and_logs(&c, &cast).await;
+    arena::reclaim_after_the_delay(&c, &cast).await;
+    arena::anchor_free_results(&c, &cast).await;
     arena::concurrent_sends_around_a_revert(&c, &cast).await;
 
     // Solvency after everything: the contract holds exactly what it owes.
@@ -71,7 +83,7 @@ async fn suite<C: Chain>(chain: &C) {
     ] {
         owed += c.balance_of(who).await.unwrap();
     }
-    for m in [1, 2, 3, 4] {
+    for m in [1, 2, 3, 4, 5, 6, 20, 21] {
         owed += c.escrow(m).await.unwrap().held;
     }
     assert_eq!(c.arena_eth_balance().await.unwrap(), owed);

@@ -252,8 +252,10 @@ impl Verdict {
 /// Checks a record against what the chain itself says, before any evidence about its
 /// training is trusted: that the Arena operator or a trainer the registry still lists
 /// wrote it, and that each match result the evidence names is the result root the Arena
-/// contract stored when it settled that match. A free-tier match moves no money and is
-/// not settled on chain, so its root is noted as unanchored rather than checked.
+/// contract stored when it settled that match (a free-tier match's root is anchored
+/// there when it is recorded). A match with no root on chain (a free-tier match from
+/// before anchoring, or one whose anchoring is still pending) is noted as unanchored
+/// rather than checked.
 pub async fn chain_checks(
     contracts: &Contracts<AnyChain>,
     on_chain: &chain::LearningRecord,
@@ -289,7 +291,7 @@ pub async fn chain_checks(
         let anchored = contracts.result_root(id).await?;
         if anchored == B256::ZERO {
             verdict.notes.push(format!(
-                "match {match_id}: its result root is not anchored on chain (a free-tier match is not settled there), so only the operator's database vouches for it"
+                "match {match_id}: its result root is not anchored on chain (a free-tier match played before anchoring, or one whose anchoring is still pending), so only the operator's database vouches for it"
             ));
             continue;
         }

@@ -3,6 +3,8 @@
 //! not confirmed on chain. With several servers and workers on one database only
 //! matches whose lease expired are reclaimed (see `store`'s leases).
 
+use chain::Chain as _;
+
 use super::{PaymentError, Payments, Result};
 
 /// What start-up reconciliation did.
@@ -14,6 +16,8 @@ pub struct Reconciled {
     pub settlements_pushed: Vec<i64>,
     /// Refunds written in the database and now sent on chain.
     pub refunds_pushed: Vec<i64>,
+    /// Withdrawals sent but unconfirmed before, now confirmed or reversed (their keys).
+    pub withdrawals_finished: Vec<String>,
     /// What could not be finished this time, each with why (`match 12: …`,
     /// `entry 40: …`): left as it was for the next sweep, while the sweep carried on
     /// with everything else.
@@ -135,6 +139,12 @@ impl Payments {
                     Ok(false) => {}
                     Err(e) => done.fail(format!("match {id}: send its refund: {e}")),
                 }
+            } else if key.starts_with("withdraw:") {
+                match self.finish_withdrawal(&ct).await {
+                    Ok(true) => done.withdrawals_finished.push(key.to_string()),
+                    Ok(false) => {}
+                    Err(e) => done.fail(format!("{key}: finish the withdrawal: {e}")),
+                }
             } else if let Some(entry_id) = key
                 .strip_prefix("lock:entry:")
                 .and_then(|s| s.parse::<i64>().ok())
@@ -148,7 +158,10 @@ impl Payments {
 
     /// A lock left pending belongs to a match that never started; once that match is
     /// refunded, a lock that landed was returned with it. Under `ExpiredLeases` a
-    /// match still forming keeps its lock.
+    /// match still forming keeps its lock. A lock that was sent but not confirmed
+    /// (its hash noted) is followed until the chain decides: still waiting, it stays;
+    /// dropped, it is closed; mined after its match was refunded, the fee it put in
+    /// the escrow is refunded on chain too, so that nothing is stranded there.
     async fn close_stale_lock(
         &self,
         ct: &store::ChainTransaction,
@@ -160,11 +173,50 @@ impl Payments {
             Some(m) => !store::is_unfinished(&self.store.get_match(m).await?.status),
             None => true,
         };
-        if matches!(reclaim, Reclaim::Everything) || finished {
+        if !(matches!(reclaim, Reclaim::Everything) || finished) {
+            return Ok(());
+        }
+        let sent = ct
+            .tx_hash
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .and_then(|h| h.parse::<alloy::primitives::B256>().ok());
+        let (Some(hash), Some(match_id)) = (sent, entry.match_id) else {
             self.outbox
                 .fail(ct, "superseded by the match's refund")
                 .await?;
+            return Ok(());
+        };
+        let chain = self.contracts.chain();
+        if chain.receipt(hash).await?.is_none() {
+            if !chain.transaction_known(hash).await? {
+                self.outbox
+                    .fail(ct, "dropped: the chain no longer knows the transaction")
+                    .await?;
+            }
+            return Ok(());
         }
+        // It landed. If the match closed as refunded, return the escrow on chain too.
+        let refunded = self
+            .store
+            .match_settlement(match_id)
+            .await?
+            .is_some_and(|s| s.outcome == store::match_status::REFUNDED);
+        let chain_id = u64::try_from(match_id).unwrap_or_default();
+        if refunded && self.contracts.escrow(chain_id).await?.status == chain::MatchStatus::Open {
+            self.contracts.refund(self.operator, chain_id).await?;
+            tracing::warn!(
+                match_id,
+                entry_id,
+                "a fee lock landed after its match was refunded; returned it on chain"
+            );
+        }
+        self.outbox
+            .fail(
+                ct,
+                "landed after its match closed; returned with the match's refund",
+            )
+            .await?;
         Ok(())
     }
 }

@@ -60,15 +60,21 @@ pub async fn payments_on(
 ) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
     let dev = chain::dev::dev_accounts(10);
     let contracts = Arc::new(
-        Contracts::deploy(chain, dev[OPERATOR], dev[OPERATOR])
-            .await
-            .unwrap(),
+        Contracts::deploy_with(
+            chain,
+            dev[OPERATOR],
+            chain::ArenaTerms {
+                treasury: dev[TREASURY],
+                ..chain::ArenaTerms::operated_by(dev[OPERATOR])
+            },
+        )
+        .await
+        .unwrap(),
     );
     let payments = Arc::new(Payments::new(
         store.clone(),
         contracts.clone(),
         dev[OPERATOR],
-        dev[TREASURY],
     ));
     (contracts, payments)
 }
