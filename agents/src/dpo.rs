@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Names the training algorithm inside the hyperparameter hash, so a change to how
-/// training works (not only to its settings) changes the hash too.
+/// training works (not only to its settings) changes the hash too: this is the training
+/// code's version that a proof-of-learning record commits to.
 pub const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/1";
 
 /// Pairs packed into one forward/backward pass. Part of the algorithm: float sums
@@ -73,6 +74,13 @@ pub struct DpoConfig {
     /// adapter is still the one kept). Left out of the hashed JSON when 0.
     #[serde(skip_serializing_if = "is_zero_usize")]
     pub patience: usize,
+    /// Hex sha256 of the base model's GGUF file the run trains on top of, so that a
+    /// proof-of-learning record (through this hash) names the base model as well as
+    /// the settings; a verifier must re-train on the same file. Empty for runs
+    /// recorded before it (left out of the hashed JSON when empty, so they hash as
+    /// they did) and for in-memory test models.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub base_model_sha256: String,
 }
 
 fn is_zero_f64(v: &f64) -> bool {
@@ -102,6 +110,7 @@ impl Default for DpoConfig {
             seed: 0,
             validation_share: 0.0,
             patience: 0,
+            base_model_sha256: String::new(),
         }
     }
 }
@@ -166,6 +175,18 @@ impl DpoConfig {
             false,
         )?;
         check_usize("patience", self.patience, 0, 1000)?;
+        let sha = &self.base_model_sha256;
+        if !sha.is_empty()
+            && (sha.len() != 64
+                || !sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(invalid(
+                "base_model_sha256",
+                format!("must be 64 lower-case hex digits or empty, got {sha:?}"),
+            ));
+        }
         Ok(())
     }
 

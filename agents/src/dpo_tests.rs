@@ -453,6 +453,36 @@ fn validation_and_early_stop_are_hashed_only_when_set() {
 }
 
 #[test]
+fn the_base_model_hash_enters_the_hyperparameter_hash_only_when_set() {
+    let legacy = DpoConfig::default();
+    assert!(!legacy.canonical_json().contains("base_model_sha256"));
+    let bound = DpoConfig {
+        base_model_sha256: "ab".repeat(32),
+        ..legacy.clone()
+    };
+    bound.validate().unwrap();
+    assert!(bound.canonical_json().contains(&"ab".repeat(32)));
+    assert_ne!(bound.hyperparameters_hash(), legacy.hyperparameters_hash());
+    // Another base model, another hash.
+    let other = DpoConfig {
+        base_model_sha256: "cd".repeat(32),
+        ..legacy.clone()
+    };
+    assert_ne!(bound.hyperparameters_hash(), other.hyperparameters_hash());
+    let e = DpoConfig {
+        base_model_sha256: "XYZ".into(),
+        ..legacy
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`base_model_sha256`") && e.contains("64 lower-case hex"),
+        "{e}"
+    );
+}
+
+#[test]
 fn held_out_pairs_measure_validation_loss_and_the_best_adapter_is_kept() {
     let model = Model::random(tiny(Architecture::Llama), 21).unwrap();
     let tok = ChatTokenizer::for_tests(96);

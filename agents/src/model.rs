@@ -64,6 +64,9 @@ pub struct Model {
     pub(crate) cos_host: Vec<f32>,
     pub(crate) sin_host: Vec<f32>,
     device: Device,
+    /// Hex sha256 of the GGUF file it was loaded from (`None` for a model built in
+    /// memory, such as a random test model).
+    source_sha256: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -151,8 +154,9 @@ impl Model {
         } else {
             embed.clone()
         };
-        let model = Self::assemble(config, embed, blocks, final_norm, lm_head, device)?;
+        let mut model = Self::assemble(config, embed, blocks, final_norm, lm_head, device)?;
         model.check_shapes(path)?;
+        model.source_sha256 = Some(file_sha256(path)?);
         Ok((model, tokenizer))
     }
 
@@ -177,7 +181,14 @@ impl Model {
             cos,
             sin,
             device,
+            source_sha256: None,
         })
+    }
+
+    /// Hex sha256 of the GGUF file this model was loaded from: the base model's
+    /// identity in training records and replays. `None` for a model built in memory.
+    pub fn source_sha256(&self) -> Option<&str> {
+        self.source_sha256.as_deref()
     }
 
     fn check_shapes(&self, path: &Path) -> Result<()> {
@@ -396,4 +407,25 @@ impl Model {
         }
         Ok(result)
     }
+}
+
+/// Hex sha256 of a file, read in chunks.
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let io = |e: std::io::Error| AgentError::InvalidModel {
+        path: path.to_path_buf(),
+        detail: format!("reading it to hash: {e}"),
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }

@@ -327,6 +327,27 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
         ),
     )
     .await;
+    // The run names its base model: a verifier with another one is refused before
+    // it re-trains (here, a random model of the same shape, built in memory).
+    let evidence = local_evidence(store, trained.record_id).await.unwrap();
+    assert_eq!(
+        evidence.hyperparams.base_model_sha256,
+        model.source_sha256().unwrap(),
+        "the run recorded the base model's file hash"
+    );
+    let other = Arc::new(agents::Model::random(model.config().clone(), 5).unwrap());
+    let v = verify_evidence(
+        &record,
+        &evidence,
+        &other,
+        &tokenizer,
+        &fresh,
+        StoredAdapter::Required,
+    )
+    .await
+    .unwrap();
+    let failure = v.failure.clone().unwrap_or_default();
+    assert!(!v.passed() && failure.starts_with("base model:"), "{v:?}");
     // A tampered adapter file (read by a library that has not cached it).
     let weights = adapters
         .dir_of(&trained.adapter_hash)

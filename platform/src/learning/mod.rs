@@ -298,7 +298,11 @@ impl Trainer {
         let results = match_results(&self.store, &committed).await?;
         let pairs_root = pairs_root(&committed);
         let results_root = chain::merkle::root(&results_leaves(&results));
-        let dpo = policy.dpo_for(pairs.len());
+        let dpo = agents::dpo::DpoConfig {
+            // The record commits to the base model through the hyperparameters hash.
+            base_model_sha256: self.model.source_sha256().unwrap_or_default().to_string(),
+            ..policy.dpo_for(pairs.len())
+        };
         let hyper_json = serde_json::to_value(&dpo).expect("serializes");
         let hyper_hash = dpo.hyperparameters_hash();
         let pair_ids: Vec<i64> = pairs.iter().map(|p| p.id).collect();

@@ -478,6 +478,21 @@ pub async fn verify_evidence(
             on_chain.fields.hyperparams_hash
         )
     );
+    // The run names its base model (through the hashed hyperparameters): re-training
+    // on any other file could not reproduce the adapter.
+    let recorded_base = dpo.base_model_sha256.as_str();
+    if !recorded_base.is_empty() {
+        let here = model.source_sha256().unwrap_or("a model built in memory");
+        check!(
+            "base model",
+            here == recorded_base,
+            format!("the run trained on base model {recorded_base}, this verifier has {here}")
+        );
+    } else {
+        verdict.notes.push(
+            "the run was recorded before runs named their base model: re-training assumes this verifier's base model is the one it used".to_string(),
+        );
+    }
     let parent = match &evidence.parent_adapter_hash {
         Some(h) => {
             // A library over the database fetches an adapter this host lacks.
