@@ -84,6 +84,10 @@ pub struct ChainConfig {
     /// from which any of its entrants may reclaim every fee of a match the operator
     /// neither settled nor refunded (default one day).
     pub reclaim_after_secs: u64,
+    /// How many blocks below the head the chain follower stays, so that a
+    /// reorganisation up to this depth never reaches the journal (0 on a dev chain;
+    /// a dozen or more on a public network).
+    pub confirmations: u64,
 }
 
 impl Default for ChainConfig {
@@ -101,6 +105,7 @@ impl Default for ChainConfig {
             rpc_dev_signers: false,
             receipt_timeout_secs: 120,
             reclaim_after_secs: crate::contracts::DEFAULT_RECLAIM_AFTER_SECS,
+            confirmations: 0,
         }
     }
 }
@@ -133,6 +138,9 @@ impl ChainConfig {
         }
         if self.receipt_timeout_secs == 0 {
             return Err(invalid("receipt_timeout_secs", "must be positive"));
+        }
+        if self.confirmations > 10_000 {
+            return Err(invalid("confirmations", "must be between 0 and 10000"));
         }
         if self.reclaim_after_secs == 0 || self.reclaim_after_secs > MAX_RECLAIM_AFTER_SECS {
             return Err(invalid(

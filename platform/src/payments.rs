@@ -30,7 +30,9 @@ use store::{Balance, Store, Wei};
 
 use crate::outbox::{Landed, OnError, Outbox, SendError, tx_hex};
 
+mod follow;
 mod reconcile;
+pub use follow::Followed;
 pub use reconcile::{Reclaim, Reconciled};
 
 /// What can go wrong moving money.
@@ -79,6 +81,8 @@ pub struct Payments {
     contracts: Arc<Contracts<AnyChain>>,
     operator: Address,
     withdrawals: AtomicU64,
+    /// Blocks below the head the chain follower stays (`chain.confirmations`).
+    confirmations: u64,
 }
 
 fn settle_key(match_id: i64) -> String {
@@ -132,7 +136,15 @@ impl Payments {
             contracts,
             operator,
             withdrawals: AtomicU64::new(0),
+            confirmations: 0,
         }
+    }
+
+    /// The same payments, with the chain follower reading only blocks at least
+    /// `confirmations` below the head (`chain.confirmations`).
+    pub fn with_confirmations(mut self, confirmations: u64) -> Payments {
+        self.confirmations = confirmations;
+        self
     }
 
     /// The contracts.
@@ -180,10 +192,16 @@ impl Payments {
             }
         }
         let receipt = self.contracts.deposit(wallet, amount.0).await?;
-        Ok(self
+        match self
             .store
             .deposit(user_id, amount, &tx_hex(receipt.tx_hash))
-            .await?)
+            .await
+        {
+            Ok(balance) => Ok(balance),
+            // The chain follower saw the deposit first and credited it.
+            Err(store::Error::Duplicate { .. }) => Ok(self.store.balance(user_id).await?),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Credits a deposit the user sent from their own wallet, after checking its

@@ -126,7 +126,10 @@ impl Platform {
         let store = Store::connect(config.database.configured_url(), &config.data_dir).await?;
         let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
         let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
-        let payments = Arc::new(Payments::new(store.clone(), Arc::new(contracts), operator));
+        let payments = Arc::new(
+            Payments::new(store.clone(), Arc::new(contracts), operator)
+                .with_confirmations(config.chain.confirmations),
+        );
         let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
         let adapters = Arc::new(AdapterLibrary::shared(
             config.data_dir.join("adapters"),

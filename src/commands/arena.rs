@@ -54,6 +54,9 @@ pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Seconds between the demo's chain follower passes.
+const FOLLOW_EVERY_SECS: u64 = 5;
+
 /// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
 pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     let platform_config = config.platform();
@@ -88,6 +91,28 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         let _ = server_stopped.await;
     })
     .await?;
+    // The chain follower: deposits and withdrawals wallets make on the Arena contract
+    // directly reach the journal within a few seconds.
+    let follower = {
+        let payments = platform.payments.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(FOLLOW_EVERY_SECS)).await;
+                match payments.follow_chain().await {
+                    Ok(f)
+                        if !f.deposits_credited.is_empty() || !f.withdrawals_debited.is_empty() =>
+                    {
+                        tracing::info!(deposits = ?f.deposits_credited, withdrawals = ?f.withdrawals_debited,
+                            "journaled what wallets did on the Arena contract directly");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the chain follower's pass failed; retrying")
+                    }
+                }
+            }
+        })
+    };
     let models = BaseModels::load(&platform_config)?;
     let mut runner = platform.model_runner(&platform_config, &models)?;
     tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
@@ -100,6 +125,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
         "the demo was stopped",
     )
     .await?;
+    follower.abort();
     let _ = server_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!(

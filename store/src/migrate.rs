@@ -131,6 +131,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
                 postgres: migration_file!("0021_adapters.postgres.sql"),
             },
         ),
+        (
+            22,
+            "chain_cursors",
+            Portable(migration_file!("0022_chain_cursors.sql")),
+        ),
     ]
 };
 

@@ -89,6 +89,46 @@ impl Store {
         })
     }
 
+    /// The outbox row that sent `tx_hash` (`0x…`), if any.
+    pub async fn chain_tx_by_hash(&self, tx_hash: &str) -> Result<Option<ChainTransaction>> {
+        Ok(on_pool!(self, |pool| sqlx::query_as(
+            "SELECT * FROM chain_transactions WHERE tx_hash = $1 ORDER BY id LIMIT 1"
+        )
+        .bind(tx_hash)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// The last block whose events the chain follower named `name` has put in the
+    /// journal; `None` before its first pass.
+    pub async fn chain_cursor(&self, name: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT block FROM chain_cursors WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Records that the follower `name` has put every event up to `block` in the
+    /// journal.
+    pub async fn set_chain_cursor(&self, name: &str, block: i64) -> Result<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+            "INSERT INTO chain_cursors (name, block, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET block = excluded.block, updated_at = excluded.updated_at"
+        )
+        .bind(name)
+        .bind(block)
+        .bind(now_ms())
+        .execute(pool)
+        .await
+        .map(drop)
+        })?;
+        Ok(())
+    }
+
     /// Chain transactions in a status (`pending`, `confirmed`, `failed`), oldest first.
     pub async fn chain_txs_with_status(&self, status: &str) -> Result<Vec<ChainTransaction>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(

@@ -18,6 +18,8 @@ pub struct Reconciled {
     pub refunds_pushed: Vec<i64>,
     /// Withdrawals sent but unconfirmed before, now confirmed or reversed (their keys).
     pub withdrawals_finished: Vec<String>,
+    /// What the chain follower put in the journal.
+    pub followed: super::Followed,
     /// What could not be finished this time, each with why (`match 12: …`,
     /// `entry 40: …`): left as it was for the next sweep, while the sweep carried on
     /// with everything else.
@@ -46,7 +48,8 @@ pub enum Reclaim<'a> {
 const RECLAIM_LEASE_MS: i64 = 60_000;
 
 impl Payments {
-    /// Finishes what stopped processes left. Unfinished matches are refunded (their
+    /// Finishes what stopped processes left, then runs a pass of the chain follower
+    /// ([`Payments::follow_chain`]). Unfinished matches are refunded (their
     /// engine state is gone): under [`Reclaim::Everything`] all of them, under
     /// [`Reclaim::ExpiredLeases`] only those whose lease ran out, each taken over
     /// first so that one process alone refunds it. Then every settlement or refund
@@ -152,6 +155,15 @@ impl Payments {
             {
                 done.fail(format!("entry {entry_id}: close its pending fee lock: {e}"));
             }
+        }
+        match self.follow_chain().await {
+            Ok(followed) => {
+                for why in &followed.waiting {
+                    tracing::warn!(%why, "the chain follower waits on this event");
+                }
+                done.followed = followed;
+            }
+            Err(e) => done.fail(format!("follow the Arena contract's events: {e}")),
         }
         Ok(done)
     }

@@ -1,0 +1,220 @@
+//! The chain follower (issue 20, item 2): deposits and withdrawals that wallets make on
+//! the Arena contract directly reach the journal exactly once, mixed with the server's
+//! own deposits and withdrawals, with the follower stopped and started again (a fresh
+//! `Payments` over the same database) at random points. After every step and every
+//! pass, each wallet's balance in the contract equals its user's balance in the journal
+//! (available plus locked) once the follower has caught up, and the contract holds
+//! exactly the users' balances.
+
+mod common;
+
+use std::sync::Arc;
+
+use chain::{AnyChain, Chain as _, Contracts};
+use platform::payments::{Payments, Reclaim};
+use store::Wei;
+use store::testing::TestDb;
+
+const UNIT: u128 = 10u128.pow(15);
+
+/// A small deterministic generator, so each seed replays the same sequence.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+async fn journal_matches_chain(
+    store: &store::Store,
+    contracts: &Contracts<AnyChain>,
+    wallets: &[chain::Address],
+    step: &str,
+) {
+    let mut owed = 0;
+    for wallet in wallets {
+        let on_chain = contracts.balance_of(*wallet).await.unwrap();
+        let journal = match store.user_by_wallet(&format!("{wallet:#x}")).await.unwrap() {
+            Some(user) => {
+                let b = store.balance(user.id).await.unwrap();
+                b.available_wei.0 + b.locked_wei.0
+            }
+            None => 0,
+        };
+        assert_eq!(on_chain, journal, "{wallet:#x} after {step}");
+        owed += on_chain;
+    }
+    assert_eq!(
+        contracts.arena_eth_balance().await.unwrap(),
+        owed,
+        "the contract holds what the users own, after {step}"
+    );
+}
+
+async fn random_sequences_keep_the_journal_equal_to_the_chain(
+    store: &store::Store,
+    contracts: Arc<Contracts<AnyChain>>,
+    first: Arc<Payments>,
+) {
+    let dev = chain::dev::dev_accounts(10);
+    let operator = dev[common::OPERATOR];
+    // Wallets 4 and 5 signed in; 6 never did (its direct deposit creates its user).
+    let wallets = [dev[4], dev[5], dev[6]];
+    for w in &wallets[..2] {
+        store.upsert_user(&format!("{w:#x}")).await.unwrap();
+    }
+    let fresh = || Arc::new(Payments::new(store.clone(), contracts.clone(), operator));
+    let mut payments = first;
+    let mut rng = Lcg(7);
+    let mut direct_deposits = 0;
+    let mut direct_withdrawals = 0;
+    for step in 0..40 {
+        let who = wallets[rng.next(3) as usize];
+        let user = store.user_by_wallet(&format!("{who:#x}")).await.unwrap();
+        let units = 1 + u128::from(rng.next(4));
+        let what = match rng.next(6) {
+            0 => {
+                contracts.deposit(who, units * UNIT).await.unwrap();
+                direct_deposits += 1;
+                "a direct deposit"
+            }
+            1 => {
+                let held = contracts.balance_of(who).await.unwrap();
+                if held < units * UNIT {
+                    continue;
+                }
+                // The follower must have caught up with this wallet's deposits first,
+                // as a real wallet's withdrawal comes after its deposit is journaled.
+                payments.follow_chain().await.unwrap();
+                contracts.withdraw(who, units * UNIT).await.unwrap();
+                direct_withdrawals += 1;
+                "a direct withdrawal"
+            }
+            2 => match &user {
+                Some(u) => {
+                    payments.deposit(u.id, Wei(units * UNIT)).await.unwrap();
+                    "a server deposit"
+                }
+                None => continue,
+            },
+            3 => match &user {
+                Some(u) => {
+                    payments.follow_chain().await.unwrap();
+                    let available = store.balance(u.id).await.unwrap().available_wei.0;
+                    if available < units * UNIT {
+                        continue;
+                    }
+                    payments.withdraw(u.id, Wei(units * UNIT)).await.unwrap();
+                    "a server withdrawal"
+                }
+                None => continue,
+            },
+            4 => {
+                // Stopped and started again: only the database remembers.
+                payments = fresh();
+                "a restart"
+            }
+            _ => {
+                let done = payments.reconcile(&Reclaim::Everything).await.unwrap();
+                assert!(done.failed.is_empty(), "{done:?}");
+                "a sweep"
+            }
+        };
+        payments.follow_chain().await.unwrap();
+        journal_matches_chain(store, &contracts, &wallets, &format!("step {step}: {what}")).await;
+        // A second pass finds nothing new.
+        let again = payments.follow_chain().await.unwrap();
+        assert!(
+            again.deposits_credited.is_empty() && again.withdrawals_debited.is_empty(),
+            "{again:?}"
+        );
+    }
+    assert!(
+        direct_deposits > 3 && direct_withdrawals > 0,
+        "the sequence exercised direct moves: {direct_deposits} deposits, {direct_withdrawals} withdrawals"
+    );
+    // Replaying the whole history from the first block changes nothing.
+    let head = contracts.chain().block_number().await.unwrap();
+    assert!(head > 0);
+    let name = format!("arena-events:{:#x}", contracts.deployment().arena);
+    store.set_chain_cursor(&name, -1).await.unwrap();
+    let replay = fresh().follow_chain().await.unwrap();
+    assert!(
+        replay.deposits_credited.is_empty() && replay.withdrawals_debited.is_empty(),
+        "{replay:?}"
+    );
+    journal_matches_chain(store, &contracts, &wallets, "a replay from block 0").await;
+}
+
+#[tokio::test]
+async fn the_follower_journals_each_direct_move_once_on_the_embedded_chain() {
+    for db in [Some(TestDb::sqlite().await), TestDb::postgres().await]
+        .into_iter()
+        .flatten()
+    {
+        let (contracts, payments) = common::embedded_payments(&db.store).await;
+        random_sequences_keep_the_journal_equal_to_the_chain(&db.store, contracts, payments).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follower_journals_each_direct_move_once_on_hardhat() {
+    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        .await
+        .unwrap();
+    let node = match started {
+        Ok(node) => node,
+        Err(reason) => {
+            chain::testing::unavailable::<()>(&reason);
+            return;
+        }
+    };
+    let db = TestDb::sqlite().await;
+    let (contracts, payments) =
+        common::payments_on(&db.store, AnyChain::Rpc(node.rpc().await)).await;
+    random_sequences_keep_the_journal_equal_to_the_chain(&db.store, contracts, payments).await;
+    drop(node);
+}
+
+/// Only blocks `confirmations` below the head are read: a deposit is journaled once
+/// it is deep enough, never before.
+#[tokio::test]
+async fn the_follower_waits_for_confirmations() {
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let (contracts, _) = common::embedded_payments(store).await;
+    let dev = chain::dev::dev_accounts(10);
+    let payments = Payments::new(store.clone(), contracts.clone(), dev[common::OPERATOR])
+        .with_confirmations(3);
+    let wallet = dev[4];
+    contracts.deposit(wallet, UNIT).await.unwrap();
+    let first = payments.follow_chain().await.unwrap();
+    assert!(first.deposits_credited.is_empty(), "{first:?}");
+    assert!(
+        store
+            .user_by_wallet(&format!("{wallet:#x}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Three more blocks (other wallets' deposits) bury it deep enough.
+    for _ in 0..3 {
+        contracts.deposit(dev[5], UNIT).await.unwrap();
+    }
+    let then = payments.follow_chain().await.unwrap();
+    assert_eq!(then.deposits_credited.len(), 1, "{then:?}");
+    let user = store
+        .user_by_wallet(&format!("{wallet:#x}"))
+        .await
+        .unwrap()
+        .expect("a wallet that deposited directly has a user");
+    assert_eq!(
+        store.balance(user.id).await.unwrap().available_wei,
+        Wei(UNIT)
+    );
+}
