@@ -272,16 +272,16 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Db { command } => runtime()?.block_on(commands::db::run(command, config)),
         Command::Generate(mut args) => {
             args.model = Some(model_or_default(args.model.take(), config)?);
-            agents::cli::run_generate(args)
+            Ok(agents::cli::run_generate(args)?)
         }
         Command::Bench { command } => match command {
             BenchCommand::Decode(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
-                agents::cli::run_bench_decode(args)
+                Ok(agents::cli::run_bench_decode(args)?)
             }
             BenchCommand::Dpo(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
-                agents::cli::run_bench_dpo(args)
+                Ok(agents::cli::run_bench_dpo(args)?)
             }
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))

@@ -9,6 +9,6 @@ struct Cli {
     args: agents::cli::BenchDecodeArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), agents::bench::BenchError> {
     agents::cli::run_bench_decode(Cli::parse().args)
 }

@@ -9,6 +9,6 @@ struct Cli {
     args: agents::cli::GenerateArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), agents::AgentError> {
     agents::cli::run_generate(Cli::parse().args)
 }

@@ -8,8 +8,40 @@ use crate::model::Model;
 use crate::seq::{KvCache, Logits, Segment};
 use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// What can stop a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Agent(#[from] crate::error::AgentError),
+    /// A tensor operation of the baseline failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A report or pair file could not be written as JSON.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl BenchError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+        move |source| BenchError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -193,9 +225,13 @@ fn ours(model: &Model, opts: &BenchOptions) -> Result<Value> {
     }))
 }
 
-fn baseline(path: &Path, opts: &BenchOptions, vocab: usize) -> anyhow::Result<Value> {
+fn baseline(
+    path: &Path,
+    opts: &BenchOptions,
+    vocab: usize,
+) -> std::result::Result<Value, BenchError> {
     use candle_transformers::models::quantized_llama::ModelWeights;
-    let mut file = std::fs::File::open(path)?;
+    let mut file = std::fs::File::open(path).map_err(BenchError::io(path))?;
     let content = candle_core::quantized::gguf_file::Content::read(&mut file)?;
     let device = Device::Cpu;
     let mut model = ModelWeights::from_gguf(content, &mut file, &device)?;
@@ -224,13 +260,13 @@ fn baseline(path: &Path, opts: &BenchOptions, vocab: usize) -> anyhow::Result<Va
 }
 
 /// Runs the decode benchmark on the GGUF file at `path` and returns the figures as JSON.
-pub fn bench_decode(path: &Path, opts: &BenchOptions) -> anyhow::Result<Value> {
+pub fn bench_decode(path: &Path, opts: &BenchOptions) -> std::result::Result<Value, BenchError> {
     let rss_before = proc_kib("VmRSS:");
     let load = Instant::now();
     let (model, _tok) = Model::load(path)?;
     let load_s = load.elapsed().as_secs_f64();
     let rss_loaded = proc_kib("VmRSS:");
-    let file_bytes = std::fs::metadata(path)?.len();
+    let file_bytes = std::fs::metadata(path).map_err(BenchError::io(path))?.len();
     let ours = ours(&model, opts)?;
     let peak_ours = proc_kib("VmHWM:");
     let vocab = model.config().vocab_size;

@@ -3,7 +3,7 @@
 
 use crate::adapter::load_adapter;
 use crate::batch::{ChatRequest, generate};
-use crate::bench::{BenchOptions, bench_decode};
+use crate::bench::{BenchError, BenchOptions, bench_decode};
 use crate::model::Model;
 use crate::sampling::SamplingParams;
 use clap::Args;
@@ -44,7 +44,7 @@ pub struct GenerateArgs {
 }
 
 /// Runs `rlfc generate`: streams the answer to stdout, a summary line to stderr.
-pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+pub fn run_generate(args: GenerateArgs) -> crate::Result<()> {
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, tokenizer) = Model::load(&path)?;
     let adapter = match &args.adapter {
@@ -108,7 +108,7 @@ pub struct BenchDecodeArgs {
 }
 
 /// Runs `rlfc bench decode` and prints the JSON report to stdout.
-pub fn run_bench_decode(args: BenchDecodeArgs) -> anyhow::Result<()> {
+pub fn run_bench_decode(args: BenchDecodeArgs) -> Result<(), BenchError> {
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let opts = BenchOptions {
         prompt_tokens: args.prompt_tokens,
@@ -148,7 +148,7 @@ pub struct BenchDpoArgs {
 }
 
 /// Runs `rlfc bench dpo` and prints the JSON report to stdout.
-pub fn run_bench_dpo(args: BenchDpoArgs) -> anyhow::Result<()> {
+pub fn run_bench_dpo(args: BenchDpoArgs) -> Result<(), BenchError> {
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let opts = crate::dpo_bench::DpoBenchOptions {
         steps: args.steps.max(1),

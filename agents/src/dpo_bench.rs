@@ -90,12 +90,13 @@ pub(crate) fn bench_dpo(
     path: &Path,
     opts: &DpoBenchOptions,
     pairs_out: Option<&Path>,
-) -> anyhow::Result<Value> {
+) -> Result<Value, crate::bench::BenchError> {
     let (model, tok) = Model::load(path)?;
     let rss_loaded = peak_rss_bytes();
     let pairs = bench_pairs(&tok, opts.batch);
     if let Some(out) = pairs_out {
-        std::fs::write(out, serde_json::to_vec_pretty(&pairs)?)?;
+        std::fs::write(out, serde_json::to_vec_pretty(&pairs)?)
+            .map_err(crate::bench::BenchError::io(out))?;
     }
     let cfg = DpoConfig {
         max_steps: opts.steps + 1,

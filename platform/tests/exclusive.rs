@@ -224,7 +224,7 @@ async fn two_workers_race_to_settle_one_match(db: &TestDb) {
         })
         .await
         .unwrap();
-    assert_eq!(done, Default::default());
+    assert_nothing_done(done);
     // The worker that played it finds it closed and reports so.
     let reports = w.finish(vec![outcome]).await.unwrap();
     assert!(
@@ -279,7 +279,7 @@ async fn a_dead_workers_match_is_refunded_once_its_lease_expires(db: &TestDb) {
     }
     // A sweep afterwards finds nothing more to do, and the jobs are done.
     let late = payments.reconcile(&sweep(store::now_ms())).await.unwrap();
-    assert_eq!(late, Default::default());
+    assert_nothing_done(late);
     let depth = queue.depth().await.unwrap();
     assert_eq!((depth.waiting, depth.pending), (0, 0));
 }
@@ -383,3 +383,16 @@ both!(two_servers_never_share_an_entry);
 both!(two_workers_race_to_settle_one_match);
 both!(a_dead_workers_match_is_refunded_once_its_lease_expires);
 both!(a_busy_worker_keeps_its_leases);
+
+/// A sweep that found nothing to do: nothing refunded, sent or finished, and its chain
+/// follower journaled nothing (however far it read).
+fn assert_nothing_done(done: platform::payments::Reconciled) {
+    assert!(done.followed.journaled_nothing(), "{done:?}");
+    assert_eq!(
+        platform::payments::Reconciled {
+            followed: Default::default(),
+            ..done
+        },
+        Default::default()
+    );
+}

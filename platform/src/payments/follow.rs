@@ -37,6 +37,16 @@ pub struct Followed {
     pub waiting: Vec<String>,
 }
 
+impl Followed {
+    /// Whether the pass put nothing in the journal and waits on nothing (where it
+    /// read up to does not matter).
+    pub fn journaled_nothing(&self) -> bool {
+        self.deposits_credited.is_empty()
+            && self.withdrawals_debited.is_empty()
+            && self.waiting.is_empty()
+    }
+}
+
 enum Outcome {
     Done,
     Credited,
