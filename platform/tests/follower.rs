@@ -218,3 +218,75 @@ async fn the_follower_waits_for_confirmations() {
         Wei(UNIT)
     );
 }
+
+/// A withdrawal this server sent and the chain mined, seen by the follower before the
+/// server recorded its hash (its outbox row still pending, hashless): the follower
+/// takes it for the server's (same user, same amount), notes the hash, and debits
+/// nothing more. A withdrawal by a wallet with no user (the treasury's rakes) is left
+/// out of users' balances.
+#[tokio::test]
+async fn an_in_flight_server_withdrawal_is_not_debited_twice() {
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let (contracts, payments) = common::embedded_payments(store).await;
+    let dev = chain::dev::dev_accounts(10);
+    let wallet = dev[4];
+    let user = store.upsert_user(&format!("{wallet:#x}")).await.unwrap();
+    payments.deposit(user.id, Wei(5 * UNIT)).await.unwrap();
+    // What `Payments::withdraw` does before its transfer returns: the debit, then the
+    // outbox row keyed by user, amount and journal key.
+    store
+        .withdraw(user.id, Wei(2 * UNIT), "in-flight")
+        .await
+        .unwrap();
+    let key = format!("withdraw:{}:{}:in-flight", user.id, 2 * UNIT);
+    let row = store.begin_chain_tx(&key, "withdraw").await.unwrap();
+    let receipt = contracts.withdraw(wallet, 2 * UNIT).await.unwrap();
+    let followed = payments.follow_chain().await.unwrap();
+    assert!(followed.journaled_nothing(), "{followed:?}");
+    let row = store.chain_tx_by_key(&key).await.unwrap().unwrap();
+    assert_eq!(row.status, "pending");
+    assert_eq!(
+        row.tx_hash.as_deref(),
+        Some(format!("{:#x}", receipt.tx_hash).as_str())
+    );
+    let b = store.balance(user.id).await.unwrap();
+    assert_eq!(b.available_wei, Wei(3 * UNIT), "debited once");
+    assert_eq!(contracts.balance_of(wallet).await.unwrap(), 3 * UNIT);
+    // The sweep then confirms it from its receipt.
+    let done = payments.reconcile(&Reclaim::Everything).await.unwrap();
+    assert_eq!(done.withdrawals_finished, vec![key.clone()]);
+    assert_eq!(
+        store.chain_tx_by_key(&key).await.unwrap().unwrap().status,
+        "confirmed"
+    );
+    assert_eq!(
+        store.balance(user.id).await.unwrap().available_wei,
+        Wei(3 * UNIT)
+    );
+
+    // A wallet with no user taking funds out (as the treasury takes its rakes, which
+    // settlements credited without any deposit): here a wallet whose deposit the
+    // follower never read (its cursor already past it).
+    let stranger = dev[7];
+    contracts.deposit(stranger, UNIT).await.unwrap();
+    let head = contracts.chain().block_number().await.unwrap();
+    let name = format!("arena-events:{:#x}", contracts.deployment().arena);
+    store.set_chain_cursor(&name, head as i64).await.unwrap();
+    contracts.withdraw(stranger, UNIT).await.unwrap();
+    let followed = payments.follow_chain().await.unwrap();
+    assert!(followed.journaled_nothing(), "{followed:?}");
+    assert_eq!(
+        followed.to_block,
+        Some(head + 1),
+        "the cursor moves past it"
+    );
+    assert!(
+        store
+            .user_by_wallet(&format!("{stranger:#x}"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(row);
+}
