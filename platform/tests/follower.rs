@@ -240,7 +240,7 @@ async fn an_in_flight_server_withdrawal_is_not_debited_twice() {
         .await
         .unwrap();
     let key = format!("withdraw:{}:{}:in-flight", user.id, 2 * UNIT);
-    let row = store.begin_chain_tx(&key, "withdraw").await.unwrap();
+    store.begin_chain_tx(&key, "withdraw").await.unwrap();
     let receipt = contracts.withdraw(wallet, 2 * UNIT).await.unwrap();
     let followed = payments.follow_chain().await.unwrap();
     assert!(followed.journaled_nothing(), "{followed:?}");
@@ -288,5 +288,4 @@ async fn an_in_flight_server_withdrawal_is_not_debited_twice() {
             .unwrap()
             .is_none()
     );
-    drop(row);
 }
