@@ -204,6 +204,18 @@ impl Chain for AnyChain {
         }
     }
 
+    async fn logs_between(
+        &self,
+        address: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<MinedLog>> {
+        match self {
+            Self::Embedded(c) => c.logs_between(address, from_block, to_block).await,
+            Self::Rpc(c) => c.logs_between(address, from_block, to_block).await,
+        }
+    }
+
     async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
         match self {
             Self::Embedded(c) => c.transaction_known(tx_hash).await,

@@ -92,6 +92,15 @@ pub trait Chain: Send + Sync {
         from_block: u64,
     ) -> impl Future<Output = Result<Vec<MinedLog>>> + Send;
 
+    /// Logs emitted by `address` in blocks `from_block..=to_block`, oldest first (one
+    /// bounded query, as public RPC providers require).
+    fn logs_between(
+        &self,
+        address: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> impl Future<Output = Result<Vec<MinedLog>>> + Send;
+
     /// Whether the chain knows transaction `tx_hash` at all, mined or still waiting to
     /// be (false: never seen, or dropped).
     fn transaction_known(&self, tx_hash: B256) -> impl Future<Output = Result<bool>> + Send;
@@ -129,6 +138,9 @@ macro_rules! forward_chain {
             }
             fn logs(&self, address: Address, from_block: u64) -> impl Future<Output = Result<Vec<MinedLog>>> + Send {
                 (**self).logs(address, from_block)
+            }
+            fn logs_between(&self, address: Address, from_block: u64, to_block: u64) -> impl Future<Output = Result<Vec<MinedLog>>> + Send {
+                (**self).logs_between(address, from_block, to_block)
             }
             fn transaction_known(&self, tx_hash: B256) -> impl Future<Output = Result<bool>> + Send {
                 (**self).transaction_known(tx_hash)

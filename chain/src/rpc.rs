@@ -232,6 +232,27 @@ impl Chain for Rpc {
         Ok(r.as_ref().map(to_receipt))
     }
 
+    async fn logs_between(
+        &self,
+        address: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<MinedLog>> {
+        let filter = Filter::new()
+            .address(address)
+            .from_block(from_block)
+            .to_block(to_block);
+        let logs = self.provider.get_logs(&filter).await.map_err(rpc_error)?;
+        Ok(logs
+            .into_iter()
+            .map(|l| MinedLog {
+                block_number: l.block_number.unwrap_or_default(),
+                tx_hash: l.transaction_hash.unwrap_or_default(),
+                log: l.inner,
+            })
+            .collect())
+    }
+
     async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
         let tx = self
             .provider

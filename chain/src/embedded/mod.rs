@@ -429,6 +429,17 @@ impl Chain for Embedded {
             .map(|&(b, t)| world.blocks[b].receipts[t].clone()))
     }
 
+    async fn logs_between(
+        &self,
+        address: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<MinedLog>> {
+        let mut logs = self.logs(address, from_block).await?;
+        logs.retain(|l| l.block_number <= to_block);
+        Ok(logs)
+    }
+
     async fn transaction_known(&self, tx_hash: B256) -> Result<bool> {
         // Every transaction is mined as it is sent: known means mined.
         Ok(self.receipt(tx_hash).await?.is_some())

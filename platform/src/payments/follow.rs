@@ -23,6 +23,13 @@ use store::Wei;
 use super::{Payments, Result, parse_withdraw_key};
 use crate::outbox::tx_hex;
 
+/// Blocks per log query.
+const LOG_WINDOW: u64 = 2_000;
+
+/// Blocks one pass reads at most (a fresh follower on a long chain catches up over
+/// several passes).
+const MAX_BLOCKS_PER_PASS: u64 = 50_000;
+
 /// What one pass of the follower did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Followed {
@@ -77,12 +84,17 @@ impl Payments {
             done.to_block = Some(to);
             return Ok(done);
         }
-        let mut logs: Vec<_> = chain
-            .logs(self.contracts.deployment().arena, from)
-            .await?
-            .into_iter()
-            .filter(|l| l.block_number <= to)
-            .collect();
+        // Bounded windows: public RPC providers refuse unbounded log queries. A pass
+        // reads at most `MAX_BLOCKS_PER_PASS` blocks; the next pass goes on.
+        let to = to.min(from.saturating_add(MAX_BLOCKS_PER_PASS - 1));
+        let arena = self.contracts.deployment().arena;
+        let mut logs = Vec::new();
+        let mut start = from;
+        while start <= to {
+            let end = to.min(start.saturating_add(LOG_WINDOW - 1));
+            logs.extend(chain.logs_between(arena, start, end).await?);
+            start = end + 1;
+        }
         logs.sort_by_key(|l| l.block_number);
         let mut reached = to;
         for mined in logs {
