@@ -613,7 +613,11 @@ async fn create<C: Chain>(chain: &C, from: Address, init_code: Bytes) -> Result<
         .ok_or_else(|| ChainError::Decode("creation receipt has no contract address".into()))
 }
 
-async fn view<C: Chain, T: SolCall>(chain: &C, to: Address, call: T) -> Result<T::Return> {
+pub(crate) async fn view<C: Chain, T: SolCall>(
+    chain: &C,
+    to: Address,
+    call: T,
+) -> Result<T::Return> {
     let tx = TxRequest {
         from: Address::ZERO,
         to: Some(to),

@@ -16,7 +16,7 @@ use alloy::sol_types::{SolCall, SolEvent};
 
 use crate::backend::{Chain, TxRequest};
 use crate::bindings::Arena;
-use crate::contracts::{ArenaTerms, Contracts, Deployment};
+use crate::contracts::{ArenaTerms, Contracts, Deployment, view};
 use crate::error::{ChainError, Result};
 
 /// What a migration did.
@@ -50,16 +50,6 @@ pub async fn is_current<C: Chain>(chain: &C, deployment: Deployment) -> Result<b
         Err(ChainError::Reverted(_)) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-async fn old_call<C: Chain, T: SolCall>(chain: &C, to: Address, call: T) -> Result<T::Return> {
-    let tx = TxRequest {
-        to: Some(to),
-        data: call.abi_encode().into(),
-        ..Default::default()
-    };
-    let out = chain.call(tx).await?;
-    T::abi_decode_returns(&out).map_err(|e| ChainError::Decode(format!("{}: {e}", T::SIGNATURE)))
 }
 
 async fn old_send<C: Chain, T: SolCall>(
@@ -107,7 +97,7 @@ pub async fn migrate_arena<C: Chain + Clone>(
             open.insert(e.matchId, false);
         }
     }
-    let old_operator = old_call(&chain, old.arena, Arena::operatorCall {}).await?;
+    let old_operator = view(&chain, old.arena, Arena::operatorCall {}).await?;
     for (match_id, still_open) in &open {
         if *still_open {
             old_send(
@@ -135,7 +125,7 @@ pub async fn migrate_arena<C: Chain + Clone>(
         holders.push(terms.treasury);
     }
     for who in holders {
-        let balance: U256 = old_call(&chain, old.arena, Arena::balanceOfCall(who)).await?;
+        let balance: U256 = view(&chain, old.arena, Arena::balanceOfCall(who)).await?;
         if balance.is_zero() {
             continue;
         }

@@ -318,18 +318,18 @@ impl Payments {
                 .await
             {
                 Ok(_) => {}
-                // Sent but unconfirmed: it may still land in the escrow, so the row
-                // stays pending with its hash; reconciliation returns the fee if it
-                // lands after the match was refunded.
-                Err(SendError::Send(e)) if e.unconfirmed().is_some() => {
-                    let hash = e.unconfirmed().map(tx_hex).unwrap_or_default();
-                    self.store
-                        .note_chain_tx_sent(ct.id, &hash, &e.to_string())
-                        .await?;
-                    return Err(e.into());
-                }
                 Err(SendError::Send(e)) => {
-                    self.outbox.fail(&ct, &e.to_string()).await?;
+                    match e.unconfirmed() {
+                        // Sent but unconfirmed: it may still land in the escrow, so the
+                        // row stays pending with its hash; reconciliation returns the
+                        // fee if it lands after the match was refunded.
+                        Some(hash) => {
+                            self.store
+                                .note_chain_tx_sent(ct.id, &tx_hex(hash), &e.to_string())
+                                .await?;
+                        }
+                        None => self.outbox.fail(&ct, &e.to_string()).await?,
+                    }
                     return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -442,22 +442,8 @@ impl Payments {
             MatchStatus::None if settlement.pot_wei.0 == 0 => {
                 let root = parse_root(match_id, settlement.result_root.as_deref())?;
                 let anchor = self.contracts.anchor_result(self.operator, chain_id, root);
-                match self
-                    .outbox
-                    .send(&ct, OnError::KeepPending, anchor, landed)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Another process anchored it first.
-                    Err(SendError::Send(e)) => {
-                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Settled {
-                            return Err(e.into());
-                        }
-                        let hash = self.find_close_tx(chain_id).await?;
-                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                self.send_close(&ct, chain_id, anchor, MatchStatus::Settled)
+                    .await?;
                 Ok(true)
             }
             MatchStatus::Open => {
@@ -475,23 +461,8 @@ impl Payments {
                 let settle = self
                     .contracts
                     .settle(self.operator, chain_id, &payouts, root);
-                match self
-                    .outbox
-                    .send(&ct, OnError::KeepPending, settle, landed)
-                    .await
-                {
-                    Ok(_) => {}
-                    // Another process sent the same settlement first: the contract
-                    // refused the second, and the escrow shows the first.
-                    Err(SendError::Send(e)) => {
-                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Settled {
-                            return Err(e.into());
-                        }
-                        let hash = self.find_close_tx(chain_id).await?;
-                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                self.send_close(&ct, chain_id, settle, MatchStatus::Settled)
+                    .await?;
                 Ok(true)
             }
             other => Err(PaymentError::Inconsistent {
@@ -662,27 +633,43 @@ impl Payments {
             }
             MatchStatus::Open => {
                 let refund = self.contracts.refund(self.operator, chain_id);
-                match self
-                    .outbox
-                    .send(&ct, OnError::KeepPending, refund, landed)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(SendError::Send(e)) => {
-                        if self.contracts.escrow(chain_id).await?.status != MatchStatus::Refunded {
-                            return Err(e.into());
-                        }
-                        let hash = self.find_close_tx(chain_id).await?;
-                        self.outbox.confirm(&ct, Landed::found(hash)).await?;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                self.send_close(&ct, chain_id, refund, MatchStatus::Refunded)
+                    .await?;
                 Ok(true)
             }
             MatchStatus::Settled => Err(PaymentError::Inconsistent {
                 match_id,
                 detail: "refunded in the database but settled on chain".into(),
             }),
+        }
+    }
+
+    /// Sends `close`, the transaction that closes match `chain_id` as `closed_as`
+    /// (settle, anchor or refund), under the pending outbox row `ct`. If the chain
+    /// refuses it because another process sent the same close first, the escrow shows
+    /// that one: the row is confirmed with its transaction instead.
+    async fn send_close(
+        &self,
+        ct: &store::ChainTransaction,
+        chain_id: u64,
+        close: impl std::future::Future<Output = chain::error::Result<chain::TxReceipt>>,
+        closed_as: MatchStatus,
+    ) -> Result<()> {
+        match self
+            .outbox
+            .send(ct, OnError::KeepPending, close, landed)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SendError::Send(e)) => {
+                if self.contracts.escrow(chain_id).await?.status != closed_as {
+                    return Err(e.into());
+                }
+                let hash = self.find_close_tx(chain_id).await?;
+                self.outbox.confirm(ct, Landed::found(hash)).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -164,15 +164,8 @@ async fn the_follower_journals_each_direct_move_once_on_the_embedded_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_follower_journals_each_direct_move_once_on_hardhat() {
-    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
-        .await
-        .unwrap();
-    let node = match started {
-        Ok(node) => node,
-        Err(reason) => {
-            chain::testing::unavailable::<()>(&reason);
-            return;
-        }
+    let Some(node) = common::hardhat().await else {
+        return;
     };
     let db = TestDb::sqlite().await;
     let (contracts, payments) =

@@ -52,40 +52,19 @@ async fn a_deposit_over_the_wallet_is_refused_with_the_reason_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_withdrawal_keeps_its_debit_until_the_chain_decides() {
     use platform::payments::{PaymentError, Reclaim};
-    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
-        .await
-        .unwrap();
-    let node = match started {
-        Ok(node) => node,
-        Err(reason) => {
-            chain::testing::unavailable::<()>(&reason);
-            return;
-        }
+    let Some(node) = common::hardhat().await else {
+        return;
     };
     let db = TestDb::sqlite().await;
     let store = &db.store;
-    let rpc = chain::Rpc::connect(
-        &node.url,
-        chain::dev::dev_signers(10),
-        Some(31337),
-        std::time::Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let rpc = common::impatient_rpc(&node, 2).await;
     let (contracts, payments) = common::payments_on(store, chain::AnyChain::Rpc(rpc)).await;
     let wallet = chain::dev::dev_accounts(10)[4];
     let user = store.upsert_user(&format!("{wallet:#x}")).await.unwrap();
     const ETH: u128 = 10u128.pow(18);
     payments.deposit(user.id, Wei(ETH)).await.unwrap();
 
-    let raw = chain::Rpc::connect(
-        &node.url,
-        chain::dev::dev_signers(1),
-        Some(31337),
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let raw = common::impatient_rpc(&node, 5).await;
     raw.dev_request("evm_setAutomine", serde_json::json!([false]))
         .await
         .unwrap();
@@ -171,56 +150,16 @@ async fn an_unconfirmed_withdrawal_keeps_its_debit_until_the_chain_decides() {
 /// the contract and the journal agree again (issue 20, item 5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fee_lock_that_lands_after_its_match_was_refunded_is_returned() {
-    use platform::bus::Bus;
-    use platform::demo::seed_demo;
-    use platform::jobs::MatchQueue;
-    use platform::matchmaker::Matchmaker;
     use platform::payments::Reclaim;
-    use platform::play::RunnerConfig;
-    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
-        .await
-        .unwrap();
-    let node = match started {
-        Ok(node) => node,
-        Err(reason) => {
-            chain::testing::unavailable::<()>(&reason);
-            return;
-        }
+    let Some(node) = common::hardhat().await else {
+        return;
     };
     let db = TestDb::sqlite().await;
     let store = &db.store;
-    let rpc = chain::Rpc::connect(
-        &node.url,
-        chain::dev::dev_signers(10),
-        Some(31337),
-        std::time::Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let rpc = common::impatient_rpc(&node, 2).await;
     let (contracts, payments) = common::payments_on(store, chain::AnyChain::Rpc(rpc)).await;
-    let spaces = common::shipped_spaces(store, &["math-sprint"]).await;
-    const ETH: u128 = 10u128.pow(18);
-    let population = seed_demo(store, &payments, &spaces, &[("bronze", Wei(ETH))], Wei(ETH))
-        .await
-        .unwrap();
-    let mut maker = Matchmaker::new(
-        store.clone(),
-        payments.clone(),
-        Bus::new(),
-        MatchQueue::in_process(),
-        spaces.clone(),
-        RunnerConfig::default(),
-        "srv".into(),
-    );
-    maker.auto_enter().await.unwrap();
-    let raw = chain::Rpc::connect(
-        &node.url,
-        chain::dev::dev_signers(1),
-        Some(31337),
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let (owners, mut maker) = entered_demo(store, &payments).await;
+    let raw = common::impatient_rpc(&node, 5).await;
     raw.dev_request("evm_setAutomine", serde_json::json!([false]))
         .await
         .unwrap();
@@ -283,16 +222,7 @@ async fn a_fee_lock_that_lands_after_its_match_was_refunded_is_returned() {
         assert!(row.error.unwrap_or_default().contains("landed after"));
     }
     // Every owner's balance in the contract is what the journal says.
-    for &owner in &population.owners {
-        let user = store.user(owner).await.unwrap();
-        let wallet: chain::Address = user.wallet_address.parse().unwrap();
-        let b = store.balance(owner).await.unwrap();
-        assert_eq!(
-            contracts.balance_of(wallet).await.unwrap(),
-            b.available_wei.0 + b.locked_wei.0,
-            "user {owner}"
-        );
-    }
+    common::assert_journal_matches_chain(store, &contracts, &owners).await;
     drop(node);
 }
 
@@ -301,30 +231,11 @@ async fn a_fee_lock_that_lands_after_its_match_was_refunded_is_returned() {
 /// sent, landed in the escrow; the sweep returns the escrow on chain (issue 20, item 5).
 #[tokio::test]
 async fn the_sweep_returns_an_escrow_a_late_lock_opened() {
-    use platform::bus::Bus;
-    use platform::demo::seed_demo;
-    use platform::jobs::MatchQueue;
-    use platform::matchmaker::Matchmaker;
     use platform::payments::Reclaim;
-    use platform::play::RunnerConfig;
     let db = TestDb::sqlite().await;
     let store = &db.store;
     let (contracts, payments) = common::embedded_payments(store).await;
-    let spaces = common::shipped_spaces(store, &["math-sprint"]).await;
-    const ETH: u128 = 10u128.pow(18);
-    let population = seed_demo(store, &payments, &spaces, &[("bronze", Wei(ETH))], Wei(ETH))
-        .await
-        .unwrap();
-    let mut maker = Matchmaker::new(
-        store.clone(),
-        payments.clone(),
-        Bus::new(),
-        MatchQueue::in_process(),
-        spaces.clone(),
-        RunnerConfig::default(),
-        "srv".into(),
-    );
-    maker.auto_enter().await.unwrap();
+    let (owners, mut maker) = entered_demo(store, &payments).await;
     let formed = maker.matchmake(1).await.unwrap();
     let match_id = formed[0];
     // As after an unconfirmed lock: the lock row pending with its hash, the match
@@ -333,7 +244,10 @@ async fn the_sweep_returns_an_escrow_a_late_lock_opened() {
     let key = format!("lock:entry:{}", entry.id);
     let row = store.chain_tx_by_key(&key).await.unwrap().unwrap();
     let hash = row.tx_hash.clone().unwrap();
-    sqlx_reset_pending(store, row.id, &hash).await;
+    store
+        .note_chain_tx_sent(row.id, &hash, "sent but not confirmed (test)")
+        .await
+        .unwrap();
     store
         .refund_match(match_id, "refused: its fee lock was not confirmed", None)
         .await
@@ -351,23 +265,29 @@ async fn the_sweep_returns_an_escrow_a_late_lock_opened() {
     let row = store.chain_tx_by_key(&key).await.unwrap().unwrap();
     assert_eq!(row.status, "failed");
     assert!(row.error.unwrap_or_default().contains("landed after"));
-    for &owner in &population.owners {
-        let user = store.user(owner).await.unwrap();
-        let wallet: chain::Address = user.wallet_address.parse().unwrap();
-        let b = store.balance(owner).await.unwrap();
-        assert_eq!(
-            contracts.balance_of(wallet).await.unwrap(),
-            b.available_wei.0 + b.locked_wei.0,
-            "user {owner}"
-        );
-    }
+    common::assert_journal_matches_chain(store, &contracts, &owners).await;
 }
 
-/// Puts a confirmed outbox row back to pending with its hash noted, as an unconfirmed
-/// send leaves it.
-async fn sqlx_reset_pending(store: &store::Store, id: i64, hash: &str) {
-    store
-        .note_chain_tx_sent(id, hash, "sent but not confirmed (test)")
+/// The demo owners and agents on `payments`, in Math Sprint's bronze tier, every agent
+/// entered; returns the owners and a matchmaker ready to form their matches.
+async fn entered_demo(
+    store: &store::Store,
+    payments: &std::sync::Arc<platform::payments::Payments>,
+) -> (Vec<i64>, platform::matchmaker::Matchmaker) {
+    let spaces = common::shipped_spaces(store, &["math-sprint"]).await;
+    let eth = Wei(platform::demo::ETH);
+    let population = platform::demo::seed_demo(store, payments, &spaces, &[("bronze", eth)], eth)
         .await
         .unwrap();
+    let maker = platform::matchmaker::Matchmaker::new(
+        store.clone(),
+        payments.clone(),
+        platform::bus::Bus::new(),
+        platform::jobs::MatchQueue::in_process(),
+        spaces,
+        platform::play::RunnerConfig::default(),
+        "srv".into(),
+    );
+    maker.auto_enter().await.unwrap();
+    (population.owners, maker)
 }

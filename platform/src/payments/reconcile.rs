@@ -214,7 +214,7 @@ impl Payments {
             .match_settlement(match_id)
             .await?
             .is_some_and(|s| s.outcome == store::match_status::REFUNDED);
-        let chain_id = u64::try_from(match_id).unwrap_or_default();
+        let chain_id = super::chain_match_id(match_id)?;
         if refunded && self.contracts.escrow(chain_id).await?.status == chain::MatchStatus::Open {
             self.contracts.refund(self.operator, chain_id).await?;
             tracing::warn!(

@@ -89,3 +89,47 @@ pub async fn shipped_spaces(store: &Store, slugs: &[&str]) -> Vec<SpaceSlot> {
         .filter(|s| slugs.is_empty() || slugs.contains(&s.rulebook.slug.as_str()))
         .collect()
 }
+
+/// A Hardhat node for this test, or `None` after reporting why none could start
+/// (a failure under `CI=true`).
+pub async fn hardhat() -> Option<chain::testing::HardhatNode> {
+    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        .await
+        .unwrap();
+    match started {
+        Ok(node) => Some(node),
+        Err(reason) => chain::testing::unavailable(&reason),
+    }
+}
+
+/// A backend on `node` signing for the ten dev accounts that waits `receipt_secs` for
+/// a receipt: short, to see transactions go unconfirmed.
+pub async fn impatient_rpc(node: &chain::testing::HardhatNode, receipt_secs: u64) -> chain::Rpc {
+    chain::Rpc::connect(
+        &node.url,
+        chain::dev::dev_signers(10),
+        Some(31337),
+        std::time::Duration::from_secs(receipt_secs),
+    )
+    .await
+    .unwrap()
+}
+
+/// Asserts that each of `users`' wallets holds in the Arena contract what the journal
+/// says they own (available plus locked).
+pub async fn assert_journal_matches_chain(
+    store: &Store,
+    contracts: &Contracts<AnyChain>,
+    users: &[i64],
+) {
+    for &id in users {
+        let user = store.user(id).await.unwrap();
+        let wallet: chain::Address = user.wallet_address.parse().unwrap();
+        let b = store.balance(id).await.unwrap();
+        assert_eq!(
+            contracts.balance_of(wallet).await.unwrap(),
+            b.available_wei.0 + b.locked_wei.0,
+            "user {id}"
+        );
+    }
+}
