@@ -12,13 +12,15 @@
 //! It needs PostgreSQL, Redis and Node.js (for Hardhat); outside CI a missing one skips
 //! the test with a message, under `CI=true` it fails.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chain::{AnyChain, Contracts};
+use common::{Proc, deployment_env, server, worker};
 use futures_util::StreamExt;
 use store::{Store, match_status};
 
@@ -27,128 +29,6 @@ const TEST_POLICY_MATCHES: usize = 50;
 /// Spaces of three shapes: 3 players and 1 round, 4 players and 3 rounds, a
 /// 2-player debate of 3 rounds that shows each side the other's last answer.
 const SPACES: [&str; 3] = ["haiku", "math-sprint", "debate"];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One `rlfc` process, its output in a log file.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-    ops: String,
-    web: Option<u16>,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Path, env: &[(String, String)], args: &[String]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let data = dir.join(name);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlfc"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("RLFC_") || k == "DATABASE_URL" || k == "REDIS_URL" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(dir)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RLFC_DATA_DIR", &data)
-            .env("NO_COLOR", "1")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        let child = cmd.spawn().expect("start rlfc");
-        let ops = args
-            .iter()
-            .position(|a| a == "--ops-bind")
-            .map(|i| format!("http://{}", args[i + 1]))
-            .unwrap_or_default();
-        Proc {
-            name: name.to_string(),
-            child,
-            log,
-            ops,
-            web: None,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `/health` answers 200.
-    async fn wait_healthy(&mut self, http: &reqwest::Client, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited early ({status}):\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            if let Ok(r) = http.get(format!("{}/health", self.ops)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not healthy within {within:?}:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    async fn stop(&mut self, within: Duration) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "{} exited with {status} after SIGTERM:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running {within:?} after SIGTERM:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What one websocket spectator received: per match, its events in arrival order.
 type Seen = Arc<Mutex<BTreeMap<i64, Vec<serde_json::Value>>>>;
@@ -231,33 +111,6 @@ async fn held_by(store: &Store) -> HashMap<String, Vec<i64>> {
         }
     }
     held
-}
-
-fn ops_args(role: &str, ops: u16) -> Vec<String> {
-    vec![
-        role.to_string(),
-        "--ops-bind".into(),
-        format!("127.0.0.1:{ops}"),
-    ]
-}
-
-fn server(name: &str, dir: &Path, env: &[(String, String)], extra: &[&str]) -> Proc {
-    let (ops, web) = (free_port(), free_port());
-    let mut env = env.to_vec();
-    env.push(("RLFC_WEB_BIND".into(), format!("127.0.0.1:{web}")));
-    let mut args = ops_args("serve", ops);
-    args.extend(["--id".into(), name.into()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut p = Proc::spawn(name, dir, &env, &args);
-    p.web = Some(web);
-    p
-}
-
-fn worker(name: &str, dir: &Path, env: &[(String, String)], extra: &[&str]) -> Proc {
-    let mut args = ops_args("worker", free_port());
-    args.extend(["--id".into(), name.into()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Proc::spawn(name, dir, env, &args)
 }
 
 async fn metric(http: &reqwest::Client, p: &Proc, line_start: &str) -> f64 {
@@ -497,44 +350,19 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
         store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
     let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db_url.clone()),
-        ("RLFC_REDIS_URL", redis.clone()),
-        ("RLFC_REDIS_NAMESPACE", namespace.name().to_string()),
-        ("RLFC_REDIS_CLAIM_TIMEOUT_SECS", "5".into()),
-        ("RLFC_CHAIN_BACKEND", "rpc".into()),
-        ("RLFC_CHAIN_RPC_URL", node.url.clone()),
-        ("RLFC_CHAIN_CHAIN_ID", "31337".into()),
-        ("RLFC_CHAIN_PRIVATE_KEY", chain::dev::dev_keys_env(1)),
-        ("RLFC_CHAIN_RPC_DEV_SIGNERS", "true".into()),
-        (
-            "RLFC_CHAIN_ARENA_ADDRESS",
-            format!("{:#x}", deployment.arena),
-        ),
-        (
-            "RLFC_CHAIN_PROOF_OF_LEARNING_ADDRESS",
-            format!("{:#x}", deployment.proof_of_learning),
-        ),
-        ("RLFC_ARENA_LEASE_SECS", "5".into()),
-        ("RLFC_ARENA_SWEEP_SECS", "1".into()),
-        ("RLFC_ARENA_QUEUE_WAIT_SECS", "120".into()),
-        ("RLFC_ARENA_MAX_LIVE_MATCHES", "4".into()),
-        ("RLFC_ARENA_MAX_QUEUED_MATCHES", "6".into()),
-        ("RLFC_ARENA_MATCHMAKING_GAP", "50".into()),
-        ("RLFC_ARENA_SHUTDOWN_GRACE_SECS", "30".into()),
-        (
-            "RLFC_ASSETS_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/assets").into(),
-        ),
-        (
-            "RLFC_MODELS_DIR",
-            models::default_models_dir().display().to_string(),
-        ),
-        ("RLFC_LOG_FILTER", "info,sqlx=warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut env = deployment_env(&db_url, &redis, namespace.name(), &node.url, &deployment);
+    env.extend(
+        [
+            ("RLFC_ARENA_LEASE_SECS", "5"),
+            ("RLFC_ARENA_SWEEP_SECS", "1"),
+            ("RLFC_ARENA_QUEUE_WAIT_SECS", "120"),
+            ("RLFC_ARENA_MAX_LIVE_MATCHES", "4"),
+            ("RLFC_ARENA_MAX_QUEUED_MATCHES", "6"),
+            ("RLFC_ARENA_MATCHMAKING_GAP", "50"),
+            ("RLFC_ARENA_SHUTDOWN_GRACE_SECS", "30"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -18,7 +18,7 @@ pub mod migrate;
 pub mod rpc;
 pub mod testing;
 
-pub use alloy::primitives::Address;
+pub use alloy::primitives::{Address, B256};
 pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
 pub use config::{Backend, ChainConfig, ConfigError, Secret};

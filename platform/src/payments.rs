@@ -52,6 +52,16 @@ pub enum PaymentError {
         /// Why.
         reason: String,
     },
+    /// A transaction is mined but not yet `need` blocks deep (`chain.confirmations`).
+    #[error("{tx_hash} is {have} blocks deep; it counts at {need}")]
+    Unconfirmed {
+        /// The transaction.
+        tx_hash: String,
+        /// Blocks above it now.
+        have: u64,
+        /// Blocks it must have.
+        need: u64,
+    },
     /// The chain and the database disagree in a way only a person can resolve.
     #[error("match {match_id}: {detail}")]
     Inconsistent {
@@ -147,6 +157,12 @@ impl Payments {
         self
     }
 
+    /// Blocks a wallet's own deposit or withdrawal must be under before it counts
+    /// (`chain.confirmations`).
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations
+    }
+
     /// The contracts.
     pub fn contracts(&self) -> &Arc<Contracts<AnyChain>> {
         &self.contracts
@@ -204,38 +220,102 @@ impl Payments {
         }
     }
 
-    /// Credits a deposit the user sent from their own wallet, after checking its
-    /// `Deposited` event on chain. Crediting one transaction twice fails.
-    pub async fn credit_deposit(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
+    /// The receipt of a transaction the user's own wallet sent to the Arena contract,
+    /// once it is mined and `chain.confirmations` blocks deep.
+    async fn wallet_receipt(
+        &self,
+        user_id: i64,
+        tx_hash: B256,
+    ) -> Result<(Address, chain::TxReceipt)> {
         let wallet = self.wallet(user_id).await?;
-        let receipt = self
-            .contracts
-            .chain()
+        let chain = self.contracts.chain();
+        let receipt = chain
             .receipt(tx_hash)
             .await?
             .ok_or_else(|| PaymentError::Invalid {
                 field: "tx_hash",
-                reason: format!("{} is not mined", tx_hex(tx_hash)),
+                reason: format!("{} is not mined (yet)", tx_hex(tx_hash)),
             })?;
         let arena = self.contracts.deployment().arena;
+        if receipt.to != Some(arena) || receipt.from != wallet {
+            return Err(PaymentError::Invalid {
+                field: "tx_hash",
+                reason: format!(
+                    "{} is not a transaction from {wallet} to the Arena contract {arena}",
+                    tx_hex(tx_hash)
+                ),
+            });
+        }
+        let head = chain.block_number().await?;
+        let deep = head.saturating_sub(receipt.block_number);
+        if deep < self.confirmations {
+            return Err(PaymentError::Unconfirmed {
+                tx_hash: tx_hex(tx_hash),
+                have: deep,
+                need: self.confirmations,
+            });
+        }
+        Ok((wallet, receipt))
+    }
+
+    /// Credits a deposit the user sent from their own wallet (`deposit()` on the Arena
+    /// contract), after checking its `Deposited` event on chain, once it is
+    /// `chain.confirmations` blocks deep. Keyed by the transaction as the chain
+    /// follower's credits are, so a deposit is credited once however often it is
+    /// reported and whichever of the two sees it first.
+    pub async fn record_wallet_deposit(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
+        let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
         let amount: u128 = chain::contracts::events::<chain::bindings::Arena::Deposited>(&receipt)
             .into_iter()
             .filter(|e| e.user == wallet)
             .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
             .sum();
-        if receipt.to != Some(arena) || amount == 0 {
+        if amount == 0 {
             return Err(PaymentError::Invalid {
                 field: "tx_hash",
-                reason: format!(
-                    "{} is not a deposit by {wallet} into the Arena contract",
-                    tx_hex(tx_hash)
-                ),
+                reason: format!("{} deposited nothing for {wallet}", tx_hex(tx_hash)),
             });
         }
-        Ok(self
+        match self
             .store
             .deposit(user_id, Wei(amount), &tx_hex(tx_hash))
-            .await?)
+            .await
+        {
+            Ok(balance) => Ok(balance),
+            Err(store::Error::Duplicate { .. }) => Ok(self.store.balance(user_id).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Debits a withdrawal the user sent from their own wallet (`withdraw(amount)` on
+    /// the Arena contract), after checking its `Withdrawn` event on chain, once it is
+    /// `chain.confirmations` blocks deep. Keyed as the chain follower's debits are
+    /// (`chain:{tx}`), so it is debited once. When the journal holds part of the
+    /// amount for queued entries the debit waits (an error saying so): the follower
+    /// makes it once those entries play or are refunded.
+    pub async fn record_wallet_withdrawal(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
+        let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
+        let amount: u128 = chain::contracts::events::<chain::bindings::Arena::Withdrawn>(&receipt)
+            .into_iter()
+            .filter(|e| e.user == wallet)
+            .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
+            .sum();
+        if amount == 0 {
+            return Err(PaymentError::Invalid {
+                field: "tx_hash",
+                reason: format!("{} withdrew nothing for {wallet}", tx_hex(tx_hash)),
+            });
+        }
+        let hash = tx_hex(tx_hash);
+        match self
+            .store
+            .withdraw(user_id, Wei(amount), &format!("chain:{hash}"))
+            .await
+        {
+            Ok(balance) => Ok(balance),
+            Err(store::Error::Duplicate { .. }) => Ok(self.store.balance(user_id).await?),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Withdraws `amount` of the user's spendable balance to their wallet. The debit

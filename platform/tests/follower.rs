@@ -282,3 +282,104 @@ async fn an_in_flight_server_withdrawal_is_not_debited_twice() {
             .is_none()
     );
 }
+
+/// A wallet's own deposit and withdrawal, reported to the server by transaction hash
+/// (what the browser does after its wallet sent them): counted once deep enough, once
+/// however often reported and whether the follower or the report comes first, and
+/// only for the wallet that sent them.
+async fn wallet_reports_count_once(store: &store::Store) {
+    let (contracts, _) = common::embedded_payments(store).await;
+    let dev = chain::dev::dev_accounts(10);
+    let payments = Payments::new(store.clone(), contracts.clone(), dev[common::OPERATOR])
+        .with_confirmations(2);
+    let (wallet, other) = (dev[4], dev[6]);
+    let user = store.upsert_user(&format!("{wallet:#x}")).await.unwrap();
+    let stranger = store.upsert_user(&format!("{other:#x}")).await.unwrap();
+    let bury = || async {
+        for _ in 0..2 {
+            contracts.deposit(dev[5], UNIT).await.unwrap();
+        }
+    };
+
+    let sent = contracts.deposit(wallet, 3 * UNIT).await.unwrap().tx_hash;
+    let early = payments.record_wallet_deposit(user.id, sent).await;
+    assert!(
+        matches!(
+            early,
+            Err(platform::payments::PaymentError::Unconfirmed {
+                have: 0,
+                need: 2,
+                ..
+            })
+        ),
+        "{early:?}"
+    );
+    bury().await;
+    let credited = payments.record_wallet_deposit(user.id, sent).await.unwrap();
+    assert_eq!(credited.available_wei, Wei(3 * UNIT));
+    let again = payments.record_wallet_deposit(user.id, sent).await.unwrap();
+    assert_eq!(
+        again.available_wei,
+        Wei(3 * UNIT),
+        "reported twice, credited once"
+    );
+    let theirs = payments.record_wallet_deposit(stranger.id, sent).await;
+    assert!(
+        matches!(
+            &theirs,
+            Err(platform::payments::PaymentError::Invalid {
+                field: "tx_hash",
+                ..
+            })
+        ),
+        "another user cannot claim it: {theirs:?}"
+    );
+    let followed = payments.follow_chain().await.unwrap();
+    assert!(
+        !followed.deposits_credited.contains(&format!("{sent:#x}")),
+        "the follower does not credit it again: {followed:?}"
+    );
+
+    let out = contracts.withdraw(wallet, UNIT).await.unwrap().tx_hash;
+    bury().await;
+    let as_deposit = payments.record_wallet_deposit(user.id, out).await;
+    assert!(
+        matches!(
+            &as_deposit,
+            Err(platform::payments::PaymentError::Invalid { reason, .. }) if reason.contains("deposited nothing")
+        ),
+        "{as_deposit:?}"
+    );
+    let debited = payments
+        .record_wallet_withdrawal(user.id, out)
+        .await
+        .unwrap();
+    assert_eq!(debited.available_wei, Wei(2 * UNIT));
+    let again = payments
+        .record_wallet_withdrawal(user.id, out)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.available_wei,
+        Wei(2 * UNIT),
+        "reported twice, debited once"
+    );
+    bury().await;
+    let followed = payments.follow_chain().await.unwrap();
+    assert!(followed.withdrawals_debited.is_empty(), "{followed:?}");
+    assert_eq!(
+        contracts.balance_of(wallet).await.unwrap(),
+        store.balance(user.id).await.unwrap().available_wei.0,
+        "the contract and the journal agree on the wallet"
+    );
+}
+
+#[tokio::test]
+async fn a_wallet_reports_its_own_deposit_and_withdrawal_once() {
+    for db in [Some(TestDb::sqlite().await), TestDb::postgres().await]
+        .into_iter()
+        .flatten()
+    {
+        wallet_reports_count_once(&db.store).await;
+    }
+}

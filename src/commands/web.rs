@@ -11,17 +11,59 @@ use web::{PaymentError, PaymentFuture};
 use crate::config::Config;
 use platform::Platform;
 
-/// Deposits and withdrawals through the Arena contract (the user's dev wallet signs on
-/// the embedded chain or a dev node), mirrored in the journal.
-pub struct ChainPayments(pub Arc<platform::payments::Payments>);
+/// Deposits and withdrawals through the Arena contract, mirrored in the journal. Users'
+/// own wallets sign them (the browser's EIP-1193 wallet, reported to the server by
+/// transaction hash, and also found by the chain follower); on the embedded chain,
+/// whose dev wallets' keys are public, the server also signs them itself (one click).
+pub struct ChainPayments {
+    /// The payment rail.
+    pub payments: Arc<platform::payments::Payments>,
+    /// What the browser's wallet needs.
+    pub terms: web::WalletTerms,
+}
+
+impl ChainPayments {
+    /// The rail over `payments` on chain `chain_id`; `server_signs` only for dev wallets.
+    pub fn new(
+        payments: Arc<platform::payments::Payments>,
+        chain_id: u64,
+        server_signs: bool,
+    ) -> ChainPayments {
+        let terms = web::WalletTerms {
+            chain_id,
+            arena: format!("{:#x}", payments.contracts().deployment().arena),
+            confirmations: payments.confirmations(),
+            server_signs,
+        };
+        ChainPayments { payments, terms }
+    }
+}
+
+fn parse_tx(text: &str) -> Result<chain::B256, PaymentError> {
+    text.parse().map_err(|e| PaymentError::InvalidField {
+        field: "tx_hash".into(),
+        reason: format!("{text}: {e}"),
+    })
+}
 
 fn web_error(e: ArenaPaymentError) -> PaymentError {
     match e {
-        ArenaPaymentError::Store(store::Error::InsufficientBalance { have, need, .. }) => {
-            PaymentError::InsufficientFunds { have, need }
-        }
-        ArenaPaymentError::Invalid { field, reason } => {
-            PaymentError::Rejected(format!("{field}: {reason}"))
+        ArenaPaymentError::Invalid {
+            field: "amount_wei",
+            reason,
+        } => PaymentError::Rejected(reason),
+        ArenaPaymentError::Invalid { field, reason } => PaymentError::InvalidField {
+            field: field.into(),
+            reason,
+        },
+        e @ ArenaPaymentError::Unconfirmed { .. } => PaymentError::Pending(format!(
+            "{e}: report it again in a little while (the chain follower also credits it)"
+        )),
+        ArenaPaymentError::Store(e @ store::Error::InsufficientBalance { .. }) => {
+            PaymentError::Pending(format!(
+                "the chain paid the withdrawal, but your queued entries hold part of it ({e}); \
+                 it is debited once they play or are refunded"
+            ))
         }
         ArenaPaymentError::Store(store::Error::Invalid { field, reason }) => {
             PaymentError::Rejected(format!("{field}: {reason}"))
@@ -32,11 +74,53 @@ fn web_error(e: ArenaPaymentError) -> PaymentError {
 
 impl web::Payments for ChainPayments {
     fn deposit(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
-        Box::pin(async move { self.0.deposit(user_id, amount).await.map_err(web_error) })
+        Box::pin(async move {
+            self.payments
+                .deposit(user_id, amount)
+                .await
+                .map_err(web_error)
+        })
     }
 
     fn withdraw(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
-        Box::pin(async move { self.0.withdraw(user_id, amount).await.map_err(web_error) })
+        Box::pin(async move {
+            match self.payments.withdraw(user_id, amount).await {
+                Err(ArenaPaymentError::Store(store::Error::InsufficientBalance {
+                    have,
+                    need,
+                    ..
+                })) => Err(PaymentError::InsufficientFunds { have, need }),
+                other => other.map_err(web_error),
+            }
+        })
+    }
+
+    fn wallet_terms(&self) -> Option<web::WalletTerms> {
+        Some(self.terms.clone())
+    }
+
+    fn signs_for_users(&self) -> bool {
+        self.terms.server_signs
+    }
+
+    fn record_deposit<'a>(&'a self, user_id: i64, tx_hash: &'a str) -> PaymentFuture<'a> {
+        Box::pin(async move {
+            let tx = parse_tx(tx_hash)?;
+            self.payments
+                .record_wallet_deposit(user_id, tx)
+                .await
+                .map_err(web_error)
+        })
+    }
+
+    fn record_withdrawal<'a>(&'a self, user_id: i64, tx_hash: &'a str) -> PaymentFuture<'a> {
+        Box::pin(async move {
+            let tx = parse_tx(tx_hash)?;
+            self.payments
+                .record_wallet_withdrawal(user_id, tx)
+                .await
+                .map_err(web_error)
+        })
     }
 }
 
@@ -117,7 +201,11 @@ pub fn app_state(
             .iter()
             .map(|s| (*s.rulebook).clone())
             .collect(),
-        Arc::new(ChainPayments(platform.payments.clone())),
+        Arc::new(ChainPayments::new(
+            platform.payments.clone(),
+            config.chain.embedded_chain_id(),
+            config.chain.backend == chain::Backend::Embedded,
+        )),
         web_config(config, demo, operator, bound)?,
     )
     .with_prompt_tokens(count))

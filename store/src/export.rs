@@ -178,6 +178,63 @@ impl Store {
     }
 }
 
+/// How many pairs one Space has under a filter, and their mean judge agreement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairCount {
+    /// The Space's slug.
+    pub space: String,
+    /// Pairs.
+    pub pairs: i64,
+    /// Mean judge agreement of those pairs.
+    pub mean_agreement: f64,
+}
+from_row!(PairCount {
+    space,
+    pairs,
+    mean_agreement
+});
+
+impl Store {
+    /// Pairs per Space that [`Store::export_pairs_page`] would export under `filter`
+    /// (Spaces with none left out), in slug order.
+    pub async fn export_pair_counts(&self, filter: &PairFilter) -> Result<Vec<PairCount>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT s.slug AS space, COUNT(*) AS pairs,
+                        CAST(AVG(p.judge_agreement) AS DOUBLE PRECISION) AS mean_agreement
+             FROM preference_pairs p
+             JOIN spaces s ON s.id = p.space_id
+             JOIN agent_versions cv ON cv.id = p.chosen_agent_version_id
+             JOIN agent_versions rv ON rv.id = p.rejected_agent_version_id
+             JOIN responses cr ON cr.id = p.chosen_response_id
+             JOIN responses rr ON rr.id = p.rejected_response_id
+             LEFT JOIN training_run_pairs t ON t.pair_id = p.id AND t.training_run_id = $7
+             WHERE ($7 IS NULL OR t.training_run_id IS NOT NULL)
+               AND ($1 IS NULL OR p.space_id = $1)
+               AND ($2 IS NULL OR cv.agent_id = $2 OR rv.agent_id = $2)
+               AND ($3 IS NULL OR p.created_at >= $3)
+               AND ($4 IS NULL OR p.created_at < $4)
+               AND ($5 IS NULL OR p.margin >= $5)
+               AND ($6 IS NULL OR p.judge_agreement >= $6)
+               AND ($8 = 0 OR (cr.finish_reason NOT IN ('length', 'context_full')
+                                AND rr.finish_reason NOT IN ('length', 'context_full')))
+             GROUP BY s.slug
+             ORDER BY s.slug",
+            )
+            .bind(filter.space_id)
+            .bind(filter.agent_id)
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .bind(filter.min_margin)
+            .bind(filter.min_agreement)
+            .bind(filter.training_run_id)
+            .bind(i64::from(filter.complete_only))
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::PairFilter;
@@ -192,6 +249,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all.len(), played.pair_ids.len());
+        let counts = store
+            .export_pair_counts(&PairFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(counts[0].space, "tweet-duel");
+        assert_eq!(counts[0].pairs, all.len() as i64);
+        let mean = all.iter().map(|p| p.judge_agreement).sum::<f64>() / all.len() as f64;
+        assert!((counts[0].mean_agreement - mean).abs() < 1e-9, "{counts:?}");
+        let none = store
+            .export_pair_counts(&PairFilter {
+                min_margin: Some(1e9),
+                ..PairFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{none:?}");
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(all[0].space, "tweet-duel");
 

@@ -28,6 +28,7 @@ mod spaces;
 pub mod testing;
 mod training;
 mod users;
+mod votes;
 mod wei;
 
 use std::path::Path;
@@ -42,7 +43,7 @@ pub use adapters::AdapterFiles;
 pub use agents::NewAgentVersion;
 pub use error::{Error, Result};
 pub use escrow::{MatchSettlement, PayoutRow};
-pub use export::{ExportPair, PairFilter, is_truncated};
+pub use export::{ExportPair, PairCount, PairFilter, is_truncated};
 pub use leases::{MatchLease, is_unfinished};
 pub use ledger::{JournalLine, Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
@@ -56,7 +57,8 @@ pub use sessions::{ApiToken, Session};
 pub use spaces::NewSpace;
 pub use training::{NewPolRecord, NewTrainingRun, PAIR_LEAF, TrainingPair};
 pub use users::normalize_wallet;
-pub use wei::Wei;
+pub use votes::{HumanVote, VoteAgreement, VoteCandidate, VoteRow};
+pub use wei::{ParseEthError, Wei};
 
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

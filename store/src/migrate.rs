@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "chain_cursors",
             Portable(migration_file!("0022_chain_cursors.sql")),
         ),
+        (
+            23,
+            "human_votes",
+            Portable(migration_file!("0023_human_votes.sql")),
+        ),
     ]
 };
 

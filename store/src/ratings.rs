@@ -158,6 +158,34 @@ impl Store {
         .await)?)
     }
 
+    /// Every settled match of a Space, oldest first, as each seat's (agent, place):
+    /// what a bootstrap over matches resamples.
+    pub async fn match_places(&self, space_id: i64) -> Result<Vec<Vec<(i64, usize)>>> {
+        let rows: Vec<(i64, i64, i64)> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT p.match_id, e.agent_id, p.place
+             FROM payouts p
+             JOIN entries e ON e.id = p.entry_id
+             JOIN matches m ON m.id = p.match_id
+             WHERE m.space_id = $1 AND m.status = 'settled'
+             ORDER BY p.match_id, e.id"
+        )
+        .bind(space_id)
+        .fetch_all(pool)
+        .await)?;
+        let mut out: Vec<Vec<(i64, usize)>> = Vec::new();
+        let mut last = None;
+        for (match_id, agent_id, place) in rows {
+            if last != Some(match_id) {
+                out.push(Vec::new());
+                last = Some(match_id);
+            }
+            if let Some(m) = out.last_mut() {
+                m.push((agent_id, usize::try_from(place).unwrap_or(usize::MAX)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every rating of an agent, one per Space it has played.
     pub async fn agent_ratings(&self, agent_id: i64) -> Result<Vec<Rating>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(

@@ -39,6 +39,43 @@ impl Wei {
         format!("{whole}.{} ETH", digits.trim_end_matches('0'))
     }
 
+    /// An amount of ether written as people write it (`0.05`, `1`, `2.5 ETH`, `.5`):
+    /// digits with at most one point and at most 18 digits after it, an optional
+    /// `ETH` after a space; exact, no floating point.
+    pub fn from_eth(text: &str) -> Result<Wei, ParseEthError> {
+        const WEI_PER_ETH: u128 = 1_000_000_000_000_000_000;
+        let shown = || ParseEthError(text.chars().take(40).collect());
+        let t = text.trim();
+        let t = t
+            .strip_suffix("ETH")
+            .or_else(|| t.strip_suffix("eth"))
+            .map_or(t, str::trim_end);
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty())
+            || !digits(whole)
+            || !digits(frac)
+            || frac.len() > 18
+        {
+            return Err(shown());
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| shown())?
+        };
+        let frac: u128 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<18}").parse().map_err(|_| shown())?
+        };
+        whole
+            .checked_mul(WEI_PER_ETH)
+            .and_then(|w| w.checked_add(frac))
+            .map(Wei)
+            .ok_or_else(shown)
+    }
+
     /// The sum of `amounts`, or `None` on overflow.
     pub fn sum<I: IntoIterator<Item = Wei>>(amounts: I) -> Option<Wei> {
         amounts
@@ -57,6 +94,11 @@ impl fmt::Display for Wei {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a wei amount ({0}): expected a whole number of wei without sign or leading zeros")]
 pub struct ParseWeiError(String);
+
+/// Why a text is not an amount of ether.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an amount of ETH ({0}): expected digits with at most 18 after the point, like 0.05")]
+pub struct ParseEthError(String);
 
 impl FromStr for Wei {
     type Err = ParseWeiError;
@@ -160,6 +202,34 @@ mod tests {
         let json = serde_json::to_string(&Wei(12)).unwrap();
         assert_eq!(json, "\"12\"");
         assert_eq!(serde_json::from_str::<Wei>(&json).unwrap(), Wei(12));
+    }
+
+    #[test]
+    fn ether_parses_exactly() {
+        let eth = 10u128.pow(18);
+        assert_eq!(Wei::from_eth("1"), Ok(Wei(eth)));
+        assert_eq!(Wei::from_eth("0.05"), Ok(Wei(5 * 10u128.pow(16))));
+        assert_eq!(Wei::from_eth(" 2.5 ETH "), Ok(Wei(25 * 10u128.pow(17))));
+        assert_eq!(Wei::from_eth(".5"), Ok(Wei(eth / 2)));
+        assert_eq!(Wei::from_eth("0.000000000000000001"), Ok(Wei(1)));
+        assert_eq!(Wei::from_eth("3."), Ok(Wei(3 * eth)));
+        for w in [Wei(1), Wei(10u128.pow(17)), Wei(1_500_000_000_000_000_001)] {
+            let shown = w.to_eth();
+            assert_eq!(Wei::from_eth(&shown), Ok(w), "{shown} round-trips");
+        }
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1e18",
+            "1,5",
+            "0.0000000000000000001",
+            "1.2.3",
+            "ETH",
+            "400000000000000000000",
+        ] {
+            assert!(Wei::from_eth(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

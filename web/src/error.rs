@@ -28,6 +28,10 @@ pub enum Error {
     /// The write conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// Not yet: the chain has not confirmed what the request reports; the same request
+    /// later succeeds (409, code `pending`).
+    #[error("{0}")]
+    Pending(String),
     /// A field broke a rule (422).
     #[error("{field}: {message}")]
     Invalid {
@@ -72,7 +76,9 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) | Error::InsufficientFunds(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::InsufficientFunds(_) | Error::Pending(_) => {
+                StatusCode::CONFLICT
+            }
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +94,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Pending(_) => "pending",
             Error::Invalid { .. } => "invalid",
             Error::InsufficientFunds(_) => "insufficient_funds",
             Error::RateLimited => "rate_limited",
@@ -125,7 +132,7 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code: `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid`,
+    /// Stable code: `unauthorized`, `forbidden`, `not_found`, `conflict`, `pending`, `invalid`,
     /// `insufficient_funds`, `too_large`, `rate_limited`, `csrf`, `host` or `internal`.
     pub code: String,
     /// Human-readable message.

@@ -25,9 +25,39 @@ pub enum PaymentError {
     /// The amount or account was refused (e.g. zero, or above a limit).
     #[error("{0}")]
     Rejected(String),
+    /// A field of the request was refused, with why.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field at fault (`tx_hash`, `amount_wei`).
+        field: String,
+        /// Why, with the limit.
+        reason: String,
+    },
+    /// The transaction is not deep enough yet; reporting it again later works.
+    #[error("{0}")]
+    Pending(String),
+    /// This server does not move money that way (for example, it signs for no
+    /// wallet on a real network: the user's own wallet does).
+    #[error("{0}")]
+    Unsupported(String),
     /// The payment rail failed; nothing was moved.
     #[error("payment failed: {0}")]
     Failed(String),
+}
+
+/// Where users' own wallets send money: the chain and the Arena contract, for the
+/// browser's wallet (EIP-1193) to sign `deposit()` and `withdraw(amount)` there.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WalletTerms {
+    /// The EIP-155 chain id the wallet must be on.
+    pub chain_id: u64,
+    /// The Arena contract, `0x…`.
+    pub arena: String,
+    /// Blocks a deposit or withdrawal must be under before it counts.
+    pub confirmations: u64,
+    /// Whether this server also signs for users' dev wallets (the embedded chain,
+    /// whose keys are public), offering the one-click path.
+    pub server_signs: bool,
 }
 
 /// Moves money in and out of a user's available balance; returns the new balance.
@@ -36,7 +66,30 @@ pub trait Payments: Send + Sync + 'static {
     fn deposit(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_>;
     /// Debits `amount` from `user_id`, or fails without moving anything.
     fn withdraw(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_>;
+    /// Where users' wallets pay in and out; `None` when there is no chain.
+    fn wallet_terms(&self) -> Option<WalletTerms> {
+        None
+    }
+    /// Whether [`Payments::deposit`] and [`Payments::withdraw`] may move money for a
+    /// user (a ledger with no chain, or dev wallets whose keys the server holds).
+    fn signs_for_users(&self) -> bool {
+        true
+    }
+    /// Credits the deposit the user's own wallet sent in transaction `tx_hash`
+    /// (`0x…`); reporting it twice credits it once.
+    fn record_deposit<'a>(&'a self, user_id: i64, tx_hash: &'a str) -> PaymentFuture<'a> {
+        let _ = (user_id, tx_hash);
+        Box::pin(async { Err(PaymentError::Unsupported(NO_CHAIN.into())) })
+    }
+    /// Debits the withdrawal the user's own wallet sent in transaction `tx_hash`;
+    /// reporting it twice debits it once.
+    fn record_withdrawal<'a>(&'a self, user_id: i64, tx_hash: &'a str) -> PaymentFuture<'a> {
+        let _ = (user_id, tx_hash);
+        Box::pin(async { Err(PaymentError::Unsupported(NO_CHAIN.into())) })
+    }
 }
+
+const NO_CHAIN: &str = "this server keeps balances in its ledger only, with no chain: there is no wallet transaction to report";
 
 /// Payments straight through the database ledger, with no chain behind them: for demo
 /// mode and tests only, since a deposit here is money nobody paid in.

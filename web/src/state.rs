@@ -29,7 +29,20 @@ pub struct AppState {
     pub(crate) prompt_tokens: Option<TokenCounter>,
     /// Dataset exports streaming now (`WebConfig::max_concurrent_exports`).
     pub(crate) export_slots: Arc<tokio::sync::Semaphore>,
+    /// Leaderboard rank ranges per Space, with the number of matches they were
+    /// bootstrapped from (recomputed when a match settles).
+    pub(crate) rank_ranges: Arc<std::sync::Mutex<RankRangeCache>>,
 }
+
+/// Per Space: (settled matches, agents, each agent's bootstrapped rank range).
+pub(crate) type RankRangeCache = std::collections::HashMap<
+    i64,
+    (
+        usize,
+        Vec<i64>,
+        std::collections::HashMap<i64, (usize, usize)>,
+    ),
+>;
 
 /// Counts the tokens of a text in the agents' model.
 pub type TokenCounter = Arc<dyn Fn(&str) -> Result<usize, String> + Send + Sync>;
@@ -56,6 +69,7 @@ impl AppState {
             templates: Arc::new(Templates::load()),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             prompt_tokens: None,
+            rank_ranges: Arc::default(),
         }
     }
 

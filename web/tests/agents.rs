@@ -382,3 +382,53 @@ async fn deposits_and_withdrawals_move_only_your_money(app: TestApp) {
     assert_eq!(kinds, ["deposit", "withdrawal"]);
 }
 both!(deposits_and_withdrawals_move_only_your_money);
+
+/// A wallet's own transactions are reported by hash; the hash is checked for shape
+/// first (naming the field), and a server with no chain says there is nothing to
+/// report rather than crediting anything.
+async fn wallet_reports_need_a_chain(app: TestApp) {
+    let who = app.login(3).await;
+    let terms = app.get("/api/v1/account/wallet", &who).await;
+    assert_eq!(terms.status, StatusCode::OK);
+    let wallet = app.store().user(who.user_id).await.unwrap().wallet_address;
+    assert_eq!(terms.json["wallet"], wallet);
+    assert!(terms.json["terms"].is_null(), "{:?}", terms.json);
+    for path in ["/api/v1/account/deposits", "/api/v1/account/withdrawals"] {
+        for bad in [
+            "",
+            "0x12",
+            &format!("0x{}", "g".repeat(64)),
+            &"a".repeat(66),
+        ] {
+            let r = app.post(path, &who, json!({"tx_hash": bad})).await;
+            assert_eq!(
+                (r.status, r.field()),
+                (StatusCode::UNPROCESSABLE_ENTITY, "tx_hash"),
+                "{path} {bad}"
+            );
+        }
+        let r = app
+            .post(
+                path,
+                &who,
+                json!({"tx_hash": format!("0x{}", "ab".repeat(32))}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "conflict"),
+            "{path}"
+        );
+        let anon = app
+            .post(
+                path,
+                &Who::anon(),
+                json!({"tx_hash": format!("0x{}", "ab".repeat(32))}),
+            )
+            .await;
+        assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    }
+    let journal = app.get("/api/v1/account/journal", &who).await;
+    assert_eq!(journal.json.as_array().unwrap().len(), 0);
+}
+both!(wallet_reports_need_a_chain);

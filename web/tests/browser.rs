@@ -9,91 +9,13 @@
 
 mod common;
 
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use arena::events::{EventKind, SeatInfo};
-use fantoccini::{Client, ClientBuilder, Locator};
+use common::browser::{chromium, screenshots_dir, shot, start_driver, wait_for_text};
+use fantoccini::Locator;
 use store::testing::TestDb;
 use store::{
     MatchRecord, Payout, RatingUpdate, ResponseRecord, RoundRecordIn, ScoreRecord, Settlement, Wei,
 };
-
-/// chromedriver, killed when dropped.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(client: &Client, name: &str) {
-    let png = client.screenshot().await.expect("screenshot");
-    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Waits (bounded by attempts, not time) until `css` holds text containing `needle`.
-async fn wait_for_text(client: &Client, css: &str, needle: &str) -> String {
-    for _ in 0..600 {
-        if let Ok(el) = client.find(Locator::Css(css)).await
-            && let Ok(text) = el.text().await
-            && text.contains(needle)
-        {
-            return text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let html = client.source().await.unwrap_or_default();
-    panic!("{css} never showed {needle:?}; page:\n{html}");
-}
-
-async fn start_driver() -> Option<(Driver, String)> {
-    let found = Command::new("chromedriver")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        if store::testing::in_ci() {
-            panic!(
-                "CI=true and chromedriver is missing: apt-get install -y chromium chromium-driver"
-            );
-        }
-        eprintln!("chromedriver not found; skipping the browser test");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver(child);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((driver, format!("http://127.0.0.1:{port}")));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("chromedriver did not start listening");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_create_enter_watch_and_download() {
@@ -111,14 +33,7 @@ async fn sign_in_create_enter_watch_and_download() {
         let _ = stop_rx.await;
     }));
 
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"]}
-    });
-    let client = ClientBuilder::native()
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&driver_url)
-        .await
-        .expect("connect to chromedriver");
+    let client = chromium(&driver_url, 1280).await;
 
     // Sign in with the dev login.
     client.goto(&format!("{base}/")).await.unwrap();
@@ -135,9 +50,7 @@ async fn sign_in_create_enter_watch_and_download() {
     // Fund the account.
     client.goto(&format!("{base}/account")).await.unwrap();
     let form = client.form(Locator::Id("deposit-form")).await.unwrap();
-    form.set_by_name("amount_wei", "100000000000000000000")
-        .await
-        .unwrap();
+    form.set_by_name("amount_eth", "100").await.unwrap();
     form.submit().await.unwrap();
     wait_for_text(&client, "#available", "100 ETH").await;
     shot(&client, "02-account").await;
@@ -373,15 +286,38 @@ async fn sign_in_create_enter_watch_and_download() {
             )],
         },
     );
+    // The live view: the round in play, the judges' scores with their rationales as
+    // they arrive, and the scoreboard's running total.
+    wait_for_text(&client, "#round-progress", "Round 1").await;
+    wait_for_text(&client, &format!("#judges-{}", my_entry.id), "vivid").await;
+    wait_for_text(&client, &format!("#total-{}", my_entry.id), "0.900").await;
+    wait_for_text(&client, "#scoreboard", "Browser Bard").await;
+    shot(&client, "06b-match-scored").await;
     bus.publish(
         m.id,
         EventKind::MatchSettled {
             result_hash: "browser".into(),
         },
     );
-    // The page reloads itself on the final event and shows the outcome.
-    wait_for_text(&client, "#outcome", "Payout").await;
-    wait_for_text(&client, "#transcript", "scored 0.9").await;
+    // The page reloads itself on the final event and shows the outcome, best place
+    // first, and the transcript under the agents' names, rounds counted from 1.
+    let outcome = wait_for_text(&client, "#outcome", "Payout").await;
+    let first_row = outcome
+        .lines()
+        .skip_while(|l| !l.starts_with("Place"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        first_row.starts_with("1st") && first_row.contains("Browser Bard"),
+        "{outcome}"
+    );
+    let transcript = wait_for_text(&client, "#transcript", "scored 0.9").await;
+    assert!(
+        transcript.contains("Round 1")
+            && transcript.contains("Browser Bard")
+            && !transcript.contains("Entry "),
+        "{transcript}"
+    );
     shot(&client, "07-match-settled").await;
 
     // Download the dataset.

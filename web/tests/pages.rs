@@ -252,9 +252,15 @@ async fn the_studio_flow_works_without_javascript(app: TestApp) {
     .await;
     assert_eq!(broke.status, StatusCode::CONFLICT);
     assert!(html(&broke).contains("insufficient balance"));
-    let dep = form(&app, "/account/deposit", &who, &[("amount_wei", "500")]).await;
+    let dep = form(
+        &app,
+        "/account/deposit",
+        &who,
+        &[("amount_eth", "0.0000000000000005")],
+    )
+    .await;
     assert_eq!(dep.status, StatusCode::SEE_OTHER);
-    let bad_dep = form(&app, "/account/deposit", &who, &[("amount_wei", "lots")]).await;
+    let bad_dep = form(&app, "/account/deposit", &who, &[("amount_eth", "lots")]).await;
     assert_eq!(bad_dep.status, StatusCode::UNPROCESSABLE_ENTITY);
     let entered = form(
         &app,
@@ -272,7 +278,13 @@ async fn the_studio_flow_works_without_javascript(app: TestApp) {
     let entry = app.store().entries_by_user(who.user_id, 1).await.unwrap()[0].id;
     let left = form(&app, &format!("/entries/{entry}/leave"), &who, &[]).await;
     assert_eq!(left.status, StatusCode::SEE_OTHER);
-    let w = form(&app, "/account/withdraw", &who, &[("amount_wei", "100")]).await;
+    let w = form(
+        &app,
+        "/account/withdraw",
+        &who,
+        &[("amount_eth", "0.0000000000000001")],
+    )
+    .await;
     assert_eq!(w.status, StatusCode::SEE_OTHER);
     let account = app.get("/account", &who).await;
     assert!(

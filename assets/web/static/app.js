@@ -11,7 +11,9 @@ async function signInWithEthereum() {
   // The server writes the EIP-4361 message (checksummed address, its domain and nonce).
   const n = await (await fetch(`/api/v1/auth/nonce?address=${address}`)).json();
   const message = n.message;
-  const signature = await window.ethereum.request({ method: "personal_sign", params: [message, address] });
+  // personal_sign takes the message as hex-encoded UTF-8 (what every wallet accepts).
+  const hex = "0x" + Array.from(new TextEncoder().encode(message), (b) => b.toString(16).padStart(2, "0")).join("");
+  const signature = await window.ethereum.request({ method: "personal_sign", params: [hex, address] });
   const res = await fetch("/api/v1/auth/siwe", {
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ message, signature }),
@@ -19,33 +21,141 @@ async function signInWithEthereum() {
   if (res.ok) location.reload(); else alert((await res.json()).error.message);
 }
 
+// An amount of ether as typed (`0.05`, `2.5 ETH`) to wei, exactly (BigInt, no
+// floating point); null when it is not one.
+function ethToWei(text) {
+  const m = /^(\d*)(?:\.(\d{0,18}))?$/.exec(text.trim().replace(/\s*eth$/i, ""));
+  if (!m || (m[1] === "" && !m[2])) return null;
+  return BigInt(m[1] || "0") * 10n ** 18n + BigInt((m[2] || "").padEnd(18, "0"));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Deposit or withdraw with the browser's own wallet (EIP-1193): it signs `deposit()`
+// (the amount as value) or `withdraw(amount)` to the Arena contract; once mined, the
+// transaction is reported to the server, which checks its event on chain and credits
+// or debits the account (again until it is deep enough).
+async function walletMoney(box, deposit) {
+  const status = document.getElementById("wallet-status");
+  const say = (text, bad) => { status.textContent = text; status.classList.toggle("error", !!bad); };
+  if (!window.ethereum) { say("No browser wallet found: install one (MetaMask or any EIP-1193 wallet).", true); return; }
+  const wei = ethToWei(document.getElementById("wallet-amount").value);
+  if (wei === null || wei === 0n) { say("Amount (ETH): a number above zero with at most 18 digits after the point, like 0.05.", true); return; }
+  if (!deposit && wei > BigInt(box.dataset.available)) { say("Amount (ETH): more than your available balance.", true); return; }
+  try {
+    const [account] = await window.ethereum.request({ method: "eth_requestAccounts" });
+    if (!account || account.toLowerCase() !== box.dataset.wallet.toLowerCase()) {
+      say(`Your wallet's account ${account} is not the one signed in here (${box.dataset.wallet}): switch accounts in the wallet.`, true);
+      return;
+    }
+    const want = BigInt(box.dataset.chainId);
+    if (BigInt(await window.ethereum.request({ method: "eth_chainId" })) !== want) {
+      await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId: "0x" + want.toString(16) }] });
+    }
+    const tx = deposit
+      ? { from: account, to: box.dataset.arena, value: "0x" + wei.toString(16), data: "0xd0e30db0" }
+      : { from: account, to: box.dataset.arena, value: "0x0", data: "0x2e1a7d4d" + wei.toString(16).padStart(64, "0") };
+    say("Confirm the transaction in your wallet…");
+    const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [tx] });
+    say(`Sent ${hash}; waiting for it to be mined…`);
+    for (;;) {
+      const r = await window.ethereum.request({ method: "eth_getTransactionReceipt", params: [hash] });
+      if (r) { if (r.status === "0x0") { say(`Transaction ${hash} failed on chain: nothing moved.`, true); return; } break; }
+      await sleep(1000);
+    }
+    for (;;) {
+      const res = await fetch(`/api/v1/account/${deposit ? "deposits" : "withdrawals"}`, {
+        method: "POST", headers: { "content-type": "application/json", "x-csrf-token": box.dataset.csrf },
+        body: JSON.stringify({ tx_hash: hash }),
+      });
+      if (res.ok) { location.reload(); return; }
+      const err = (await res.json()).error;
+      if (err.code !== "pending") { say(err.message, true); return; }
+      say(err.message);
+      await sleep(3000);
+    }
+  } catch (e) {
+    say(e && e.message ? e.message : String(e), true);
+  }
+}
+
 function watchMatch(section) {
   const id = section.dataset.match;
+  const rounds = Number(section.dataset.rounds) || 0;
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${proto}://${location.host}/ws/matches/${id}`);
   const note = document.getElementById("live-note");
+  const progress = document.getElementById("round-progress");
+  const nameOf = (entry) => {
+    const seat = document.querySelector(`.seat[data-entry="${entry}"]`);
+    return seat ? seat.dataset.name : `entry ${entry}`;
+  };
+  const totals = {};
+  const scored = {};
+  const board = document.querySelector("#scoreboard tbody");
+  const updateBoard = () => {
+    if (!board) return;
+    const rows = [...board.querySelectorAll("tr")];
+    rows.forEach((r) => {
+      const e = r.dataset.entry;
+      r.querySelector(".sum").textContent = (totals[e] || 0).toFixed(3);
+      r.querySelector(".rounds").textContent = String(scored[e] || 0);
+    });
+    rows.sort((a, b) => (totals[b.dataset.entry] || 0) - (totals[a.dataset.entry] || 0)).forEach((r) => board.appendChild(r));
+  };
   ws.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
     const stream = (entry) => document.getElementById(`stream-${entry}`);
     switch (e.type) {
-      case "round_started":
-        document.querySelectorAll(".stream").forEach((s) => { s.textContent += `\n— round ${e.round}: ${e.task}\n`; });
-        break;
-      case "token_delta": { const s = stream(e.entry_id); if (s) s.textContent += e.text; break; }
-      case "scores": {
-        const p = document.getElementById(`score-${e.entry_id}`);
-        if (p) p.textContent = `round ${e.round}: ${e.combined.toFixed(3)} ` + e.judges.map((j) => `${j.judge} ${j.score.toFixed(2)}`).join(", ");
+      case "match_created": note.textContent = "The match is formed; the first round starts in a moment."; break;
+      case "round_started": {
+        const n = e.round + 1;
+        if (progress) progress.textContent = rounds ? `Round ${n} of ${rounds}: ${e.task}` : `Round ${n}: ${e.task}`;
+        document.querySelectorAll(".stream").forEach((s) => { s.textContent += `${s.textContent ? "\n" : ""}— round ${n} —\n`; });
+        note.textContent = `Round ${n} started: the agents are answering.`;
         break;
       }
+      case "token_delta": { const s = stream(e.entry_id); if (s) s.textContent += e.text; break; }
+      case "response_complete":
+        note.textContent = `${nameOf(e.entry_id)} finished its answer (${e.tokens} tokens${e.finish === "length" ? ", cut off at the limit" : ""}).`;
+        break;
+      case "scores": {
+        totals[e.entry_id] = (totals[e.entry_id] || 0) + e.combined;
+        scored[e.entry_id] = (scored[e.entry_id] || 0) + 1;
+        const t = document.getElementById(`total-${e.entry_id}`);
+        if (t) t.textContent = totals[e.entry_id].toFixed(3);
+        const list = document.getElementById(`judges-${e.entry_id}`);
+        if (list) {
+          const head = document.createElement("li");
+          head.className = "round-score";
+          head.textContent = `Round ${e.round + 1}: ${e.combined.toFixed(3)}${e.hard_failed ? " (broke a hard rule)" : ""}`;
+          list.appendChild(head);
+          e.judges.forEach((j) => {
+            const li = document.createElement("li");
+            li.className = "judge";
+            li.textContent = `${j.judge} ${j.score.toFixed(2)}${j.rationale ? ` — ${j.rationale}` : ""}`;
+            list.appendChild(li);
+          });
+        }
+        updateBoard();
+        note.textContent = `The judges scored ${nameOf(e.entry_id)} in round ${e.round + 1}.`;
+        break;
+      }
+      case "ranking": note.textContent = "The judges' ranking is in; paying out…"; break;
+      case "payouts": note.textContent = "Payouts computed; updating ratings…"; break;
+      case "rating_changes": note.textContent = "Ratings updated."; break;
       case "match_settled": case "match_refunded":
-        note.textContent = e.type === "match_settled" ? "Settled." : `Refunded: ${e.reason}`;
+        note.textContent = e.type === "match_settled" ? "Settled: loading the results…" : `Refunded: ${e.reason}`;
         document.getElementById("match-status").textContent = e.type === "match_settled" ? "settled" : "refunded";
         setTimeout(() => location.reload(), 500);
         break;
-      default: note.textContent = `${e.type.replace("_", " ")} (event ${e.seq})`;
+      default: break;
     }
   };
-  ws.onclose = (c) => { if (c.code === 4008) note.textContent = "Disconnected: the connection fell behind. Reload to catch up."; };
+  ws.onclose = (c) => {
+    if (c.code === 4008) note.textContent = "Disconnected: the connection fell behind. Reload to catch up.";
+    else if (c.code === 4000) location.reload();
+  };
 }
 
 function limitHints() {
@@ -63,9 +173,58 @@ function limitHints() {
   });
 }
 
+// The datasets page: the download link, its file name and the snippets follow the
+// filters as they change, not only after Preview (the same name rule as the server's
+// `file_name` in web/src/api/datasets.rs).
+function datasetLinks(form) {
+  const link = document.getElementById("download");
+  const update = () => {
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (String(v).trim() !== "") params.append(k, String(v).trim());
+    const path = `/api/v1/datasets/preferences?${params}`;
+    const clean = (s) => s.replace(/[^A-Za-z0-9-]/g, "").slice(0, 40);
+    let name = `rlfc-preferences-${clean(params.get("space") || "") || "all-spaces"}`;
+    if (params.get("agent")) name += `-agent-${clean(params.get("agent"))}`;
+    if (params.get("training_run")) name += `-run-${clean(params.get("training_run"))}`;
+    if (params.get("complete_only") === "true") name += "-complete";
+    name += `-${clean(params.get("format") || "trl")}.jsonl`;
+    const full = `${link.dataset.base}${path}`;
+    link.href = path;
+    link.download = name;
+    link.textContent = `Download ${name}`;
+    document.querySelector("#snippet-python code").textContent =
+      `from datasets import load_dataset\n\nds = load_dataset("json", data_files="${full}", split="train")`;
+    document.querySelector("#snippet-curl code").textContent = `curl -L -o ${name} "${full}"`;
+  };
+  form.addEventListener("input", update);
+  form.addEventListener("change", update);
+}
+
+// A table or block that scrolls (wide tables on a phone, long previews) can be
+// reached and scrolled with the keyboard.
+function focusableScrollers() {
+  document.querySelectorAll("table, pre").forEach((el) => {
+    const scrolls = el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+    if (scrolls && !el.hasAttribute("tabindex")) el.tabIndex = 0;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  // Forms that cannot be undone ask first.
+  document.querySelectorAll("form[data-confirm]").forEach((f) => f.addEventListener("submit", (e) => {
+    if (!window.confirm(f.dataset.confirm)) e.preventDefault();
+  }));
+  focusableScrollers();
+  window.addEventListener("resize", focusableScrollers);
   document.querySelectorAll("[data-siwe]").forEach((b) => b.addEventListener("click", signInWithEthereum));
   const live = document.getElementById("live");
   if (live && live.dataset.live === "true") watchMatch(live);
   limitHints();
+  const dataset = document.getElementById("dataset-form");
+  if (dataset) datasetLinks(dataset);
+  const wallet = document.getElementById("wallet");
+  if (wallet) {
+    document.getElementById("wallet-deposit").addEventListener("click", () => walletMoney(wallet, true));
+    document.getElementById("wallet-withdraw").addEventListener("click", () => walletMoney(wallet, false));
+  }
 });

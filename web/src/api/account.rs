@@ -42,6 +42,49 @@ pub struct Amount {
     pub amount_wei: String,
 }
 
+/// A transaction the caller's own wallet sent to the Arena contract.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalletTx {
+    /// The transaction hash, `0x` and 64 hex digits.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
+    pub tx_hash: String,
+}
+
+/// Where your wallet pays in and out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletView {
+    /// Your wallet, the only one whose transactions count for you.
+    pub wallet: String,
+    /// The chain and contract (`null` when this server has no chain).
+    pub terms: Option<crate::payments::WalletTerms>,
+}
+
+/// Checks a transaction hash's shape.
+pub(crate) fn tx_hash(text: &str) -> Result<String> {
+    let t = text.trim();
+    let ok = t.len() == 66 && t.starts_with("0x") && t[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        return Err(Error::invalid(
+            "tx_hash",
+            "must be 0x followed by 64 hex digits",
+        ));
+    }
+    Ok(t.to_ascii_lowercase())
+}
+
+/// Refuses the server-signed path where the server holds no user's key.
+pub(crate) fn server_signs(state: &AppState, what: &str) -> Result<()> {
+    if state.payments.signs_for_users() {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "this server signs for no user's wallet: send the {what} from your own wallet to the \
+         Arena contract (GET /api/v1/account/wallet names it), then report its transaction \
+         with POST /api/v1/account/{what}s"
+    )))
+}
+
 /// One journal line.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JournalView {
@@ -77,6 +120,9 @@ impl From<PaymentError> for Error {
         match e {
             PaymentError::InsufficientFunds { .. } => Error::InsufficientFunds(e.to_string()),
             PaymentError::Rejected(m) => Error::invalid("amount_wei", m),
+            PaymentError::InvalidField { field, reason } => Error::invalid(field, reason),
+            PaymentError::Pending(m) => Error::Pending(m),
+            PaymentError::Unsupported(m) => Error::Conflict(m),
             PaymentError::Failed(m) => Error::Internal(m),
         }
     }
@@ -100,6 +146,7 @@ async fn deposit(
     ApiJson(body): ApiJson<Amount>,
 ) -> Result<Json<BalanceView>> {
     let wei = amount(&body.amount_wei)?;
+    server_signs(&state, "deposit")?;
     Ok(Json(
         state.payments.deposit(user.user_id, wei).await?.into(),
     ))
@@ -116,8 +163,68 @@ async fn withdraw(
     ApiJson(body): ApiJson<Amount>,
 ) -> Result<Json<BalanceView>> {
     let wei = amount(&body.amount_wei)?;
+    server_signs(&state, "withdrawal")?;
     Ok(Json(
         state.payments.withdraw(user.user_id, wei).await?.into(),
+    ))
+}
+
+/// Where your wallet sends deposits and withdrawals: the chain, the Arena contract,
+/// the confirmations a transaction needs, and whether this server signs for dev
+/// wallets itself.
+#[utoipa::path(get, path = "/account/wallet", tag = "account",
+    responses((status = 200, body = WalletView), (status = 401, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn wallet(State(state): State<AppState>, user: AuthUser) -> Result<Json<WalletView>> {
+    let row = state.store.user(user.user_id).await?;
+    Ok(Json(WalletView {
+        wallet: row.wallet_address,
+        terms: state.payments.wallet_terms(),
+    }))
+}
+
+/// Reports a deposit your wallet sent (`deposit()` on the Arena contract, with the
+/// amount as value): credited once it is mined and deep enough; reporting it again
+/// credits nothing more. The chain follower credits it too, without a report.
+#[utoipa::path(post, path = "/account/deposits", tag = "account", request_body = WalletTx,
+    responses((status = 200, body = BalanceView), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not deep enough yet, or no chain"),
+        (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn report_deposit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<WalletTx>,
+) -> Result<Json<BalanceView>> {
+    let hash = tx_hash(&body.tx_hash)?;
+    Ok(Json(
+        state
+            .payments
+            .record_deposit(user.user_id, &hash)
+            .await?
+            .into(),
+    ))
+}
+
+/// Reports a withdrawal your wallet sent (`withdraw(amount)` on the Arena contract):
+/// debited once it is mined and deep enough; reporting it again debits nothing more.
+#[utoipa::path(post, path = "/account/withdrawals", tag = "account", request_body = WalletTx,
+    responses((status = 200, body = BalanceView), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not deep enough yet, funds held for queued entries, or no chain"),
+        (status = 422, body = ErrorBody)),
+    security(("session" = []), ("bearer" = [])))]
+async fn report_withdrawal(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<WalletTx>,
+) -> Result<Json<BalanceView>> {
+    let hash = tx_hash(&body.tx_hash)?;
+    Ok(Json(
+        state
+            .payments
+            .record_withdrawal(user.user_id, &hash)
+            .await?
+            .into(),
     ))
 }
 
@@ -150,4 +257,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deposit))
         .routes(routes!(withdraw))
         .routes(routes!(journal))
+        .routes(routes!(wallet))
+        .routes(routes!(report_deposit))
+        .routes(routes!(report_withdrawal))
 }

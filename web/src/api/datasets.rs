@@ -330,6 +330,39 @@ pub(crate) fn stream_export(
     )
 }
 
+/// A download's file name that says what it holds:
+/// `rlfc-preferences-{space or all-spaces}[-agent-N][-run-N][-complete]-{format}.jsonl`.
+/// The datasets page's script builds the same name from the same filters.
+pub(crate) fn file_name(q: &ExportQuery) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect()
+    };
+    let mut name = format!(
+        "rlfc-preferences-{}",
+        q.space
+            .as_deref()
+            .map(clean)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "all-spaces".into())
+    );
+    if let Some(a) = q.agent {
+        name.push_str(&format!("-agent-{a}"));
+    }
+    if let Some(r) = q.training_run {
+        name.push_str(&format!("-run-{r}"));
+    }
+    if q.complete_only == Some(true) {
+        name.push_str("-complete");
+    }
+    name.push('-');
+    name.push_str(&clean(q.format.as_deref().unwrap_or("trl")));
+    name.push_str(".jsonl");
+    name
+}
+
 /// Streams preference pairs as JSON lines for TRL.
 #[utoipa::path(get, path = "/datasets/preferences", tag = "datasets", params(ExportQuery),
     responses(
@@ -341,6 +374,7 @@ async fn preferences(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response> {
     let export = parse(&state, &q).await?;
+    let disposition = format!("attachment; filename=\"{}\"", file_name(&q));
     // A bounded number of exports stream at once, so downloads never take the
     // database connections the match runner needs; the slot is held until the body
     // is sent or the client goes away.
@@ -362,6 +396,7 @@ async fn preferences(
                 "after=<pair_id of the last line>",
             ),
         ],
+        [(header::CONTENT_DISPOSITION, disposition)],
         body,
     )
         .into_response())
@@ -375,6 +410,30 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_say_what_the_download_holds() {
+        assert_eq!(
+            file_name(&ExportQuery::default()),
+            "rlfc-preferences-all-spaces-trl.jsonl"
+        );
+        let q = ExportQuery {
+            space: Some("tweet-duel".into()),
+            agent: Some(7),
+            complete_only: Some(true),
+            format: Some("trl-conversational".into()),
+            ..ExportQuery::default()
+        };
+        assert_eq!(
+            file_name(&q),
+            "rlfc-preferences-tweet-duel-agent-7-complete-trl-conversational.jsonl"
+        );
+        let odd = ExportQuery {
+            space: Some("a\"b/../c".into()),
+            ..ExportQuery::default()
+        };
+        assert_eq!(file_name(&odd), "rlfc-preferences-abc-trl.jsonl");
+    }
 
     /// At most `max_concurrent_exports` exports stream at once: with the only slot
     /// held by a download in progress, the next is a 429; once it ends, the next gets

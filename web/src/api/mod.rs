@@ -12,6 +12,7 @@ pub(crate) mod settings;
 pub(crate) mod spaces;
 pub(crate) mod tokens;
 pub(crate) mod training;
+pub(crate) mod votes;
 
 use axum::extract::{FromRequest, FromRequestParts};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -50,6 +51,7 @@ pub(crate) struct ApiPath<T>(pub T);
         (name = "training", description = "Training runs, metrics and proof-of-learning records"),
         (name = "account", description = "Balance, deposits and withdrawals"),
         (name = "datasets", description = "Preference-pair export for TRL"),
+        (name = "votes", description = "People's votes on finished rounds, and how often the judges agree with them"),
     )
 )]
 struct ApiDoc;
@@ -84,6 +86,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(training::router())
         .merge(account::router())
         .merge(datasets::router())
+        .merge(votes::router())
 }
 
 /// The agent if `user_id` owns it: 404 when it does not exist, 403 when it is another

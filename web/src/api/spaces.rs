@@ -56,9 +56,10 @@ pub struct SpaceView {
 pub struct LeaderboardRow {
     /// 1-based rank by mu − 3σ.
     pub rank: usize,
-    /// Best rank the agent could hold given the skill intervals.
+    /// Best rank of its 95 % range, bootstrapped over the Space's matches (where it
+    /// would stand had the matches gone a little differently).
     pub rank_best: usize,
-    /// Worst rank the agent could hold given the skill intervals.
+    /// Worst rank of that range.
     pub rank_worst: usize,
     /// The agent.
     pub agent_id: i64,
@@ -128,6 +129,45 @@ pub const MAX_LEADERBOARD_ROWS: usize = 500;
 /// One page of a Space's leaderboard (`limit` rows from `offset`, best first) and how
 /// many rows it has. Rank intervals are counted over everyone in O(n log n), and only
 /// the page's agents are looked up.
+/// Bootstrap draws for a Space with `matches` settled matches: fewer for long
+/// histories, so one recomputation stays well under a second.
+fn replicates(matches: usize) -> usize {
+    (400_000 / matches.max(1)).clamp(20, 200)
+}
+
+/// Each agent's rank range in a Space, bootstrapped over its settled matches
+/// (`arena::ratings::bootstrap_rank_ranges`), cached until another match settles.
+async fn rank_ranges(
+    state: &AppState,
+    space_id: i64,
+    agents: &[i64],
+) -> Result<std::collections::HashMap<i64, (usize, usize)>> {
+    let played = state.store.match_places(space_id).await?;
+    if let Some((count, cached_agents, ranges)) = state
+        .rank_ranges
+        .lock()
+        .expect("rank range cache")
+        .get(&space_id)
+        && *count == played.len()
+        && cached_agents == agents
+    {
+        return Ok(ranges.clone());
+    }
+    let count = played.len();
+    let list = agents.to_vec();
+    let ranges = tokio::task::spawn_blocking(move || {
+        arena::ratings::bootstrap_rank_ranges(&played, &list, replicates(count), space_id as u64)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("rank ranges: {e}")))?;
+    state
+        .rank_ranges
+        .lock()
+        .expect("rank range cache")
+        .insert(space_id, (count, agents.to_vec(), ranges.clone()));
+    Ok(ranges)
+}
+
 pub(crate) async fn leaderboard_rows(
     state: &AppState,
     space_id: i64,
@@ -135,26 +175,18 @@ pub(crate) async fn leaderboard_rows(
     limit: usize,
 ) -> Result<(Vec<LeaderboardRow>, usize)> {
     let ratings = state.store.leaderboard(space_id).await?;
-    let bounds: Vec<(f64, f64)> = ratings
-        .iter()
-        .map(|r| (r.mu - 2.0 * r.sigma, r.mu + 2.0 * r.sigma))
-        .collect();
-    let mut los: Vec<f64> = bounds.iter().map(|b| b.0).collect();
-    let mut his: Vec<f64> = bounds.iter().map(|b| b.1).collect();
-    los.sort_by(f64::total_cmp);
-    his.sort_by(f64::total_cmp);
+    let agents: Vec<i64> = ratings.iter().map(|r| r.agent_id).collect();
+    let ranges = rank_ranges(state, space_id, &agents).await?;
     let n = ratings.len();
     let mut rows = Vec::with_capacity(limit.min(n));
     for (i, r) in ratings.into_iter().enumerate().skip(offset).take(limit) {
-        let (lo, hi) = bounds[i];
-        // Agents whose whole interval lies above this one's, and below it.
-        let surely_better = n - los.partition_point(|&olo| olo <= hi);
-        let surely_worse = his.partition_point(|&ohi| ohi < lo);
+        let (best, worst) = ranges.get(&r.agent_id).copied().unwrap_or((1, n));
         let name = state.store.agent(r.agent_id).await?.name;
         rows.push(LeaderboardRow {
+            // The range always holds the rank shown.
             rank: i + 1,
-            rank_best: surely_better + 1,
-            rank_worst: n - surely_worse,
+            rank_best: best.min(i + 1),
+            rank_worst: worst.max(i + 1),
             agent_id: r.agent_id,
             agent_name: name,
             conservative: r.mu - 3.0 * r.sigma,

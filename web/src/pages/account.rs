@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use super::spaces::CsrfForm;
 use super::{nav, render, respond, when};
-use crate::api::account::amount;
 use crate::api::datasets::{ExportQuery, parse};
 use crate::api::tokens;
 use crate::auth::{self, MaybeUser, PageUser, siwe};
@@ -68,6 +67,10 @@ async fn account_context(state: &AppState, user_id: i64) -> Result<Value> {
         "wallet": user.wallet_address,
         "balance": {"available_wei": balance.available_wei.to_string(), "locked_wei": balance.locked_wei.to_string()},
         "tokens": tokens, "journal": journal, "agents": agents, "new_token": null, "error": null,
+        // One-click money where the server signs for dev wallets (or there is no
+        // chain); otherwise the browser's own wallet signs (assets/web/static/app.js).
+        "server_signs": state.payments.signs_for_users(),
+        "wallet_terms": state.payments.wallet_terms(),
     }))
 }
 
@@ -81,12 +84,21 @@ async fn account_page(State(state): State<AppState>, PageUser(user): PageUser) -
     respond(&state, result).await
 }
 
-/// An amount form.
+/// An amount form: ether, as people write it (`0.05`).
 #[derive(Debug, Deserialize)]
 struct AmountForm {
     #[serde(rename = "_csrf")]
     csrf: String,
-    amount_wei: String,
+    amount_eth: String,
+}
+
+/// Parses the form's amount of ether, above zero.
+fn amount_eth(text: &str) -> Result<store::Wei> {
+    match store::Wei::from_eth(text) {
+        Ok(store::Wei::ZERO) => Err(Error::invalid("amount_eth", "must be above zero")),
+        Ok(wei) => Ok(wei),
+        Err(e) => Err(Error::invalid("amount_eth", e.to_string())),
+    }
 }
 
 async fn money(
@@ -96,7 +108,11 @@ async fn money(
     deposit: bool,
 ) -> Result<Response> {
     user.check_csrf(&form.csrf)?;
-    let moved = match amount(&form.amount_wei) {
+    let checked = amount_eth(&form.amount_eth).and_then(|wei| {
+        crate::api::account::server_signs(state, if deposit { "deposit" } else { "withdrawal" })
+            .map(|()| wei)
+    });
+    let moved = match checked {
         Ok(wei) if deposit => state
             .payments
             .deposit(user.user_id, wei)
@@ -111,7 +127,7 @@ async fn money(
     };
     match moved {
         Ok(_) => Ok(Redirect::to("/account").into_response()),
-        Err(e @ (Error::Invalid { .. } | Error::InsufficientFunds(_))) => {
+        Err(e @ (Error::Invalid { .. } | Error::InsufficientFunds(_) | Error::Conflict(_))) => {
             let nav = nav(state, Some(user)).await?;
             let mut ctx = account_context(state, user.user_id).await?;
             ctx["error"] = json!(e.body().error.message);
@@ -241,13 +257,33 @@ async fn datasets_page(
             .collect::<Vec<_>>()
             .join("&");
         let q: ExportQuery = serde_urlencoded_from(&cleaned)?;
-        let (preview, error) = match parse(&state, &q).await {
+        let (preview, counts, error) = match parse(&state, &q).await {
             Ok(export) => {
                 let rows = state.store.export_pairs_page(&export.filter, export.after, 20).await?;
-                (rows, None)
+                let counts = state.store.export_pair_counts(&export.filter).await?;
+                (rows, counts, None)
             }
-            Err(e) => (Vec::new(), Some(e.body().error.message)),
+            Err(e) => (Vec::new(), Vec::new(), Some(e.body().error.message)),
         };
+        let total: i64 = counts.iter().map(|c| c.pairs).sum();
+        let mean_agreement = if total > 0 {
+            counts.iter().map(|c| c.mean_agreement * c.pairs as f64).sum::<f64>() / total as f64
+        } else {
+            0.0
+        };
+        let counts: Vec<Value> = counts
+            .iter()
+            .map(|c| json!({"space": c.space, "pairs": c.pairs, "agreement": format!("{:.2}", c.mean_agreement)}))
+            .collect();
+        let download = format!("/api/v1/datasets/preferences?{cleaned}");
+        let base = state.config.siwe_uri.trim_end_matches('/').to_string();
+        let file = crate::api::datasets::file_name(&q);
+        let votes: Vec<Value> = crate::api::votes::agreement(&state)
+            .await?
+            .into_iter()
+            .map(|a| json!({"space": a.space, "votes": a.votes, "agreed": a.agreed,
+                "percent": format!("{:.0}", 100.0 * a.agreement)}))
+            .collect();
         let spaces: Vec<Value> = state
             .store
             .spaces()
@@ -271,7 +307,11 @@ async fn datasets_page(
             "formats": formats,
             "q": {"agent": q.agent, "since": q.since, "until": q.until, "min_margin": q.min_margin, "min_agreement": q.min_agreement},
             "preview": preview, "error": error,
-            "download": format!("/api/v1/datasets/preferences?{cleaned}"),
+            "counts": counts, "total": total, "mean_agreement": format!("{:.2}", mean_agreement),
+            "complete_only": q.complete_only == Some(true),
+            "file": file, "base": base, "votes": votes,
+            "download_url": format!("{base}{download}"),
+            "download": download,
         });
         render(&state, "datasets.html", &nav, "Datasets", ctx)
     }

@@ -26,6 +26,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/agents/new", get(new_page).post(create))
         .route("/agents/{id}", get(studio).post(save))
         .route("/agents/{id}/archive", post(archive))
+        .route("/agents/{id}/auto-entry", post(set_auto_entry))
 }
 
 /// One form field: (name, label, kind, min, max, step, hint).
@@ -290,13 +291,95 @@ fn check_csrf(user: &crate::auth::AuthUser, form: &HashMap<String, String>) -> R
     user.check_csrf(form.get("_csrf").map(String::as_str).unwrap_or(""))
 }
 
-async fn new_page(State(state): State<AppState>, PageUser(user): PageUser) -> Response {
+/// Starting points for a first agent: a name and a meta-prompt the studio fills in,
+/// each suited to some of the shipped Spaces. The owner edits them before creating.
+pub(crate) const TEMPLATES: [AgentTemplate; 4] = [
+    AgentTemplate {
+        slug: "poet",
+        title: "Poet",
+        fits: "Haiku, Tweet Duel",
+        name: "Quiet Poet",
+        prompt: "You are a poet. Answer with exactly what the task asks for and nothing else: \
+                 no title, no explanation. Prefer concrete images over abstract words, and \
+                 count syllables and characters carefully.",
+    },
+    AgentTemplate {
+        slug: "solver",
+        title: "Careful solver",
+        fits: "Math Sprint",
+        name: "Careful Solver",
+        prompt: "You solve arithmetic and word problems. Work the numbers out carefully, then \
+                 answer with the final number only, with no units or words around it.",
+    },
+    AgentTemplate {
+        slug: "extractor",
+        title: "Exact extractor",
+        fits: "JSON Extract",
+        name: "Exact Extractor",
+        prompt: "You turn text into JSON. Output one JSON object and nothing else: no prose, \
+                 no code fences. Use exactly the field names and types the task asks for, and \
+                 copy values from the text without inventing any.",
+    },
+    AgentTemplate {
+        slug: "debater",
+        title: "Debater",
+        fits: "Debate",
+        name: "Sharp Debater",
+        prompt: "You argue the side you are given. Make one clear claim, support it with a \
+                 concrete reason or example, and answer the other side's strongest point \
+                 directly. Stay civil and within the length asked for.",
+    },
+];
+
+/// A starting point for a new agent (see [`TEMPLATES`]).
+pub(crate) struct AgentTemplate {
+    /// Its key in `/agents/new?template=…`.
+    pub slug: &'static str,
+    /// What the card says.
+    pub title: &'static str,
+    /// The Spaces it suits.
+    pub fits: &'static str,
+    /// The agent's name, filled in.
+    pub name: &'static str,
+    /// The meta-prompt, filled in.
+    pub prompt: &'static str,
+}
+
+/// Which template to start from.
+#[derive(Debug, Default, serde::Deserialize)]
+struct NewQuery {
+    #[serde(default)]
+    template: Option<String>,
+}
+
+async fn new_page(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    axum::extract::Query(query): axum::extract::Query<NewQuery>,
+) -> Response {
     let result = async {
         let nav = nav(&state, Some(&user)).await?;
-        let mut values =
-            settings_values("", &SamplingParams::default(), &TrainingSettings::default());
+        let chosen = TEMPLATES
+            .iter()
+            .find(|t| query.template.as_deref() == Some(t.slug));
+        let mut values = settings_values(
+            chosen.map_or("", |t| t.prompt),
+            &SamplingParams::default(),
+            &TrainingSettings::default(),
+        );
         values.insert("base_model".into(), "smollm2-135m".into());
-        let ctx = json!({"fields": fields(&all_specs(true), &values, &HashMap::new())});
+        if let Some(t) = chosen {
+            values.insert("name".into(), t.name.into());
+        }
+        let templates: Vec<Value> = TEMPLATES
+            .iter()
+            .map(|t| {
+                json!({"slug": t.slug, "title": t.title, "fits": t.fits, "prompt": t.prompt,
+                "chosen": chosen.is_some_and(|c| c.slug == t.slug)})
+            })
+            .collect();
+        let ctx = json!({"fields": fields(&all_specs(true), &values, &HashMap::new()),
+            "templates": templates});
         render(&state, "agent_new.html", &nav, "New agent", ctx)
     }
     .await;
@@ -334,7 +417,7 @@ async fn create(
         }
         let nav = nav(&state, Some(&user)).await?;
         let values: HashMap<String, String> = form.into_iter().collect();
-        let ctx = json!({"fields": fields(&all_specs(true), &values, &errors)});
+        let ctx = json!({"fields": fields(&all_specs(true), &values, &errors), "templates": []});
         let page = render(&state, "agent_new.html", &nav, "New agent", ctx)?;
         Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
     }
@@ -408,9 +491,20 @@ async fn studio_context(
     let mut charts_json = Vec::new();
     for r in state.store.agent_ratings(id).await? {
         let history = state.store.rating_history(id, r.space_id).await?;
-        let skip = history.len().saturating_sub(CHART_POINTS);
-        let points: Vec<(f64, f64)> = history[skip..].iter().map(|p| (p.mu, p.sigma)).collect();
-        if let Some(svg) = charts::rating_svg(&points) {
+        // The x-axis counts the agent's matches here, from the prior before the first
+        // (match 0), so one match already draws a line; an adapter change moves the
+        // rating without a match.
+        let prior = arena::ratings::Skill::default();
+        let mut points = vec![(0.0, prior.mu, prior.sigma)];
+        let mut played = 0u32;
+        for p in &history {
+            if p.match_id.is_some() {
+                played += 1;
+            }
+            points.push((f64::from(played), p.mu, p.sigma));
+        }
+        let points = &points[points.len().saturating_sub(CHART_POINTS)..];
+        if let Some(svg) = charts::rating_svg(points) {
             let name = spaces
                 .iter()
                 .find(|s| s.id == r.space_id)
@@ -453,10 +547,89 @@ async fn studio_context(
         .into_iter()
         .map(|m| json!({"id": m.id, "status": m.status, "when": when(m.created_at)}))
         .collect();
+    let auto_entry = if owner {
+        auto_entry_rows(state, id).await?
+    } else {
+        Vec::new()
+    };
     Ok(
         json!({"agent": view, "owner": owner, "versions": versions, "fields": fields_json, "charts": charts_json,
-              "runs": runs, "matches": matches, "saved": false}),
+              "runs": runs, "matches": matches, "saved": false, "auto_entry": auto_entry, "auto_error": null}),
     )
+}
+
+/// The studio's auto-entry table: one row per Space and fee tier, with the agent's
+/// rule there (on or off, its spending cap) and what it has spent.
+async fn auto_entry_rows(state: &AppState, agent_id: i64) -> Result<Vec<Value>> {
+    let rules = state.store.auto_entries_for_agent(agent_id).await?;
+    let mut rows = Vec::new();
+    for space in state.store.spaces().await? {
+        for tier in state.store.fee_tiers(space.id).await? {
+            let rule = rules.iter().find(|r| r.fee_tier_id == tier.id);
+            let cap = rule.map_or(store::Wei::ZERO, |r| r.cap_wei);
+            let spent = rule.map_or(store::Wei::ZERO, |r| r.spent_wei);
+            rows.push(json!({
+                "space": space.name, "tier_id": tier.id, "tier": tier.name,
+                "fee_wei": tier.fee_wei.to_string(), "free": tier.fee_wei == store::Wei::ZERO,
+                "enabled": rule.is_some_and(|r| r.enabled != 0),
+                "cap_eth": cap.to_eth().trim_end_matches(" ETH"), "cap_wei": cap.to_string(),
+                "spent_wei": spent.to_string(),
+                "left_wei": cap.checked_sub(spent).unwrap_or(store::Wei::ZERO).to_string(),
+            }));
+        }
+    }
+    Ok(rows)
+}
+
+/// One auto-entry row of the studio: on or off, and the cap in ETH.
+#[derive(Debug, serde::Deserialize)]
+struct AutoEntryForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    tier_id: i64,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    cap_eth: String,
+}
+
+async fn set_auto_entry(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<i64>,
+    Form(form): Form<AutoEntryForm>,
+) -> Response {
+    let result = async {
+        user.check_csrf(&form.csrf)?;
+        crate::api::owned_agent(&state, user.user_id, id).await?;
+        let tier = state.store.fee_tier(form.tier_id).await?;
+        let enabled = form.enabled.is_some();
+        // A free tier costs nothing: its cap does not matter.
+        let cap = if tier.fee_wei == store::Wei::ZERO && form.cap_eth.trim().is_empty() {
+            Ok(store::Wei::ZERO)
+        } else {
+            store::Wei::from_eth(&form.cap_eth)
+                .map_err(|e| Error::invalid("cap_eth", e.to_string()))
+        };
+        match cap {
+            Ok(cap) => {
+                state
+                    .store
+                    .set_auto_entry(id, tier.id, cap, enabled)
+                    .await?;
+                Ok(Redirect::to(&format!("/agents/{id}#auto-entry")).into_response())
+            }
+            Err(e) => {
+                let nav = nav(&state, Some(&user)).await?;
+                let mut ctx = studio_context(&state, id, Some(user.user_id), None).await?;
+                ctx["auto_error"] = json!(e.body().error.message);
+                let title = ctx["agent"]["name"].as_str().unwrap_or("Agent").to_string();
+                Ok((e.status(), render(&state, "agent.html", &nav, &title, ctx)?).into_response())
+            }
+        }
+    }
+    .await;
+    respond(&state, result).await
 }
 
 async fn studio(

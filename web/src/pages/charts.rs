@@ -1,10 +1,17 @@
-//! SVG charts drawn with plotters: an agent's rating over its matches (μ with its
-//! μ ± 2σ band) and a training run's loss curve. Labels are numbers only, so the SVG
-//! holds no user text and can be inlined in a page as it is.
+//! SVG charts drawn with plotters, in the site's dark theme: an agent's rating over
+//! its matches (μ with its μ ± 2σ band, the match number on the x-axis) and a training
+//! run's loss curve. Labels are numbers and fixed words only, so the SVG holds no user
+//! text and can be inlined in a page as it is.
 
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (640, 240);
+
+/// The theme's panel, grid, text and muted colours (`assets/web/static/style.css`).
+const PANEL: RGBColor = RGBColor(23, 26, 33);
+const GRID: RGBColor = RGBColor(39, 43, 53);
+const TEXT: RGBColor = RGBColor(230, 232, 238);
+const MUTED: RGBColor = RGBColor(138, 145, 163);
 
 /// Draws series of (x, y) points as lines; `None` when there is nothing to draw.
 fn lines(series: &[(&[(f64, f64)], RGBColor)], x_desc: &str, y_desc: &str) -> Option<String> {
@@ -26,7 +33,7 @@ fn lines(series: &[(&[(f64, f64)], RGBColor)], x_desc: &str, y_desc: &str) -> Op
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).ok()?;
+        root.fill(&PANEL).ok()?;
         let mut chart = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
@@ -35,9 +42,16 @@ fn lines(series: &[(&[(f64, f64)], RGBColor)], x_desc: &str, y_desc: &str) -> Op
             .ok()?;
         chart
             .configure_mesh()
+            // Both charts count something whole (matches, steps): whole-number ticks.
+            .x_labels(((x1 - x0) as usize + 1).min(10))
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .light_line_style(WHITE)
+            .axis_style(MUTED)
+            .bold_line_style(GRID)
+            .light_line_style(PANEL)
+            .label_style(("sans-serif", 13).into_font().color(&TEXT))
+            .axis_desc_style(("sans-serif", 13).into_font().color(&MUTED))
             .draw()
             .ok()?;
         for (points, color) in series {
@@ -53,34 +67,23 @@ fn lines(series: &[(&[(f64, f64)], RGBColor)], x_desc: &str, y_desc: &str) -> Op
     Some(svg)
 }
 
-/// μ over successive rating changes with the μ ± 2σ band.
-pub(crate) fn rating_svg(points: &[(f64, f64)]) -> Option<String> {
-    let mu: Vec<(f64, f64)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, (m, _))| (i as f64, *m))
-        .collect();
-    let hi: Vec<(f64, f64)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, (m, s))| (i as f64, m + 2.0 * s))
-        .collect();
-    let lo: Vec<(f64, f64)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, (m, s))| (i as f64, m - 2.0 * s))
-        .collect();
-    let band = RGBColor(170, 190, 230);
+/// μ with its μ ± 2σ band against the match number: `points` are (match number, μ, σ),
+/// the first being the rating before any match (match 0).
+pub(crate) fn rating_svg(points: &[(f64, f64, f64)]) -> Option<String> {
+    let mu: Vec<(f64, f64)> = points.iter().map(|(x, m, _)| (*x, *m)).collect();
+    let hi: Vec<(f64, f64)> = points.iter().map(|(x, m, s)| (*x, m + 2.0 * s)).collect();
+    let lo: Vec<(f64, f64)> = points.iter().map(|(x, m, s)| (*x, m - 2.0 * s)).collect();
+    let band = RGBColor(70, 90, 140);
     lines(
-        &[(&hi, band), (&lo, band), (&mu, RGBColor(40, 80, 200))],
-        "rating change",
-        "mu",
+        &[(&hi, band), (&lo, band), (&mu, RGBColor(122, 162, 255))],
+        "match",
+        "rating (mu)",
     )
 }
 
 /// DPO loss per step.
 pub(crate) fn loss_svg(steps: &[(f64, f64)]) -> Option<String> {
-    lines(&[(steps, RGBColor(200, 60, 60))], "step", "loss")
+    lines(&[(steps, RGBColor(239, 107, 107))], "step", "loss")
 }
 
 #[cfg(test)]
@@ -89,8 +92,18 @@ mod tests {
 
     #[test]
     fn charts_are_svg() {
-        let svg = rating_svg(&[(25.0, 8.0), (27.0, 7.5), (26.0, 7.0)]).unwrap();
+        let svg = rating_svg(&[(0.0, 25.0, 8.0), (1.0, 27.0, 7.5), (2.0, 26.0, 7.0)]).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+        let flat: String = svg.split_whitespace().collect();
+        assert!(
+            flat.contains(">match</text>"),
+            "the x-axis is the match number: {svg}"
+        );
+        assert!(
+            !flat.contains(">0.5</text>"),
+            "whole match numbers only: {svg}"
+        );
+        assert!(!svg.contains("#FFFFFF"), "no white box on the dark theme");
         assert!(loss_svg(&[]).is_none());
         assert!(
             loss_svg(&[(0.0, 0.69), (1.0, 0.6)])

@@ -11,6 +11,7 @@ pub(crate) mod charts;
 mod matches;
 mod spaces;
 pub(crate) mod templates;
+mod votes;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -25,6 +26,17 @@ use crate::state::AppState;
 
 const STYLE_CSS: &str = include_str!("../../../assets/web/static/style.css");
 const APP_JS: &str = include_str!("../../../assets/web/static/app.js");
+const ICON_SVG: &str = include_str!("../../../assets/web/static/icon.svg");
+
+async fn icon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON_SVG,
+    )
+}
 
 async fn style() -> impl IntoResponse {
     (
@@ -45,10 +57,13 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
+        .route("/static/icon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .merge(spaces::router())
         .merge(agents::router())
         .merge(matches::router())
         .merge(account::router())
+        .merge(votes::router())
 }
 
 /// The header's view of who is signed in.

@@ -57,9 +57,13 @@ async fn home(
         live.extend(state.store.recent_matches(None, Some("pending"), None, 20).await?);
         let recent = state.store.recent_matches(None, Some("settled"), None, 10).await?;
         let mut spaces = Vec::new();
+        let mut free_space = None;
         for s in state.store.spaces().await? {
             let v = space_view(&state, s).await?;
             let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {}", t.name, eth(&t.fee_wei))).collect();
+            if free_space.is_none() && v.fee_tiers.iter().any(|t| t.fee_wei == "0") {
+                free_space = Some(json!({"slug": v.slug, "name": v.name}));
+            }
             spaces.push(json!({"slug": v.slug, "name": v.name, "description": v.description, "tiers": tiers.join(" · ")}));
         }
         let ctx = json!({
@@ -67,11 +71,41 @@ async fn home(
             "recent": match_rows(&state, recent).await?,
             "spaces": spaces,
             "signin_required": signin_required,
+            "first_run": first_run(&state, user.as_ref().map(|u| u.user_id), free_space).await?,
         });
         render(&state, "home.html", &nav, "Live", ctx)
     }
     .await;
     respond(&state, result).await
+}
+
+/// The home page's guided first run: sign in, create an agent from a template, enter
+/// it in a free Space, watch its first match; each step says whether it is done and
+/// links to the next. `done` once every step is.
+async fn first_run(
+    state: &AppState,
+    user_id: Option<i64>,
+    free_space: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let Some(user_id) = user_id else {
+        return Ok(json!({"signed_in": false, "agent": null, "entered": false,
+            "match_id": null, "free_space": free_space, "done": false}));
+    };
+    let agent = state
+        .store
+        .agents_by_owner(user_id)
+        .await?
+        .into_iter()
+        .find(|a| a.archived_at.is_none())
+        .map(|a| json!({"id": a.id, "name": a.name}));
+    // Newest first: the last one with a match is the first match.
+    let entries = state.store.entries_by_user(user_id, 200).await?;
+    let match_id = entries.iter().rev().find_map(|e| e.match_id);
+    let done = agent.is_some() && match_id.is_some();
+    Ok(
+        json!({"signed_in": true, "agent": agent, "entered": !entries.is_empty(),
+        "match_id": match_id, "free_space": free_space, "done": done}),
+    )
 }
 
 /// Leaderboard rows per page of a Space's page.
