@@ -3,7 +3,9 @@
 //! an agent from a template, a free Space, the first match), the Space's leaderboard
 //! with its explained rating and rank ranges, a finished match sorted by place, the
 //! datasets page (counts, dataset card, snippets, a download that follows the filters
-//! without Preview) and the account page. On every page: no horizontal scrolling, no
+//! without Preview), the account page, a blind vote on someone else's round (names
+//! revealed after it, counted in the votes dataset and the panel's agreement), and the
+//! studio's auto-entry and archiving. On every page: no horizontal scrolling, no
 //! console error, and axe-core (npm, pinned in `web/tests/axe`) finds no serious or
 //! critical accessibility violation; the keyboard reaches a skip link first.
 //! Screenshots go under `$CARGO_TARGET_TMPDIR/browser-screenshots/ui-*`.
@@ -77,9 +79,22 @@ async fn check_page(client: &Client, driver_url: &str, axe: &str, width: u32, na
         .await
         .unwrap();
     let (scroll, inner) = (sizes[0].as_i64().unwrap(), sizes[1].as_i64().unwrap());
+    let wide = if scroll > inner {
+        client
+            .execute(
+                "return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1
+                     && e.parentElement.getBoundingClientRect().right <= window.innerWidth + 1)
+                   .slice(0, 8).map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`);",
+                vec![],
+            )
+            .await
+            .unwrap()
+    } else {
+        Value::Null
+    };
     assert!(
         scroll <= inner,
-        "{name} at {width} px scrolls sideways: {scroll} px of content in {inner} px"
+        "{name} at {width} px scrolls sideways: {scroll} px of content in {inner} px: {wide}"
     );
     client
         .execute(&format!("{axe}\nreturn null;"), vec![])
@@ -289,6 +304,117 @@ async fn first_run_at(driver_url: &str, axe: &str, width: u32) {
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for_text(&client, "#available", "ETH").await;
     check_page(&client, driver_url, axe, width, "account").await;
+
+    // A blind vote on someone else's match: no names until the vote.
+    client.goto(&format!("{base}/vote")).await.unwrap();
+    let offer = wait_for_text(&client, "#vote-offer", "is better").await;
+    assert!(offer.contains("Write a tweet about tea."), "{offer}");
+    assert!(
+        !offer.contains("agent 0") && !offer.contains("agent 1"),
+        "{offer}"
+    );
+    check_page(&client, driver_url, axe, width, "vote").await;
+    client
+        .form(Locator::Id("answer-1"))
+        .await
+        .unwrap()
+        .submit()
+        .await
+        .unwrap();
+    let result = wait_for_text(&client, "#vote-result", "You preferred").await;
+    assert!(
+        result.contains("agent "),
+        "names revealed after the vote: {result}"
+    );
+    assert!(
+        result.contains("agreed") || result.contains("chose the other"),
+        "{result}"
+    );
+    check_page(&client, driver_url, axe, width, "vote-result").await;
+    client.goto(&format!("{base}/vote")).await.unwrap();
+    wait_for_text(&client, "#vote-none", "Nothing left").await;
+    client.goto(&format!("{base}/datasets")).await.unwrap();
+    wait_for_text(&client, "#vote-agreement", "tweet-duel 1").await;
+    let votes = client
+        .execute_async(
+            "const done = arguments[0]; fetch('/api/v1/datasets/human-votes').then((r) => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let lines: Vec<Value> = votes
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["prompt"], "Write a tweet about tea.");
+
+    // The studio: auto-entry per tier with its cap and spending, then archiving,
+    // which asks first and leaves the page read-only.
+    let agent_url = {
+        client.goto(&format!("{base}/account")).await.unwrap();
+        let link = client
+            .find(Locator::LinkText("Quiet Poet"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        format!("{base}{link}")
+    };
+    client.goto(&agent_url).await.unwrap();
+    let paid_row = "#auto-entry-table tr:nth-child(2) form";
+    let row = client.form(Locator::Css(paid_row)).await.unwrap();
+    row.set_by_name("cap_eth", "0.05").await.unwrap();
+    client
+        .execute(
+            &format!("document.querySelector('{paid_row} input[name=enabled]').checked = true; return null;"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    row.submit().await.unwrap();
+    let table = wait_for_text(&client, "#auto-entry-table", "0.05 ETH").await;
+    assert!(table.contains("0 ETH of 0.05 ETH"), "{table}");
+    check_page(&client, driver_url, axe, width, "studio-auto-entry").await;
+    // The page asks before archiving: answering no keeps the agent, yes archives it.
+    client
+        .execute(
+            "window.asked = null; window.confirm = (m) => { window.asked = m; return false; }; return null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&client, "#archive-form button").await;
+    // (A tap on a phone reaches the page a moment after the driver returns.)
+    let mut asked = Value::Null;
+    for _ in 0..40 {
+        asked = client
+            .execute("return window.asked;", vec![])
+            .await
+            .unwrap();
+        if !asked.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        asked
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be undone")),
+        "{asked:?}"
+    );
+    assert!(client.find(Locator::Id("agent-form")).await.is_ok());
+    client
+        .execute("window.confirm = () => true; return null;", vec![])
+        .await
+        .unwrap();
+    click(&client, "#archive-form button").await;
+    wait_for_text(&client, "#archived-note", "archived").await;
+    assert!(client.find(Locator::Id("agent-form")).await.is_err());
 
     client.close().await.unwrap();
     let _ = stop_tx.send(());

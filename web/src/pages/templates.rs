@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "datasets.html",
     "account.html",
     "error.html",
+    "vote.html",
 );
 
 /// A wei amount (decimal text) as ether, `0.1 ETH`; text that is not an amount is

@@ -126,7 +126,7 @@ pub async fn chromium_at(driver_url: &str, width: u32) -> Client {
         driver_url,
         &client,
         "Emulation.setDeviceMetricsOverride",
-        serde_json::json!({"width": width, "height": 1200, "deviceScaleFactor": 1, "mobile": width < 600}),
+        serde_json::json!({"width": width, "height": 1200, "deviceScaleFactor": 1, "mobile": false}),
     )
     .await;
     client
