@@ -88,6 +88,11 @@ pub struct ChainConfig {
     /// reorganisation up to this depth never reaches the journal (0 on a dev chain;
     /// a dozen or more on a public network).
     pub confirmations: u64,
+    /// The block the chain follower starts reading the Arena contract's events from
+    /// when it has read none yet: the contract's deployment block (`rlfc chain deploy`
+    /// prints it), so that a follower on a long public chain does not scan from the
+    /// genesis block. 0 reads everything.
+    pub start_block: u64,
 }
 
 impl Default for ChainConfig {
@@ -106,6 +111,7 @@ impl Default for ChainConfig {
             receipt_timeout_secs: 120,
             reclaim_after_secs: crate::contracts::DEFAULT_RECLAIM_AFTER_SECS,
             confirmations: 0,
+            start_block: 0,
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct Payments {
     withdrawals: AtomicU64,
     /// Blocks below the head the chain follower stays (`chain.confirmations`).
     confirmations: u64,
+    /// Where the follower starts without a cursor (`chain.start_block`).
+    start_block: u64,
 }
 
 fn settle_key(match_id: i64) -> String {
@@ -147,7 +149,15 @@ impl Payments {
             operator,
             withdrawals: AtomicU64::new(0),
             confirmations: 0,
+            start_block: 0,
         }
+    }
+
+    /// The same payments, with the chain follower starting at `start_block` when it
+    /// has read nothing yet (`chain.start_block`: the Arena contract's deployment).
+    pub fn with_start_block(mut self, start_block: u64) -> Payments {
+        self.start_block = start_block;
+        self
     }
 
     /// The same payments, with the chain follower reading only blocks at least

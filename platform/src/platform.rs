@@ -128,7 +128,8 @@ impl Platform {
         let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
         let payments = Arc::new(
             Payments::new(store.clone(), Arc::new(contracts), operator)
-                .with_confirmations(config.chain.confirmations),
+                .with_confirmations(config.chain.confirmations)
+                .with_start_block(config.chain.start_block),
         );
         let spaces = seed_spaces(&store, &config.assets_dir.join("spaces")).await?;
         let adapters = Arc::new(AdapterLibrary::shared(

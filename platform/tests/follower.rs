@@ -383,3 +383,37 @@ async fn a_wallet_reports_its_own_deposit_and_withdrawal_once() {
         wallet_reports_count_once(&db.store).await;
     }
 }
+
+/// A follower with no cursor starts at `chain.start_block` (the contracts'
+/// deployment), not at the genesis block: nothing older is read.
+#[tokio::test]
+async fn the_follower_starts_at_the_start_block() {
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let (contracts, _) = common::embedded_payments(store).await;
+    let dev = chain::dev::dev_accounts(10);
+    contracts.deposit(dev[4], UNIT).await.unwrap();
+    let start = contracts.chain().block_number().await.unwrap() + 1;
+    let payments = Payments::new(store.clone(), contracts.clone(), dev[common::OPERATOR])
+        .with_start_block(start);
+    contracts.deposit(dev[5], 2 * UNIT).await.unwrap();
+    let followed = payments.follow_chain().await.unwrap();
+    assert_eq!(followed.deposits_credited.len(), 1, "{followed:?}");
+    assert!(
+        store
+            .user_by_wallet(&format!("{:#x}", dev[4]))
+            .await
+            .unwrap()
+            .is_none(),
+        "the deposit before the start block is not read"
+    );
+    let later = store
+        .user_by_wallet(&format!("{:#x}", dev[5]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.balance(later.id).await.unwrap().available_wei,
+        Wei(2 * UNIT)
+    );
+}

@@ -175,6 +175,8 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
             "note: the config already names contract addresses; deploying a new pair"
         )?;
     }
+    // No event of the new contracts can be older than the block after this one.
+    let before = chain.block_number().await?;
     let contracts = Contracts::deploy_with(chain, deployer, terms)
         .await
         .context("deploying the contracts")?;
@@ -186,6 +188,7 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
         terms.operator, terms.treasury, terms.reclaim_after_secs
     )?;
     write_addresses(out, &d)?;
+    writeln!(out, "start_block = {before}")?;
     Ok(())
 }
 
@@ -338,6 +341,23 @@ mod tests {
         };
         cfg.arena_address = Some(address("arena_address"));
         cfg.proof_of_learning_address = Some(address("proof_of_learning_address"));
+        let start: u64 = deployed
+            .lines()
+            .find_map(|l| l.strip_prefix("start_block = "))
+            .expect("deploy prints the follower's start block")
+            .parse()
+            .unwrap();
+        // The contract's first events (its constructor's) come after that block.
+        let rpc = node.rpc().await;
+        let arena = cfg.arena_address.unwrap();
+        let head = rpc.block_number().await.unwrap();
+        assert!(rpc.logs_between(arena, 0, start).await.unwrap().is_empty());
+        assert!(
+            !rpc.logs_between(arena, start + 1, head)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let status = run(ChainCommand::Status, cfg.clone()).await;
         let operator = chain::dev::dev_signer(0).address();
         assert!(

@@ -257,6 +257,15 @@ async fn first_run_at(driver_url: &str, axe: &str, width: u32) {
         .collect();
     assert_eq!(places, ["1st", "2nd", "3rd"], "{outcome}");
     check_page(&client, driver_url, axe, width, "match").await;
+    // The replay plays the stored transcript back: answers typed out, then scores.
+    click(&client, "#replay").await;
+    wait_for_text(&client, "#replay-progress", "Replay finished").await;
+    let replayed = wait_for_text(&client, "#replay-seats", "Tea, take 0.").await;
+    assert!(
+        replayed.contains("agent 2") && replayed.contains("llm"),
+        "{replayed}"
+    );
+    shot(&client, &format!("ui-{width}-match-replayed")).await;
 
     // Datasets: counts, the card, snippets, and a download that follows the filters.
     client.goto(&format!("{base}/datasets")).await.unwrap();

@@ -158,6 +158,51 @@ function watchMatch(section) {
   };
 }
 
+// A finished match replayed from its stored transcript: each round's task, the
+// answers typed out side by side, then each answer's judge scores.
+async function replayMatch(button) {
+  const view = document.getElementById("replay-view");
+  const progress = document.getElementById("replay-progress");
+  const task = document.getElementById("replay-task");
+  const seats = document.getElementById("replay-seats");
+  const rounds = [...document.querySelectorAll("#transcript article.round")];
+  button.disabled = true;
+  view.hidden = false;
+  for (const [i, round] of rounds.entries()) {
+    progress.textContent = `Round ${i + 1} of ${rounds.length}`;
+    task.textContent = round.querySelector("blockquote").textContent;
+    seats.replaceChildren();
+    const answers = [...round.querySelectorAll(".response")].map((r) => {
+      const card = document.createElement("div");
+      card.className = "seat";
+      const name = document.createElement("h3");
+      name.textContent = r.dataset.agent;
+      const text = document.createElement("pre");
+      text.className = "stream";
+      const scores = document.createElement("p");
+      scores.className = "score";
+      card.append(name, text, scores);
+      seats.appendChild(card);
+      const rows = [...r.querySelectorAll(".scores tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent));
+      return { full: r.querySelector("pre").textContent, text, scores, rows };
+    });
+    const longest = Math.max(0, ...answers.map((a) => a.full.length));
+    for (let at = 0; at <= longest; at += 3) {
+      answers.forEach((a) => { a.text.textContent = a.full.slice(0, at); });
+      await sleep(15);
+    }
+    answers.forEach((a) => { a.text.textContent = a.full; });
+    progress.textContent = `Round ${i + 1} of ${rounds.length}: the judges score`;
+    for (const a of answers) {
+      a.scores.textContent = a.rows.map(([judge, score]) => `${judge} ${score}`).join(", ");
+      await sleep(300);
+    }
+    await sleep(800);
+  }
+  progress.textContent = "Replay finished: the outcome is above.";
+  button.disabled = false;
+}
+
 function limitHints() {
   document.querySelectorAll("[data-maxlength]").forEach((t) => {
     const max = Number(t.dataset.maxlength);
@@ -220,6 +265,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const live = document.getElementById("live");
   if (live && live.dataset.live === "true") watchMatch(live);
   limitHints();
+  const replay = document.getElementById("replay");
+  if (replay) replay.addEventListener("click", () => replayMatch(replay));
   const dataset = document.getElementById("dataset-form");
   if (dataset) datasetLinks(dataset);
   const wallet = document.getElementById("wallet");

@@ -78,7 +78,7 @@ impl Payments {
         let name = self.cursor_name();
         let from = match self.store.chain_cursor(&name).await? {
             Some(b) => u64::try_from(b).unwrap_or(0) + 1,
-            None => 0,
+            None => self.start_block,
         };
         if from > to {
             done.to_block = Some(to);
