@@ -32,6 +32,14 @@ struct Rig {
 
 async fn rig(store: &Store) -> Rig {
     let (contracts, payments) = common::embedded_payments(store).await;
+    rig_with(store, contracts, payments).await
+}
+
+async fn rig_with(
+    store: &Store,
+    contracts: Arc<Contracts<AnyChain>>,
+    payments: Arc<Payments>,
+) -> Rig {
     Rig {
         store: store.clone(),
         payments,
@@ -438,6 +446,184 @@ async fn a_crash_with_matches_in_play_refunds_them_on_restart(store: &Store) {
     );
 }
 
+/// A small deterministic generator, so each seed replays the same sequence.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Issue 20, item 2: conservation at every step of a random sequence of deposits and
+/// withdrawals (made by wallets on the contract directly, and by the server),
+/// entries, played and settled matches, refunded matches and restarts (the payments
+/// and runner dropped as a killed process's are, then reconciled and the follower
+/// started afresh from the database). After each step and a follower pass, the
+/// contract's ETH equals what it owes (every wallet's balance, the escrows and the
+/// treasury's), and the journal equals the contract per wallet
+/// (`Rig::assert_books_agree`).
+async fn random_money_and_matches_conserve(mut rig: Rig, seed: u64) {
+    let store = rig.store.clone();
+    let demo = seed_demo(
+        &store,
+        &rig.payments,
+        &rig.spaces,
+        &[("bronze", Wei(ETH)), ("free", Wei(0))],
+        Wei(ETH),
+    )
+    .await
+    .unwrap();
+    let owners: Vec<(i64, Address)> = {
+        let mut out = Vec::new();
+        for id in demo.owners {
+            let w = store
+                .user(id)
+                .await
+                .unwrap()
+                .wallet_address
+                .parse()
+                .unwrap();
+            out.push((id, w));
+        }
+        out
+    };
+    let operator = chain::dev::dev_accounts(10)[OPERATOR];
+    let unit = ETH / 100;
+    let mut rng = Lcg(seed);
+    let mut runner = rig.runner(Box::new(InstantEngine::new()), RunnerConfig::default());
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for step in 0..36 {
+        let (user, wallet) = owners[rng.next(owners.len() as u64) as usize];
+        let amount = unit * (1 + u128::from(rng.next(5)));
+        let what = match rng.next(8) {
+            0 => {
+                rig.contracts.deposit(wallet, amount).await.unwrap();
+                "a direct deposit"
+            }
+            1 => {
+                rig.payments.follow_chain().await.unwrap();
+                let available = store.balance(user).await.unwrap().available_wei.0;
+                if available < amount {
+                    continue;
+                }
+                rig.contracts.withdraw(wallet, amount).await.unwrap();
+                "a direct withdrawal"
+            }
+            2 => {
+                rig.payments.deposit(user, Wei(amount)).await.unwrap();
+                "a server deposit"
+            }
+            3 => {
+                rig.payments.follow_chain().await.unwrap();
+                let available = store.balance(user).await.unwrap().available_wei.0;
+                if available < amount {
+                    continue;
+                }
+                rig.payments.withdraw(user, Wei(amount)).await.unwrap();
+                "a server withdrawal"
+            }
+            4 | 5 => {
+                // Entries (auto-entry), new matches, and play until they settle.
+                runner.step().await.unwrap();
+                for _ in 0..10 {
+                    let outcomes = runner.tick();
+                    runner.finish(outcomes).await.unwrap();
+                    if runner.live_matches() == 0 {
+                        break;
+                    }
+                }
+                "matches played"
+            }
+            6 => {
+                runner.auto_enter().await.unwrap();
+                runner.matchmake().await.unwrap();
+                runner.abandon_all("refunded by the test").await.unwrap();
+                "matches refunded"
+            }
+            _ => {
+                // Killed: the runner and the payments go; a new process reconciles
+                // (refunding what was in play) and follows the chain from the
+                // database's cursor.
+                runner.auto_enter().await.unwrap();
+                runner.matchmake().await.unwrap();
+                drop(runner);
+                rig.payments = Arc::new(Payments::new(
+                    store.clone(),
+                    rig.contracts.clone(),
+                    operator,
+                ));
+                let done = rig.payments.reconcile(&Reclaim::Everything).await.unwrap();
+                assert!(done.failed.is_empty(), "{done:?}");
+                runner = rig.runner(Box::new(InstantEngine::new()), RunnerConfig::default());
+                "a restart"
+            }
+        };
+        *kinds.entry(what).or_default() += 1;
+        let followed = rig.payments.follow_chain().await.unwrap();
+        assert!(followed.waiting.is_empty(), "step {step}: {followed:?}");
+        // The contract's own books: its ETH is exactly what it owes.
+        let mut owed = 0u128;
+        for (_, w) in &owners {
+            owed += rig.contracts.balance_of(*w).await.unwrap();
+        }
+        owed += rig
+            .contracts
+            .balance_of(chain::dev::dev_accounts(10)[TREASURY])
+            .await
+            .unwrap();
+        for status in [match_status::PENDING, match_status::RUNNING] {
+            for m in store.matches_with_status(status).await.unwrap() {
+                owed += rig.contracts.escrow(m.id as u64).await.unwrap().held;
+            }
+        }
+        assert_eq!(
+            rig.contracts.arena_eth_balance().await.unwrap(),
+            owed,
+            "step {step} ({what}): the contract holds what it owes"
+        );
+        rig.assert_books_agree().await;
+    }
+    for kind in [
+        "a direct deposit",
+        "a server withdrawal",
+        "matches played",
+        "matches refunded",
+        "a restart",
+    ] {
+        assert!(
+            kinds.contains_key(kind),
+            "the sequence had {kind}: {kinds:?}"
+        );
+    }
+    let settled = store
+        .matches_with_status(match_status::SETTLED)
+        .await
+        .unwrap();
+    assert!(!settled.is_empty(), "matches settled along the way");
+}
+
+async fn random_sequences_conserve_on_the_embedded_chain(store: &Store) {
+    random_money_and_matches_conserve(rig(store).await, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_sequences_conserve_on_hardhat() {
+    let Some(node) = common::hardhat().await else {
+        return;
+    };
+    let db = store::testing::TestDb::sqlite().await;
+    let (contracts, payments) =
+        common::payments_on(&db.store, AnyChain::Rpc(node.rpc().await)).await;
+    let rig = rig_with(&db.store, contracts, payments).await;
+    random_money_and_matches_conserve(rig, 11).await;
+    drop(node);
+}
+
 macro_rules! both {
     ($check:ident) => {
         mod $check {
@@ -460,3 +646,4 @@ both!(matches_settle_with_exact_payouts);
 both!(stalled_matches_are_refunded_on_chain);
 both!(a_chain_failure_after_the_database_write_is_reconciled);
 both!(a_crash_with_matches_in_play_refunds_them_on_restart);
+both!(random_sequences_conserve_on_the_embedded_chain);
