@@ -192,7 +192,7 @@ fn ctrl_c_on_the_demo_leaves_no_match_running() {
             let mut out = Vec::new();
             for s in ["pending", "running", "settled", "refunded"] {
                 let ids: Vec<i64> = store
-                    .matches_with_status(s)
+                    .matches_with_status(s.parse().ok()?)
                     .await
                     .ok()?
                     .into_iter()

@@ -248,7 +248,7 @@ impl MatchWorker {
     async fn dispose(&self, job: ClaimedJob, now: i64) -> Result<(), RunnerError> {
         let match_id = job.job.match_id;
         let lease = self.store.match_lease(match_id).await?;
-        if store::is_unfinished(&lease.status)
+        if store::is_unfinished(lease.status)
             && lease.lease_expires_at.is_some_and(|t| t < now)
             && self
                 .store

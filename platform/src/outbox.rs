@@ -88,12 +88,14 @@ impl Outbox {
             .store
             .chain_tx_by_key(key)
             .await?
-            .filter(|ct| ct.status == "pending"))
+            .filter(|ct| ct.status == store::TxStatus::Pending))
     }
 
     /// Every pending row, oldest first.
     pub async fn all_pending(&self) -> store::Result<Vec<ChainTransaction>> {
-        self.store.chain_txs_with_status("pending").await
+        self.store
+            .chain_txs_with_status(store::TxStatus::Pending)
+            .await
     }
 
     /// Sends `ct` once: `send` runs, its receipt (read by `landed`) confirms the row;

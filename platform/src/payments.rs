@@ -395,7 +395,7 @@ impl Payments {
                 .outbox
                 .begin(&format!("lock:entry:{}", entry.id), "lock")
                 .await?;
-            if ct.status == "confirmed" {
+            if ct.status == store::TxStatus::Confirmed {
                 continue;
             }
             let wallet = self.wallet(entry.user_id).await?;
@@ -480,7 +480,7 @@ impl Payments {
             // closed now.
             Err(e)
                 if matches!(e, store::Error::AlreadySettled { .. })
-                    || !store::is_unfinished(&self.store.get_match(match_id).await?.status) =>
+                    || !store::is_unfinished(self.store.get_match(match_id).await?.status) =>
             {
                 // Refunded meanwhile (its lease was reclaimed): this settle key will
                 // never be sent. Settled meanwhile (a racing worker won): the winner
@@ -511,7 +511,7 @@ impl Payments {
             // The settle key was taken but the database holds no settlement (the
             // writer stopped before its transaction, or the match was refunded).
             let m = self.store.get_match(match_id).await?;
-            if !store::is_unfinished(&m.status) {
+            if !store::is_unfinished(m.status) {
                 self.outbox
                     .fail(&ct, "superseded: the match was not settled")
                     .await?;
@@ -667,7 +667,10 @@ impl Payments {
                 let outcome = self.closed_as(match_id).await?;
                 if outcome != store::match_status::REFUNDED {
                     // Settled meanwhile: this refund key will never be sent.
-                    if let Some(ct) = chain_tx.as_ref().filter(|c| c.status == "pending") {
+                    if let Some(ct) = chain_tx
+                        .as_ref()
+                        .filter(|c| c.status == store::TxStatus::Pending)
+                    {
                         self.outbox
                             .fail(ct, "superseded: the match was settled")
                             .await?;
@@ -687,7 +690,7 @@ impl Payments {
     async fn closed_as(&self, match_id: i64) -> Result<String> {
         match self.store.match_settlement(match_id).await? {
             Some(s) => Ok(s.outcome),
-            None => Ok(self.store.get_match(match_id).await?.status),
+            None => Ok(self.store.get_match(match_id).await?.status.to_string()),
         }
     }
 
@@ -700,7 +703,7 @@ impl Payments {
         let written = self.store.match_settlement(match_id).await?;
         if written.is_none_or(|s| s.outcome != store::match_status::REFUNDED) {
             let m = self.store.get_match(match_id).await?;
-            if !store::is_unfinished(&m.status) {
+            if !store::is_unfinished(m.status) {
                 self.outbox
                     .fail(&ct, "superseded: the match was not refunded")
                     .await?;

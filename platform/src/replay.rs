@@ -43,8 +43,8 @@ pub async fn replay_match(
     match_id: i64,
 ) -> Result<ReplayReport, RunnerError> {
     let m = store.get_match(match_id).await?;
-    let stored_hash = match (&m.status[..], &m.result_hash) {
-        ("settled", Some(h)) => h.clone(),
+    let stored_hash = match (m.status, &m.result_hash) {
+        (store::MatchStatus::Settled, Some(h)) => h.clone(),
         _ => {
             return Err(RunnerError::Replay(format!(
                 "match {match_id} is {}; only settled matches can be replayed",

@@ -168,7 +168,10 @@ async fn a_fee_lock_that_lands_after_its_match_was_refunded_is_returned() {
     // refunded (the matchmaker may try more than one).
     let formed = maker.matchmake(1).await.unwrap();
     assert!(formed.is_empty(), "{formed:?}");
-    let pending = store.chain_txs_with_status("pending").await.unwrap();
+    let pending = store
+        .chain_txs_with_status(store::TxStatus::Pending)
+        .await
+        .unwrap();
     let locks: Vec<_> = pending
         .iter()
         .filter(|ct| ct.idempotency_key.starts_with("lock:entry:"))

@@ -24,7 +24,7 @@ impl Store {
     pub async fn recent_matches(
         &self,
         space_id: Option<i64>,
-        status: Option<&str>,
+        status: Option<crate::MatchStatus>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Match>> {
@@ -125,13 +125,18 @@ mod tests {
             vec![q.match_id, p.match_id]
         );
         let older = store
-            .recent_matches(Some(p.space_id), Some("settled"), Some(q.match_id), 10)
+            .recent_matches(
+                Some(p.space_id),
+                Some(crate::MatchStatus::Settled),
+                Some(q.match_id),
+                10,
+            )
             .await
             .unwrap();
         assert_eq!(older.len(), 1);
         assert!(
             store
-                .recent_matches(None, Some("running"), None, 10)
+                .recent_matches(None, Some(crate::MatchStatus::Running), None, 10)
                 .await
                 .unwrap()
                 .is_empty()

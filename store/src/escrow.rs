@@ -126,7 +126,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.chain_txs_with_status("pending").await.unwrap().len(),
+            store
+                .chain_txs_with_status(crate::TxStatus::Pending)
+                .await
+                .unwrap()
+                .len(),
             1
         );
         let found = store

@@ -16,8 +16,8 @@ use crate::{Match, Result, Store, match_status, now_ms, on_pool};
 pub struct MatchLease {
     /// The match.
     pub id: i64,
-    /// One of [`match_status`].
-    pub status: String,
+    /// Where the match is.
+    pub status: crate::MatchStatus,
     /// The holder (a server or worker id), if any.
     pub lease_owner: Option<String>,
     /// When the lease runs out, ms.
@@ -140,7 +140,7 @@ impl Store {
 }
 
 /// Whether `status` is one a lease applies to.
-pub fn is_unfinished(status: &str) -> bool {
+pub fn is_unfinished(status: crate::MatchStatus) -> bool {
     status == match_status::PENDING || status == match_status::RUNNING
 }
 

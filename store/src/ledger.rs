@@ -427,7 +427,7 @@ impl Store {
         if m.status != match_status::RUNNING && m.status != match_status::PENDING {
             return Err(Error::AlreadySettled {
                 match_id: m.id,
-                outcome: m.status,
+                outcome: m.status.to_string(),
             });
         }
         let entries = self.match_entries(s.match_id).await?;
@@ -547,7 +547,7 @@ impl Store {
                 })?;
             }
         }
-        tx.finish_match(m.id, "refunded", None, Some(reason))
+        tx.finish_match(m.id, match_status::REFUNDED, None, Some(reason))
             .await?;
         tx.commit().await
     }
@@ -632,8 +632,13 @@ impl Tx {
             .map_err(|e| Error::on_unique(e, format!("a payout of entry {}", p.entry_id)))?;
         }
         self.post(&plan.lines).await?;
-        self.finish_match(s.match_id, "settled", Some(&s.result_hash), None)
-            .await
+        self.finish_match(
+            s.match_id,
+            match_status::SETTLED,
+            Some(&s.result_hash),
+            None,
+        )
+        .await
     }
 
     /// Inserts the match's one settlement row; a second one is refused.
@@ -677,7 +682,7 @@ impl Tx {
     async fn finish_match(
         &mut self,
         match_id: i64,
-        status: &str,
+        status: crate::MatchStatus,
         result_hash: Option<&str>,
         error: Option<&str>,
     ) -> Result<()> {

@@ -25,6 +25,7 @@ mod records;
 mod results;
 mod sessions;
 mod spaces;
+mod status;
 pub mod testing;
 mod training;
 mod users;
@@ -55,6 +56,7 @@ pub use results::{
 };
 pub use sessions::{ApiToken, Session};
 pub use spaces::NewSpace;
+pub use status::{EntryStatus, MatchStatus, ParseStatusError, RunStatus, TxStatus};
 pub use training::{NewPolRecord, NewTrainingRun, PAIR_LEAF, TrainingPair};
 pub use users::normalize_wallet;
 pub use votes::{HumanVote, VoteAgreement, VoteCandidate, VoteRow};

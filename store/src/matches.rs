@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// Matches in a given status, oldest first.
-    pub async fn matches_with_status(&self, status: &str) -> Result<Vec<Match>> {
+    pub async fn matches_with_status(&self, status: crate::MatchStatus) -> Result<Vec<Match>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
             "SELECT * FROM matches WHERE status = $1 ORDER BY id"
         )

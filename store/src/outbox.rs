@@ -39,8 +39,14 @@ impl Store {
         tx_hash: &str,
         block_number: i64,
     ) -> Result<ChainTransaction> {
-        self.update_chain_tx(id, "confirmed", Some(tx_hash), Some(block_number), None)
-            .await
+        self.update_chain_tx(
+            id,
+            crate::TxStatus::Confirmed,
+            Some(tx_hash),
+            Some(block_number),
+            None,
+        )
+        .await
     }
 
     /// Notes that a pending chain transaction was sent as `tx_hash` but is not
@@ -51,20 +57,20 @@ impl Store {
         tx_hash: &str,
         why: &str,
     ) -> Result<ChainTransaction> {
-        self.update_chain_tx(id, "pending", Some(tx_hash), None, Some(why))
+        self.update_chain_tx(id, crate::TxStatus::Pending, Some(tx_hash), None, Some(why))
             .await
     }
 
     /// Marks a chain transaction failed.
     pub async fn fail_chain_tx(&self, id: i64, error: &str) -> Result<ChainTransaction> {
-        self.update_chain_tx(id, "failed", None, None, Some(error))
+        self.update_chain_tx(id, crate::TxStatus::Failed, None, None, Some(error))
             .await
     }
 
     async fn update_chain_tx(
         &self,
         id: i64,
-        status: &str,
+        status: crate::TxStatus,
         tx_hash: Option<&str>,
         block_number: Option<i64>,
         error: Option<&str>,
@@ -130,7 +136,10 @@ impl Store {
     }
 
     /// Chain transactions in a status (`pending`, `confirmed`, `failed`), oldest first.
-    pub async fn chain_txs_with_status(&self, status: &str) -> Result<Vec<ChainTransaction>> {
+    pub async fn chain_txs_with_status(
+        &self,
+        status: crate::TxStatus,
+    ) -> Result<Vec<ChainTransaction>> {
         Ok(on_pool!(self, |pool| sqlx::query_as(
             "SELECT * FROM chain_transactions WHERE status = $1 ORDER BY id"
         )

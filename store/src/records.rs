@@ -157,16 +157,17 @@ from_row!(FeeTier {
     fee_wei
 });
 
-/// Where a match is in its life.
+/// The match statuses by their old constant names ([`MatchStatus`]).
 pub mod match_status {
+    use crate::MatchStatus;
     /// Created, entries attached, not yet started.
-    pub const PENDING: &str = "pending";
+    pub const PENDING: MatchStatus = MatchStatus::Pending;
     /// Rounds are being played.
-    pub const RUNNING: &str = "running";
+    pub const RUNNING: MatchStatus = MatchStatus::Running;
     /// Paid out.
-    pub const SETTLED: &str = "settled";
+    pub const SETTLED: MatchStatus = MatchStatus::Settled;
     /// Every entry refunded.
-    pub const REFUNDED: &str = "refunded";
+    pub const REFUNDED: MatchStatus = MatchStatus::Refunded;
 }
 
 /// A match.
@@ -182,8 +183,8 @@ pub struct Match {
     pub seed: i64,
     /// The Space's version hash when the match was made.
     pub space_version: String,
-    /// One of [`match_status`].
-    pub status: String,
+    /// Where it is.
+    pub status: crate::MatchStatus,
     /// Creation time, ms.
     pub created_at: i64,
     /// Start time, ms.
@@ -228,8 +229,8 @@ pub struct Entry {
     pub fee_wei: Wei,
     /// The match, once matched.
     pub match_id: Option<i64>,
-    /// `queued`, `matched`, `settled`, `refunded` or `withdrawn`.
-    pub status: String,
+    /// Where it is.
+    pub status: crate::EntryStatus,
     /// Creation time, ms.
     pub created_at: i64,
     /// 1 when an auto-entry rule made it (a refund gives the rule its spend back).
@@ -393,8 +394,8 @@ pub struct TrainingRun {
     pub parent_version_id: i64,
     /// The version it produced, once it succeeded.
     pub new_version_id: Option<i64>,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
+    /// Where it is.
+    pub status: crate::RunStatus,
     /// Hyperparameters, JSON.
     pub hyperparams: String,
     /// Hash of the hyperparameters.
@@ -464,8 +465,8 @@ pub struct ChainTransaction {
     pub kind: String,
     /// The hash once sent.
     pub tx_hash: Option<String>,
-    /// `pending`, `confirmed` or `failed`.
-    pub status: String,
+    /// Where it is.
+    pub status: crate::TxStatus,
     /// The block it landed in.
     pub block_number: Option<i64>,
     /// The failure, if any.

@@ -182,8 +182,8 @@ impl Store {
         outcome: std::result::Result<i64, &str>,
     ) -> Result<TrainingRun> {
         let (status, version, error) = match outcome {
-            Ok(v) => ("succeeded", Some(v), None),
-            Err(e) => ("failed", None, Some(e)),
+            Ok(v) => (crate::RunStatus::Succeeded, Some(v), None),
+            Err(e) => (crate::RunStatus::Failed, None, Some(e)),
         };
         on_pool!(self, |pool| {
             sqlx::query_as(

@@ -163,7 +163,7 @@ impl Store {
         pair_id: i64,
         preferred_response_id: i64,
     ) -> Result<HumanVote> {
-        let pair: Option<(i64, i64, i64, i64, i64, String)> = on_pool!(self, |pool| {
+        let pair: Option<(i64, i64, i64, i64, i64, crate::MatchStatus)> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT p.round_id, p.match_id, p.space_id, p.chosen_response_id,
                         p.rejected_response_id, m.status
@@ -180,7 +180,7 @@ impl Store {
                 id: pair_id.to_string(),
             });
         };
-        if status != "settled" {
+        if status != crate::MatchStatus::Settled {
             return Err(Error::Invalid {
                 field: "pair_id",
                 reason: format!("match {match_id} is {status}; only settled matches take votes"),

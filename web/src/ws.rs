@@ -151,7 +151,10 @@ async fn stream_match(state: AppState, mut socket: WebSocket, id: i64) {
     };
     if spectator.snapshot.is_empty()
         && let Ok(m) = state.store.get_match(id).await
-        && matches!(m.status.as_str(), "settled" | "refunded" | "failed")
+        && matches!(
+            m.status,
+            store::MatchStatus::Settled | store::MatchStatus::Refunded | store::MatchStatus::Failed
+        )
     {
         close(
             &mut socket,
@@ -214,7 +217,10 @@ async fn stream_space(state: AppState, mut socket: WebSocket, space: store::Spac
     // between arrives twice and is dropped by its sequence number.
     let mut rx = state.bus.subscribe();
     let mut next_seq: HashMap<i64, Option<u64>> = HashMap::new();
-    let live = [Some("pending"), Some("running")];
+    let live = [
+        Some(store::MatchStatus::Pending),
+        Some(store::MatchStatus::Running),
+    ];
     for status in live {
         let Ok(matches) = state
             .store

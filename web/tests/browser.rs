@@ -101,7 +101,10 @@ async fn sign_in_create_enter_watch_and_download() {
 
     // A rival enters too, and the match is made (the arena's matchmaker would do this).
     let store = app.store().clone();
-    let mine = store.matches_with_status("pending").await.unwrap();
+    let mine = store
+        .matches_with_status(store::MatchStatus::Pending)
+        .await
+        .unwrap();
     assert!(mine.is_empty());
     let space = store.space_by_slug("tweet-duel").await.unwrap();
     let my_entry = {

@@ -182,7 +182,7 @@ impl Payments {
     ) -> Result<()> {
         let entry = self.store.entry(entry_id).await?;
         let finished = match entry.match_id {
-            Some(m) => !store::is_unfinished(&self.store.get_match(m).await?.status),
+            Some(m) => !store::is_unfinished(self.store.get_match(m).await?.status),
             None => true,
         };
         if !(matches!(reclaim, Reclaim::Everything) || finished) {

@@ -48,7 +48,7 @@ impl From<store::Entry> for EntryView {
             fee_tier_id: e.fee_tier_id,
             fee_wei: e.fee_wei.to_string(),
             match_id: e.match_id,
-            status: e.status,
+            status: e.status.to_string(),
             created_at: e.created_at,
         }
     }
@@ -127,7 +127,7 @@ pub(crate) async fn leave(state: &AppState, user_id: i64, entry_id: i64) -> Resu
     if entry.user_id != user_id {
         return Err(Error::Forbidden(format!("entry {entry_id} is not yours")));
     }
-    if entry.status != "queued" {
+    if entry.status != store::EntryStatus::Queued {
         return Err(Error::Conflict(format!(
             "entry {entry_id} is {}, only a queued entry can leave",
             entry.status

@@ -43,7 +43,7 @@ impl From<store::Match> for MatchView {
             space_id: m.space_id,
             fee_tier_id: m.fee_tier_id,
             seed: m.seed,
-            status: m.status,
+            status: m.status.to_string(),
             created_at: m.created_at,
             started_at: m.started_at,
             finished_at: m.finished_at,
@@ -154,22 +154,20 @@ pub(crate) async fn list(state: &AppState, q: &MatchQuery) -> Result<Vec<MatchVi
     if !(1..=100).contains(&limit) {
         return Err(Error::invalid("limit", "must be within [1, 100]"));
     }
-    const STATUSES: [&str; 5] = ["pending", "running", "settled", "refunded", "failed"];
-    if let Some(s) = &q.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(Error::invalid(
-            "status",
-            format!("must be one of {}", STATUSES.join(", ")),
-        ));
-    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(s.parse::<store::MatchStatus>().map_err(|_| {
+            let all: Vec<&str> = store::MatchStatus::ALL.iter().map(|s| s.as_str()).collect();
+            Error::invalid("status", format!("must be one of {}", all.join(", ")))
+        })?),
+    };
     let space_id = match &q.space {
         Some(slug) => Some(state.store.space_by_slug(slug).await?.id),
         None => None,
     };
     let rows = state
         .store
-        .recent_matches(space_id, q.status.as_deref(), q.before, limit)
+        .recent_matches(space_id, status, q.before, limit)
         .await?;
     Ok(rows.into_iter().map(MatchView::from).collect())
 }

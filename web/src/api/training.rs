@@ -49,7 +49,7 @@ impl From<store::TrainingRun> for TrainingRunView {
             agent_id: r.agent_id,
             parent_version_id: r.parent_version_id,
             new_version_id: r.new_version_id,
-            status: r.status,
+            status: r.status.to_string(),
             hyperparams: serde_json::from_str(&r.hyperparams).unwrap_or(serde_json::Value::Null),
             hyperparams_hash: r.hyperparams_hash,
             pairs_root: r.pairs_root,

@@ -53,9 +53,9 @@ async fn home(
     let signin_required = user.is_none() && query.signin.as_deref() == Some("required");
     let result = async {
         let nav = nav(&state, user.as_ref()).await?;
-        let mut live = state.store.recent_matches(None, Some("running"), None, 20).await?;
-        live.extend(state.store.recent_matches(None, Some("pending"), None, 20).await?);
-        let recent = state.store.recent_matches(None, Some("settled"), None, 10).await?;
+        let mut live = state.store.recent_matches(None, Some(store::MatchStatus::Running), None, 20).await?;
+        live.extend(state.store.recent_matches(None, Some(store::MatchStatus::Pending), None, 20).await?);
+        let recent = state.store.recent_matches(None, Some(store::MatchStatus::Settled), None, 10).await?;
         let mut spaces = Vec::new();
         let mut free_space = None;
         for s in state.store.spaces().await? {
