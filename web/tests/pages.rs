@@ -373,3 +373,43 @@ async fn an_agent_page_lists_only_the_newest_versions(app: TestApp) {
     assert!(!page.contains("<summary>v11 "), "older ones are not");
 }
 both!(an_agent_page_lists_only_the_newest_versions);
+
+/// Training settings are one type: what the API set beyond the studio's five fields
+/// survives a save from the studio's form, and the trainer reads the result.
+async fn the_studio_keeps_training_settings_it_does_not_show(app: TestApp) {
+    let who = app.login(2).await;
+    let made = app
+        .post(
+            "/api/v1/agents",
+            &who,
+            serde_json::json!({"name": "Keeper", "base_model": "smollm2-135m",
+                "system_prompt": "Be brief.",
+                "training": {"min_margin": 0.3, "epochs": 5, "lora_rank": 4}}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.json);
+    assert_eq!(made.json["version"]["training"]["min_margin"], 0.3);
+    let id = made.json["agent"]["id"].as_i64().unwrap();
+    let saved = form(
+        &app,
+        &format!("/agents/{id}"),
+        &who,
+        &[
+            ("system_prompt", "Be brief and kind."),
+            ("training.lora_rank", "8"),
+            ("training.lora_alpha", "16"),
+            ("training.learning_rate", "0.0001"),
+            ("training.dpo_beta", "0.1"),
+            ("training.train_every_pairs", "20"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let latest = app.store().latest_agent_version(id).await.unwrap();
+    let policy = platform::learning::TrainingPolicy::from_json(&latest.training).unwrap();
+    assert_eq!(policy.min_margin, 0.3, "{}", latest.training);
+    assert_eq!(policy.epochs, 5);
+    assert_eq!(policy.lora_rank, 8, "the form's own field changed");
+    assert_eq!(policy.train_every_pairs, 20);
+}
+both!(the_studio_keeps_training_settings_it_does_not_show);

@@ -52,12 +52,13 @@ pub enum LearningError {
 /// The result type of this module.
 pub type Result<T> = std::result::Result<T, LearningError>;
 
-/// An agent's training settings (its version's `training` JSON): after every
+/// An agent's training settings (its version's `training` JSON), the one type the web
+/// API takes as its schema, the studio edits and the trainer reads: after every
 /// `train_every_pairs` new pairs whose margin is at least `min_margin`, a DPO run trains
-/// the next adapter version. The first five fields are what the web studio edits (the
-/// same names and ranges); the rest are platform settings with fixed defaults. An empty
-/// object means every default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// the next adapter version. The studio's form shows the first five fields; the rest
+/// keep their values (defaults unless set through the API). An empty object means
+/// every default. [`TrainingPolicy::check`] holds the one set of ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingPolicy {
     /// LoRA rank of a first adapter version.
@@ -114,7 +115,94 @@ impl Default for TrainingPolicy {
     }
 }
 
+/// A training setting outside its range: the field and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The field (`lora_rank`, …).
+    pub field: &'static str,
+    /// The rule, with the limit (`must be within [1, 64]`).
+    pub rule: &'static str,
+}
+
 impl TrainingPolicy {
+    /// The one set of ranges of an agent's training settings: what the web API
+    /// accepts (its 422 names the field and the rule) and what the trainer reads.
+    pub fn check(&self) -> std::result::Result<(), SettingError> {
+        let rule = |ok: bool, field: &'static str, rule: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SettingError { field, rule })
+            }
+        };
+        let within = |x: f64, lo_open: f64, hi: f64| x.is_finite() && x > lo_open && x <= hi;
+        rule(
+            (1..=64).contains(&self.lora_rank),
+            "lora_rank",
+            "must be within [1, 64]",
+        )?;
+        rule(
+            within(f64::from(self.lora_alpha), 0.0, 256.0),
+            "lora_alpha",
+            "must be within (0, 256]",
+        )?;
+        rule(
+            within(self.learning_rate, 0.0, 0.01),
+            "learning_rate",
+            "must be within (0, 0.01]",
+        )?;
+        rule(
+            within(self.dpo_beta, 0.0, 1.0),
+            "dpo_beta",
+            "must be within (0, 1]",
+        )?;
+        rule(
+            (1..=10_000).contains(&self.train_every_pairs),
+            "train_every_pairs",
+            "must be within [1, 10000]",
+        )?;
+        rule(
+            self.min_margin.is_finite() && (0.0..=1.0).contains(&self.min_margin),
+            "min_margin",
+            "must be within [0, 1]",
+        )?;
+        rule(
+            (1..=10_000).contains(&self.max_pairs),
+            "max_pairs",
+            "must be within [1, 10000]",
+        )?;
+        rule(
+            (1..=10_000).contains(&self.max_steps),
+            "max_steps",
+            "must be within [1, 10000]",
+        )?;
+        rule(
+            (1..=100).contains(&self.epochs),
+            "epochs",
+            "must be within [1, 100]",
+        )?;
+        rule(
+            self.validation_share.is_finite() && (0.0..=0.5).contains(&self.validation_share),
+            "validation_share",
+            "must be within [0, 0.5]",
+        )?;
+        rule(
+            (0..=1000).contains(&self.patience),
+            "patience",
+            "must be within [0, 1000]",
+        )?;
+        rule(
+            (1..=64).contains(&self.batch_size),
+            "batch_size",
+            "must be within [1, 64]",
+        )?;
+        rule(
+            (2..=4096).contains(&self.max_length),
+            "max_length",
+            "must be within [2, 4096]",
+        )
+    }
+
     /// Reads a version's training settings. Errors name the key and the limit.
     pub fn from_json(text: &str) -> Result<TrainingPolicy> {
         let value: serde_json::Value = if text.trim().is_empty() {
@@ -125,30 +213,9 @@ impl TrainingPolicy {
         };
         let policy: TrainingPolicy = serde_path_to_error::deserialize(value)
             .map_err(|e| LearningError::Invalid(format!("training.{}: {}", e.path(), e.inner())))?;
-        if !(1..=10_000).contains(&policy.train_every_pairs) {
-            return Err(LearningError::Invalid(format!(
-                "training.train_every_pairs {} is out of range, expected 1 to 10000",
-                policy.train_every_pairs
-            )));
-        }
-        if !(0.0..=1.0).contains(&policy.min_margin) {
-            return Err(LearningError::Invalid(format!(
-                "training.min_margin {} is out of range, expected 0 to 1",
-                policy.min_margin
-            )));
-        }
-        if !(1..=10_000).contains(&policy.max_pairs) {
-            return Err(LearningError::Invalid(format!(
-                "training.max_pairs {} is out of range, expected 1 to 10000",
-                policy.max_pairs
-            )));
-        }
-        if !(1..=100).contains(&policy.epochs) {
-            return Err(LearningError::Invalid(format!(
-                "training.epochs {} is out of range, expected 1 to 100",
-                policy.epochs
-            )));
-        }
+        policy
+            .check()
+            .map_err(|e| LearningError::Invalid(format!("training.{} {}", e.field, e.rule)))?;
         policy.dpo().validate().map_err(|e| match e {
             agents::AgentError::InvalidTrainingConfig { field, detail } => {
                 LearningError::Invalid(format!("training.{field} {detail}"))

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::settings::{self, SamplingParams, TrainingSettings};
+use super::settings::{self, SamplingParams, TrainingPolicy};
 use super::{ApiJson, ApiPath, owned_agent};
 use crate::auth::AuthUser;
 use crate::error::{Error, ErrorBody, Result};
@@ -67,7 +67,7 @@ pub struct VersionView {
     /// Sampling settings.
     pub sampling: SamplingParams,
     /// Training settings.
-    pub training: TrainingSettings,
+    pub training: TrainingPolicy,
     /// sha256 of its adapter, if trained.
     pub adapter_hash: Option<String>,
     /// Created, ms.
@@ -116,7 +116,7 @@ pub struct NewAgent {
     pub sampling: SamplingParams,
     /// Training settings (defaults for what is left out).
     #[serde(default)]
-    pub training: TrainingSettings,
+    pub training: TrainingPolicy,
 }
 
 /// A change that makes a new version; what is left out is kept from the newest one.
@@ -129,7 +129,7 @@ pub struct AgentEdit {
     /// New sampling settings.
     pub sampling: Option<SamplingParams>,
     /// New training settings.
-    pub training: Option<TrainingSettings>,
+    pub training: Option<TrainingPolicy>,
     /// Opt the agent's exact prompts (meta-prompt included) into public dataset
     /// exports (`true`) or keep them private (`false`, the default). Changing only
     /// this makes no new version.
@@ -168,7 +168,7 @@ pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> R
     settings::validate_prompt(&new.system_prompt)?;
     state.check_prompt_tokens(&new.system_prompt)?;
     settings::check_sampling(&new.sampling)?;
-    new.training.validate()?;
+    settings::check_training(&new.training)?;
     let (agent, version) = state
         .store
         .create_agent(
@@ -217,7 +217,7 @@ pub(crate) async fn edit(
     settings::validate_prompt(&prompt)?;
     state.check_prompt_tokens(&prompt)?;
     settings::check_sampling(&sampling)?;
-    training.validate()?;
+    settings::check_training(&training)?;
     let version = state
         .store
         .add_agent_version(

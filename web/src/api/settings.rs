@@ -3,8 +3,8 @@
 //! 422 that names the field and the limit, never a surprise inside a match.
 
 pub use agents::SamplingParams;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+pub use platform::learning::TrainingPolicy;
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -12,34 +12,6 @@ use crate::error::{Error, Result};
 pub const MAX_PROMPT_CHARS: usize = 4000;
 /// Longest agent name, characters.
 pub const MAX_NAME_CHARS: usize = 64;
-
-/// Training settings for the agent's DPO runs on its LoRA adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingSettings {
-    /// LoRA rank, 1 to 64.
-    pub lora_rank: u32,
-    /// LoRA alpha in (0, 256].
-    pub lora_alpha: f32,
-    /// Learning rate in (0, 0.01].
-    pub learning_rate: f64,
-    /// DPO beta in (0, 1].
-    pub dpo_beta: f64,
-    /// Train after this many new preference pairs, 1 to 10000.
-    pub train_every_pairs: u32,
-}
-
-impl Default for TrainingSettings {
-    fn default() -> Self {
-        TrainingSettings {
-            lora_rank: 8,
-            lora_alpha: 16.0,
-            learning_rate: 5e-5,
-            dpo_beta: 0.1,
-            train_every_pairs: 64,
-        }
-    }
-}
 
 fn check(ok: bool, field: &str, rule: &str) -> Result<()> {
     if ok {
@@ -55,38 +27,11 @@ pub fn check_sampling(s: &SamplingParams) -> Result<()> {
     s.check().map_err(|e| Error::invalid(e.field, e.rule))
 }
 
-impl TrainingSettings {
-    /// Every range check, first failure first.
-    pub fn validate(&self) -> Result<()> {
-        check(
-            (1..=64).contains(&self.lora_rank),
-            "training.lora_rank",
-            "must be within [1, 64]",
-        )?;
-        let a = self.lora_alpha;
-        check(
-            a.is_finite() && a > 0.0 && a <= 256.0,
-            "training.lora_alpha",
-            "must be within (0, 256]",
-        )?;
-        let lr = self.learning_rate;
-        check(
-            lr.is_finite() && lr > 0.0 && lr <= 0.01,
-            "training.learning_rate",
-            "must be within (0, 0.01]",
-        )?;
-        let b = self.dpo_beta;
-        check(
-            b.is_finite() && b > 0.0 && b <= 1.0,
-            "training.dpo_beta",
-            "must be within (0, 1]",
-        )?;
-        check(
-            (1..=10_000).contains(&self.train_every_pairs),
-            "training.train_every_pairs",
-            "must be within [1, 10000]",
-        )
-    }
+/// The training settings' ranges (one definition, `TrainingPolicy::check` in
+/// `platform`), as a 422 that names the field and the limit.
+pub fn check_training(t: &TrainingPolicy) -> Result<()> {
+    t.check()
+        .map_err(|e| Error::invalid(format!("training.{}", e.field), e.rule))
 }
 
 /// Checks a meta-prompt's length.
@@ -163,15 +108,15 @@ mod tests {
 
     #[test]
     fn the_trainer_reads_what_the_studio_writes() {
-        let t = TrainingSettings {
+        let t = TrainingPolicy {
             lora_rank: 4,
             train_every_pairs: 12,
-            ..TrainingSettings::default()
+            min_margin: 0.2,
+            ..TrainingPolicy::default()
         };
         let stored = serde_json::to_string(&t).unwrap();
-        let policy = platform::learning::TrainingPolicy::from_json(&stored).unwrap();
-        assert_eq!(policy.lora_rank, 4);
-        assert_eq!(policy.train_every_pairs, 12);
+        let policy = TrainingPolicy::from_json(&stored).unwrap();
+        assert_eq!(policy, t, "one type, written and read back whole");
         assert_eq!(policy.dpo().beta, t.dpo_beta);
         assert_eq!(policy.dpo().learning_rate, t.learning_rate);
     }
@@ -191,12 +136,19 @@ mod tests {
         s.top_p = 1.0;
         s.max_new_tokens = 0;
         assert!(check_sampling(&s).is_err());
-        assert!(TrainingSettings::default().validate().is_ok());
-        let t = TrainingSettings {
+        assert!(check_training(&TrainingPolicy::default()).is_ok());
+        let t = TrainingPolicy {
             lora_rank: 0,
             ..Default::default()
         };
-        assert!(t.validate().is_err());
+        let Err(Error::Invalid { field, .. }) = check_training(&t) else {
+            panic!()
+        };
+        assert_eq!(field, "training.lora_rank");
+        // The trainer refuses what the API refuses: the same ranges.
+        let stored = serde_json::to_string(&t).unwrap();
+        let refused = TrainingPolicy::from_json(&stored).unwrap_err().to_string();
+        assert!(refused.contains("training.lora_rank"), "{refused}");
         assert!(validate_prompt(&"x".repeat(MAX_PROMPT_CHARS + 1)).is_err());
         assert!(validate_base_model("smollm2-135m").is_ok());
         assert!(validate_base_model("bad model").is_err());

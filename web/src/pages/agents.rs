@@ -16,7 +16,7 @@ use similar::{ChangeTag, TextDiff};
 use super::spaces::CsrfForm;
 use super::{charts, nav, render, respond, when};
 use crate::api::agents::{self, AgentEdit, NewAgent, VersionView, agent_view};
-use crate::api::settings::{SamplingParams, TrainingSettings};
+use crate::api::settings::{SamplingParams, TrainingPolicy};
 use crate::auth::{MaybeUser, PageUser};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -176,7 +176,7 @@ const SETTINGS: &[FieldSpec] = &[
 fn settings_values(
     prompt: &str,
     s: &SamplingParams,
-    t: &TrainingSettings,
+    t: &TrainingPolicy,
 ) -> HashMap<String, String> {
     let mut v = HashMap::new();
     v.insert("system_prompt".into(), prompt.to_string());
@@ -228,11 +228,13 @@ fn all_specs(with_identity: bool) -> Vec<&'static FieldSpec> {
     v
 }
 
-/// Reads the settings from a posted form, collecting a message per bad field.
+/// Reads the settings from a posted form, collecting a message per bad field. The
+/// form shows five training fields; the others keep `base`'s values.
 fn parse_settings(
     form: &HashMap<String, String>,
     errors: &mut HashMap<String, String>,
-) -> (SamplingParams, TrainingSettings) {
+    base: &TrainingPolicy,
+) -> (SamplingParams, TrainingPolicy) {
     fn num<T: std::str::FromStr>(
         form: &HashMap<String, String>,
         errors: &mut HashMap<String, String>,
@@ -271,8 +273,8 @@ fn parse_settings(
             })
             .unwrap_or_default(),
     };
-    let d = TrainingSettings::default();
-    let t = TrainingSettings {
+    let d = base.clone();
+    let t = TrainingPolicy {
         lora_rank: num(form, errors, "training.lora_rank", d.lora_rank),
         lora_alpha: num(form, errors, "training.lora_alpha", d.lora_alpha),
         learning_rate: num(form, errors, "training.learning_rate", d.learning_rate),
@@ -283,6 +285,7 @@ fn parse_settings(
             "training.train_every_pairs",
             d.train_every_pairs,
         ),
+        ..d.clone()
     };
     (s, t)
 }
@@ -365,7 +368,7 @@ async fn new_page(
         let mut values = settings_values(
             chosen.map_or("", |t| t.prompt),
             &SamplingParams::default(),
-            &TrainingSettings::default(),
+            &TrainingPolicy::default(),
         );
         values.insert("base_model".into(), "smollm2-135m".into());
         if let Some(t) = chosen {
@@ -394,7 +397,7 @@ async fn create(
     let result = async {
         check_csrf(&user, &form)?;
         let mut errors = HashMap::new();
-        let (sampling, training) = parse_settings(&form, &mut errors);
+        let (sampling, training) = parse_settings(&form, &mut errors, &TrainingPolicy::default());
         let new = NewAgent {
             name: form.get("name").cloned().unwrap_or_default(),
             base_model: form.get("base_model").cloned().unwrap_or_default(),
@@ -656,7 +659,9 @@ async fn save(
     let result = async {
         check_csrf(&user, &form)?;
         let mut errors = HashMap::new();
-        let (sampling, training) = parse_settings(&form, &mut errors);
+        let base: TrainingPolicy =
+            crate::api::settings::stored(&state.store.latest_agent_version(id).await?.training);
+        let (sampling, training) = parse_settings(&form, &mut errors, &base);
         if errors.is_empty() {
             let edit = AgentEdit {
                 system_prompt: form.get("system_prompt").cloned(),
