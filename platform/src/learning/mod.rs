@@ -587,7 +587,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("training.epochs") && e.contains("1 to 100"),
+            e.contains("training.epochs") && e.contains("[1, 100]"),
             "{e}"
         );
         let e = TrainingPolicy::from_json(r#"{"validation_share": 0.7}"#)
