@@ -226,7 +226,8 @@ function datasetLinks(form) {
   const update = () => {
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (String(v).trim() !== "") params.append(k, String(v).trim());
-    const path = `/api/v1/datasets/preferences?${params}`;
+    const query = params.toString();
+    const path = `/api/v1/datasets/preferences${query ? `?${query}` : ""}`;
     const clean = (s) => s.replace(/[^A-Za-z0-9-]/g, "").slice(0, 40);
     let name = `rlfc-preferences-${clean(params.get("space") || "") || "all-spaces"}`;
     if (params.get("agent")) name += `-agent-${clean(params.get("agent"))}`;

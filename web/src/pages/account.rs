@@ -275,7 +275,11 @@ async fn datasets_page(
             .iter()
             .map(|c| json!({"space": c.space, "pairs": c.pairs, "agreement": format!("{:.2}", c.mean_agreement)}))
             .collect();
-        let download = format!("/api/v1/datasets/preferences?{cleaned}");
+        let download = if cleaned.is_empty() {
+            "/api/v1/datasets/preferences".to_string()
+        } else {
+            format!("/api/v1/datasets/preferences?{cleaned}")
+        };
         let base = state.config.siwe_uri.trim_end_matches('/').to_string();
         let file = crate::api::datasets::file_name(&q);
         let votes: Vec<Value> = crate::api::votes::agreement(&state)
