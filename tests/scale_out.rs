@@ -323,34 +323,26 @@ async fn assert_spectators_complete(spectators: &[Spectator], store: &Store) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_kills() {
-    let Some(db) = store::testing::TestDb::postgres().await else {
+    let Some(services) = common::services().await else {
         return;
     };
-    let Some(redis) = platform::redis_testing::redis_url().await else {
-        return;
-    };
-    let namespace = platform::redis_testing::TestNamespace::new(&redis);
-    let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
-        .await
-        .unwrap()
-    {
-        Ok(n) => n,
-        Err(e) if !chain::testing::in_ci() => {
-            eprintln!("skipping: no Hardhat node: {e}");
-            return;
-        }
-        Err(e) => panic!("CI=true and the Hardhat node could not start: {e}"),
-    };
-    let operator = chain::dev::dev_accounts(1)[0];
-    let contracts = Contracts::deploy(AnyChain::Rpc(node.rpc().await), operator, operator)
-        .await
-        .unwrap();
-    let deployment = contracts.deployment();
-    let db_url =
-        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
-    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    let common::Services {
+        db,
+        redis,
+        namespace,
+        node,
+        contracts,
+        db_url,
+    } = &services;
+    let pool = sqlx::PgPool::connect(db_url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = deployment_env(&db_url, &redis, namespace.name(), &node.url, &deployment);
+    let mut env = deployment_env(
+        db_url,
+        redis,
+        namespace.name(),
+        &node.url,
+        &contracts.deployment(),
+    );
     env.extend(
         [
             ("RLFC_ARENA_LEASE_SECS", "5"),
@@ -599,7 +591,7 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
             "no settled {slug} match"
         );
     }
-    assert_chain_equals_journal(&db.store, &contracts).await;
+    assert_chain_equals_journal(&db.store, contracts).await;
     assert_written_once(&pool).await;
     let complete = assert_spectators_complete(&spectators, &db.store).await;
     assert!(
@@ -655,7 +647,7 @@ async fn two_servers_and_three_workers_settle_every_match_exactly_once_through_k
     .await
     .unwrap();
     assert_eq!(llm_scores, 9, "3 matches x 3 seats scored by the LLM judge");
-    assert_chain_equals_journal(&db.store, &contracts).await;
+    assert_chain_equals_journal(&db.store, contracts).await;
     assert_written_once(&pool).await;
     pool.close().await;
 }

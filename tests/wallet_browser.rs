@@ -13,67 +13,18 @@
 //! the test with a message, under `CI=true` it fails.
 
 mod common;
+// The web tests' headless-Chromium helpers (chromedriver, sessions, screenshots, CDP).
+#[allow(dead_code)]
+#[path = "../web/tests/common/browser.rs"]
+mod browser;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chain::{AnyChain, Chain as _, Contracts};
-use common::{Proc, deployment_env, free_port, server, worker};
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{cdp, chromium, start_driver};
+use chain::Chain as _;
+use common::{Proc, deployment_env, server, worker};
+use fantoccini::{Client, Locator};
 use store::{Store, Wei, match_status};
-
-/// chromedriver, killed when dropped.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_driver() -> Option<(Driver, String)> {
-    if Command::new("chromedriver")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if store::testing::in_ci() {
-            panic!(
-                "CI=true and chromedriver is missing: apt-get install -y chromium chromium-driver"
-            );
-        }
-        eprintln!("chromedriver not found; skipping the wallet browser test");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver(child);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((driver, format!("http://127.0.0.1:{port}")));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("chromedriver did not start listening");
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wallet-browser-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(client: &Client, name: &str) {
-    let png = client.screenshot().await.expect("screenshot");
-    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
-}
 
 /// Waits (bounded) until `css` holds text containing `needle`; on timeout, fails with
 /// the page and the server's log.
@@ -92,22 +43,6 @@ async fn wait_for_text(client: &Client, css: &str, needle: &str, serve: &Proc) -
     panic!(
         "{css} never showed {needle:?}; page:\n{html}\nserver log:\n{}",
         serve.log_text()
-    );
-}
-
-/// A chromedriver Chrome DevTools command on the session.
-async fn cdp(driver_url: &str, client: &Client, cmd: &str, params: serde_json::Value) {
-    let session = client.session_id().await.unwrap().expect("a session");
-    let res = reqwest::Client::new()
-        .post(format!("{driver_url}/session/{session}/goog/cdp/execute"))
-        .json(&serde_json::json!({"cmd": cmd, "params": params}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        res.status().is_success(),
-        "{cmd}: {}",
-        res.text().await.unwrap()
     );
 }
 
@@ -143,34 +78,21 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
     let Some((_driver, driver_url)) = start_driver().await else {
         return;
     };
-    let Some(db) = store::testing::TestDb::postgres().await else {
+    let Some(services) = common::services().await else {
         return;
     };
-    let Some(redis) = platform::redis_testing::redis_url().await else {
-        return;
-    };
-    let namespace = platform::redis_testing::TestNamespace::new(&redis);
-    let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
-        .await
-        .unwrap()
-    {
-        Ok(n) => n,
-        Err(e) if !chain::testing::in_ci() => {
-            eprintln!("skipping: no Hardhat node: {e}");
-            return;
-        }
-        Err(e) => panic!("CI=true and the Hardhat node could not start: {e}"),
-    };
-    let operator = chain::dev::dev_accounts(1)[0];
-    let contracts = Contracts::deploy(AnyChain::Rpc(node.rpc().await), operator, operator)
-        .await
-        .unwrap();
-    let db_url =
-        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    let common::Services {
+        db,
+        redis,
+        namespace,
+        node,
+        contracts,
+        db_url,
+    } = &services;
     let dir = tempfile::tempdir().unwrap();
     let mut env = deployment_env(
-        &db_url,
-        &redis,
+        db_url,
+        redis,
         namespace.name(),
         &node.url,
         &contracts.deployment(),
@@ -212,15 +134,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
     let wallet_text = format!("{wallet:#x}");
     let eth_before = contracts.chain().balance(wallet).await.unwrap();
 
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,1600"]}
-    });
-    let client = ClientBuilder::native()
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&driver_url)
-        .await
-        .expect("connect to chromedriver");
+    let client = chromium(&driver_url, 1280).await;
     // A wallet extension's script is not bound by the page's CSP (connect-src 'self');
     // the injected provider stands in for one, so the page's CSP is bypassed for it.
     cdp(
@@ -271,7 +185,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .await
         .unwrap();
     wait_for_text(&client, "#available", "0.05 ETH", &serve).await;
-    shot(&client, "01-deposited").await;
+    browser::shot(&client, "wallet-01-deposited").await;
     let deposit = Wei(5 * 10u128.pow(16));
     assert_eq!(
         journal_balance(&db.store, user.id).await,
@@ -392,7 +306,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         "the outcome row shows this seat's payout {}: {row:?}\n{page}",
         payout.to_eth()
     );
-    shot(&client, "02-match").await;
+    browser::shot(&client, "wallet-02-match").await;
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for_text(&client, "#available", &available.to_eth(), &serve).await;
 
@@ -411,7 +325,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .await
         .unwrap();
     wait_for_text(&client, "#available", "0 ETH", &serve).await;
-    shot(&client, "03-withdrawn").await;
+    browser::shot(&client, "wallet-03-withdrawn").await;
     assert_eq!(
         journal_balance(&db.store, user.id).await,
         (Wei::ZERO, Wei::ZERO)

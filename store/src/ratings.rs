@@ -158,6 +158,18 @@ impl Store {
         .await)?)
     }
 
+    /// How many matches of a Space have settled (what [`Store::match_places`] returns
+    /// one entry per).
+    pub async fn settled_match_count(&self, space_id: i64) -> Result<usize> {
+        let (n,): (i64,) = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT COUNT(*) FROM matches WHERE space_id = $1 AND status = 'settled'"
+        )
+        .bind(space_id)
+        .fetch_one(pool)
+        .await)?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Every settled match of a Space, oldest first, as each seat's (agent, place):
     /// what a bootstrap over matches resamples.
     pub async fn match_places(&self, space_id: i64) -> Result<Vec<Vec<(i64, usize)>>> {

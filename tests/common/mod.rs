@@ -201,3 +201,49 @@ pub fn deployment_env(
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
+
+/// What a deployment test runs on: a fresh PostgreSQL database, a Redis namespace, a
+/// Hardhat node and the contracts deployed there by dev account 0 (admin, operator
+/// and treasury).
+pub struct Services {
+    pub db: store::testing::TestDb,
+    pub redis: String,
+    pub namespace: platform::redis_testing::TestNamespace,
+    pub node: chain::testing::HardhatNode,
+    pub contracts: chain::Contracts<chain::AnyChain>,
+    pub db_url: String,
+}
+
+/// The services, or `None` (with a message) when one is missing outside CI; under
+/// `CI=true` a missing one fails.
+pub async fn services() -> Option<Services> {
+    let db = store::testing::TestDb::postgres().await?;
+    let redis = platform::redis_testing::redis_url().await?;
+    let namespace = platform::redis_testing::TestNamespace::new(&redis);
+    let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        .await
+        .unwrap()
+    {
+        Ok(n) => n,
+        Err(e) if !chain::testing::in_ci() => {
+            eprintln!("skipping: no Hardhat node: {e}");
+            return None;
+        }
+        Err(e) => panic!("CI=true and the Hardhat node could not start: {e}"),
+    };
+    let operator = chain::dev::dev_accounts(1)[0];
+    let contracts =
+        chain::Contracts::deploy(chain::AnyChain::Rpc(node.rpc().await), operator, operator)
+            .await
+            .unwrap();
+    let db_url =
+        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    Some(Services {
+        db,
+        redis,
+        namespace,
+        node,
+        contracts,
+        db_url,
+    })
+}

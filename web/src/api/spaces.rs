@@ -142,17 +142,19 @@ async fn rank_ranges(
     space_id: i64,
     agents: &[i64],
 ) -> Result<std::collections::HashMap<i64, (usize, usize)>> {
-    let played = state.store.match_places(space_id).await?;
+    // A count first: the matches themselves are read only when one has settled since.
+    let settled = state.store.settled_match_count(space_id).await?;
     if let Some((count, cached_agents, ranges)) = state
         .rank_ranges
         .lock()
         .expect("rank range cache")
         .get(&space_id)
-        && *count == played.len()
+        && *count == settled
         && cached_agents == agents
     {
         return Ok(ranges.clone());
     }
+    let played = state.store.match_places(space_id).await?;
     let count = played.len();
     let list = agents.to_vec();
     let ranges = tokio::task::spawn_blocking(move || {
@@ -164,7 +166,7 @@ async fn rank_ranges(
         .rank_ranges
         .lock()
         .expect("rank range cache")
-        .insert(space_id, (count, agents.to_vec(), ranges.clone()));
+        .insert(space_id, (settled, agents.to_vec(), ranges.clone()));
     Ok(ranges)
 }
 
