@@ -6,7 +6,8 @@
 //! Everything real: the SmolLM2 weights, the match engine ([`RuntimeEngine`], the same
 //! batched decoder, chat template, sampling and adapters-by-hash the match world
 //! drives), the Space's rule verifiers, the DPO trainer, and the Space's judge panel
-//! for the head-to-head matches (a hard-rule failure scores zero, as in a match).
+//! for the head-to-head matches, ranked as a match ranks a round (an answer that keeps
+//! the hard rules beats one that breaks them; two broken answers compare by closeness).
 //!
 //! - **Pairs:** for each training task the current policy samples `candidates`
 //!   answers; the best answer that passes every hard rule is chosen, the worst that
@@ -27,7 +28,6 @@
 //!   apart). A gain is called significant when the after interval lies wholly above
 //!   the before interval (conservative).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,9 +37,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spaces::{Rulebook, Task};
 
+pub use crate::learning::evaluate::{HeadToHead, Proportion, wilson};
+use crate::learning::evaluate::{generate, head_to_head, rules};
 use crate::learning::{LearningError, Result};
 use crate::runtime::{AdapterLibrary, RuntimeEngine};
-use arena::engine::{Engine, EngineOutput, GenRequest};
+use arena::engine::GenRequest;
 use arena::judging::RoundJudge;
 
 /// The agent that learns: the demo's "Poet" meta-prompt and sampling settings.
@@ -63,78 +65,6 @@ pub struct LearningBenchConfig {
     pub sampling: serde_json::Value,
     /// The DPO settings of every update (`max_steps` is per update).
     pub dpo: DpoConfig,
-}
-
-/// A proportion with its 95% Wilson interval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Proportion {
-    /// Successes.
-    pub successes: usize,
-    /// Trials.
-    pub trials: usize,
-    /// successes / trials (0 when there are no trials).
-    pub rate: f64,
-    /// The 95% Wilson score interval.
-    pub ci95: [f64; 2],
-}
-
-impl Proportion {
-    /// `successes` of `trials` with its Wilson interval.
-    pub fn new(successes: usize, trials: usize) -> Proportion {
-        let (lo, hi) = wilson(successes, trials);
-        Proportion {
-            successes,
-            trials,
-            rate: if trials == 0 {
-                0.0
-            } else {
-                successes as f64 / trials as f64
-            },
-            ci95: [lo, hi],
-        }
-    }
-}
-
-/// The 95% Wilson score interval of `k` successes in `n` trials ((0, 1) when n = 0).
-pub fn wilson(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    const Z: f64 = 1.959_963_984_540_054;
-    let (k, n) = (k as f64, n as f64);
-    let p = k / n;
-    let z2 = Z * Z;
-    let denom = 1.0 + z2 / n;
-    let center = (p + z2 / (2.0 * n)) / denom;
-    let half = Z / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((center - half).max(0.0), (center + half).min(1.0))
-}
-
-/// Head-to-head results of one side against the frozen parent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HeadToHead {
-    /// Matches the candidate scored higher.
-    pub wins: usize,
-    /// Matches with equal scores.
-    pub draws: usize,
-    /// Matches the parent scored higher.
-    pub losses: usize,
-    /// Wins among decisive matches, with its interval.
-    pub win_rate: Proportion,
-}
-
-impl HeadToHead {
-    fn from_outcomes(outcomes: &[std::cmp::Ordering]) -> HeadToHead {
-        use std::cmp::Ordering::*;
-        let wins = outcomes.iter().filter(|o| **o == Greater).count();
-        let losses = outcomes.iter().filter(|o| **o == Less).count();
-        HeadToHead {
-            wins,
-            draws: outcomes.len() - wins - losses,
-            losses,
-            win_rate: Proportion::new(wins, wins + losses),
-        }
-    }
 }
 
 /// One DPO update.
@@ -197,62 +127,6 @@ pub struct LearningBenchReport {
 /// Whether a task text is held out of training (about a quarter of the texts).
 pub fn held_out(task_text: &str) -> bool {
     Sha256::digest(task_text.as_bytes())[0] % 4 == 0
-}
-
-/// One finished generation.
-struct Generated {
-    text: String,
-    prompt: String,
-}
-
-/// Runs `requests` through the engine, at most `batch` at once, results in order.
-fn generate(
-    engine: &mut RuntimeEngine,
-    requests: Vec<GenRequest>,
-    batch: usize,
-) -> Result<Vec<Generated>> {
-    let total = requests.len();
-    let mut queue = requests.into_iter().enumerate();
-    let mut slot_of: HashMap<u64, usize> = HashMap::new();
-    let mut out: Vec<Option<Generated>> = (0..total).map(|_| None).collect();
-    let mut done = 0;
-    while done < total {
-        while engine.live() < batch.max(1) {
-            let Some((i, r)) = queue.next() else { break };
-            let ticket = engine
-                .submit(r)
-                .map_err(|e| LearningError::Invalid(e.to_string()))?;
-            slot_of.insert(ticket, i);
-        }
-        for o in engine
-            .step()
-            .map_err(|e| LearningError::Invalid(e.to_string()))?
-        {
-            if let EngineOutput::Done {
-                ticket,
-                text,
-                prompt,
-                ..
-            } = o
-            {
-                out[slot_of[&ticket]] = Some(Generated { text, prompt });
-                done += 1;
-            }
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|g| g.expect("every request finished"))
-        .collect())
-}
-
-/// Whether an answer passes every hard rule, and its share of rules passed.
-fn rules(book: &Rulebook, task: &Task, answer: &str) -> (bool, f64) {
-    let outcomes = spaces::verify(book, task, answer);
-    (
-        !spaces::hard_failed(&outcomes),
-        spaces::pass_rate(&outcomes),
-    )
 }
 
 /// The benchmark: see the module documentation.
@@ -465,61 +339,9 @@ pub fn run_learning_bench(
     })
 }
 
-/// One judged two-seat round: how the candidate's effective score (zero on a hard-rule
-/// failure, as in a match) compares with the opponent's. `swap` seats the opponent
-/// first.
-fn head_to_head(
-    judge: &dyn RoundJudge,
-    book: &Rulebook,
-    task: &Task,
-    candidate: &str,
-    opponent: &str,
-    swap: bool,
-) -> Result<std::cmp::Ordering> {
-    let seats = if swap {
-        [opponent, candidate]
-    } else {
-        [candidate, opponent]
-    };
-    let hard: Vec<bool> = seats.iter().map(|a| !rules(book, task, a).0).collect();
-    let verdicts = judge
-        .judge(book, task, &seats, &hard)
-        .map_err(|e| LearningError::Invalid(format!("judging: {e}")))?;
-    let score = |i: usize| {
-        if verdicts[i].hard_failed {
-            0.0
-        } else {
-            verdicts[i].combined
-        }
-    };
-    let (c, o) = if swap { (1, 0) } else { (0, 1) };
-    Ok(score(c).total_cmp(&score(o)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wilson_matches_published_values() {
-        // 8 of 10: the textbook interval is (0.490, 0.943).
-        let (lo, hi) = wilson(8, 10);
-        assert!(
-            (lo - 0.4902).abs() < 1e-3 && (hi - 0.9433).abs() < 1e-3,
-            "{lo} {hi}"
-        );
-        let (lo, hi) = wilson(0, 20);
-        assert!(lo == 0.0 && (hi - 0.1611).abs() < 1e-3, "{hi}");
-        assert_eq!(wilson(0, 0), (0.0, 1.0));
-    }
-
-    #[test]
-    fn draws_are_kept_out_of_the_win_rate() {
-        use std::cmp::Ordering::*;
-        let h = HeadToHead::from_outcomes(&[Greater, Greater, Equal, Less]);
-        assert_eq!((h.wins, h.draws, h.losses), (2, 1, 1));
-        assert_eq!((h.win_rate.successes, h.win_rate.trials), (2, 3));
-    }
 
     #[test]
     fn about_a_quarter_of_texts_are_held_out() {

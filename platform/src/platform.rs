@@ -199,16 +199,25 @@ impl Platform {
         Ok((Box::new(engine), Box::new(judge)))
     }
 
-    /// A trainer on the shared base model, signing records as the chain operator.
-    pub fn trainer(&self, models: &BaseModels) -> crate::learning::Trainer {
-        crate::learning::Trainer::new(
+    /// A trainer on the shared base model, signing records as the chain operator,
+    /// whose new adapters pass the regression gate (the Spaces' judge panels, on the
+    /// loaded judges) before they are played.
+    pub fn trainer(&self, models: &BaseModels) -> Result<crate::learning::Trainer> {
+        let loaded = judges::LoadedJudges::new(
+            Some(models.llm_judge.clone()),
+            Some(models.embedding_judge.clone()),
+        )?;
+        let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
+        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
+        Ok(crate::learning::Trainer::new(
             self.store.clone(),
             self.payments.contracts().clone(),
             self.payments.operator(),
             models.model.clone(),
             models.tokenizer.clone(),
             self.adapters.clone(),
-        )
+            crate::learning::Gate::new(Arc::new(judge), &self.spaces),
+        ))
     }
 
     /// The Space with this slug.

@@ -16,7 +16,9 @@ use arena::engine::InstantEngine;
 use common::ByLength;
 use platform::bus::Bus;
 use platform::demo::{ETH, seed_demo};
-use platform::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence, verify_record};
+use platform::learning::{
+    Gate, StoredAdapter, Trainer, local_evidence, verify_evidence, verify_record,
+};
 use platform::play::RunnerConfig;
 use platform::runner::MatchRunner;
 use platform::runtime::AdapterLibrary;
@@ -77,6 +79,8 @@ async fn matches_train_record_and_verify(
         "lora_alpha": 8.0,
         "learning_rate": 1e-3,
         "seed": 7,
+        // The regression gate has its own test (`gate.rs`); this one checks the record.
+        "evaluation_matches": 0,
     });
     store
         .add_agent_version(
@@ -116,6 +120,7 @@ async fn matches_train_record_and_verify(
         model.clone(),
         tokenizer.clone(),
         adapters.clone(),
+        Gate::new(Arc::new(ByLength), &spaces),
     );
     assert!(
         trainer.due_pairs(demo.agents[1]).await.unwrap().is_none(),

@@ -118,7 +118,7 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
     tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
     let run = platform::runner::play_until_stopped(
         &mut runner,
-        Some(platform.trainer(&models)),
+        Some(platform.trainer(&models)?),
         stops,
         Duration::from_secs(config.arena.shutdown_grace_secs),
         max_matches,
@@ -167,7 +167,7 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
     let verdict = match from {
         None => {
             let platform = Platform::open(&platform_config).await?;
-            let trainer = platform.trainer(&BaseModels::load(&platform_config)?);
+            let trainer = platform.trainer(&BaseModels::load(&platform_config)?)?;
             trainer.verify(record_id).await?
         }
         Some(url) => {

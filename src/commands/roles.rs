@@ -445,7 +445,7 @@ pub async fn worker(config: &Config, args: WorkerArgs) -> Result<()> {
     let renewer = worker.spawn_lease_renewer();
     let training = match (&models, args.no_training) {
         (Some(models), false) => Some(tokio::spawn(
-            platform::learning::scheduler::train_due_agents_forever(platform.trainer(models)),
+            platform::learning::scheduler::train_due_agents_forever(platform.trainer(models)?),
         )),
         _ => None,
     };

@@ -120,6 +120,89 @@ impl Store {
         }
     }
 
+    /// Stores the version of a training run whose adapter the regression gate held
+    /// back: the trained version (copying the agent's latest settings, as
+    /// [`Store::add_trained_version`] does) with `held_back` saying why, and after it
+    /// a version with the same settings that restores the adapter of
+    /// `parent_version_id`, which the agent plays from then on. Both land in one
+    /// transaction, so no match ever seats the held-back version. Returns both, the
+    /// held-back one first.
+    pub async fn add_held_back_version(
+        &self,
+        agent_id: i64,
+        parent_version_id: i64,
+        adapter_hash: &str,
+        reason: &str,
+    ) -> Result<(AgentVersion, AgentVersion)> {
+        let parent = self.agent_version(parent_version_id).await?;
+        if parent.agent_id != agent_id {
+            return Err(Error::Invalid {
+                field: "parent_version_id",
+                reason: format!("version {parent_version_id} belongs to another agent"),
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            let now = now_ms();
+            let mut tx = self.begin().await?;
+            let inserted: Result<(AgentVersion, AgentVersion)> = async {
+                Ok(on_tx!(&mut tx, |c| {
+                    let held: AgentVersion = sqlx::query_as(
+                        "INSERT INTO agent_versions
+                           (agent_id, version, parent_version_id, system_prompt, sampling,
+                            training, adapter_hash, created_at, held_back)
+                         SELECT l.agent_id, l.version + 1, $2, l.system_prompt, l.sampling,
+                                l.training, $3, $4, $5
+                         FROM agent_versions l
+                         WHERE l.agent_id = $1
+                           AND l.version = (SELECT MAX(version) FROM agent_versions
+                                            WHERE agent_id = $1)
+                         RETURNING *",
+                    )
+                    .bind(agent_id)
+                    .bind(parent_version_id)
+                    .bind(adapter_hash)
+                    .bind(now)
+                    .bind(reason)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    let restored: AgentVersion = sqlx::query_as(
+                        "INSERT INTO agent_versions
+                           (agent_id, version, parent_version_id, system_prompt, sampling,
+                            training, adapter_hash, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                    )
+                    .bind(agent_id)
+                    .bind(held.version + 1)
+                    .bind(held.id)
+                    .bind(&held.system_prompt)
+                    .bind(&held.sampling)
+                    .bind(&held.training)
+                    .bind(&parent.adapter_hash)
+                    .bind(now)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    (held, restored)
+                }))
+            }
+            .await;
+            let inserted = match inserted {
+                Ok(both) => tx.commit().await.map(|()| both),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| match e {
+                Error::Database(db) => {
+                    Error::on_unique(db, format!("a concurrent version of agent {agent_id}"))
+                }
+                other => other,
+            });
+            match inserted {
+                Err(Error::Duplicate { .. }) if attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Refuses a parent version that belongs to another agent.
     async fn check_parent(&self, agent_id: i64, parent_version_id: i64) -> Result<()> {
         let parent = self.agent_version(parent_version_id).await?;

@@ -141,6 +141,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "human_votes",
             Portable(migration_file!("0023_human_votes.sql")),
         ),
+        (
+            24,
+            "regression_gate",
+            Portable(migration_file!("0024_regression_gate.sql")),
+        ),
     ]
 };
 

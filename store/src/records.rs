@@ -94,6 +94,10 @@ pub struct AgentVersion {
     pub adapter_hash: Option<String>,
     /// Creation time, ms.
     pub created_at: i64,
+    /// Why this version is never played, when a training run's regression gate held
+    /// it back (the version after it restores the parent's adapter); `None` for every
+    /// other version.
+    pub held_back: Option<String>,
 }
 from_row!(AgentVersion {
     id,
@@ -104,7 +108,8 @@ from_row!(AgentVersion {
     sampling,
     training,
     adapter_hash,
-    created_at
+    created_at,
+    held_back
 });
 
 /// A Space (rulebook) as stored.
@@ -410,6 +415,9 @@ pub struct TrainingRun {
     pub finished_at: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What the regression gate found (JSON, `platform::learning::Evaluation`), when
+    /// the run's new adapter played its parent before being played.
+    pub evaluation: Option<String>,
 }
 from_row!(TrainingRun {
     id,
@@ -423,7 +431,8 @@ from_row!(TrainingRun {
     results_root,
     started_at,
     finished_at,
-    error
+    error,
+    evaluation
 });
 
 /// One optimiser step's metrics.

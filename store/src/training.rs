@@ -204,6 +204,25 @@ impl Store {
         })
     }
 
+    /// Stores what a running run's regression gate found (JSON), before the run ends.
+    pub async fn set_training_evaluation(&self, run_id: i64, evaluation: &str) -> Result<()> {
+        let changed = on_pool!(self, |pool| sqlx::query(
+            "UPDATE training_runs SET evaluation = $2 WHERE id = $1 AND status = 'running'"
+        )
+        .bind(run_id)
+        .bind(evaluation)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if changed == 0 {
+            return Err(Error::Invalid {
+                field: "training_run_id",
+                reason: format!("run {run_id} is not running"),
+            });
+        }
+        Ok(())
+    }
+
     /// One training run.
     pub async fn training_run(&self, id: i64) -> Result<TrainingRun> {
         on_pool!(self, |pool| sqlx::query_as(

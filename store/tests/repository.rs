@@ -909,6 +909,85 @@ async fn a_trained_version_keeps_an_edit_made_during_training(store: &Store) {
 }
 both!(a_trained_version_keeps_an_edit_made_during_training);
 
+/// A version the regression gate held back stays in the lineage with its reason, and
+/// the version after it (the one played) restores the parent's adapter under the
+/// owner's latest settings; a trained version that was played has no reason.
+async fn a_held_back_version_is_kept_and_the_parent_adapter_plays_on(store: &Store) {
+    let w = world(store, 1, Wei::ZERO, Wei::ZERO).await;
+    let first = store.agent_version(w.versions[0]).await.unwrap();
+    let agent = first.agent_id;
+    let played = store
+        .add_trained_version(agent, first.id, "aaa111")
+        .await
+        .unwrap();
+    assert_eq!(played.held_back, None);
+    let edited = store
+        .add_agent_version(agent, played.id, &{
+            let mut v = version("an edit during the next run");
+            v.adapter_hash = Some("aaa111".into());
+            v
+        })
+        .await
+        .unwrap();
+    let (held, restored) = store
+        .add_held_back_version(agent, edited.id, "bbb222", "lost 1-9 to its parent")
+        .await
+        .unwrap();
+    assert_eq!(held.adapter_hash.as_deref(), Some("bbb222"));
+    assert_eq!(held.held_back.as_deref(), Some("lost 1-9 to its parent"));
+    assert_eq!(held.parent_version_id, Some(edited.id));
+    assert_eq!(held.system_prompt, "an edit during the next run");
+    assert_eq!(held.version, edited.version + 1);
+    assert_eq!(restored.version, held.version + 1);
+    assert_eq!(restored.parent_version_id, Some(held.id));
+    assert_eq!(restored.adapter_hash.as_deref(), Some("aaa111"));
+    assert_eq!(restored.system_prompt, "an edit during the next run");
+    assert_eq!(restored.held_back, None);
+    let latest = store.latest_agent_version(agent).await.unwrap();
+    assert_eq!(latest, restored);
+    assert_eq!(store.agent_version(held.id).await.unwrap(), held);
+    // A parent of another agent is refused, and nothing is written.
+    let other = world(store, 1, Wei::ZERO, Wei::ZERO).await;
+    let err = store
+        .add_held_back_version(agent, other.versions[0], "x", "y")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("parent_version_id"), "{err}");
+    assert_eq!(store.latest_agent_version(agent).await.unwrap(), restored);
+}
+both!(a_held_back_version_is_kept_and_the_parent_adapter_plays_on);
+
+/// A running training run keeps what its gate found; a finished one refuses it.
+async fn a_run_keeps_its_gate_evaluation(store: &Store) {
+    let w = world(store, 1, Wei::ZERO, Wei::ZERO).await;
+    let v = store.agent_version(w.versions[0]).await.unwrap();
+    let run = store
+        .create_training_run(&store::NewTrainingRun {
+            agent_id: v.agent_id,
+            parent_version_id: v.id,
+            hyperparams: &serde_json::json!({}),
+            hyperparams_hash: "h",
+            pairs_root: "p",
+            results_root: "r",
+            pair_ids: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(run.evaluation, None);
+    store
+        .set_training_evaluation(run.id, r#"{"held_back":false}"#)
+        .await
+        .unwrap();
+    let done = store.finish_training_run(run.id, Ok(v.id)).await.unwrap();
+    assert_eq!(done.evaluation.as_deref(), Some(r#"{"held_back":false}"#));
+    let err = store
+        .set_training_evaluation(run.id, "{}")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
+}
+both!(a_run_keeps_its_gate_evaluation);
+
 /// Auto-entry never spends past its cap, even with many concurrent attempts.
 async fn auto_entry_respects_the_cap(store: &Store) {
     let w = world(store, 1, Wei(7), Wei(1000)).await;

@@ -413,3 +413,78 @@ async fn the_studio_keeps_training_settings_it_does_not_show(app: TestApp) {
     assert_eq!(policy.train_every_pairs, 20);
 }
 both!(the_studio_keeps_training_settings_it_does_not_show);
+
+/// A version the regression gate held back: the studio's version history marks it
+/// and says why, the public training section shows the gate's record and decision,
+/// and the API carries both.
+async fn the_studio_shows_why_a_version_was_held_back(app: TestApp) {
+    use std::cmp::Ordering::{Equal, Less};
+    let who = app.login(2).await;
+    let id = app.agent(&who, "Regressor").await;
+    let store = app.store();
+    let v1 = store.latest_agent_version(id).await.unwrap();
+    let run = store
+        .create_training_run(&store::NewTrainingRun {
+            agent_id: id,
+            parent_version_id: v1.id,
+            hyperparams: &serde_json::json!({}),
+            hyperparams_hash: "h",
+            pairs_root: "p",
+            results_root: "r",
+            pair_ids: &[],
+        })
+        .await
+        .unwrap();
+    let mut outcomes = vec![Less; 7];
+    outcomes.push(Equal);
+    let evaluation = platform::learning::Evaluation {
+        spaces: vec!["haiku".into()],
+        matches: 8,
+        result: platform::learning_bench::HeadToHead::from_outcomes(&outcomes),
+        held_back: true,
+    };
+    store
+        .set_training_evaluation(run.id, &serde_json::to_string(&evaluation).unwrap())
+        .await
+        .unwrap();
+    let (held, restored) = store
+        .add_held_back_version(id, v1.id, &"ab".repeat(32), &evaluation.summary())
+        .await
+        .unwrap();
+    store
+        .finish_training_run(run.id, Ok(held.id))
+        .await
+        .unwrap();
+
+    let page = app.get(&format!("/agents/{id}"), &who).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("Never played."), "{}", page.text);
+    assert!(
+        page.text
+            .contains("0 wins, 1 draws, 7 losses against its parent on 8 held-out tasks in haiku"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Regression gate"), "{}", page.text);
+    // Visitors see the run's gate too, not the owner's version history.
+    let public = app.get(&format!("/agents/{id}"), &Who::anon()).await;
+    assert!(public.text.contains("Regression gate"), "{}", public.text);
+    assert!(!public.text.contains("Never played."));
+
+    let runs = app
+        .get(&format!("/api/v1/agents/{id}/training-runs"), &who)
+        .await;
+    assert_eq!(runs.status, StatusCode::OK);
+    assert_eq!(runs.json[0]["evaluation"]["held_back"], true);
+    assert_eq!(runs.json[0]["evaluation"]["result"]["losses"], 7);
+    let versions = app
+        .get(&format!("/api/v1/agents/{id}/versions"), &who)
+        .await;
+    assert_eq!(versions.status, StatusCode::OK, "{:?}", versions.json);
+    let list = versions.json.as_array().unwrap();
+    let shown = list.iter().find(|v| v["id"] == held.id).unwrap();
+    assert_eq!(shown["held_back"], evaluation.summary());
+    let last = list.iter().find(|v| v["id"] == restored.id).unwrap();
+    assert!(last["held_back"].is_null());
+}
+both!(the_studio_shows_why_a_version_was_held_back);

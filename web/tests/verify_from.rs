@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use chain::{AnyChain, Contracts, Embedded};
-use platform::learning::{StoredAdapter, Trainer, local_evidence, verify_evidence};
+use platform::learning::{Gate, StoredAdapter, Trainer, local_evidence, verify_evidence};
 use platform::runtime::AdapterLibrary;
 use web::{AppState, LedgerPayments};
 
@@ -35,6 +35,7 @@ async fn a_record_verifies_from_the_served_export_api() {
                     "lora_alpha": 8.0,
                     "learning_rate": 1e-3,
                     "seed": 3,
+                    "evaluation_matches": 0,
                 }),
                 adapter_hash: None,
             },
@@ -70,6 +71,8 @@ async fn a_record_verifies_from_the_served_export_api() {
         model.clone(),
         tokenizer.clone(),
         adapters,
+        // The fixture's Space has no rulebook here; the policy skips the gate.
+        Gate::new(Arc::new(arena::judging::RulesOnlyJudge), &[]),
     );
     let trained = trainer.train(agent, pairs).await.unwrap();
 

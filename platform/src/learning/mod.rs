@@ -22,8 +22,11 @@ use store::{Store, TrainingPair};
 use crate::runtime::AdapterLibrary;
 use arena::ratings::{ADAPTER_CHANGE_TAU, Skill};
 
+pub mod evaluate;
 pub mod scheduler;
 mod verify;
+
+pub use evaluate::{Evaluation, Gate, GatePlan, evaluate_against_parent};
 
 pub use verify::{
     CommittedPair, PairLeaf, RunEvidence, StoredAdapter, Verdict, chain_checks, dpo_pairs,
@@ -92,6 +95,10 @@ pub struct TrainingPolicy {
     pub max_length: usize,
     /// Seed of a first version's LoRA matrices.
     pub seed: u64,
+    /// Head-to-head matches the new adapter plays against its parent on held-out
+    /// tasks before it is played (0 to 1000; 0 skips the gate). A version that loses
+    /// significantly is kept in the lineage but not played.
+    pub evaluation_matches: usize,
 }
 
 impl Default for TrainingPolicy {
@@ -111,6 +118,7 @@ impl Default for TrainingPolicy {
             batch_size: 4,
             max_length: 256,
             seed: 0,
+            evaluation_matches: 16,
         }
     }
 }
@@ -200,6 +208,11 @@ impl TrainingPolicy {
             (2..=4096).contains(&self.max_length),
             "max_length",
             "must be within [2, 4096]",
+        )?;
+        rule(
+            self.evaluation_matches <= 1000,
+            "evaluation_matches",
+            "must be within [0, 1000]",
         )
     }
 
@@ -280,6 +293,11 @@ pub struct TrainedVersion {
     pub best_step: usize,
     /// Steps taken (fewer than planned when the validation loss stopped improving).
     pub steps: usize,
+    /// What the regression gate found (`None` when the policy skips it).
+    pub evaluation: Option<Evaluation>,
+    /// The version the agent plays now: `version_id`, or when the gate held that back,
+    /// the version after it that restores the parent's adapter.
+    pub playing_version_id: i64,
 }
 
 /// Trains agents on their pairs and records each new version on chain.
@@ -290,10 +308,15 @@ pub struct Trainer {
     model: Arc<Model>,
     tokenizer: Arc<ChatTokenizer>,
     adapters: Arc<AdapterLibrary>,
+    gate: Gate,
 }
 
+/// Sequences the regression gate decodes at once.
+const GATE_BATCH: usize = 8;
+
 impl Trainer {
-    /// A trainer signing records as `trainer`.
+    /// A trainer signing records as `trainer`, whose new adapters pass `gate` (the
+    /// judge panel and the Spaces' rulebooks) before they are played.
     pub fn new(
         store: Store,
         contracts: Arc<Contracts<AnyChain>>,
@@ -301,6 +324,7 @@ impl Trainer {
         model: Arc<Model>,
         tokenizer: Arc<ChatTokenizer>,
         adapters: Arc<AdapterLibrary>,
+        gate: Gate,
     ) -> Trainer {
         Trainer {
             store,
@@ -309,7 +333,42 @@ impl Trainer {
             model,
             tokenizer,
             adapters,
+            gate,
         }
+    }
+
+    /// The rulebooks the gate draws a run's tasks from: the Spaces of the matches its
+    /// pairs came from, most pairs first (ties in first-seen order).
+    async fn gate_books(&self, pairs: &[TrainingPair]) -> Result<Vec<Arc<spaces::Rulebook>>> {
+        let mut space_of_match: std::collections::HashMap<i64, i64> = Default::default();
+        let mut counts: Vec<(i64, usize)> = Vec::new();
+        for p in pairs {
+            let space_id = match space_of_match.get(&p.match_id) {
+                Some(s) => *s,
+                None => {
+                    let s = self.store.get_match(p.match_id).await?.space_id;
+                    space_of_match.insert(p.match_id, s);
+                    s
+                }
+            };
+            match counts.iter_mut().find(|(s, _)| *s == space_id) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((space_id, 1)),
+            }
+        }
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts
+            .into_iter()
+            .map(|(space_id, _)| {
+                self.gate.book(space_id).cloned().ok_or_else(|| {
+                    LearningError::Invalid(format!(
+                        "the regression gate has no rulebook for Space {space_id}, where \
+                         this run's pairs were played (set training.evaluation_matches \
+                         to 0 to skip the gate)"
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The database it trains from.
@@ -346,6 +405,12 @@ impl Trainer {
     pub async fn train(&self, agent_id: i64, pairs: Vec<TrainingPair>) -> Result<TrainedVersion> {
         let parent = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&parent.training)?;
+        // Refuse before training what the gate could not evaluate.
+        let gate_books = if policy.evaluation_matches > 0 {
+            self.gate_books(&pairs).await?
+        } else {
+            Vec::new()
+        };
         let parent_adapter: Option<Arc<LoraAdapter>> = match &parent.adapter_hash {
             Some(h) => {
                 // Trained on another host, perhaps: fetch it from the database.
@@ -432,14 +497,68 @@ impl Trainer {
                 .publish(&hash)
                 .await
                 .map_err(LearningError::Invalid)?;
+            // The regression gate: the new adapter meets its parent on held-out tasks
+            // under the agent's latest settings, the ones it would play with.
+            let evaluation = if gate_books.is_empty() {
+                None
+            } else {
+                let latest = self.store.latest_agent_version(agent_id).await?;
+                let stored: serde_json::Value = serde_json::from_str(&latest.sampling)
+                    .map_err(|e| LearningError::Invalid(format!("sampling: {e}")))?;
+                let plan = GatePlan {
+                    books: gate_books.clone(),
+                    matches: policy.evaluation_matches,
+                    system_prompt: latest.system_prompt.clone(),
+                    sampling: agents::SamplingParams::from_stored(&stored)
+                        .map_err(LearningError::Invalid)?,
+                    parent: parent.adapter_hash.clone(),
+                    candidate: hash.clone(),
+                    trained_prompts: committed.iter().map(|p| p.prompt.clone()).collect(),
+                    seed: evaluate::gate_seed(run.id),
+                    batch: GATE_BATCH,
+                };
+                let (model, tokenizer, adapters, gate) = (
+                    self.model.clone(),
+                    self.tokenizer.clone(),
+                    self.adapters.clone(),
+                    self.gate.clone(),
+                );
+                let evaluation = tokio::task::spawn_blocking(move || {
+                    evaluate_against_parent(&model, &tokenizer, &adapters, gate.judge(), &plan)
+                })
+                .await
+                .map_err(|e| LearningError::Invalid(format!("the gate's task failed: {e}")))??;
+                self.store
+                    .set_training_evaluation(
+                        run.id,
+                        &serde_json::to_string(&evaluation).expect("serializes"),
+                    )
+                    .await?;
+                Some(evaluation)
+            };
             // The new adapter goes on top of the owner's latest settings: an edit saved
-            // while this run trained is kept (issue 21).
-            let version = self
-                .store
-                .add_trained_version(agent_id, parent.id, &hash)
-                .await?;
+            // while this run trained is kept (issue 21). A held-back adapter stays in
+            // the lineage, and the version after it plays the parent's adapter.
+            let (version, playing) = match &evaluation {
+                Some(e) if e.held_back => {
+                    let (held, restored) = self
+                        .store
+                        .add_held_back_version(agent_id, parent.id, &hash, &e.summary())
+                        .await?;
+                    (held, restored)
+                }
+                _ => {
+                    let v = self
+                        .store
+                        .add_trained_version(agent_id, parent.id, &hash)
+                        .await?;
+                    (v.clone(), v)
+                }
+            };
             Ok((
                 version,
+                playing,
+                evaluation,
                 hash,
                 steps,
                 outcome.best_step,
@@ -447,7 +566,8 @@ impl Trainer {
             ))
         }
         .await;
-        let (version, hash, steps, best_step, validation_loss) = match produced {
+        let (version, playing, evaluation, hash, steps, best_step, validation_loss) = match produced
+        {
             Ok(p) => p,
             Err(e) => {
                 if let Err(closing) = self
@@ -463,8 +583,16 @@ impl Trainer {
         self.store
             .finish_training_run(run.id, Ok(version.id))
             .await?;
-        // A new adapter is a partly new player: widen sigma on every ladder.
-        for r in self.store.agent_ratings(agent_id).await? {
+        // A new adapter is a partly new player: widen sigma on every ladder (not when
+        // the gate held it back: the agent plays on with the parent's adapter).
+        let played = playing.id == version.id;
+        for r in self
+            .store
+            .agent_ratings(agent_id)
+            .await?
+            .into_iter()
+            .filter(|_| played)
+        {
             let widened = Skill {
                 mu: r.mu,
                 sigma: r.sigma,
@@ -532,6 +660,8 @@ impl Trainer {
             validation_loss,
             best_step,
             steps: steps.len(),
+            evaluation,
+            playing_version_id: playing.id,
         })
     }
 

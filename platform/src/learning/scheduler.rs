@@ -55,6 +55,11 @@ pub async fn train_due_agents_forever(trainer: Trainer) {
                     validation_loss = v.validation_loss,
                     best_step = v.best_step,
                     steps = v.steps,
+                    gate = %v.evaluation.as_ref().map_or_else(
+                        || "skipped (training.evaluation_matches = 0)".to_string(),
+                        |e| e.summary()
+                    ),
+                    playing_version_id = v.playing_version_id,
                     "trained; proof-of-learning recorded on chain"
                 ),
                 Err(LearningError::Store(store::Error::Duplicate { .. })) => {

@@ -72,6 +72,9 @@ pub struct VersionView {
     pub adapter_hash: Option<String>,
     /// Created, ms.
     pub created_at: i64,
+    /// Why this version is never played: its training run's regression gate held
+    /// its adapter back (the next version restores the parent's adapter).
+    pub held_back: Option<String>,
 }
 
 impl From<store::AgentVersion> for VersionView {
@@ -85,6 +88,7 @@ impl From<store::AgentVersion> for VersionView {
             system_prompt: v.system_prompt,
             adapter_hash: v.adapter_hash,
             created_at: v.created_at,
+            held_back: v.held_back,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct TrainingRunView {
     pub finished_at: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// What the regression gate found before the new adapter was played: the new
+    /// adapter against its parent on held-out tasks, and whether it was held back.
+    #[schema(value_type = Option<Object>)]
+    pub evaluation: Option<serde_json::Value>,
 }
 
 impl From<store::TrainingRun> for TrainingRunView {
@@ -57,6 +61,10 @@ impl From<store::TrainingRun> for TrainingRunView {
             started_at: r.started_at,
             finished_at: r.finished_at,
             error: r.error,
+            evaluation: r
+                .evaluation
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok()),
         }
     }
 }

@@ -474,6 +474,7 @@ async fn studio_context(
             versions.push(json!({
                 "version": v.version, "when": when(v.created_at), "system_prompt": v.system_prompt, "diff": diff,
                 "adapter_hash": v.adapter_hash, "adapter_short": v.adapter_hash.as_deref().map(|h| h.chars().take(12).collect::<String>()),
+                "held_back": v.held_back,
                 "settings": format!("{} · {}", serde_json::to_string(&vv.sampling).unwrap_or_default(), serde_json::to_string(&vv.training).unwrap_or_default()),
             }));
         }
@@ -540,7 +541,13 @@ async fn studio_context(
                     m.step, m.loss
                 )
             });
-        runs.push(json!({"id": run.id, "status": run.status, "pairs_root": run.pairs_root, "svg": charts::loss_svg(&steps), "best": best,
+        // What the regression gate found, and whether the new adapter is played.
+        let gate = run
+            .evaluation
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<platform::learning::Evaluation>(e).ok())
+            .map(|e| json!({"held_back": e.held_back, "summary": e.summary()}));
+        runs.push(json!({"id": run.id, "status": run.status, "pairs_root": run.pairs_root, "svg": charts::loss_svg(&steps), "best": best, "gate": gate,
             "pol": record.map(|p| json!({"record_id": p.record_id, "block_number": p.block_number, "new_hash": p.new_hash}))}));
     }
     let matches: Vec<Value> = state
