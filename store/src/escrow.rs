@@ -4,11 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::from_row;
 use crate::{Balance, Result, Store, Wei, on_pool};
 
 /// A match's settlement or refund, as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MatchSettlement {
     /// The match.
     pub match_id: i64,
@@ -25,18 +24,9 @@ pub struct MatchSettlement {
     /// Time, ms.
     pub created_at: i64,
 }
-from_row!(MatchSettlement {
-    match_id,
-    outcome,
-    pot_wei,
-    treasury_wei,
-    result_root,
-    chain_tx_id,
-    created_at
-});
 
 /// One seat's payout in a settled match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct PayoutRow {
     /// The entry paid.
     pub entry_id: i64,
@@ -45,11 +35,6 @@ pub struct PayoutRow {
     /// The amount (wei).
     pub amount_wei: Wei,
 }
-from_row!(PayoutRow {
-    entry_id,
-    place,
-    amount_wei
-});
 
 impl Store {
     /// The settlement (or refund) of a match, if it has one.

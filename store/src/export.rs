@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::from_row;
 use crate::{Result, Store, on_pool};
 
 /// Which pairs to export; `None` means no restriction.
@@ -37,7 +36,7 @@ pub fn is_truncated(finish_reason: &str) -> bool {
 }
 
 /// One exported pair with its metadata columns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ExportPair {
     /// Pair id (the resume cursor).
     pub id: i64,
@@ -89,29 +88,6 @@ pub struct ExportPair {
     /// Why the worse answer stopped.
     pub rejected_finish: String,
 }
-from_row!(ExportPair {
-    id,
-    match_id,
-    round_id,
-    round_index,
-    space,
-    prompt,
-    exact_prompt,
-    public_prompt,
-    chosen,
-    rejected,
-    chosen_agent_id,
-    chosen_agent_version_id,
-    rejected_agent_id,
-    rejected_agent_version_id,
-    margin,
-    judge_agreement,
-    created_at,
-    match_result_root,
-    training_position,
-    chosen_finish,
-    rejected_finish
-});
 
 impl Store {
     /// Up to `limit` pairs matching `filter` with id above `after`, in id order.
@@ -179,7 +155,7 @@ impl Store {
 }
 
 /// How many pairs one Space has under a filter, and their mean judge agreement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct PairCount {
     /// The Space's slug.
     pub space: String,
@@ -188,11 +164,6 @@ pub struct PairCount {
     /// Mean judge agreement of those pairs.
     pub mean_agreement: f64,
 }
-from_row!(PairCount {
-    space,
-    pairs,
-    mean_agreement
-});
 
 impl Store {
     /// Pairs per Space that [`Store::export_pairs_page`] would export under `filter`

@@ -8,11 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::from_row;
 use crate::{Match, Result, Store, match_status, now_ms, on_pool};
 
 /// Who holds a match and until when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MatchLease {
     /// The match.
     pub id: i64,
@@ -23,12 +22,6 @@ pub struct MatchLease {
     /// When the lease runs out, ms.
     pub lease_expires_at: Option<i64>,
 }
-from_row!(MatchLease {
-    id,
-    status,
-    lease_owner,
-    lease_expires_at
-});
 
 impl Store {
     /// The lease of a match.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Result, Store, now_ms, on_pool, on_tx};
 
 /// An agent's rating on one Space's ladder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Rating {
     /// The agent.
     pub agent_id: i64,
@@ -23,7 +23,7 @@ pub struct Rating {
 }
 
 /// One point of an agent's rating history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RatingPoint {
     /// Row id.
     pub id: i64,
@@ -42,25 +42,6 @@ pub struct RatingPoint {
     /// Time, ms.
     pub created_at: i64,
 }
-
-crate::records::from_row!(Rating {
-    agent_id,
-    space_id,
-    mu,
-    sigma,
-    matches_played,
-    updated_at
-});
-crate::records::from_row!(RatingPoint {
-    id,
-    agent_id,
-    space_id,
-    match_id,
-    reason,
-    mu,
-    sigma,
-    created_at
-});
 
 /// A new rating to store.
 ///

@@ -1,32 +1,13 @@
 //! The rows the repository returns, one struct per table, decoded the same way from
-//! SQLite and PostgreSQL.
+//! SQLite and PostgreSQL: each derives `sqlx::FromRow`, which reads every field from the
+//! column of the same name on either engine.
 
 use serde::{Deserialize, Serialize};
 
 use crate::Wei;
 
-/// Implements `sqlx::FromRow` for both engines' row types, reading each field from
-/// the column of the same name.
-macro_rules! from_row {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for $ty {
-            fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> sqlx::Result<Self> {
-                use sqlx::Row as _;
-                Ok($ty { $($field: row.try_get(stringify!($field))?),* })
-            }
-        }
-        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for $ty {
-            fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-                use sqlx::Row as _;
-                Ok($ty { $($field: row.try_get(stringify!($field))?),* })
-            }
-        }
-    };
-}
-pub(crate) use from_row;
-
 /// A user, keyed by wallet address.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct User {
     /// Row id.
     pub id: i64,
@@ -37,15 +18,9 @@ pub struct User {
     /// Creation time, ms since the epoch.
     pub created_at: i64,
 }
-from_row!(User {
-    id,
-    wallet_address,
-    display_name,
-    created_at
-});
 
 /// An agent: one owner, one base model, a chain of versions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Agent {
     /// Row id.
     pub id: i64,
@@ -63,18 +38,9 @@ pub struct Agent {
     /// dataset exports; 0 (the default) keeps them private.
     pub public_prompt: i64,
 }
-from_row!(Agent {
-    id,
-    owner_id,
-    name,
-    base_model,
-    created_at,
-    archived_at,
-    public_prompt
-});
 
 /// One immutable version of an agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AgentVersion {
     /// Row id.
     pub id: i64,
@@ -99,21 +65,9 @@ pub struct AgentVersion {
     /// other version.
     pub held_back: Option<String>,
 }
-from_row!(AgentVersion {
-    id,
-    agent_id,
-    version,
-    parent_version_id,
-    system_prompt,
-    sampling,
-    training,
-    adapter_hash,
-    created_at,
-    held_back
-});
 
 /// A Space (rulebook) as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Space {
     /// Row id.
     pub id: i64,
@@ -132,19 +86,9 @@ pub struct Space {
     /// Last update, ms.
     pub updated_at: i64,
 }
-from_row!(Space {
-    id,
-    slug,
-    name,
-    description,
-    rulebook,
-    version_hash,
-    created_at,
-    updated_at
-});
 
 /// A fee tier of a Space.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct FeeTier {
     /// Row id.
     pub id: i64,
@@ -155,12 +99,6 @@ pub struct FeeTier {
     /// Entry fee in wei (zero for free).
     pub fee_wei: Wei,
 }
-from_row!(FeeTier {
-    id,
-    space_id,
-    name,
-    fee_wei
-});
 
 /// The match statuses by their old constant names ([`MatchStatus`]).
 pub mod match_status {
@@ -176,7 +114,7 @@ pub mod match_status {
 }
 
 /// A match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Match {
     /// Row id.
     pub id: i64,
@@ -201,22 +139,9 @@ pub struct Match {
     /// Why it failed, if it did.
     pub error: Option<String>,
 }
-from_row!(Match {
-    id,
-    space_id,
-    fee_tier_id,
-    seed,
-    space_version,
-    status,
-    created_at,
-    started_at,
-    finished_at,
-    result_hash,
-    error
-});
 
 /// An agent's paid entry into a Space, queued and then played in one match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Entry {
     /// Row id.
     pub id: i64,
@@ -241,22 +166,9 @@ pub struct Entry {
     /// 1 when an auto-entry rule made it (a refund gives the rule its spend back).
     pub auto_entry: i64,
 }
-from_row!(Entry {
-    id,
-    user_id,
-    agent_id,
-    agent_version_id,
-    space_id,
-    fee_tier_id,
-    fee_wei,
-    match_id,
-    status,
-    created_at,
-    auto_entry
-});
 
 /// One round of a match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Round {
     /// Row id.
     pub id: i64,
@@ -271,17 +183,9 @@ pub struct Round {
     /// End, ms.
     pub finished_at: Option<i64>,
 }
-from_row!(Round {
-    id,
-    match_id,
-    round_index,
-    task,
-    started_at,
-    finished_at
-});
 
 /// One entry's answer in one round.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Response {
     /// Row id.
     pub id: i64,
@@ -300,19 +204,9 @@ pub struct Response {
     /// Time, ms.
     pub created_at: i64,
 }
-from_row!(Response {
-    id,
-    round_id,
-    entry_id,
-    prompt,
-    text,
-    tokens,
-    finish_reason,
-    created_at
-});
 
 /// One judge's score of one response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct JudgeScore {
     /// Row id.
     pub id: i64,
@@ -329,18 +223,9 @@ pub struct JudgeScore {
     /// Short rationale.
     pub rationale: String,
 }
-from_row!(JudgeScore {
-    id,
-    response_id,
-    judge,
-    model_hash,
-    template_version,
-    score,
-    rationale
-});
 
 /// A (chosen, rejected) preference pair cut from a round's ranking.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct PreferencePair {
     /// Row id.
     pub id: i64,
@@ -371,25 +256,9 @@ pub struct PreferencePair {
     /// Time, ms.
     pub created_at: i64,
 }
-from_row!(PreferencePair {
-    id,
-    match_id,
-    round_id,
-    space_id,
-    prompt,
-    chosen_response_id,
-    rejected_response_id,
-    chosen,
-    rejected,
-    chosen_agent_version_id,
-    rejected_agent_version_id,
-    margin,
-    judge_agreement,
-    created_at
-});
 
 /// A DPO training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TrainingRun {
     /// Row id.
     pub id: i64,
@@ -419,24 +288,9 @@ pub struct TrainingRun {
     /// the run's new adapter played its parent before being played.
     pub evaluation: Option<String>,
 }
-from_row!(TrainingRun {
-    id,
-    agent_id,
-    parent_version_id,
-    new_version_id,
-    status,
-    hyperparams,
-    hyperparams_hash,
-    pairs_root,
-    results_root,
-    started_at,
-    finished_at,
-    error,
-    evaluation
-});
 
 /// One optimiser step's metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct TrainingMetric {
     /// The run.
     pub training_run_id: i64,
@@ -453,18 +307,9 @@ pub struct TrainingMetric {
     /// The loss on the run's held-out pairs after this step, where measured.
     pub validation_loss: Option<f64>,
 }
-from_row!(TrainingMetric {
-    training_run_id,
-    step,
-    loss,
-    reward_accuracy,
-    chosen_reward,
-    rejected_reward,
-    validation_loss
-});
 
 /// A transaction sent (or to be sent) to the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ChainTransaction {
     /// Row id.
     pub id: i64,
@@ -485,20 +330,9 @@ pub struct ChainTransaction {
     /// Last change, ms.
     pub updated_at: i64,
 }
-from_row!(ChainTransaction {
-    id,
-    idempotency_key,
-    kind,
-    tx_hash,
-    status,
-    block_number,
-    error,
-    created_at,
-    updated_at
-});
 
 /// A proof-of-learning record mirrored from the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct PolRecord {
     /// Row id.
     pub id: i64,
@@ -527,21 +361,6 @@ pub struct PolRecord {
     /// Time, ms.
     pub created_at: i64,
 }
-from_row!(PolRecord {
-    id,
-    record_id,
-    agent_id,
-    training_run_id,
-    parent_hash,
-    new_hash,
-    pairs_root,
-    results_root,
-    hyperparams_hash,
-    trainer,
-    block_number,
-    chain_tx_id,
-    created_at
-});
 
 /// A user's balances as the journal sums them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -553,7 +372,7 @@ pub struct Balance {
 }
 
 /// One row of the append-only journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct JournalEntry {
     /// Row id (its order).
     pub id: i64,
@@ -578,22 +397,9 @@ pub struct JournalEntry {
     /// Time, ms.
     pub created_at: i64,
 }
-from_row!(JournalEntry {
-    id,
-    user_id,
-    account,
-    kind,
-    direction,
-    amount_wei,
-    match_id,
-    entry_id,
-    chain_tx_id,
-    idempotency_key,
-    created_at
-});
 
 /// An agent's auto-entry rule for one fee tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AutoEntry {
     /// The agent.
     pub agent_id: i64,
@@ -608,11 +414,3 @@ pub struct AutoEntry {
     /// Last change, ms.
     pub updated_at: i64,
 }
-from_row!(AutoEntry {
-    agent_id,
-    fee_tier_id,
-    cap_wei,
-    spent_wei,
-    enabled,
-    updated_at
-});

@@ -4,11 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::from_row;
 use crate::{Error, Result, Store, now_ms, on_pool};
 
 /// A browser session, found by the hash of its cookie.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Session {
     /// sha256 of the cookie value (hex).
     pub token_hash: String,
@@ -21,16 +20,9 @@ pub struct Session {
     /// Expiry, ms.
     pub expires_at: i64,
 }
-from_row!(Session {
-    token_hash,
-    user_id,
-    csrf_token,
-    created_at,
-    expires_at
-});
 
 /// An API token for scripts (`Authorization: Bearer …`), as listed to its owner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ApiToken {
     /// Row id.
     pub id: i64,
@@ -53,18 +45,6 @@ pub struct ApiToken {
     /// When it stops working, ms; `None` never.
     pub expires_at: Option<i64>,
 }
-from_row!(ApiToken {
-    id,
-    user_id,
-    name,
-    token_hash,
-    prefix,
-    created_at,
-    last_used_at,
-    revoked_at,
-    scopes,
-    expires_at
-});
 
 impl Store {
     /// Records a freshly issued sign-in nonce that expires at `expires_at` (ms).

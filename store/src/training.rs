@@ -50,7 +50,7 @@ pub struct NewPolRecord<'a> {
 pub const PAIR_LEAF: i64 = 3;
 
 /// A preference pair as a training run trains it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TrainingPair {
     /// The pair's id.
     pub id: i64,
@@ -78,20 +78,6 @@ pub struct TrainingPair {
     /// runs, 2 for runs made before it).
     pub leaf: i64,
 }
-crate::records::from_row!(TrainingPair {
-    id,
-    match_id,
-    round_id,
-    margin,
-    prompt,
-    chosen,
-    rejected,
-    chosen_agent_version_id,
-    rejected_agent_version_id,
-    chosen_finish,
-    rejected_finish,
-    leaf
-});
 
 impl Store {
     /// Starts a run and records its pairs in order, in one transaction.

@@ -6,11 +6,10 @@
 
 use serde::Serialize;
 
-use crate::records::from_row;
 use crate::{Error, Result, Store, now_ms, on_pool};
 
 /// A pair offered to a voter: the round's task and the two answers, without names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct VoteCandidate {
     /// The preference pair.
     pub pair_id: i64,
@@ -31,20 +30,9 @@ pub struct VoteCandidate {
     /// Its text.
     pub rejected: String,
 }
-from_row!(VoteCandidate {
-    pair_id,
-    round_id,
-    match_id,
-    space,
-    task,
-    chosen_response_id,
-    chosen,
-    rejected_response_id,
-    rejected
-});
 
 /// A recorded vote, with what the voter may now see.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct HumanVote {
     /// Row id.
     pub id: i64,
@@ -65,20 +53,9 @@ pub struct HumanVote {
     /// When, ms.
     pub created_at: i64,
 }
-from_row!(HumanVote {
-    id,
-    pair_id,
-    match_id,
-    round_id,
-    user_id,
-    chosen_response_id,
-    rejected_response_id,
-    agrees,
-    created_at
-});
 
 /// How often the panel agreed with people in one Space.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct VoteAgreement {
     /// The Space's slug.
     pub space: String,
@@ -87,14 +64,9 @@ pub struct VoteAgreement {
     /// Votes where the panel chose the same answer.
     pub agreed: i64,
 }
-from_row!(VoteAgreement {
-    space,
-    votes,
-    agreed
-});
 
 /// One vote as a preference row: the people's chosen and rejected answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct VoteRow {
     /// The vote (the resume cursor).
     pub vote_id: i64,
@@ -117,18 +89,6 @@ pub struct VoteRow {
     /// When, ms.
     pub created_at: i64,
 }
-from_row!(VoteRow {
-    vote_id,
-    pair_id,
-    match_id,
-    round_id,
-    space,
-    prompt,
-    chosen,
-    rejected,
-    agrees,
-    created_at
-});
 
 impl Store {
     /// A pair `user_id` may vote on, picked at random: a panel pair of a settled
