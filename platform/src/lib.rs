@@ -3,7 +3,7 @@
 //! serve side's matchmaker, the worker side's match worker, and the single-process
 //! runner), the runtime engine over the agents' batched decoder, payments through the
 //! Arena contract and their reconciliation, the learning loop (trainer, scheduler,
-//! verification) and its benchmark, the event bus and the match-job queue (in-process
+//! verification, the regression gate), the event bus and the match-job queue (in-process
 //! or Redis Streams), metrics, replay and the demo.
 
 pub mod bus;
@@ -11,7 +11,6 @@ pub mod config;
 pub mod demo;
 pub mod jobs;
 pub mod learning;
-pub mod learning_bench;
 pub mod match_worker;
 pub mod matchmaker;
 pub mod metrics;

@@ -2,12 +2,12 @@
 //! preference (its hard rules) over several DPO updates from self-play pairs, then
 //! meets its frozen parent on held-out tasks; prints JSON with the win rate and the
 //! rule-pass rate before and after, each with a 95% Wilson interval. The method is
-//! documented in `platform/src/learning_bench.rs`.
+//! documented in `bench/src/learning.rs`.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use platform::learning_bench::{LearningBenchConfig, run_learning_bench};
+use bench::learning::{LearningBenchConfig, run_learning_bench};
 use platform::runtime::AdapterLibrary;
 
 use crate::config::Config;

@@ -282,7 +282,7 @@ async fn run_once(
             wait_healthy(&http, p, *ops).await?;
         }
         tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
-        let load_before = web::bench::load_average();
+        let load_before = bench::load_average();
         let start_count = closed(&store).await?;
         let started = Instant::now();
         let mut depth_samples = Vec::new();
@@ -296,7 +296,7 @@ async fn run_once(
         }
         let elapsed = started.elapsed().as_secs_f64();
         let matches = closed(&store).await? - start_count;
-        let load_after = web::bench::load_average();
+        let load_after = bench::load_average();
         for (p, _) in &mut procs {
             p.terminate();
         }

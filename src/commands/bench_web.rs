@@ -2,14 +2,14 @@
 //! second, p99 delay from emit to receipt) for each `--spectators` count, then the
 //! dataset export's rows per second against `psql \copy` of the same rows, as JSON.
 //!
-//! The benchmarks themselves live in `web::bench`; this is the command-line edge. The
+//! The benchmarks themselves live in the `bench` crate; this is the command-line edge. The
 //! spectators run in a child process (this binary again, `bench spectate-clients`), so
 //! the server's process and the clients' each hold one socket per spectator; both
 //! raise their open-file limit to that plus headroom first.
 
 use anyhow::{Context, Result};
+use bench::{export::ExportOptions, spectate::Clients, spectate::SpectateOptions};
 use serde_json::json;
-use web::bench::{self, export::ExportOptions, spectate::Clients, spectate::SpectateOptions};
 
 /// `rlfc bench spectate` options.
 #[derive(Debug, Clone, clap::Args)]

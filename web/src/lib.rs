@@ -10,7 +10,6 @@
 
 mod api;
 pub mod auth;
-pub mod bench;
 mod config;
 pub mod error;
 pub mod evidence;

@@ -440,7 +440,7 @@ async fn the_studio_shows_why_a_version_was_held_back(app: TestApp) {
     let evaluation = platform::learning::Evaluation {
         spaces: vec!["haiku".into()],
         matches: 8,
-        result: platform::learning_bench::HeadToHead::from_outcomes(&outcomes),
+        result: platform::learning::evaluate::HeadToHead::from_outcomes(&outcomes),
         held_back: true,
     };
     store

@@ -99,7 +99,7 @@ impl HeadToHead {
 }
 
 /// One finished generation.
-pub(crate) struct Generated {
+pub struct Generated {
     /// The answer.
     pub text: String,
     /// The prompt as the model saw it.
@@ -107,7 +107,7 @@ pub(crate) struct Generated {
 }
 
 /// Runs `requests` through the engine, at most `batch` at once, results in order.
-pub(crate) fn generate(
+pub fn generate(
     engine: &mut RuntimeEngine,
     requests: Vec<GenRequest>,
     batch: usize,
@@ -148,7 +148,7 @@ pub(crate) fn generate(
 }
 
 /// Whether an answer passes every hard rule, and its share of rules passed.
-pub(crate) fn rules(book: &Rulebook, task: &Task, answer: &str) -> (bool, f64) {
+pub fn rules(book: &Rulebook, task: &Task, answer: &str) -> (bool, f64) {
     let outcomes = spaces::verify(book, task, answer);
     (
         !spaces::hard_failed(&outcomes),
@@ -160,7 +160,7 @@ pub(crate) fn rules(book: &Rulebook, task: &Task, answer: &str) -> (bool, f64) {
 /// ([`judges::ranking::order`]): an answer that keeps the hard rules beats one that
 /// breaks them, and two answers in the same group compare by their standing (a
 /// broken answer's by its closeness to the rules). `swap` seats the opponent first.
-pub(crate) fn head_to_head(
+pub fn head_to_head(
     judge: &dyn RoundJudge,
     book: &Rulebook,
     task: &Task,

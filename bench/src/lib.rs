@@ -1,15 +1,21 @@
-//! Benchmarks of the web layer, behind `rlfc bench spectate`:
+//! Benchmarks, kept out of the product crates (issue 17); the `rlfc bench …` commands
+//! are their command-line edge:
 //!
 //! - [`spectate`]: many websocket spectators of one live match over real sockets
 //!   against the real server, with delivered events per second and the delay from each
 //!   event's emit timestamp to its receipt in the client;
 //! - [`export`]: the streamed preference-dataset export over HTTP against `psql \copy`
-//!   of the same rows from PostgreSQL, with the process's peak memory.
+//!   of the same rows from PostgreSQL, with the process's peak memory;
+//! - [`learning`]: does training help? An agent learns a Space's hard rules over
+//!   several DPO updates and then meets its frozen parent on held-out tasks.
 //!
-//! Each benchmark builds its own runtimes and server and returns figures that
-//! serialize to JSON; nothing here asserts a speed.
+//! This crate root holds what they share: the error type, the process's resource
+//! figures (open-file limit, CPU time, peak memory, load average) and delay
+//! percentiles. Each benchmark builds its own runtimes and server and returns figures
+//! that serialize to JSON; nothing here asserts a speed.
 
 pub mod export;
+pub mod learning;
 pub mod spectate;
 pub mod spectators;
 

@@ -37,12 +37,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spaces::{Rulebook, Task};
 
-pub use crate::learning::evaluate::{HeadToHead, Proportion, wilson};
-use crate::learning::evaluate::{generate, head_to_head, rules};
-use crate::learning::{LearningError, Result};
-use crate::runtime::{AdapterLibrary, RuntimeEngine};
 use arena::engine::GenRequest;
 use arena::judging::RoundJudge;
+pub use platform::learning::evaluate::{HeadToHead, Proportion, wilson};
+use platform::learning::evaluate::{generate, head_to_head, rules};
+use platform::learning::{LearningError, Result};
+use platform::runtime::{AdapterLibrary, RuntimeEngine};
 
 /// The agent that learns: the demo's "Poet" meta-prompt and sampling settings.
 pub const BENCH_SYSTEM_PROMPT: &str =

@@ -1,4 +1,4 @@
-//! The client side of [`super::spectate`]: websocket spectators on tokio-tungstenite
+//! The client side of [`crate::spectate`]: websocket spectators on tokio-tungstenite
 //! that connect to a match, take its snapshot, then time every live event.
 //!
 //! They run in the benchmark's own process (small runs, the tests) or in a child
@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{BenchError, Percentiles, mib, proc_status_kib, round2};
+use crate::{BenchError, Percentiles, mib, proc_status_kib, round2};
 
 /// Who to connect and what to expect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,7 +120,7 @@ pub async fn run(
     let _ = ready.send(connected.map(|_| Ready {
         connect_secs: round2(start.elapsed().as_secs_f64()),
     }));
-    let cpu_at_ready = super::cpu_secs();
+    let cpu_at_ready = crate::cpu_secs();
     let mut tallies = Vec::with_capacity(clients.len());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(plan.timeout_secs);
     for client in clients {
@@ -135,7 +135,7 @@ pub async fn run(
         }
     }
     let mut report = sum_up(&tallies, plan.events);
-    report.cpu_secs = super::cpu_secs()
+    report.cpu_secs = crate::cpu_secs()
         .zip(cpu_at_ready)
         .map(|(end, start)| round2(end - start));
     report
@@ -149,7 +149,7 @@ fn sum_up(tallies: &[Tally], events: u64) -> ClientReport {
         last = last.max(t.last_receipt_us);
         match t.close_code {
             Some(1000) if t.in_order && t.delays_us.len() as u64 == events => complete += 1,
-            Some(crate::ws::CLOSE_TOO_SLOW) => cut_off += 1,
+            Some(web::ws::CLOSE_TOO_SLOW) => cut_off += 1,
             _ => other += 1,
         }
     }

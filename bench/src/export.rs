@@ -18,8 +18,8 @@ use std::time::Instant;
 use serde::Serialize;
 use store::Store;
 
-use super::{BenchError, mib, proc_status_kib, reset_peak_rss, round2};
-use crate::{AppState, LedgerPayments, WebConfig};
+use crate::{BenchError, mib, proc_status_kib, reset_peak_rss, round2};
+use web::{AppState, LedgerPayments, WebConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ async fn run(opts: &ExportOptions, url: &str) -> Result<ExportFigures, BenchErro
         .map_err(BenchError::io("server address"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = crate::serve(listener, state, async move {
+        let _ = web::serve(listener, state, async move {
             let _ = stopped.await;
         })
         .await;

@@ -16,9 +16,9 @@ use arena::events::{EventKind, SeatInfo};
 use platform::bus::Bus;
 use serde::Serialize;
 
-use super::spectators::{ClientPlan, ClientReport, Ready, now_us};
-use super::{BenchError, Percentiles, mib, proc_status_kib, round2};
-use crate::{AppState, LedgerPayments, WebConfig};
+use crate::spectators::{ClientPlan, ClientReport, Ready, now_us};
+use crate::{BenchError, Percentiles, mib, proc_status_kib, round2};
+use web::{AppState, LedgerPayments, WebConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ pub enum Clients {
     /// On a runtime of their own in this process.
     InProcess,
     /// In a child process: `program args… --threads N PLAN_JSON` must call
-    /// [`super::spectators::child_main`] (`rlfc bench spectate` runs itself).
+    /// [`crate::spectators::child_main`] (`rlfc bench spectate` runs itself).
     Child {
         /// The program.
         program: std::path::PathBuf,
@@ -158,7 +158,7 @@ fn check(opts: &SpectateOptions) -> Result<(), BenchError> {
 
 /// Runs `opts.spectators` spectators against a fresh server and returns the figures.
 /// The server's process needs an open file per spectator, and so does the clients'
-/// (the same one with [`Clients::InProcess`]; see [`super::raise_open_files`]).
+/// (the same one with [`Clients::InProcess`]; see [`crate::raise_open_files`]).
 pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
     check(opts)?;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -191,7 +191,7 @@ pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
     let mut clients = Spectators::start(&opts.clients, plan, opts.client_threads)?;
     let ready = clients.ready()?;
 
-    let cpu_at_start = super::cpu_secs();
+    let cpu_at_start = crate::cpu_secs();
     let emitter = {
         let (bus, opts) = (bus.clone(), opts.clone());
         std::thread::Builder::new()
@@ -203,7 +203,7 @@ pub fn spectate(opts: &SpectateOptions) -> Result<SpectateFigures, BenchError> {
         .join()
         .map_err(|_| BenchError::Check("the emitter thread panicked".into()))?;
     let report = clients.report()?;
-    let server_cpu_secs = super::cpu_secs()
+    let server_cpu_secs = crate::cpu_secs()
         .zip(cpu_at_start)
         .map(|(end, start)| round2(end - start));
     let _ = stop.send(());
@@ -268,7 +268,7 @@ impl Spectators {
                     .build()
                     .map_err(BenchError::io("starting the clients' runtime"))?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let task = runtime.spawn(super::spectators::run(plan, tx));
+                let task = runtime.spawn(crate::spectators::run(plan, tx));
                 Ok(Spectators::InProcess {
                     runtime,
                     ready: Some(rx),
@@ -430,7 +430,7 @@ async fn start_server(
         .map_err(BenchError::io("server address"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = crate::serve(listener, state, async move {
+        let _ = web::serve(listener, state, async move {
             let _ = stopped.await;
         })
         .await;
