@@ -119,7 +119,7 @@ enum Command {
         command: commands::chain_cmd::ChainCommand,
     },
     /// Generate an answer with an agent's model, streaming tokens to the terminal.
-    Generate(agents::cli::GenerateArgs),
+    Generate(commands::generate::GenerateArgs),
     /// The judge panel's own models: train the reward judge's head.
     Judges {
         #[command(subcommand)]
@@ -140,9 +140,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Prefill, single-stream and batched decode speed, peak RSS; stock candle as baseline.
-    Decode(agents::cli::BenchDecodeArgs),
+    Decode(commands::generate::BenchDecodeArgs),
     /// Seconds per DPO training step and peak RSS (batch 4, length 128, LoRA r=8).
-    Dpo(agents::cli::BenchDpoArgs),
+    Dpo(commands::generate::BenchDpoArgs),
     /// Responses judged per second for a 4-player round: pointwise, pairwise, panel.
     Judge {
         /// Rounds to time per measure.
@@ -272,16 +272,16 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Db { command } => runtime()?.block_on(commands::db::run(command, config)),
         Command::Generate(mut args) => {
             args.model = Some(model_or_default(args.model.take(), config)?);
-            Ok(agents::cli::run_generate(args)?)
+            Ok(commands::generate::run_generate(args)?)
         }
         Command::Bench { command } => match command {
             BenchCommand::Decode(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
-                Ok(agents::cli::run_bench_decode(args)?)
+                Ok(commands::generate::run_bench_decode(args)?)
             }
             BenchCommand::Dpo(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
-                Ok(agents::cli::run_bench_dpo(args)?)
+                Ok(commands::generate::run_bench_dpo(args)?)
             }
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))

@@ -327,7 +327,7 @@ fn level() -> Level {
 }
 
 /// Name of the kernel path this CPU takes, for benchmark reports.
-pub(crate) fn kernel_name() -> &'static str {
+pub fn kernel_name() -> &'static str {
     match level() {
         Level::Scalar => "scalar",
         #[cfg(target_arch = "x86_64")]

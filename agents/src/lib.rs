@@ -4,12 +4,9 @@
 
 pub mod adapter;
 pub mod batch;
-pub mod bench;
 mod blocks;
-pub mod cli;
 pub mod device;
 pub mod dpo;
-mod dpo_bench;
 mod dpo_forward;
 mod dpo_ops;
 pub mod error;
@@ -33,6 +30,7 @@ pub use device::{DeviceLm, DeviceSpec};
 pub use dpo::{DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
 pub use gguf::{Architecture, GgufFile, ModelConfig};
+pub use kernels::kernel_name;
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
 pub use sampling::{OutOfRange, Sampler, SamplingParams};

@@ -1,6 +1,10 @@
 //! Benchmarks, kept out of the product crates (issue 17); the `rlfc bench …` commands
 //! are their command-line edge:
 //!
+//! - [`decode`]: prefill, single-stream and batched decode speed of the agents' runtime
+//!   with per-sequence adapters, against stock candle;
+//! - [`dpo`]: seconds per DPO step and peak memory of the trainer, in the TRL anchor's
+//!   batch shape;
 //! - [`spectate`]: many websocket spectators of one live match over real sockets
 //!   against the real server, with delivered events per second and the delay from each
 //!   event's emit timestamp to its receipt in the client;
@@ -14,6 +18,8 @@
 //! percentiles. Each benchmark builds its own runtimes and server and returns figures
 //! that serialize to JSON; nothing here asserts a speed.
 
+pub mod decode;
+pub mod dpo;
 pub mod export;
 pub mod learning;
 pub mod spectate;

@@ -8,6 +8,7 @@ pub mod bench_scale;
 pub mod bench_web;
 pub mod chain_cmd;
 pub mod db;
+pub mod generate;
 pub mod judges;
 pub mod models;
 pub mod roles;

@@ -2,10 +2,10 @@
 //! (single stream, and 1/4/8 concurrent sequences each with its own r=8 adapter), peak
 //! memory, and the same prefill/decode figures for stock candle `quantized_llama`.
 
-use crate::error::Result;
-use crate::lora::{LoraAdapter, LoraConfig};
-use crate::model::Model;
-use crate::seq::{KvCache, Logits, Segment};
+use agents::Model;
+use agents::Result;
+use agents::{KvCache, Logits, Segment};
+use agents::{LoraAdapter, LoraConfig};
 use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::time::Instant;
 pub enum BenchError {
     /// Loading or running the model failed.
     #[error(transparent)]
-    Agent(#[from] crate::error::AgentError),
+    Agent(#[from] agents::AgentError),
     /// A tensor operation of the baseline failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -280,7 +280,7 @@ pub fn bench_decode(path: &Path, opts: &BenchOptions) -> std::result::Result<Val
         "model": path.display().to_string(),
         "model_file_mib": mib(file_bytes / 1024),
         "threads": rayon::current_num_threads(),
-        "kernel": crate::kernels::kernel_name(),
+        "kernel": agents::kernel_name(),
         "load_s": (load_s * 100.0).round() / 100.0,
         "prompt_tokens": opts.prompt_tokens,
         "decode_tokens": opts.decode_tokens,

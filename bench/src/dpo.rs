@@ -1,15 +1,15 @@
 //! `rlfc bench dpo`: seconds per DPO step and peak memory of the trainer on a real
 //! model, with the same batch shape the TRL anchor (`scripts/bench_trl_dpo.py`) uses.
 
-use crate::dpo::{DpoConfig, DpoPair, train_dpo};
-use crate::model::Model;
+use agents::Model;
+use agents::dpo::{DpoConfig, DpoPair, train_dpo};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Instant;
 
 /// Settings of one DPO benchmark run.
 #[derive(Debug, Clone)]
-pub(crate) struct DpoBenchOptions {
+pub struct DpoBenchOptions {
     /// Timed optimizer steps (after one warm-up step).
     pub steps: usize,
     /// Pairs per step.
@@ -63,7 +63,7 @@ const TASKS: [(&str, &str, &str); 4] = [
 ];
 
 /// The benchmark's preference pairs: `n` chat-formatted prompts with a good and a poor answer.
-pub(crate) fn bench_pairs(tok: &crate::ChatTokenizer, n: usize) -> Vec<DpoPair> {
+pub fn bench_pairs(tok: &agents::ChatTokenizer, n: usize) -> Vec<DpoPair> {
     (0..n)
         .map(|i| {
             let (task, good, bad) = TASKS[i % TASKS.len()];
@@ -78,7 +78,7 @@ pub(crate) fn bench_pairs(tok: &crate::ChatTokenizer, n: usize) -> Vec<DpoPair> 
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`), where the kernel reports it.
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
+pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -86,17 +86,17 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Trains `1 + opts.steps` DPO steps on the model at `path` and reports the timed steps.
-pub(crate) fn bench_dpo(
+pub fn bench_dpo(
     path: &Path,
     opts: &DpoBenchOptions,
     pairs_out: Option<&Path>,
-) -> Result<Value, crate::bench::BenchError> {
+) -> Result<Value, crate::decode::BenchError> {
     let (model, tok) = Model::load(path)?;
     let rss_loaded = peak_rss_bytes();
     let pairs = bench_pairs(&tok, opts.batch);
     if let Some(out) = pairs_out {
         std::fs::write(out, serde_json::to_vec_pretty(&pairs)?)
-            .map_err(crate::bench::BenchError::io(out))?;
+            .map_err(crate::decode::BenchError::io(out))?;
     }
     let cfg = DpoConfig {
         max_steps: opts.steps + 1,

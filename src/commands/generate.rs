@@ -1,11 +1,10 @@
 //! Command-line glue for `rlfc generate`, `rlfc bench decode` and `rlfc bench dpo`; the binary owns the
 //! command tree and calls these.
 
-use crate::adapter::load_adapter;
-use crate::batch::{ChatRequest, generate};
-use crate::bench::{BenchError, BenchOptions, bench_decode};
-use crate::model::Model;
-use crate::sampling::SamplingParams;
+use agents::adapter::load_adapter;
+use agents::batch::{ChatRequest, generate};
+use agents::{Model, SamplingParams};
+use bench::decode::{BenchError, BenchOptions, bench_decode};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,7 +43,7 @@ pub struct GenerateArgs {
 }
 
 /// Runs `rlfc generate`: streams the answer to stdout, a summary line to stderr.
-pub fn run_generate(args: GenerateArgs) -> crate::Result<()> {
+pub fn run_generate(args: GenerateArgs) -> agents::Result<()> {
     let path = args.model.clone().unwrap_or_else(default_model_path);
     let (model, tokenizer) = Model::load(&path)?;
     let adapter = match &args.adapter {
@@ -150,13 +149,13 @@ pub struct BenchDpoArgs {
 /// Runs `rlfc bench dpo` and prints the JSON report to stdout.
 pub fn run_bench_dpo(args: BenchDpoArgs) -> Result<(), BenchError> {
     let path = args.model.clone().unwrap_or_else(default_model_path);
-    let opts = crate::dpo_bench::DpoBenchOptions {
+    let opts = bench::dpo::DpoBenchOptions {
         steps: args.steps.max(1),
         batch: args.batch,
         seq_len: args.seq_len,
         rank: args.rank,
     };
-    let report = crate::dpo_bench::bench_dpo(&path, &opts, args.pairs_out.as_deref())?;
+    let report = bench::dpo::bench_dpo(&path, &opts, args.pairs_out.as_deref())?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
