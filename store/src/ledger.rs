@@ -129,17 +129,41 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether a journal line with this idempotency key exists.
+    async fn posted(&mut self, key: &str) -> Result<bool> {
+        let (found,): (i64,) = on_tx!(self, |c| sqlx::query_as(
+            "SELECT COUNT(*) FROM ledger_journal WHERE idempotency_key = $1"
+        )
+        .bind(key)
+        .fetch_one(&mut *c)
+        .await)?;
+        Ok(found > 0)
+    }
+
     /// Posts user lines (applied to their balances, which must stay >= 0) and
     /// treasury lines. Users are locked in id order so two transactions never wait
-    /// on each other.
+    /// on each other. A line whose idempotency key is already in the journal makes
+    /// the whole post a [`Error::Duplicate`], checked once the users are locked, so
+    /// that of two posts racing with one key the second sees the first's line (and
+    /// never a balance the first already moved).
     async fn post(&mut self, lines: &[JournalLine]) -> Result<()> {
         // A zero amount moves nothing, so it leaves no line (free tiers).
         let lines: Vec<&JournalLine> = lines.iter().filter(|l| l.amount > Wei::ZERO).collect();
         let mut users: Vec<i64> = lines.iter().filter_map(|l| l.user_id).collect();
         users.sort_unstable();
         users.dedup();
+        let mut locked = Vec::with_capacity(users.len());
         for user_id in users {
-            let mut b = self.lock_balance(user_id).await?;
+            locked.push((user_id, self.lock_balance(user_id).await?));
+        }
+        for line in &lines {
+            if self.posted(&line.idempotency_key).await? {
+                return Err(Error::Duplicate {
+                    what: format!("journal line {}", line.idempotency_key),
+                });
+            }
+        }
+        for (user_id, mut b) in locked {
             for line in lines.iter().filter(|l| l.user_id == Some(user_id)) {
                 let (slot, name) = match line.account {
                     "available" => (&mut b.available_wei, "available"),

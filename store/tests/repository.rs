@@ -1265,3 +1265,46 @@ async fn match_results_are_written_whole_or_not_at_all(store: &Store) {
     assert!(store.refund_match(m.id, "late", None).await.is_err());
 }
 both!(match_results_are_written_whole_or_not_at_all);
+
+/// A debit posted again with its idempotency key is a duplicate, not a shortfall,
+/// even once the first has spent the balance (issue 20: the chain follower and the
+/// wallet's own report of one withdrawal race each other), concurrently too.
+async fn a_repeated_debit_is_a_duplicate_even_when_the_balance_is_spent(store: &Store) {
+    let w = world(store, 1, Wei::ZERO, Wei(500)).await;
+    let user = w.users[0];
+    store.withdraw(user, Wei(500), "chain:0xab").await.unwrap();
+    let again = store
+        .withdraw(user, Wei(500), "chain:0xab")
+        .await
+        .unwrap_err();
+    assert!(matches!(again, store::Error::Duplicate { .. }), "{again:?}");
+    // Racing: of two posts with one key, one debits and the other is a duplicate.
+    store.deposit(user, Wei(300), "chain:0xcd").await.unwrap();
+    let (a, b) = tokio::join!(
+        store.withdraw(user, Wei(300), "chain:0xef"),
+        store.withdraw(user, Wei(300), "chain:0xef")
+    );
+    let outcomes = [a, b];
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| matches!(r, Err(store::Error::Duplicate { .. }))),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.balance(user).await.unwrap().available_wei, Wei::ZERO);
+    // A different key still finds the balance short.
+    let short = store
+        .withdraw(user, Wei(1), "chain:0x01")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(short, store::Error::InsufficientBalance { .. }),
+        "{short:?}"
+    );
+}
+both!(a_repeated_debit_is_a_duplicate_even_when_the_balance_is_spent);
