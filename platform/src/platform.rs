@@ -190,25 +190,25 @@ impl Platform {
             models.tokenizer.clone(),
             self.adapters.clone(),
         );
+        let judge = self.panel_judge(models)?;
+        Ok((Box::new(engine), Box::new(judge)))
+    }
+
+    /// Every Space's judge panel over the loaded judges.
+    fn panel_judge(&self, models: &BaseModels) -> Result<arena::judging::PanelJudge> {
         let loaded = judges::LoadedJudges::new(
             Some(models.llm_judge.clone()),
             Some(models.embedding_judge.clone()),
         )?;
         let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
-        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
-        Ok((Box::new(engine), Box::new(judge)))
+        Ok(arena::judging::PanelJudge::new(&books, &loaded)?)
     }
 
     /// A trainer on the shared base model, signing records as the chain operator,
     /// whose new adapters pass the regression gate (the Spaces' judge panels, on the
     /// loaded judges) before they are played.
     pub fn trainer(&self, models: &BaseModels) -> Result<crate::learning::Trainer> {
-        let loaded = judges::LoadedJudges::new(
-            Some(models.llm_judge.clone()),
-            Some(models.embedding_judge.clone()),
-        )?;
-        let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
-        let judge = arena::judging::PanelJudge::new(&books, &loaded)?;
+        let judge = self.panel_judge(models)?;
         Ok(crate::learning::Trainer::new(
             self.store.clone(),
             self.payments.contracts().clone(),
