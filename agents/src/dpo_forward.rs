@@ -8,7 +8,7 @@
 //! computed dequantized). Every layer runs through the fused ops of [`crate::dpo_ops`].
 
 use crate::dpo_ops::{
-    FrozenLora, PackedAttention, PromptGroup, RmsNorm, Rope, SwiGlu, TokenLogProb,
+    FrozenLora, HeadLogProb, PackedAttention, PromptGroup, RmsNorm, Rope, SwiGlu,
 };
 use crate::error::{AgentError, Result};
 use crate::gguf::{Architecture, ModelConfig};
@@ -247,8 +247,7 @@ impl TrainBase {
         let n_pick = pick.len();
         let x = x.index_select(&Tensor::from_vec(pick, n_pick, &dev)?, 0)?;
         let x = norm(&x, &self.final_norm)?;
-        let logits = self.lm_head.forward(cfg, 0, &x, None)?;
-        let lp = logits.apply_op1(TokenLogProb::new(targets))?;
+        let lp = x.apply_op1(HeadLogProb::new(self.lm_head.w.clone(), targets))?;
         let mut sums = Vec::with_capacity(counts.len());
         let mut off = 0;
         for n in counts {

@@ -1,6 +1,12 @@
 //! Fused candle ops with hand-written backward passes for the DPO trainer's forward
 //! pass ([`crate::dpo_forward`]): frozen projection plus LoRA, RMSNorm, SwiGLU, RoPE,
-//! causal attention over packed prompt-sharing sequences, and per-token log-probability.
+//! causal attention over packed prompt-sharing sequences, and the output head fused with
+//! the per-token log-probability.
+//!
+//! The ops read their inputs where candle keeps them and call `gemm` on the borrowed
+//! slices ([`matmul`]): no copy of an input or of a product, and a LoRA update or a
+//! second product is added in place into the output. (Copying them through candle
+//! tensors cost 14 % of a step on SmolLM2-135M; `docs/benchmarks.md`.)
 //!
 //! Why our own: candle's matmul backward always computes a weight gradient, which for a
 //! frozen base projection is a wasted full-size product; its composite norms, softmax
@@ -35,6 +41,93 @@ fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// Runs `f` on a tensor's values, row-major: borrowed where the tensor is a contiguous
+/// CPU tensor, copied otherwise.
+fn view<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    if !t.is_contiguous() {
+        return Ok(f(&host(t)?));
+    }
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(slice(s, layout)?)),
+        _ => candle_core::bail!("training ops run on the CPU"),
+    }
+}
+
+/// How a product is laid out: `(row stride, column stride)` of a row-major matrix or of
+/// its transpose.
+#[derive(Clone, Copy)]
+enum Form {
+    /// The matrix as stored, `(rows, cols)` with rows `cols` apart.
+    Plain,
+    /// The transpose of a stored `(cols, rows)` matrix.
+    Transposed,
+}
+
+/// `dst[.., col..col + n] (+)= beta · lhs (m×k) · rhs (k×n)`, all row-major in memory:
+/// `lhs` is `(m, k)`; `rhs` is `(k, n)` when [`Form::Plain`] or a stored `(n, k)` used
+/// transposed; `dst` rows are `ld` apart and are added to when `accumulate`. One call of
+/// candle's `gemm`, on borrowed slices: no copies in or out. `gemm` splits output tiles
+/// across threads and sums the inner dimension in one fixed order.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    lhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    rhs: &[f32],
+    form: Form,
+    dst: &mut [f32],
+    (ld, col): (usize, usize),
+    beta: f32,
+    accumulate: bool,
+) {
+    assert!(
+        lhs.len() >= m * k && rhs.len() >= k * n,
+        "matmul operands too short"
+    );
+    assert!(
+        m == 0 || dst.len() >= (m - 1) * ld + col + n,
+        "matmul destination too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rhs_rs, rhs_cs) = match form {
+        Form::Plain => (n as isize, 1),
+        Form::Transposed => (1, k as isize),
+    };
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every read inside `lhs` and `rhs` and every write
+    // inside `dst` for the strides given; `dst` is borrowed mutably, so nothing aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(col),
+            1,
+            ld as isize,
+            accumulate,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// A frozen base projection `(out, in)` (targets stacked along `out`) with an optional
 /// bias, plus the LoRA updates of the targets that have one: as a unary op on `x` it is
 /// the bare base; as a ternary op on `(x, A, B)` it adds `scale · (x·A_tᵀ)·B_tᵀ` into
@@ -54,8 +147,22 @@ pub(crate) struct FrozenLora {
 }
 
 impl FrozenLora {
-    fn base(&self, x: &Tensor) -> candle_core::Result<Vec<f32>> {
-        let mut y = host(&x.matmul(&self.w.t()?)?)?;
+    /// `x · Wᵀ (+ bias)` for `x` of `m` rows.
+    fn base(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        let (out, k) = self.w.dims2()?;
+        let mut y = vec![0f32; m * out];
+        view(&self.w, |w| {
+            matmul(
+                x,
+                (m, k, out),
+                w,
+                Form::Transposed,
+                &mut y,
+                (out, 0),
+                1.0,
+                false,
+            )
+        })?;
         if let Some(b) = &self.bias {
             y.par_chunks_mut(b.len())
                 .for_each(|row| row.iter_mut().zip(b.iter()).for_each(|(v, c)| *v += c));
@@ -63,31 +170,62 @@ impl FrozenLora {
         Ok(y)
     }
 
-    fn with_lora(&self, x: &Tensor, a: &Tensor, b: &Tensor) -> candle_core::Result<Vec<f32>> {
-        let mut y = self.base(x)?;
-        let out = self.w.dim(0)?;
-        let h = x.matmul(&a.t()?)?;
+    /// The base plus each target's update, added in place into its column block.
+    fn with_lora(
+        &self,
+        x: &[f32],
+        m: usize,
+        a: &[f32],
+        b: &[f32],
+    ) -> candle_core::Result<Vec<f32>> {
+        let mut y = self.base(x, m)?;
+        let (out, k) = self.w.dims2()?;
+        let r = self.rank;
+        let hw = r * self.blocks.len();
+        let mut h = vec![0f32; m * hw];
+        matmul(
+            x,
+            (m, k, hw),
+            a,
+            Form::Transposed,
+            &mut h,
+            (hw, 0),
+            1.0,
+            false,
+        );
         let mut b_row = 0;
         for (i, &(col, width)) in self.blocks.iter().enumerate() {
-            let hi = h.narrow(1, i * self.rank, self.rank)?;
-            let bi = b.narrow(0, b_row, width)?;
+            // h's columns i·r.. as an (m, r) matrix with rows hw apart: gather them so the
+            // product reads a plain row-major operand.
+            let hi: Vec<f32> = h
+                .chunks_exact(hw)
+                .flat_map(|row| &row[i * r..(i + 1) * r])
+                .copied()
+                .collect();
+            let bi = &b[b_row * r..(b_row + width) * r];
             b_row += width;
-            let d = host(&hi.matmul(&bi.t()?)?)?;
-            let s = self.scale as f32;
-            y.par_chunks_mut(out)
-                .zip(d.par_chunks(width))
-                .for_each(|(yr, dr)| {
-                    for (v, dv) in yr[col..col + width].iter_mut().zip(dr) {
-                        *v += s * dv;
-                    }
-                });
+            matmul(
+                &hi,
+                (m, r, width),
+                bi,
+                Form::Transposed,
+                &mut y,
+                (out, col),
+                self.scale as f32,
+                true,
+            );
         }
         Ok(y)
     }
 
-    fn input(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<Tensor> {
-        let (m, k) = l.shape().dims2()?;
-        Tensor::from_slice(slice(s, l)?, (m, k), self.w.device())
+    /// `g · W`: the input gradient through the frozen weight, `(m, in)`.
+    fn input_grad(&self, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        let (out, k) = self.w.dims2()?;
+        let mut dx = vec![0f32; m * k];
+        view(&self.w, |w| {
+            matmul(g, (m, out, k), w, Form::Plain, &mut dx, (k, 0), 1.0, false)
+        })?;
+        Ok(dx)
     }
 }
 
@@ -97,14 +235,16 @@ impl CustomOp1 for FrozenLora {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = self.input(s, l)?;
-        let y = self.base(&x)?;
-        let shape = Shape::from((x.dim(0)?, self.w.dim(0)?));
+        let (m, _) = l.shape().dims2()?;
+        let y = self.base(slice(s, l)?, m)?;
+        let shape = Shape::from((m, self.w.dim(0)?));
         Ok((CpuStorage::F32(y), shape))
     }
 
-    fn bwd(&self, _: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(g.detach().matmul(&self.w)?))
+    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let m = g.dim(0)?;
+        let dx = view(g, |g| self.input_grad(g, m))??;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
@@ -122,11 +262,9 @@ impl CustomOp3 for FrozenLora {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = self.input(xs, xl)?;
-        let a = Tensor::from_slice(slice(as_, al)?, al.shape(), x.device())?;
-        let b = Tensor::from_slice(slice(bs, bl)?, bl.shape(), x.device())?;
-        let y = self.with_lora(&x, &a, &b)?;
-        let shape = Shape::from((x.dim(0)?, self.w.dim(0)?));
+        let (m, _) = xl.shape().dims2()?;
+        let y = self.with_lora(slice(xs, xl)?, m, slice(as_, al)?, slice(bs, bl)?)?;
+        let shape = Shape::from((m, self.w.dim(0)?));
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -152,9 +290,19 @@ impl CustomOp3 for FrozenLora {
             let hi = h.narrow(1, i * self.rank, self.rank)?.contiguous()?;
             db.push((gi.t()?.matmul(&hi)? * self.scale)?);
         }
-        let gb = (Tensor::cat(&gb, 1)? * self.scale)?;
-        let dx = (g.matmul(&self.w)? + gb.matmul(&a)?)?;
+        let gb = (Tensor::cat(&gb, 1)? * self.scale)?.contiguous()?;
+        let m = g.dim(0)?;
+        let (_, k) = self.w.dims2()?;
+        let hw = gb.dim(1)?;
+        // dx = g·W + gb·A, the second product added in place.
+        let mut dx = view(&g, |gv| self.input_grad(gv, m))??;
+        view(&gb, |gbv| {
+            view(&a, |av| {
+                matmul(gbv, (m, hw, k), av, Form::Plain, &mut dx, (k, 0), 1.0, true)
+            })
+        })??;
         let da = gb.t()?.matmul(&x)?;
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
         Ok((Some(dx), Some(da), Some(Tensor::cat(&db, 0)?)))
     }
 }
@@ -194,23 +342,29 @@ impl CustomOp1 for RmsNorm {
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (xv, gv) = (host(x)?, host(g)?);
-        let d = self.weight.len();
-        let mut dx = vec![0f32; xv.len()];
-        dx.par_chunks_mut(d)
-            .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
-            .for_each(|(dr, (xr, gr))| {
-                let inv = self.inv(xr);
-                // y = x·inv·w, inv = (mean x² + eps)^-½: dx = inv·(g·w) − x·inv³/d·Σ(g·w·x).
-                let mut s = 0f32;
-                for ((gi, wi), xi) in gr.iter().zip(self.weight.iter()).zip(xr) {
-                    s = (gi * wi).mul_add(*xi, s);
-                }
-                let c = inv * inv * inv * s / d as f32;
-                for (((o, gi), wi), xi) in dr.iter_mut().zip(gr).zip(self.weight.iter()).zip(xr) {
-                    *o = inv * gi * wi - c * xi;
-                }
-            });
+        let dx = view(x, |xv| {
+            view(g, |gv| {
+                let d = self.weight.len();
+                let mut dx = vec![0f32; xv.len()];
+                dx.par_chunks_mut(d)
+                    .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
+                    .for_each(|(dr, (xr, gr))| {
+                        let inv = self.inv(xr);
+                        // y = x·inv·w, inv = (mean x² + eps)^-½: dx = inv·(g·w) − x·inv³/d·Σ(g·w·x).
+                        let mut s = 0f32;
+                        for ((gi, wi), xi) in gr.iter().zip(self.weight.iter()).zip(xr) {
+                            s = (gi * wi).mul_add(*xi, s);
+                        }
+                        let c = inv * inv * inv * s / d as f32;
+                        for (((o, gi), wi), xi) in
+                            dr.iter_mut().zip(gr).zip(self.weight.iter()).zip(xr)
+                        {
+                            *o = inv * gi * wi - c * xi;
+                        }
+                    });
+                dx
+            })
+        })??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -244,22 +398,26 @@ impl CustomOp1 for SwiGlu {
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (xv, gv) = (host(x)?, host(g)?);
         let w = x.dim(1)?;
-        let inter = w / 2;
-        let mut dx = vec![0f32; xv.len()];
-        dx.par_chunks_mut(w)
-            .zip(xv.par_chunks(w).zip(gv.par_chunks(inter)))
-            .for_each(|(dr, (xr, gr))| {
-                let (gate, up) = xr.split_at(inter);
-                let (dgate, dup) = dr.split_at_mut(inter);
-                for i in 0..inter {
-                    let sg = sigmoid(gate[i]);
-                    let silu = gate[i] * sg;
-                    dgate[i] = gr[i] * up[i] * sg * (1.0 + gate[i] * (1.0 - sg));
-                    dup[i] = gr[i] * silu;
-                }
-            });
+        let dx = view(x, |xv| {
+            view(g, |gv| {
+                let inter = w / 2;
+                let mut dx = vec![0f32; xv.len()];
+                dx.par_chunks_mut(w)
+                    .zip(xv.par_chunks(w).zip(gv.par_chunks(inter)))
+                    .for_each(|(dr, (xr, gr))| {
+                        let (gate, up) = xr.split_at(inter);
+                        let (dgate, dup) = dr.split_at_mut(inter);
+                        for i in 0..inter {
+                            let sg = sigmoid(gate[i]);
+                            let silu = gate[i] * sg;
+                            dgate[i] = gr[i] * up[i] * sg * (1.0 + gate[i] * (1.0 - sg));
+                            dup[i] = gr[i] * silu;
+                        }
+                    });
+                dx
+            })
+        })??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -362,7 +520,8 @@ impl CustomOp1 for Rope {
             inverse: !self.inverse,
             ..*self
         };
-        let out = inv.apply(&host(g)?, g.dim(1)?);
+        let width = g.dim(1)?;
+        let out = view(g, |gv| inv.apply(gv, width))?;
         Ok(Some(Tensor::from_vec(out, g.shape(), g.device())?))
     }
 }
@@ -561,55 +720,76 @@ impl CustomOp1 for PackedAttention {
 
     fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let rows = x.dim(0)?;
-        let dx = self.backward(&host(x)?, &host(g)?, rows);
+        let dx = view(x, |xv| view(g, |gv| self.backward(xv, gv, rows)))??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
-/// Log-probability of one target token per row of logits `(rows, vocab)`; its backward
-/// is `g · (onehot − softmax)`, without materialising a full log-softmax. The forward
-/// keeps the softmax it computed for the backward, so each logit is exponentiated once.
-pub(crate) struct TokenLogProb {
+/// The output head and the log-probability of one target token per row, fused: on
+/// hidden rows `(rows, hidden)` it computes the logits `x · Wᵀ` into one buffer, turns
+/// that buffer into the softmax in place, and returns each row's target log-probability.
+/// The backward turns the kept softmax into `g · (onehot − softmax)` in place and
+/// multiplies it by `W`. The `(rows, vocab)` logits are never copied or kept twice.
+pub(crate) struct HeadLogProb {
+    /// Dequantized head weight `(vocab, hidden)`, outside any graph.
+    pub w: Arc<Tensor>,
     /// The token each row scores.
     pub targets: Arc<Vec<u32>>,
     /// Softmax of the forward's logits, taken by the backward.
     pub probs: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
-impl TokenLogProb {
-    /// Scores `targets`, one per row.
-    pub fn new(targets: Vec<u32>) -> Self {
+impl HeadLogProb {
+    /// Scores `targets`, one per row, through the head `w`.
+    pub fn new(w: Arc<Tensor>, targets: Vec<u32>) -> Self {
         Self {
+            w,
             targets: Arc::new(targets),
             probs: std::sync::Mutex::new(None),
         }
     }
 }
 
-impl CustomOp1 for TokenLogProb {
+impl CustomOp1 for HeadLogProb {
     fn name(&self) -> &'static str {
-        "token-logprob"
+        "head-token-logprob"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l)?;
-        let (rows, vocab) = l.shape().dims2()?;
+        let (rows, hidden) = l.shape().dims2()?;
+        let (vocab, _) = self.w.dims2()?;
+        if self.targets.len() != rows {
+            candle_core::bail!("{} targets for {rows} rows", self.targets.len());
+        }
         let mut probs = vec![0f32; rows * vocab];
+        view(&self.w, |w| {
+            matmul(
+                x,
+                (rows, hidden, vocab),
+                w,
+                Form::Transposed,
+                &mut probs,
+                (vocab, 0),
+                1.0,
+                false,
+            )
+        })?;
         let out: Vec<f32> = probs
             .par_chunks_mut(vocab)
-            .zip(x.par_chunks(vocab))
             .zip(self.targets.par_iter())
-            .map(|((p, row), &t)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            .map(|(p, &t)| {
+                let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let target = p[t as usize];
                 // f32 exponentials, summed in f64 in index order.
                 let mut sum = 0f64;
-                for (pj, &xj) in p.iter_mut().zip(row) {
-                    *pj = (xj - max).exp();
+                for pj in p.iter_mut() {
+                    *pj = (*pj - max).exp();
                     sum += *pj as f64;
                 }
                 let inv = (1.0 / sum) as f32;
                 p.iter_mut().for_each(|pj| *pj *= inv);
-                ((row[t as usize] - max) as f64 - sum.ln()) as f32
+                ((target - max) as f64 - sum.ln()) as f32
             })
             .collect();
         *self.probs.lock().expect("not poisoned") = Some(probs);
@@ -617,17 +797,31 @@ impl CustomOp1 for TokenLogProb {
     }
 
     fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (rows, vocab) = arg.dims2()?;
+        let (rows, hidden) = arg.dims2()?;
+        let (vocab, _) = self.w.dims2()?;
         let g = host(grad)?;
-        let Some(mut dx) = self.probs.lock().expect("not poisoned").take() else {
-            candle_core::bail!("token-logprob backward ran twice");
+        let Some(mut d) = self.probs.lock().expect("not poisoned").take() else {
+            candle_core::bail!("head-token-logprob backward ran twice");
         };
-        dx.par_chunks_mut(vocab)
+        d.par_chunks_mut(vocab)
             .zip(self.targets.par_iter().zip(g.par_iter()))
             .for_each(|(d, (&t, &gi))| {
                 d.iter_mut().for_each(|dj| *dj *= -gi);
                 d[t as usize] += gi;
             });
-        Ok(Some(Tensor::from_vec(dx, (rows, vocab), arg.device())?))
+        let mut dx = vec![0f32; rows * hidden];
+        view(&self.w, |w| {
+            matmul(
+                &d,
+                (rows, vocab, hidden),
+                w,
+                Form::Plain,
+                &mut dx,
+                (hidden, 0),
+                1.0,
+                false,
+            )
+        })?;
+        Ok(Some(Tensor::from_vec(dx, (rows, hidden), arg.device())?))
     }
 }
