@@ -13,7 +13,7 @@
 use crate::adapter::adapter_hash;
 use crate::dpo_forward::{PackedBatch, TrainBase};
 use crate::error::{AgentError, Result};
-use crate::lora::{LoraAdapter, LoraConfig};
+use crate::lora::{LoraAdapter, LoraConfig, Target};
 use crate::model::Model;
 use crate::tokenizer::ChatTokenizer;
 use candle_core::{Device, Tensor, Var};
@@ -364,19 +364,26 @@ fn encode_pair(
     })
 }
 
-/// Summed completion log-probs of `pairs` under `adapter`, `[c0, r0, c1, r1, ...]`, with
-/// a graph for backward, and the rows computed (each prompt once, shared by both answers).
-fn pair_logprobs(
-    base: &TrainBase,
-    pairs: &[&EncodedPair],
-    adapter: Option<&LoraAdapter>,
-) -> Result<(Tensor, usize)> {
+/// The pairs packed for one pass: each prompt once, its chosen then rejected answer.
+fn pack(pairs: &[&EncodedPair]) -> PackedBatch {
     let mut batch = PackedBatch::default();
     for p in pairs {
         batch.push(&p.prompt, &[&p.chosen, &p.rejected]);
     }
-    let n = batch.num_tokens();
-    Ok((base.completion_logprobs(&batch, adapter)?, n))
+    batch
+}
+
+/// Summed completion log-probs of `pairs` under `adapter`, `(chosen, rejected)` per pair.
+fn pair_logprobs(
+    base: &TrainBase,
+    pairs: &[&EncodedPair],
+    adapter: Option<&LoraAdapter>,
+) -> Result<Vec<(f64, f64)>> {
+    let lp = base.completion_logprobs(&pack(pairs), adapter)?;
+    Ok(lp
+        .chunks_exact(2)
+        .map(|c| (c[0] as f64, c[1] as f64))
+        .collect())
 }
 
 /// A trainable deep copy of `parent` (its `Var`s are shared by `clone`, so copy the data).
@@ -518,6 +525,12 @@ pub fn train_dpo(
         )?,
     };
     let vars: Vec<Var> = policy.vars();
+    // `(layer, target)` of each (A, B) pair of `vars`, in the same order.
+    let var_keys: Vec<(usize, Target)> = (0..policy.num_layers())
+        .flat_map(|l| Target::ALL.into_iter().map(move |t| (l, t)))
+        .filter(|&(l, t)| policy.pair(l, t).is_some())
+        .collect();
+    debug_assert_eq!(2 * var_keys.len(), vars.len());
     let mut params: Vec<Vec<f32>> = vars
         .iter()
         .map(|v| v.as_tensor().flatten_all()?.to_vec1::<f32>())
@@ -544,15 +557,13 @@ pub fn train_dpo(
             for chunk in idx.chunks(PAIRS_PER_PASS) {
                 let refs: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
                 if !reference.contains_key(chunk) {
-                    let (lp, _) = pair_logprobs(&base, &refs, parent)?;
-                    let lp = lp.detach().to_vec1::<f32>()?;
-                    let r = lp.chunks_exact(2).map(|c| (c[0] as f64, c[1] as f64));
-                    reference.insert(chunk.to_vec(), r.collect());
+                    let r = pair_logprobs(&base, &refs, parent)?;
+                    reference.insert(chunk.to_vec(), r);
                 }
                 let ref_lp = &reference[chunk];
-                let (lp, n_tok) = pair_logprobs(&base, &refs, Some(&policy))?;
-                tokens += n_tok;
-                let host = lp.to_vec1::<f32>()?;
+                let batch = pack(&refs);
+                tokens += batch.num_tokens();
+                let (host, tape) = base.logprobs_with_tape(&batch, &policy)?;
                 // d loss / d logp, per sequence: the loss is a mean of per-pair terms, so
                 // backpropagating Σ w·logp with these constant weights gives its gradient.
                 let mut w = vec![0f32; 2 * chunk.len()];
@@ -568,12 +579,13 @@ pub fn train_dpo(
                     w[2 * i] = -g as f32;
                     w[2 * i + 1] = g as f32;
                 }
-                let w = Tensor::from_vec(w, 2 * chunk.len(), &Device::Cpu)?;
-                let grad_store = (lp * w)?.sum_all()?.backward()?;
-                for (acc, v) in grads.iter_mut().zip(&vars) {
-                    if let Some(g) = grad_store.get(v.as_tensor()) {
-                        let g = g.flatten_all()?.to_vec1::<f32>()?;
-                        for (a, b) in acc.iter_mut().zip(&g) {
+                let mut g = base.backward(tape, &w)?;
+                for (acc, key) in grads.chunks_exact_mut(2).zip(&var_keys) {
+                    if let Some((ga, gb)) = g.remove(key) {
+                        for (a, b) in acc[0].iter_mut().zip(&ga) {
+                            *a += b;
+                        }
+                        for (a, b) in acc[1].iter_mut().zip(&gb) {
                             *a += b;
                         }
                     }
@@ -655,9 +667,7 @@ fn held_out_logprobs(
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(PAIRS_PER_PASS) {
         let refs: Vec<&EncodedPair> = chunk.iter().collect();
-        let (lp, _) = pair_logprobs(base, &refs, adapter)?;
-        let lp = lp.detach().to_vec1::<f32>()?;
-        out.extend(lp.chunks_exact(2).map(|c| (c[0] as f64, c[1] as f64)));
+        out.extend(pair_logprobs(base, &refs, adapter)?);
     }
     Ok(out)
 }

@@ -1,108 +1,109 @@
-//! Fused candle ops with hand-written backward passes for the DPO trainer's forward
-//! pass ([`crate::dpo_forward`]): frozen projection plus LoRA, RMSNorm, SwiGLU, RoPE,
-//! causal attention over packed prompt-sharing sequences, and the output head fused with
-//! the per-token log-probability.
+//! The DPO trainer's layer arithmetic on plain row-major slices, forward and backward:
+//! frozen projection plus LoRA, RMSNorm, SwiGLU, RoPE, causal attention over packed
+//! prompt-sharing sequences, and the output head fused with the per-token
+//! log-probability. [`crate::dpo_forward`] chains them through the layers and back.
 //!
-//! The ops read their inputs where candle keeps them and call `gemm` on the borrowed
-//! slices ([`matmul`]): no copy of an input or of a product, and a LoRA update or a
-//! second product is added in place into the output. (Copying them through candle
-//! tensors cost 14 % of a step on SmolLM2-135M; `docs/benchmarks.md`.)
-//!
-//! Why our own: candle's matmul backward always computes a weight gradient, which for a
-//! frozen base projection is a wasted full-size product; its composite norms, softmax
-//! and RoPE build several graph nodes each (every one with a saved activation and a
-//! zero-then-add gradient buffer); and its element-wise ops run on a spinning thread
-//! pool that burns the second core while gemm wants it. Fused, a layer is ten nodes.
+//! Why by hand and not through candle's autograd: candle's matmul backward always
+//! computes a weight gradient, which for a frozen base projection is a wasted full-size
+//! product; its composite ops save many intermediates; every op's input and output were
+//! copied in and out of tensors; and its backprop zero-fills and adds a fresh buffer for
+//! every gradient on one thread while the other core waits. Here each product is one
+//! call of `gemm` on borrowed slices ([`matmul`]), and LoRA updates and residual
+//! gradients are added in place.
 //!
 //! Determinism: every output value is computed by one task with a fixed loop order.
 //! Parallel work is split by rows, or by (prompt group, kv head) for attention, and
-//! never reduces across tasks. Matmuls go through candle's CPU `gemm`, which splits
-//! output tiles across threads but sums the inner dimension in one fixed order whatever
-//! the thread count.
+//! never reduces across tasks. `gemm` splits output tiles across threads but sums the
+//! inner dimension in one fixed order whatever the thread count.
 
 use crate::infer::dot;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// The f32 slice a contiguous CPU tensor's layout points at.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("training ops take f32 tensors");
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("training ops take contiguous tensors"),
-    }
-}
-
-/// Host copy of a tensor's values, row-major.
-fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
-}
-
-/// Runs `f` on a tensor's values, row-major: borrowed where the tensor is a contiguous
-/// CPU tensor, copied otherwise.
-fn view<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    if !t.is_contiguous() {
-        return Ok(f(&host(t)?));
-    }
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(slice(s, layout)?)),
-        _ => candle_core::bail!("training ops run on the CPU"),
-    }
-}
-
-/// How a product is laid out: `(row stride, column stride)` of a row-major matrix or of
-/// its transpose.
+/// A matrix operand inside a slice: element `(i, j)` is `data[off + i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-enum Form {
-    /// The matrix as stored, `(rows, cols)` with rows `cols` apart.
-    Plain,
-    /// The transpose of a stored `(cols, rows)` matrix.
-    Transposed,
+pub(crate) struct Mat<'a> {
+    data: &'a [f32],
+    off: usize,
+    rs: usize,
+    cs: usize,
 }
 
-/// `dst[.., col..col + n] (+)= beta · lhs (m×k) · rhs (k×n)`, all row-major in memory:
-/// `lhs` is `(m, k)`; `rhs` is `(k, n)` when [`Form::Plain`] or a stored `(n, k)` used
-/// transposed; `dst` rows are `ld` apart and are added to when `accumulate`. One call of
-/// candle's `gemm`, on borrowed slices: no copies in or out. `gemm` splits output tiles
-/// across threads and sums the inner dimension in one fixed order.
+impl<'a> Mat<'a> {
+    /// A row-major matrix with rows `cols` apart.
+    pub(crate) fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            off: 0,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `cols` apart.
+    pub(crate) fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            off: 0,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
+    /// The same matrix starting `cols` columns to the right.
+    pub(crate) fn skip_cols(self, cols: usize) -> Self {
+        Self {
+            off: self.off + cols * self.cs,
+            ..self
+        }
+    }
+
+    /// Whether an `(r, c)` matrix fits inside the slice.
+    fn fits(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || self.off + (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m×n, rows ld apart, from column col) (+)= beta · lhs (m×k) · rhs (k×n)`: one
+/// call of `gemm` on borrowed slices, added to `dst` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
-    lhs: &[f32],
+pub(crate) fn matmul(
     (m, k, n): (usize, usize, usize),
-    rhs: &[f32],
-    form: Form,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
     dst: &mut [f32],
     (ld, col): (usize, usize),
     beta: f32,
     accumulate: bool,
 ) {
     assert!(
-        lhs.len() >= m * k && rhs.len() >= k * n,
-        "matmul operands too short"
+        lhs.fits(m, k) && rhs.fits(k, n),
+        "matmul operand out of range"
     );
     assert!(
-        m == 0 || dst.len() >= (m - 1) * ld + col + n,
-        "matmul destination too short"
+        m == 0 || n == 0 || (m - 1) * ld + col + n <= dst.len(),
+        "matmul destination out of range"
     );
     if m == 0 || n == 0 {
         return;
     }
-    let (rhs_rs, rhs_cs) = match form {
-        Form::Plain => (n as isize, 1),
-        Form::Transposed => (1, k as isize),
-    };
+    if k == 0 {
+        if !accumulate {
+            dst.chunks_mut(ld)
+                .take(m)
+                .for_each(|r| r[col..col + n].fill(0.0));
+        }
+        return;
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every read inside `lhs` and `rhs` and every write
-    // inside `dst` for the strides given; `dst` is borrowed mutably, so nothing aliases it.
+    // SAFETY: `fits` and the assert above keep every read inside `lhs.data` and
+    // `rhs.data` and every write inside `dst` for these strides; `dst` is borrowed
+    // mutably, so it aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
@@ -112,12 +113,12 @@ fn matmul(
             1,
             ld as isize,
             accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            rhs_cs,
-            rhs_rs,
+            lhs.data.as_ptr().add(lhs.off),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.off),
+            rhs.cs as isize,
+            rhs.rs as isize,
             if accumulate { 1.0 } else { 0.0 },
             beta,
             false,
@@ -128,189 +129,159 @@ fn matmul(
     }
 }
 
-/// A frozen base projection `(out, in)` (targets stacked along `out`) with an optional
-/// bias, plus the LoRA updates of the targets that have one: as a unary op on `x` it is
-/// the bare base; as a ternary op on `(x, A, B)` it adds `scale · (x·A_tᵀ)·B_tᵀ` into
-/// each target's column block, with `A` the targets' A matrices stacked along rows and
-/// `B` their B matrices stacked along rows.
-pub(crate) struct FrozenLora {
-    /// Dequantized f32 weight `(out, in)`, outside any graph.
-    pub w: Arc<Tensor>,
-    /// Constant bias `(out,)`, if the model has one.
-    pub bias: Option<Arc<Vec<f32>>>,
+/// The LoRA matrices of one projection stack's targets that carry an update.
+pub(crate) struct StackLora {
     /// `(column offset, width)` of each target carrying an update, in stacking order.
     pub blocks: Vec<(usize, usize)>,
+    /// The targets' A matrices `(rank, in)` stacked along rows.
+    pub a: Vec<f32>,
+    /// The targets' B matrices `(width, rank)` stacked along rows.
+    pub b: Vec<f32>,
     /// LoRA rank.
     pub rank: usize,
     /// LoRA `alpha / rank`.
-    pub scale: f64,
+    pub scale: f32,
 }
 
-impl FrozenLora {
-    /// `x · Wᵀ (+ bias)` for `x` of `m` rows.
-    fn base(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
-        let (out, k) = self.w.dims2()?;
-        let mut y = vec![0f32; m * out];
-        view(&self.w, |w| {
-            matmul(
-                x,
-                (m, k, out),
-                w,
-                Form::Transposed,
-                &mut y,
-                (out, 0),
-                1.0,
-                false,
-            )
-        })?;
-        if let Some(b) = &self.bias {
-            y.par_chunks_mut(b.len())
-                .for_each(|row| row.iter_mut().zip(b.iter()).for_each(|(v, c)| *v += c));
-        }
-        Ok(y)
-    }
+/// Gradients of one stack's LoRA matrices, laid out as [`StackLora`]'s `a` and `b`.
+pub(crate) struct LoraGrads {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
 
-    /// The base plus each target's update, added in place into its column block.
-    fn with_lora(
+/// A frozen base projection `(out, in)` (targets stacked along `out`) with an optional
+/// constant bias: `x · Wᵀ (+ bias)`, plus `scale · (x·A_tᵀ)·B_tᵀ` in each LoRA target's
+/// column block.
+pub(crate) struct Frozen {
+    /// Dequantized f32 weight, row-major `(out, in)`.
+    pub w: Vec<f32>,
+    pub out: usize,
+    pub inp: usize,
+    /// Constant bias `(out,)`, if the model has one.
+    pub bias: Option<Vec<f32>>,
+}
+
+impl Frozen {
+    /// The projection of `m` rows, and `x · Aᵀ` (kept for the backward) when `lora`.
+    pub(crate) fn forward(
         &self,
         x: &[f32],
         m: usize,
-        a: &[f32],
-        b: &[f32],
-    ) -> candle_core::Result<Vec<f32>> {
-        let mut y = self.base(x, m)?;
-        let (out, k) = self.w.dims2()?;
-        let r = self.rank;
-        let hw = r * self.blocks.len();
+        lora: Option<&StackLora>,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        let (out, k) = (self.out, self.inp);
+        let mut y = vec![0f32; m * out];
+        matmul(
+            (m, k, out),
+            Mat::rows(x, k),
+            Mat::transposed(&self.w, k),
+            &mut y,
+            (out, 0),
+            1.0,
+            false,
+        );
+        if let Some(b) = &self.bias {
+            y.par_chunks_mut(out)
+                .for_each(|row| row.iter_mut().zip(b).for_each(|(v, c)| *v += c));
+        }
+        let Some(l) = lora else {
+            return (y, None);
+        };
+        let (r, hw) = (l.rank, l.rank * l.blocks.len());
         let mut h = vec![0f32; m * hw];
         matmul(
-            x,
             (m, k, hw),
-            a,
-            Form::Transposed,
+            Mat::rows(x, k),
+            Mat::transposed(&l.a, k),
             &mut h,
             (hw, 0),
             1.0,
             false,
         );
         let mut b_row = 0;
-        for (i, &(col, width)) in self.blocks.iter().enumerate() {
-            // h's columns i·r.. as an (m, r) matrix with rows hw apart: gather them so the
-            // product reads a plain row-major operand.
-            let hi: Vec<f32> = h
-                .chunks_exact(hw)
-                .flat_map(|row| &row[i * r..(i + 1) * r])
-                .copied()
-                .collect();
-            let bi = &b[b_row * r..(b_row + width) * r];
+        for (i, &(col, width)) in l.blocks.iter().enumerate() {
+            let hi = Mat::rows(&h, hw).skip_cols(i * r);
+            let bi = Mat::transposed(&l.b[b_row * r..(b_row + width) * r], r);
             b_row += width;
-            matmul(
-                &hi,
-                (m, r, width),
-                bi,
-                Form::Transposed,
-                &mut y,
-                (out, col),
-                self.scale as f32,
-                true,
-            );
+            matmul((m, r, width), hi, bi, &mut y, (out, col), l.scale, true);
         }
-        Ok(y)
+        (y, Some(h))
     }
 
-    /// `g · W`: the input gradient through the frozen weight, `(m, in)`.
-    fn input_grad(&self, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
-        let (out, k) = self.w.dims2()?;
+    /// The input gradient `g·W (+ scale · g_t·B_t·A_t)` of `m` rows and, with `lora`,
+    /// its matrices' gradients; `x` and `h` are the forward's input and `x · Aᵀ`.
+    pub(crate) fn backward(
+        &self,
+        g: &[f32],
+        m: usize,
+        x: &[f32],
+        lora: Option<(&StackLora, &[f32])>,
+    ) -> (Vec<f32>, Option<LoraGrads>) {
+        let (out, k) = (self.out, self.inp);
         let mut dx = vec![0f32; m * k];
-        view(&self.w, |w| {
-            matmul(g, (m, out, k), w, Form::Plain, &mut dx, (k, 0), 1.0, false)
-        })?;
-        Ok(dx)
-    }
-}
-
-impl CustomOp1 for FrozenLora {
-    fn name(&self) -> &'static str {
-        "frozen-linear"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, _) = l.shape().dims2()?;
-        let y = self.base(slice(s, l)?, m)?;
-        let shape = Shape::from((m, self.w.dim(0)?));
-        Ok((CpuStorage::F32(y), shape))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let m = g.dim(0)?;
-        let dx = view(g, |g| self.input_grad(g, m))??;
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
-    }
-}
-
-impl CustomOp3 for FrozenLora {
-    fn name(&self) -> &'static str {
-        "frozen-linear-lora"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        as_: &CpuStorage,
-        al: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, _) = xl.shape().dims2()?;
-        let y = self.with_lora(slice(xs, xl)?, m, slice(as_, al)?, slice(bs, bl)?)?;
-        let shape = Shape::from((m, self.w.dim(0)?));
-        Ok((CpuStorage::F32(y), shape))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        _: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Detached: nothing computed here needs a graph of its own.
-        let (x, a, b, g) = (x.detach(), a.detach(), b.detach(), g.detach());
-        let mut gb = Vec::with_capacity(self.blocks.len());
-        let mut db = Vec::with_capacity(self.blocks.len());
-        let h = x.matmul(&a.t()?)?;
+        matmul(
+            (m, out, k),
+            Mat::rows(g, out),
+            Mat::rows(&self.w, k),
+            &mut dx,
+            (k, 0),
+            1.0,
+            false,
+        );
+        let Some((l, h)) = lora else {
+            return (dx, None);
+        };
+        let (r, hw) = (l.rank, l.rank * l.blocks.len());
+        // gb = scale · [g_t · B_t], (m, hw); db_t = scale · g_tᵀ · h_t, (width, r).
+        let mut gb = vec![0f32; m * hw];
+        let mut db = vec![0f32; l.b.len()];
         let mut b_row = 0;
-        for (i, &(col, width)) in self.blocks.iter().enumerate() {
-            let gi = g.narrow(1, col, width)?.contiguous()?;
-            let bi = b.narrow(0, b_row, width)?;
+        for (i, &(col, width)) in l.blocks.iter().enumerate() {
+            let gi = Mat::rows(g, out).skip_cols(col);
+            let bi = Mat::rows(&l.b[b_row * r..(b_row + width) * r], r);
+            matmul((m, width, r), gi, bi, &mut gb, (hw, i * r), l.scale, false);
+            let git = Mat::transposed(g, out);
+            let git = Mat { off: col, ..git };
+            let hi = Mat::rows(h, hw).skip_cols(i * r);
+            matmul(
+                (width, m, r),
+                git,
+                hi,
+                &mut db[b_row * r..(b_row + width) * r],
+                (r, 0),
+                l.scale,
+                false,
+            );
             b_row += width;
-            gb.push(gi.matmul(&bi)?);
-            let hi = h.narrow(1, i * self.rank, self.rank)?.contiguous()?;
-            db.push((gi.t()?.matmul(&hi)? * self.scale)?);
         }
-        let gb = (Tensor::cat(&gb, 1)? * self.scale)?.contiguous()?;
-        let m = g.dim(0)?;
-        let (_, k) = self.w.dims2()?;
-        let hw = gb.dim(1)?;
-        // dx = g·W + gb·A, the second product added in place.
-        let mut dx = view(&g, |gv| self.input_grad(gv, m))??;
-        view(&gb, |gbv| {
-            view(&a, |av| {
-                matmul(gbv, (m, hw, k), av, Form::Plain, &mut dx, (k, 0), 1.0, true)
-            })
-        })??;
-        let da = gb.t()?.matmul(&x)?;
-        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
-        Ok((Some(dx), Some(da), Some(Tensor::cat(&db, 0)?)))
+        // dx += gb · A; da = gbᵀ · x.
+        matmul(
+            (m, hw, k),
+            Mat::rows(&gb, hw),
+            Mat::rows(&l.a, k),
+            &mut dx,
+            (k, 0),
+            1.0,
+            true,
+        );
+        let mut da = vec![0f32; hw * k];
+        matmul(
+            (hw, m, k),
+            Mat::transposed(&gb, hw),
+            Mat::rows(x, k),
+            &mut da,
+            (k, 0),
+            1.0,
+            false,
+        );
+        (dx, Some(LoraGrads { a: da, b: db }))
     }
 }
 
 /// RMSNorm of each row with a constant weight.
 pub(crate) struct RmsNorm {
     /// Per-channel weight.
-    pub weight: Arc<Vec<f32>>,
+    pub weight: Vec<f32>,
     /// Added to the mean square.
     pub eps: f32,
 }
@@ -319,107 +290,77 @@ impl RmsNorm {
     fn inv(&self, row: &[f32]) -> f32 {
         1.0 / (dot(row, row) / row.len() as f32 + self.eps).sqrt()
     }
-}
 
-impl CustomOp1 for RmsNorm {
-    fn name(&self) -> &'static str {
-        "rms-norm"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l)?;
+    /// The normalised rows.
+    pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
         let d = self.weight.len();
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d)
             .zip(x.par_chunks(d))
             .for_each(|(yr, xr)| {
                 let inv = self.inv(xr);
-                for ((o, v), w) in yr.iter_mut().zip(xr).zip(self.weight.iter()) {
+                for ((o, v), w) in yr.iter_mut().zip(xr).zip(&self.weight) {
                     *o = v * inv * w;
                 }
             });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        y
     }
 
-    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dx = view(x, |xv| {
-            view(g, |gv| {
-                let d = self.weight.len();
-                let mut dx = vec![0f32; xv.len()];
-                dx.par_chunks_mut(d)
-                    .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
-                    .for_each(|(dr, (xr, gr))| {
-                        let inv = self.inv(xr);
-                        // y = x·inv·w, inv = (mean x² + eps)^-½: dx = inv·(g·w) − x·inv³/d·Σ(g·w·x).
-                        let mut s = 0f32;
-                        for ((gi, wi), xi) in gr.iter().zip(self.weight.iter()).zip(xr) {
-                            s = (gi * wi).mul_add(*xi, s);
-                        }
-                        let c = inv * inv * inv * s / d as f32;
-                        for (((o, gi), wi), xi) in
-                            dr.iter_mut().zip(gr).zip(self.weight.iter()).zip(xr)
-                        {
-                            *o = inv * gi * wi - c * xi;
-                        }
-                    });
-                dx
-            })
-        })??;
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    /// Adds the input gradient for output gradient `g` into `dx`.
+    pub(crate) fn backward_into(&self, x: &[f32], g: &[f32], dx: &mut [f32]) {
+        let d = self.weight.len();
+        dx.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(g.par_chunks(d)))
+            .for_each(|(dr, (xr, gr))| {
+                let inv = self.inv(xr);
+                // y = x·inv·w, inv = (mean x² + eps)^-½: dx = inv·(g·w) − x·inv³/d·Σ(g·w·x).
+                let mut s = 0f32;
+                for ((gi, wi), xi) in gr.iter().zip(&self.weight).zip(xr) {
+                    s = (gi * wi).mul_add(*xi, s);
+                }
+                let c = inv * inv * inv * s / d as f32;
+                for (((o, gi), wi), xi) in dr.iter_mut().zip(gr).zip(&self.weight).zip(xr) {
+                    *o += inv * gi * wi - c * xi;
+                }
+            });
     }
 }
-
-/// `silu(gate) · up` over rows `[gate | up]` of width `2 · inter`.
-pub(crate) struct SwiGlu;
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-impl CustomOp1 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "swiglu"
-    }
+/// `silu(gate) · up` over rows `[gate | up]` of width `2 · inter`.
+pub(crate) fn swiglu(x: &[f32], inter: usize) -> Vec<f32> {
+    let mut y = vec![0f32; x.len() / 2];
+    y.par_chunks_mut(inter)
+        .zip(x.par_chunks(2 * inter))
+        .for_each(|(yr, xr)| {
+            let (gate, up) = xr.split_at(inter);
+            for ((o, g), u) in yr.iter_mut().zip(gate).zip(up) {
+                *o = g * sigmoid(*g) * u;
+            }
+        });
+    y
+}
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l)?;
-        let (m, w) = l.shape().dims2()?;
-        let inter = w / 2;
-        let mut y = vec![0f32; m * inter];
-        y.par_chunks_mut(inter)
-            .zip(x.par_chunks(w))
-            .for_each(|(yr, xr)| {
-                let (gate, up) = xr.split_at(inter);
-                for ((o, g), u) in yr.iter_mut().zip(gate).zip(up) {
-                    *o = g * sigmoid(*g) * u;
-                }
-            });
-        Ok((CpuStorage::F32(y), Shape::from((m, inter))))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = x.dim(1)?;
-        let dx = view(x, |xv| {
-            view(g, |gv| {
-                let inter = w / 2;
-                let mut dx = vec![0f32; xv.len()];
-                dx.par_chunks_mut(w)
-                    .zip(xv.par_chunks(w).zip(gv.par_chunks(inter)))
-                    .for_each(|(dr, (xr, gr))| {
-                        let (gate, up) = xr.split_at(inter);
-                        let (dgate, dup) = dr.split_at_mut(inter);
-                        for i in 0..inter {
-                            let sg = sigmoid(gate[i]);
-                            let silu = gate[i] * sg;
-                            dgate[i] = gr[i] * up[i] * sg * (1.0 + gate[i] * (1.0 - sg));
-                            dup[i] = gr[i] * silu;
-                        }
-                    });
-                dx
-            })
-        })??;
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
-    }
+/// The gradient of [`swiglu`]'s input rows for output gradient `g`.
+pub(crate) fn swiglu_backward(x: &[f32], g: &[f32], inter: usize) -> Vec<f32> {
+    let w = 2 * inter;
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(w)
+        .zip(x.par_chunks(w).zip(g.par_chunks(inter)))
+        .for_each(|(dr, (xr, gr))| {
+            let (gate, up) = xr.split_at(inter);
+            let (dgate, dup) = dr.split_at_mut(inter);
+            for i in 0..inter {
+                let sg = sigmoid(gate[i]);
+                let silu = gate[i] * sg;
+                dgate[i] = gr[i] * up[i] * sg * (1.0 + gate[i] * (1.0 - sg));
+                dup[i] = gr[i] * silu;
+            }
+        });
+    dx
 }
 
 /// One prompt and the completions that continue it, packed contiguously: the prompt's
@@ -474,7 +415,8 @@ pub(crate) struct Rope {
 }
 
 impl Rope {
-    fn apply(&self, x: &[f32], width: usize) -> Vec<f32> {
+    /// The rotation (or, with `inverse`, its gradient) of rows `width` wide.
+    pub(crate) fn apply(&self, x: &[f32], width: usize) -> Vec<f32> {
         let (hd, half) = (self.head_dim, self.head_dim / 2);
         let rot = self.rotated_heads * hd;
         let mut out = x.to_vec();
@@ -498,31 +440,6 @@ impl Rope {
                 }
             });
         out
-    }
-}
-
-impl CustomOp1 for Rope {
-    fn name(&self) -> &'static str {
-        "packed-rope"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let width = l.shape().dims2()?.1;
-        let out = self.apply(slice(s, l)?, width);
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let inv = Rope {
-            cos: self.cos.clone(),
-            sin: self.sin.clone(),
-            positions: self.positions.clone(),
-            inverse: !self.inverse,
-            ..*self
-        };
-        let width = g.dim(1)?;
-        let out = view(g, |gv| inv.apply(gv, width))?;
-        Ok(Some(Tensor::from_vec(out, g.shape(), g.device())?))
     }
 }
 
@@ -588,7 +505,8 @@ impl PackedAttention {
             .collect()
     }
 
-    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+    /// Attention output `(rows, heads · head_dim)` of packed `[q | k | v]` rows.
+    pub(crate) fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let (hd, w) = (self.head_dim, self.width());
         let qw = self.heads * hd;
         let group = self.heads / self.kv_heads;
@@ -628,7 +546,7 @@ impl PackedAttention {
     }
 
     /// Gradient of the packed `[q | k | v]` rows given the output gradient `dout`.
-    fn backward(&self, x: &[f32], dout: &[f32], rows: usize) -> Vec<f32> {
+    pub(crate) fn backward(&self, x: &[f32], dout: &[f32], rows: usize) -> Vec<f32> {
         let (hd, w) = (self.head_dim, self.width());
         let qw = self.heads * hd;
         let group = self.heads / self.kv_heads;
@@ -704,80 +622,33 @@ impl PackedAttention {
     }
 }
 
-impl CustomOp1 for PackedAttention {
-    fn name(&self) -> &'static str {
-        "packed-attention"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let rows = l.shape().dims2()?.0;
-        let out = self.forward(slice(s, l)?, rows);
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((rows, self.heads * self.head_dim)),
-        ))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let rows = x.dim(0)?;
-        let dx = view(x, |xv| view(g, |gv| self.backward(xv, gv, rows)))??;
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
-    }
+/// The output head fused with the log-probability of one target token per row: the
+/// logits `x · Wᵀ` go into one buffer that becomes the softmax in place, so the
+/// `(rows, vocab)` logits are never copied or kept twice.
+pub(crate) struct Head<'a> {
+    /// Dequantized head weight, row-major `(vocab, hidden)`.
+    pub w: &'a [f32],
+    pub vocab: usize,
+    pub hidden: usize,
 }
 
-/// The output head and the log-probability of one target token per row, fused: on
-/// hidden rows `(rows, hidden)` it computes the logits `x · Wᵀ` into one buffer, turns
-/// that buffer into the softmax in place, and returns each row's target log-probability.
-/// The backward turns the kept softmax into `g · (onehot − softmax)` in place and
-/// multiplies it by `W`. The `(rows, vocab)` logits are never copied or kept twice.
-pub(crate) struct HeadLogProb {
-    /// Dequantized head weight `(vocab, hidden)`, outside any graph.
-    pub w: Arc<Tensor>,
-    /// The token each row scores.
-    pub targets: Arc<Vec<u32>>,
-    /// Softmax of the forward's logits, taken by the backward.
-    pub probs: std::sync::Mutex<Option<Vec<f32>>>,
-}
-
-impl HeadLogProb {
-    /// Scores `targets`, one per row, through the head `w`.
-    pub fn new(w: Arc<Tensor>, targets: Vec<u32>) -> Self {
-        Self {
-            w,
-            targets: Arc::new(targets),
-            probs: std::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl CustomOp1 for HeadLogProb {
-    fn name(&self) -> &'static str {
-        "head-token-logprob"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l)?;
-        let (rows, hidden) = l.shape().dims2()?;
-        let (vocab, _) = self.w.dims2()?;
-        if self.targets.len() != rows {
-            candle_core::bail!("{} targets for {rows} rows", self.targets.len());
-        }
+impl Head<'_> {
+    /// Each row's log-probability of its target and the softmax (for the backward).
+    pub(crate) fn forward(&self, x: &[f32], targets: &[u32]) -> (Vec<f32>, Vec<f32>) {
+        let (rows, vocab, hidden) = (targets.len(), self.vocab, self.hidden);
         let mut probs = vec![0f32; rows * vocab];
-        view(&self.w, |w| {
-            matmul(
-                x,
-                (rows, hidden, vocab),
-                w,
-                Form::Transposed,
-                &mut probs,
-                (vocab, 0),
-                1.0,
-                false,
-            )
-        })?;
-        let out: Vec<f32> = probs
+        matmul(
+            (rows, hidden, vocab),
+            Mat::rows(x, hidden),
+            Mat::transposed(self.w, hidden),
+            &mut probs,
+            (vocab, 0),
+            1.0,
+            false,
+        );
+        let lp = probs
             .par_chunks_mut(vocab)
-            .zip(self.targets.par_iter())
+            .zip(targets.par_iter())
             .map(|(p, &t)| {
                 let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let target = p[t as usize];
@@ -792,36 +663,30 @@ impl CustomOp1 for HeadLogProb {
                 ((target - max) as f64 - sum.ln()) as f32
             })
             .collect();
-        *self.probs.lock().expect("not poisoned") = Some(probs);
-        Ok((CpuStorage::F32(out), Shape::from(rows)))
+        (lp, probs)
     }
 
-    fn bwd(&self, arg: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (rows, hidden) = arg.dims2()?;
-        let (vocab, _) = self.w.dims2()?;
-        let g = host(grad)?;
-        let Some(mut d) = self.probs.lock().expect("not poisoned").take() else {
-            candle_core::bail!("head-token-logprob backward ran twice");
-        };
-        d.par_chunks_mut(vocab)
-            .zip(self.targets.par_iter().zip(g.par_iter()))
+    /// The gradient of the hidden rows given each row's log-probability gradient `g`:
+    /// `g · (onehot − softmax)`, formed in place in `probs`, times `W`.
+    pub(crate) fn backward(&self, mut probs: Vec<f32>, targets: &[u32], g: &[f32]) -> Vec<f32> {
+        let (rows, vocab, hidden) = (targets.len(), self.vocab, self.hidden);
+        probs
+            .par_chunks_mut(vocab)
+            .zip(targets.par_iter().zip(g.par_iter()))
             .for_each(|(d, (&t, &gi))| {
                 d.iter_mut().for_each(|dj| *dj *= -gi);
                 d[t as usize] += gi;
             });
         let mut dx = vec![0f32; rows * hidden];
-        view(&self.w, |w| {
-            matmul(
-                &d,
-                (rows, vocab, hidden),
-                w,
-                Form::Plain,
-                &mut dx,
-                (hidden, 0),
-                1.0,
-                false,
-            )
-        })?;
-        Ok(Some(Tensor::from_vec(dx, (rows, hidden), arg.device())?))
+        matmul(
+            (rows, vocab, hidden),
+            Mat::rows(&probs, vocab),
+            Mat::rows(self.w, hidden),
+            &mut dx,
+            (hidden, 0),
+            1.0,
+            false,
+        );
+        dx
     }
 }

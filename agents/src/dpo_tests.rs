@@ -5,7 +5,7 @@ use crate::adapter::adapter_hash;
 use crate::dpo::{DpoConfig, DpoPair, StepMetrics, train_dpo};
 use crate::dpo_forward::{PackedBatch, TrainBase};
 use crate::gguf::{Architecture, ModelConfig};
-use crate::lora::{LoraAdapter, LoraConfig};
+use crate::lora::{LoraAdapter, LoraConfig, Target};
 use crate::model::Model;
 use crate::seq::{KvCache, Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
@@ -101,38 +101,52 @@ fn packed_training_forward_matches_plain_forward_and_gradients() {
         let base = TrainBase::new(&model).unwrap();
         let packed = base.completion_logprobs(&batch, Some(&adapter)).unwrap();
         let plain = plain_logprobs(&model, &seqs, Some(&adapter));
-        for (a, b) in to_vec(&packed).iter().zip(to_vec(&plain)) {
+        for (a, b) in packed.iter().zip(to_vec(&plain)) {
             assert!(
                 (a - b).abs() <= 1e-3 * b.abs().max(1.0),
                 "{arch:?}: {a} vs {b}"
             );
         }
+        // The taped forward gives the same log-probs, bit for bit.
+        let (taped, tape) = base.logprobs_with_tape(&batch, &adapter).unwrap();
+        assert_eq!(taped, packed);
         // Gradients of a weighted sum reach every var and agree with candle's autograd.
-        let w = Tensor::new(&[1.0f32, -0.5, 0.25], &Device::Cpu).unwrap();
-        let g1 = (packed * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let weights = [1.0f32, -0.5, 0.25];
+        let mut g1 = base.backward(tape, &weights).unwrap();
+        let w = Tensor::new(&weights, &Device::Cpu).unwrap();
         let g2 = (plain * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in adapter.vars() {
-            let a = to_vec(g1.get(v.as_tensor()).expect("packed grad"));
-            let b = to_vec(g2.get(v.as_tensor()).expect("plain grad"));
-            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
-            let diff = a
-                .iter()
-                .zip(&b)
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                diff <= 2e-3 * scale,
-                "{arch:?}: gradient differs by {diff} (scale {scale})"
-            );
+        let mut checked = 0;
+        for l in 0..adapter.num_layers() {
+            for t in Target::ALL {
+                let Some(pair) = adapter.pair(l, t) else {
+                    continue;
+                };
+                let (ga, gb) = g1.remove(&(l, t)).expect("packed grad");
+                for (a, v) in [(ga, &pair.a), (gb, &pair.b)] {
+                    let b = to_vec(g2.get(v.as_tensor()).expect("plain grad"));
+                    assert_eq!(a.len(), b.len());
+                    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+                    let diff = a
+                        .iter()
+                        .zip(&b)
+                        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(
+                        diff <= 2e-3 * scale,
+                        "{arch:?} layer {l} {t:?}: gradient differs by {diff} (scale {scale})"
+                    );
+                    checked += 1;
+                }
+            }
         }
+        assert_eq!(checked, adapter.vars().len());
+        assert!(g1.is_empty(), "gradients for matrices the adapter lacks");
+        // A weight per completion, no more and no fewer.
+        let (_, tape) = base.logprobs_with_tape(&batch, &adapter).unwrap();
+        assert!(base.backward(tape, &weights[..2]).is_err());
         // With no adapter the pass is the bare base model.
         let bare = base.completion_logprobs(&batch, None).unwrap();
         let plain_bare = plain_logprobs(&model, &seqs, None);
-        for (a, b) in to_vec(&bare).iter().zip(to_vec(&plain_bare)) {
+        for (a, b) in bare.iter().zip(to_vec(&plain_bare)) {
             assert!(
                 (a - b).abs() <= 1e-3 * b.abs().max(1.0),
                 "{arch:?}: {a} vs {b}"
