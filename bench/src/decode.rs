@@ -78,15 +78,7 @@ impl Default for BenchOptions {
 
 /// A proc status field in KiB (`VmRSS`, `VmHWM`), or 0 where unavailable.
 fn proc_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::proc_status_kib(field).unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -261,14 +253,14 @@ fn baseline(
 
 /// Runs the decode benchmark on the GGUF file at `path` and returns the figures as JSON.
 pub fn bench_decode(path: &Path, opts: &BenchOptions) -> std::result::Result<Value, BenchError> {
-    let rss_before = proc_kib("VmRSS:");
+    let rss_before = proc_kib("VmRSS");
     let load = Instant::now();
     let (model, _tok) = Model::load(path)?;
     let load_s = load.elapsed().as_secs_f64();
-    let rss_loaded = proc_kib("VmRSS:");
+    let rss_loaded = proc_kib("VmRSS");
     let file_bytes = std::fs::metadata(path).map_err(BenchError::io(path))?.len();
     let ours = ours(&model, opts)?;
-    let peak_ours = proc_kib("VmHWM:");
+    let peak_ours = proc_kib("VmHWM");
     let vocab = model.config().vocab_size;
     drop(model);
     let base = if opts.baseline {
@@ -289,6 +281,6 @@ pub fn bench_decode(path: &Path, opts: &BenchOptions) -> std::result::Result<Val
         "resident_model_mib": mib(rss_loaded.saturating_sub(rss_before)),
         "peak_rss_mib": mib(peak_ours),
         "candle_quantized_llama": base,
-        "peak_rss_mib_with_baseline": mib(proc_kib("VmHWM:")),
+        "peak_rss_mib_with_baseline": mib(proc_kib("VmHWM")),
     }))
 }

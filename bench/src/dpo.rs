@@ -78,11 +78,8 @@ pub fn bench_pairs(tok: &agents::ChatTokenizer, n: usize) -> Vec<DpoPair> {
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`), where the kernel reports it.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+fn peak_rss_bytes() -> Option<u64> {
+    crate::proc_status_kib("VmHWM").map(|kib| kib * 1024)
 }
 
 /// Trains `1 + opts.steps` DPO steps on the model at `path` and reports the timed steps.

@@ -1,6 +1,8 @@
 //! Benchmarks, kept out of the product crates (issue 17); the `rlfc bench …` commands
 //! are their command-line edge:
 //!
+//! - [`arena`]: what the arena costs on top of the models (orchestration alone, one
+//!   match on the real models, eight at once against the decoder's ceiling);
 //! - [`decode`]: prefill, single-stream and batched decode speed of the agents' runtime
 //!   with per-sequence adapters, against stock candle;
 //! - [`dpo`]: seconds per DPO step and peak memory of the trainer, in the TRL anchor's
@@ -10,6 +12,8 @@
 //!   event's emit timestamp to its receipt in the client;
 //! - [`export`]: the streamed preference-dataset export over HTTP against `psql \copy`
 //!   of the same rows from PostgreSQL, with the process's peak memory;
+//! - [`scale`]: matches per second of a scaled-out deployment (servers and workers as
+//!   separate processes on PostgreSQL, Redis and a Hardhat node) per worker count;
 //! - [`learning`]: does training help? An agent learns a Space's hard rules over
 //!   several DPO updates and then meets its frozen parent on held-out tasks.
 //!
@@ -18,10 +22,12 @@
 //! percentiles. Each benchmark builds its own runtimes and server and returns figures
 //! that serialize to JSON; nothing here asserts a speed.
 
+pub mod arena;
 pub mod decode;
 pub mod dpo;
 pub mod export;
 pub mod learning;
+pub mod scale;
 pub mod spectate;
 pub mod spectators;
 
@@ -55,6 +61,9 @@ pub enum BenchError {
         /// What it accepts.
         reason: String,
     },
+    /// The platform (its store, chain, Spaces, models or runner) failed.
+    #[error(transparent)]
+    Platform(#[from] platform::platform::PlatformError),
     /// A run finished but its results are inconsistent (rows or events missing).
     #[error("{0}")]
     Check(String),

@@ -124,7 +124,7 @@ pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contra
                     moved = done.moved.len(), anchored = done.anchored,
                     stranded = ?done.stranded,
                     "moved the embedded chain to the current Arena contract (version {})",
-                    crate::contracts::ARENA_VERSION
+                    crate::rules::ARENA_VERSION
                 );
                 return Ok(Contracts::at(chain, moved_to));
             }

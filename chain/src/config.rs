@@ -109,7 +109,7 @@ impl Default for ChainConfig {
             dev_accounts: crate::dev::DEFAULT_DEV_ACCOUNTS,
             rpc_dev_signers: false,
             receipt_timeout_secs: 120,
-            reclaim_after_secs: crate::contracts::DEFAULT_RECLAIM_AFTER_SECS,
+            reclaim_after_secs: crate::rules::DEFAULT_RECLAIM_AFTER_SECS,
             confirmations: 0,
             start_block: 0,
         }

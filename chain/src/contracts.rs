@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Chain, TxReceipt, TxRequest};
 use crate::bindings::{Arena, ProofOfLearning};
 use crate::error::{ChainError, Result};
+use crate::rules::DEFAULT_RECLAIM_AFTER_SECS;
 
 /// Where the two contracts live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +47,6 @@ pub struct Escrow {
     /// The rake it settles with, in basis points (its Space's at opening).
     pub rake_bps: u16,
 }
-
-/// The version of the Arena contract's rules this client speaks (`Arena.VERSION`).
-pub const ARENA_VERSION: u64 = 2;
-
-/// How long after its first lock, by default, an entrant may reclaim an unfinished
-/// match's fees: one day.
-pub const DEFAULT_RECLAIM_AFTER_SECS: u64 = 24 * 60 * 60;
 
 /// Who runs a new Arena contract, and its entrants' safety net.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -123,7 +123,7 @@ pub enum ChainError {
         "the Arena contract at {0} is not version {ver}: deploy the current contracts with \
          `rlfc chain deploy` and set chain.arena_address and chain.proof_of_learning_address \
          to them (users withdraw from the old contract with their own keys)",
-        ver = crate::contracts::ARENA_VERSION
+        ver = crate::rules::ARENA_VERSION
     )]
     WrongArenaVersion(Address),
     /// The chain configuration is invalid.

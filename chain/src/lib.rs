@@ -16,6 +16,7 @@ pub mod gas;
 pub mod merkle;
 pub mod migrate;
 pub mod rpc;
+mod rules;
 pub mod testing;
 
 pub use alloy::primitives::{Address, B256};
@@ -23,9 +24,10 @@ pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
 pub use config::{Backend, ChainConfig, ConfigError, Secret};
 pub use contracts::{
-    ARENA_VERSION, ArenaTerms, Contracts, DEFAULT_RECLAIM_AFTER_SECS, Deployment, Escrow,
-    LearningRecord, MatchStatus, NewRecord, Payout, RecordRoot, SpaceTerms,
+    ArenaTerms, Contracts, Deployment, Escrow, LearningRecord, MatchStatus, NewRecord, Payout,
+    RecordRoot, SpaceTerms,
 };
 pub use embedded::Embedded;
 pub use error::{ChainError, Revert};
 pub use rpc::Rpc;
+pub use rules::{ARENA_VERSION, DEFAULT_RECLAIM_AFTER_SECS};

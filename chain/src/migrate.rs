@@ -46,7 +46,7 @@ pub async fn is_current<C: Chain>(chain: &C, deployment: Deployment) -> Result<b
     };
     match chain.call(tx).await {
         Ok(out) => Ok(Arena::VERSIONCall::abi_decode_returns(&out)
-            .is_ok_and(|v| v == U256::from(crate::contracts::ARENA_VERSION))),
+            .is_ok_and(|v| v == U256::from(crate::rules::ARENA_VERSION))),
         Err(ChainError::Reverted(_)) => Ok(false),
         Err(e) => Err(e),
     }
