@@ -135,8 +135,9 @@ struct ProjTape {
     lora: Option<(StackLora, Vec<Target>)>,
 }
 
-/// What the backward needs from one layer's forward. The norms' outputs are recomputed
-/// from their inputs (`x`, `mid`) rather than kept.
+/// What the backward needs from one layer's forward: each norm's input (`x`, `mid`), each
+/// projection's input (the norms' outputs among them, in [`ProjTape`]), attention's
+/// input (the roped rows) and SwiGLU's input.
 struct LayerTape {
     /// The layer's input rows.
     x: Vec<f32>,
