@@ -80,8 +80,10 @@ pub(crate) fn matmul(
         lhs.fits(m, k) && rhs.fits(k, n),
         "matmul operand out of range"
     );
+    // Rows may not overlap (`col + n <= ld`): gemm's threads write disjoint elements
+    // only if every output element has its own address.
     assert!(
-        m == 0 || n == 0 || (m - 1) * ld + col + n <= dst.len(),
+        m == 0 || n == 0 || (col + n <= ld && (m - 1) * ld + col + n <= dst.len()),
         "matmul destination out of range"
     );
     if m == 0 || n == 0 {
