@@ -56,13 +56,7 @@ impl Engine for TimedEngine {
         let out = self.inner.step()?;
         let mut timing = self.timing.lock().expect("timing");
         timing.engine += t.elapsed();
-        timing.tokens += out
-            .iter()
-            .map(|o| match o {
-                EngineOutput::Done { tokens, .. } => u64::from(*tokens),
-                EngineOutput::Delta { .. } => 0,
-            })
-            .sum::<u64>();
+        timing.tokens += EngineOutput::finished_tokens(&out);
         Ok(out)
     }
     fn cancel(&mut self, ticket: Ticket) {

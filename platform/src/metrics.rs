@@ -200,14 +200,7 @@ impl Engine for MeteredEngine {
 
     fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
         let out = self.inner.step()?;
-        let tokens: u64 = out
-            .iter()
-            .map(|o| match o {
-                EngineOutput::Done { tokens, .. } => u64::from(*tokens),
-                EngineOutput::Delta { .. } => 0,
-            })
-            .sum();
-        self.tokens.inc_by(tokens);
+        self.tokens.inc_by(EngineOutput::finished_tokens(&out));
         Ok(out)
     }
 
