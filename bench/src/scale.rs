@@ -133,11 +133,10 @@ impl Drop for Proc {
     }
 }
 
+/// A port for a child process, outside the kernel's ephemeral range and reserved
+/// against other callers (see [`testkit::ports`]).
 fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(BenchError::io("pick a free port"))
+    testkit::ports::reserve().map_err(BenchError::io("reserve a loopback port"))
 }
 
 async fn closed(store: &Store) -> Result<usize> {
@@ -215,7 +214,7 @@ async fn run_once(
         let store = Store::open_url(&db_url).await?;
         store.migrate().await?;
         let namespace = platform::redis_testing::TestNamespace::new(&args.redis_url);
-        let node = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        let node = tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
             .await
             .map_err(|e| fail(format!("start the Hardhat node: {e}")))?
             .map_err(|e| fail(format!("start the Hardhat node: {e}")))?;

@@ -2,7 +2,7 @@
 //! their Rust bindings, one [`Chain`] interface with two backends (an embedded revm chain
 //! that persists in the data directory, and any EVM JSON-RPC endpoint), a typed client
 //! for the contracts ([`Contracts`]), the Merkle trees the contracts verify, and the
-//! `rlfc chain ...` command handlers, and a Hardhat node for tests ([`testing`]).
+//! `rlfc chain ...` command handlers. (Tests start a Hardhat node with `testkit::hardhat`.)
 
 pub mod any;
 pub mod backend;
@@ -17,7 +17,6 @@ pub mod merkle;
 pub mod migrate;
 pub mod rpc;
 mod rules;
-pub mod testing;
 
 pub use alloy::primitives::{Address, B256};
 pub use any::{AnyChain, open_chain, open_contracts};

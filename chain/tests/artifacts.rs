@@ -1,20 +1,20 @@
 //! The committed artifacts match the Solidity sources (a fresh solc-js compile with the
 //! pinned compiler and EVM version), and the Rust bindings carry that same bytecode.
 
-use chain::testing as support;
+use testkit::hardhat as support;
 
 use chain::bindings::{Arena, ProofOfLearning};
 
 #[test]
 fn committed_artifacts_match_a_fresh_compile() {
     let Some(node) = support::node() else {
-        support::unavailable::<()>(
+        testkit::unavailable::<()>(
             "node (Node.js) is not available to run scripts/compile.js --check",
         );
         return;
     };
     if let Err(reason) = support::ensure_node_modules() {
-        support::unavailable::<()>(&reason);
+        testkit::unavailable::<()>(&reason);
         return;
     }
     match support::artifacts_match(&node, &support::chain_dir()) {

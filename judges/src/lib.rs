@@ -15,7 +15,6 @@ pub mod bench;
 pub mod dataset;
 pub mod embedding;
 pub mod endpoint;
-pub mod endpoint_testing;
 pub mod injection;
 pub mod llm;
 pub mod panel;

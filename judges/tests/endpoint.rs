@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use judges::endpoint::{EndpointClient, EndpointConfig};
-use judges::endpoint_testing::{LlamaServer, MODEL_ALIAS};
 use judges::{Judge, LlmJudge, LlmMode, Task};
+use testkit::llama::{LlamaServer, MODEL_ALIAS};
 
 /// How far an endpoint's pointwise score may be from the in-process one: llama.cpp's
 /// kernels (quantised dot products) and the runtime's differ in rounding, on the same

@@ -12,9 +12,9 @@ use arena::judging::PanelJudge;
 use arena::types::{MatchOutcome, MatchSpec, SeatSpec};
 use arena::world::MatchWorld;
 use judges::endpoint::{EndpointClient, EndpointConfig};
-use judges::endpoint_testing::{LlamaServer, MODEL_ALIAS};
 use platform::bus::Bus;
 use spaces::Rulebook;
+use testkit::llama::{LlamaServer, MODEL_ALIAS};
 
 fn tweet_duel() -> Arc<Rulebook> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/spaces");

@@ -3,7 +3,7 @@
 //! weights, the version is stored with its hash and parent, sigma widens, the
 //! proof-of-learning record lands on chain, and verifying the record by replay passes.
 //! The flow runs on the embedded chain and on a Hardhat node over JSON-RPC (started by
-//! `chain::testing`; under `CI=true` a missing node fails the test). On the embedded
+//! `testkit::hardhat`; under `CI=true` a missing node fails the test). On the embedded
 //! chain, each kind of tampering then makes verification fail and name the cause: a
 //! changed pair, reordered pairs, a changed hyperparameter, a match result outside the
 //! results root, and a tampered adapter file.
@@ -383,13 +383,13 @@ async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_hardhat_node_an_agent_trains_records_and_verifies() {
-    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+    let started = tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
         .await
         .unwrap();
     let node = match started {
         Ok(node) => node,
         Err(reason) => {
-            chain::testing::unavailable::<()>(&reason);
+            testkit::unavailable::<()>(&reason);
             return;
         }
     };

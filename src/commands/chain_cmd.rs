@@ -296,13 +296,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_deploy_and_records_on_a_hardhat_node() {
         use alloy::primitives::Address;
-        let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+        let started = tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
             .await
             .unwrap();
         let node = match started {
             Ok(node) => node,
             Err(reason) => {
-                chain::testing::unavailable::<()>(&reason);
+                testkit::unavailable::<()>(&reason);
                 return;
             }
         };

@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback port for a child process (see [`testkit::ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::ports::port()
 }
 
 /// One `rlfc` process, its output in a log file.
@@ -209,7 +206,7 @@ pub struct Services {
     pub db: store::testing::TestDb,
     pub redis: String,
     pub namespace: platform::redis_testing::TestNamespace,
-    pub node: chain::testing::HardhatNode,
+    pub node: testkit::hardhat::HardhatNode,
     pub contracts: chain::Contracts<chain::AnyChain>,
     pub db_url: String,
 }
@@ -220,12 +217,12 @@ pub async fn services() -> Option<Services> {
     let db = store::testing::TestDb::postgres().await?;
     let redis = platform::redis_testing::redis_url().await?;
     let namespace = platform::redis_testing::TestNamespace::new(&redis);
-    let node = match tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+    let node = match tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
         .await
         .unwrap()
     {
         Ok(n) => n,
-        Err(e) if !chain::testing::in_ci() => {
+        Err(e) if !testkit::in_ci() => {
             eprintln!("skipping: no Hardhat node: {e}");
             return None;
         }

@@ -2,7 +2,7 @@
 //! backends: the embedded revm chain, and a Hardhat node (started here on a free port
 //! and stopped afterwards) through the RPC backend.
 
-use chain::testing as support;
+use testkit::hardhat as support;
 
 mod arena;
 mod registry;
@@ -103,7 +103,7 @@ async fn suite_on_hardhat_via_rpc() {
     let node = match started {
         Ok(node) => node,
         Err(reason) => {
-            support::unavailable::<()>(&reason);
+            testkit::unavailable::<()>(&reason);
             return;
         }
     };

@@ -92,19 +92,19 @@ pub async fn shipped_spaces(store: &Store, slugs: &[&str]) -> Vec<SpaceSlot> {
 
 /// A Hardhat node for this test, or `None` after reporting why none could start
 /// (a failure under `CI=true`).
-pub async fn hardhat() -> Option<chain::testing::HardhatNode> {
-    let started = tokio::task::spawn_blocking(chain::testing::HardhatNode::start)
+pub async fn hardhat() -> Option<testkit::hardhat::HardhatNode> {
+    let started = tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
         .await
         .unwrap();
     match started {
         Ok(node) => Some(node),
-        Err(reason) => chain::testing::unavailable(&reason),
+        Err(reason) => testkit::unavailable(&reason),
     }
 }
 
 /// A backend on `node` signing for the ten dev accounts that waits `receipt_secs` for
 /// a receipt: short, to see transactions go unconfirmed.
-pub async fn impatient_rpc(node: &chain::testing::HardhatNode, receipt_secs: u64) -> chain::Rpc {
+pub async fn impatient_rpc(node: &testkit::hardhat::HardhatNode, receipt_secs: u64) -> chain::Rpc {
     chain::Rpc::connect(
         &node.url,
         chain::dev::dev_signers(10),

@@ -3,7 +3,6 @@
 //! folder, bounded waits for text. Without chromedriver a test is skipped with a
 //! message, except under `CI=true`, where it fails.
 
-use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -17,14 +16,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The folder screenshots go to (`$CARGO_TARGET_TMPDIR/browser-screenshots`).
@@ -71,7 +62,7 @@ pub async fn start_driver() -> Option<(Driver, String)> {
         eprintln!("chromedriver not found; skipping the browser test");
         return None;
     }
-    let port = free_port();
+    let port = testkit::ports::port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

@@ -1,40 +1,24 @@
 //! Test fixtures for every crate's integration tests that need a real EVM node:
 //! finding Node.js and npm, installing `chain/node_modules` with `npm ci` when it is
-//! missing, and a Hardhat dev node started on 127.0.0.1 on a free port and killed when
-//! dropped.
+//! missing, and a Hardhat dev node started on 127.0.0.1 on a reserved port
+//! ([`crate::ports`]) and killed when dropped.
 //!
 //! Node is `$RLFC_NODE` if set, else `node` on `PATH`; npm is `$RLFC_NPM`, else `npm`.
 //! Outside CI a missing tool skips the RPC half (with a message); under `CI=true` it
 //! fails the test, so CI can never pass without running against Hardhat.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rpc::Rpc;
-use crate::{Chain, dev};
+use chain::{Chain, Rpc, dev};
 
 /// Accounts the Hardhat node funds (the same dev accounts the embedded chain has).
 pub const ACCOUNTS: usize = 10;
 
-/// True when running under CI (`CI=true` or `CI=1`).
-pub fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-/// Skips (returns `None`) outside CI, panics under CI.
-pub fn unavailable<T>(reason: &str) -> Option<T> {
-    if in_ci() {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("SKIPPED (not in CI): {reason}");
-    None
-}
-
 /// The `chain/` directory.
 pub fn chain_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../chain"))
 }
 
 /// The Node.js binary, if it runs.
@@ -97,7 +81,7 @@ impl HardhatNode {
     pub fn start() -> Result<Self, String> {
         let node = node().ok_or("node (Node.js) is not available; set RLFC_NODE or PATH")?;
         ensure_node_modules()?;
-        let port = free_port()?;
+        let port = crate::ports::reserve().map_err(|e| format!("a port for hardhat: {e}"))?;
         let logdir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let log = logdir.path().join("hardhat.log");
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -191,14 +175,6 @@ impl Drop for HardhatNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
 }
 
 /// Runs `node scripts/compile.js --check` in `dir`; `Ok(false)` means stale artifacts.

@@ -1,13 +1,12 @@
 //! Test fixtures for the endpoint judge: llama.cpp's `llama-server`, built by
 //! `scripts/build-llama-server.sh` into `~/.cache/rlfc/llama-server/<version>/`, started
-//! on 127.0.0.1 on a free port over a GGUF file and killed when dropped (or on demand,
+//! on 127.0.0.1 on a reserved port ([`crate::ports`]) over a GGUF file and killed when dropped (or on demand,
 //! to test a server that dies mid-round).
 //!
 //! The binary is `$RLFC_LLAMA_SERVER` if set, else the cached build; when neither
 //! exists the fixture builds it with the script (minutes, once per machine). Outside CI
 //! a failed build skips the test with a message; under `CI=true` it fails.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,17 +16,7 @@ pub const LLAMA_CPP_PYTHON_VERSION: &str = "0.3.36";
 /// The model name the fixture's server answers to.
 pub const MODEL_ALIAS: &str = "smollm2-135m-instruct";
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
-}
-
-fn unavailable<T>(reason: &str) -> Option<T> {
-    if in_ci() {
-        panic!("CI=true and {reason}");
-    }
-    eprintln!("SKIPPED (not in CI): {reason}");
-    None
-}
+use crate::unavailable;
 
 /// The cached build's path.
 pub fn cached_binary() -> PathBuf {
@@ -89,10 +78,10 @@ impl LlamaServer {
     /// healthy (up to two minutes); `None` (or a panic under CI) when it cannot.
     pub fn start(gguf: &Path, parallel: usize) -> Option<LlamaServer> {
         let bin = llama_server()?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = match crate::ports::reserve() {
+            Ok(p) => p,
+            Err(e) => return unavailable(&format!("no port for llama-server: {e}")),
+        };
         let ctx = 2048 * parallel.max(1);
         let child = Command::new(&bin)
             .args(["--model", &gguf.display().to_string()])
