@@ -283,3 +283,122 @@ pub async fn tournament(
     }
     Ok(done)
 }
+
+/// The demo's fee tiers and each agent's spending cap per Space in each.
+pub fn demo_tiers() -> [(&'static str, Wei); 2] {
+    [("free", Wei(0)), ("bronze", Wei(ETH / 10))]
+}
+
+/// Seeds the demo population into `spaces` of a connected platform (all when `slugs`
+/// is empty), each owner topped up to one ether: what `rlfc seed-demo` does for a
+/// deployment of `rlfc serve` and `rlfc worker` processes, which never seed anything.
+/// Returns the population and the Spaces' slugs.
+pub async fn seed_spaces(
+    platform: &Platform,
+    slugs: &[String],
+) -> crate::platform::Result<(DemoPopulation, Vec<String>)> {
+    let spaces: Vec<SpaceSlot> = if slugs.is_empty() {
+        platform.spaces.clone()
+    } else {
+        slugs
+            .iter()
+            .map(|slug| platform.space(slug).cloned())
+            .collect::<Result<_, _>>()?
+    };
+    let population = seed_demo(
+        &platform.store,
+        &platform.payments,
+        &spaces,
+        &demo_tiers(),
+        Wei(ETH),
+    )
+    .await?;
+    let slugs = spaces.iter().map(|s| s.rulebook.slug.clone()).collect();
+    Ok((population, slugs))
+}
+
+/// Seconds between the demo's chain follower passes.
+const FOLLOW_EVERY_SECS: u64 = 5;
+
+/// The demo: opens the platform on `config`, seeds the demo population, starts the
+/// web server with `start_web`, follows the chain (deposits and withdrawals wallets
+/// make on the Arena contract directly reach the journal within a few seconds), and
+/// runs matches on the models with training beside them until `stops` says so (1:
+/// form no more matches and let those in play finish within
+/// `arena.shutdown_grace_secs`, then refund the rest; 2: refund at once) or
+/// `max_matches` have finished. Steps are never cancelled halfway, so no match is left
+/// started but untracked.
+pub async fn run<W>(
+    config: &crate::PlatformConfig,
+    max_matches: Option<usize>,
+    stops: tokio::sync::watch::Receiver<u8>,
+    start_web: W,
+) -> crate::platform::Result<crate::runner::RunSummary>
+where
+    W: for<'a> FnOnce(
+        &'a Platform,
+        tokio::sync::watch::Receiver<bool>,
+    ) -> crate::roles::StartWeb<'a>,
+{
+    use std::time::Duration;
+    let platform = Platform::open(config).await?;
+    let population = seed_demo(
+        &platform.store,
+        &platform.payments,
+        &platform.spaces,
+        &demo_tiers(),
+        Wei(ETH),
+    )
+    .await?;
+    tracing::info!(
+        owners = population.owners.len(),
+        agents = population.agents.len(),
+        spaces = platform.spaces.len(),
+        data_dir = %config.data_dir.display(),
+        "demo population ready; loading the models"
+    );
+    let (web_stop, web_stopped) = tokio::sync::watch::channel(false);
+    let server = start_web(&platform, web_stopped).await?;
+    let follower = {
+        let payments = platform.payments.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(FOLLOW_EVERY_SECS)).await;
+                match payments.follow_chain().await {
+                    Ok(f)
+                        if !f.deposits_credited.is_empty() || !f.withdrawals_debited.is_empty() =>
+                    {
+                        tracing::info!(deposits = ?f.deposits_credited, withdrawals = ?f.withdrawals_debited,
+                            "journaled what wallets did on the Arena contract directly");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the chain follower's pass failed; retrying")
+                    }
+                }
+            }
+        })
+    };
+    let models = crate::BaseModels::load(config)?;
+    let mut runner = platform.model_runner(config, &models)?;
+    tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
+    let run = crate::runner::play_until_stopped(
+        &mut runner,
+        Some(platform.trainer(&models)?),
+        stops,
+        Duration::from_secs(config.arena.shutdown_grace_secs),
+        max_matches,
+        "the demo was stopped",
+    )
+    .await;
+    follower.abort();
+    web_stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let run = run?;
+    tracing::info!(
+        finished = run.finished,
+        refunded = run.refunded_at_stop.len(),
+        "demo stopped"
+    );
+    Ok(run)
+}

@@ -4,7 +4,8 @@
 //! runner), the runtime engine over the agents' batched decoder, payments through the
 //! Arena contract and their reconciliation, the learning loop (trainer, scheduler,
 //! verification, the regression gate), the event bus and the match-job queue (in-process
-//! or Redis Streams), metrics, replay and the demo.
+//! or Redis Streams), metrics, replay, the demo, and the two roles of a scaled-out
+//! deployment (`roles`: serve and worker).
 
 pub mod bus;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod play;
 pub mod redis_setup;
 pub mod redis_testing;
 pub mod replay;
+pub mod roles;
 pub mod runner;
 pub mod runtime;
 

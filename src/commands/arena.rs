@@ -2,83 +2,34 @@
 //! configuration (store, chain and payments, Spaces, the agent runtime and the judge
 //! panel) and the match runner driven in a loop.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use platform::bus::Bus;
-use platform::play::SpaceSlot;
-use platform::runtime::AdapterLibrary;
 use platform::{BaseModels, Platform};
-use store::Wei;
 
 use crate::config::Config;
-
-/// The demo's fee tiers and each agent's spending cap per Space in each.
-fn demo_tiers() -> [(&'static str, Wei); 2] {
-    [("free", Wei(0)), ("bronze", Wei(platform::demo::ETH / 10))]
-}
 
 /// `rlfc seed-demo`: the demo owners (funded through the Arena contract) and agents,
 /// entered automatically into the given Spaces (all when empty). Idempotent. For a
 /// deployment of `rlfc serve` and `rlfc worker` processes, which never seed anything.
 pub async fn seed_demo(config: &Config, slugs: &[String]) -> Result<()> {
     let platform = Platform::connect(&config.platform(), Bus::new()).await?;
-    let spaces: Vec<SpaceSlot> = if slugs.is_empty() {
-        platform.spaces.clone()
-    } else {
-        slugs
-            .iter()
-            .map(|slug| platform.space(slug).cloned())
-            .collect::<Result<_, _>>()?
-    };
-    let population = platform::demo::seed_demo(
-        &platform.store,
-        &platform.payments,
-        &spaces,
-        &demo_tiers(),
-        Wei(platform::demo::ETH),
-    )
-    .await?;
+    let (population, slugs) = platform::demo::seed_spaces(&platform, slugs).await?;
+    let tiers = platform::demo::demo_tiers();
     println!(
         "demo population: {} owners, {} agents, auto-entered in {} ({} and {} tiers)",
         population.owners.len(),
         population.agents.len(),
-        spaces
-            .iter()
-            .map(|s| s.rulebook.slug.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        demo_tiers()[0].0,
-        demo_tiers()[1].0,
+        slugs.join(", "),
+        tiers[0].0,
+        tiers[1].0,
     );
     Ok(())
 }
 
-/// Seconds between the demo's chain follower passes.
-const FOLLOW_EVERY_SECS: u64 = 5;
-
-/// `rlfc demo`: seeds the demo population and runs matches until Ctrl-C.
+/// `rlfc demo`: the demo population, the web UI and matches until Ctrl-C (see
+/// `platform::demo::run`; the first Ctrl-C or SIGTERM lets the matches in play finish,
+/// the second refunds them at once).
 pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
-    let platform_config = config.platform();
-    let platform = Platform::open(&platform_config).await?;
-    let population = platform::demo::seed_demo(
-        &platform.store,
-        &platform.payments,
-        &platform.spaces,
-        &demo_tiers(),
-        Wei(platform::demo::ETH),
-    )
-    .await?;
-    tracing::info!(
-        owners = population.owners.len(),
-        agents = population.agents.len(),
-        spaces = platform.spaces.len(),
-        data_dir = %config.data_dir.display(),
-        "demo population ready; loading the models"
-    );
-    // Ctrl-C (or SIGTERM) once: stop forming matches and let those in play finish within
-    // `arena.shutdown_grace_secs`, then refund the rest; twice: refund at once. Steps
-    // are never cancelled halfway, so no match is left started but untracked.
     let (signals, stops) = tokio::sync::watch::channel(0u8);
     tokio::spawn(async move {
         for n in 1..=2u8 {
@@ -86,53 +37,27 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
             let _ = signals.send(n);
         }
     });
-    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = crate::commands::web::spawn_server_until(&platform, config, true, async move {
-        let _ = server_stopped.await;
-    })
-    .await?;
-    // The chain follower: deposits and withdrawals wallets make on the Arena contract
-    // directly reach the journal within a few seconds.
-    let follower = {
-        let payments = platform.payments.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(FOLLOW_EVERY_SECS)).await;
-                match payments.follow_chain().await {
-                    Ok(f)
-                        if !f.deposits_credited.is_empty() || !f.withdrawals_debited.is_empty() =>
-                    {
-                        tracing::info!(deposits = ?f.deposits_credited, withdrawals = ?f.withdrawals_debited,
-                            "journaled what wallets did on the Arena contract directly");
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the chain follower's pass failed; retrying")
-                    }
-                }
-            }
-        })
-    };
-    let models = BaseModels::load(&platform_config)?;
-    let mut runner = platform.model_runner(&platform_config, &models)?;
-    tracing::info!("running matches (Ctrl-C stops: matches in play finish or are refunded)");
-    let run = platform::runner::play_until_stopped(
-        &mut runner,
-        Some(platform.trainer(&models)?),
-        stops,
-        Duration::from_secs(config.arena.shutdown_grace_secs),
+    platform::demo::run(
+        &config.platform(),
         max_matches,
-        "the demo was stopped",
+        stops,
+        |platform, mut stop| {
+            // The web server reads the whole configuration; the future owns a copy.
+            let web_config = config.clone();
+            Box::pin(async move {
+                let until = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                crate::commands::web::spawn_server_until(platform, &web_config, true, until)
+                    .await
+                    .map_err(|e| platform::platform::PlatformError::Setup {
+                        what: "start the web server".into(),
+                        source: e.into(),
+                    })
+            })
+        },
     )
     .await?;
-    follower.abort();
-    let _ = server_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    tracing::info!(
-        finished = run.finished,
-        refunded = run.refunded_at_stop.len(),
-        "demo stopped"
-    );
     Ok(())
 }
 
@@ -160,8 +85,8 @@ async fn shutdown_signal() {
 }
 
 /// `rlfc verify-pol`: checks a proof-of-learning record by replaying its training,
-/// with the run's pairs from the local database, or from the export API of the server
-/// at `from`. Adapters come from the local adapter library either way.
+/// with the run's pairs from the local database, or with `from` the evidence and
+/// adapters the server there serves (`web::evidence::verify_from`).
 pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> Result<bool> {
     let platform_config = config.platform();
     let verdict = match from {
@@ -171,41 +96,8 @@ pub async fn verify_pol(config: &Config, record_id: u64, from: Option<&str>) -> 
             trainer.verify(record_id).await?
         }
         Some(url) => {
-            let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
-            let record = contracts.get_record(record_id).await?;
-            let evidence = web::evidence::fetch_evidence(url, &record).await?;
-            println!(
-                "evidence from {url}: {} pairs of {} matches",
-                evidence.pairs.len(),
-                evidence.match_results.len()
-            );
-            let chain = platform::learning::chain_checks(&contracts, &record, &evidence).await?;
-            if chain.passed() {
-                let models = BaseModels::load(&platform_config)?;
-                let adapters = AdapterLibrary::new(config.data_dir.join("adapters"));
-                // The parent and new adapters come from the server too, checked against
-                // their hashes when loaded.
-                let new_hash = format!("{:x}", record.fields.new_adapter_hash);
-                for hash in evidence.parent_adapter_hash.iter().chain([&new_hash]) {
-                    let had = adapters.dir_of(hash).is_dir();
-                    if !had && web::evidence::fetch_adapter(url, hash, &adapters).await? {
-                        println!("adapter {hash}: fetched from {url}");
-                    }
-                }
-                chain.then(
-                    platform::learning::verify_evidence(
-                        &record,
-                        &evidence,
-                        &models.model,
-                        &models.tokenizer,
-                        &adapters,
-                        platform::learning::StoredAdapter::IfPresent,
-                    )
-                    .await?,
-                )
-            } else {
-                chain
-            }
+            web::evidence::verify_from(&platform_config, record_id, url, |line| println!("{line}"))
+                .await?
         }
     };
     println!("proof-of-learning record {record_id}");

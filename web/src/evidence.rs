@@ -199,3 +199,66 @@ pub async fn fetch_adapter(
         .map_err(EvidenceError::Mismatch)?;
     Ok(true)
 }
+
+/// Why `verify_from` could not reach a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyFromError {
+    /// The server's evidence could not be gathered.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    /// The record could not be read from the chain.
+    #[error(transparent)]
+    Chain(#[from] chain::ChainError),
+    /// A check could not run.
+    #[error(transparent)]
+    Learning(#[from] platform::learning::LearningError),
+    /// The base model could not be loaded.
+    #[error(transparent)]
+    Platform(#[from] platform::platform::PlatformError),
+}
+
+/// `rlfc verify-pol --from URL`: checks proof-of-learning record `record_id` (read
+/// from the chain of `config`) against the evidence the server at `url` serves: its
+/// chain checks first, then, if they pass, the training re-run from the parent
+/// adapter. The parent and new adapters come from the server when the local library
+/// (`data_dir/adapters`) lacks them, checked against their hashes when loaded.
+/// `progress` gets a line for the evidence fetched and for each adapter fetched.
+pub async fn verify_from(
+    config: &platform::PlatformConfig,
+    record_id: u64,
+    url: &str,
+    mut progress: impl FnMut(String),
+) -> Result<platform::learning::Verdict, VerifyFromError> {
+    let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
+    let record = contracts.get_record(record_id).await?;
+    let evidence = fetch_evidence(url, &record).await?;
+    progress(format!(
+        "evidence from {url}: {} pairs of {} matches",
+        evidence.pairs.len(),
+        evidence.match_results.len()
+    ));
+    let chain = platform::learning::chain_checks(&contracts, &record, &evidence).await?;
+    if !chain.passed() {
+        return Ok(chain);
+    }
+    let models = platform::BaseModels::load(config)?;
+    let adapters = platform::runtime::AdapterLibrary::new(config.data_dir.join("adapters"));
+    let new_hash = format!("{:x}", record.fields.new_adapter_hash);
+    for hash in evidence.parent_adapter_hash.iter().chain([&new_hash]) {
+        let had = adapters.dir_of(hash).is_dir();
+        if !had && fetch_adapter(url, hash, &adapters).await? {
+            progress(format!("adapter {hash}: fetched from {url}"));
+        }
+    }
+    Ok(chain.then(
+        platform::learning::verify_evidence(
+            &record,
+            &evidence,
+            &models.model,
+            &models.tokenizer,
+            &adapters,
+            platform::learning::StoredAdapter::IfPresent,
+        )
+        .await?,
+    ))
+}

@@ -8,7 +8,6 @@ mod common;
 
 use std::sync::Arc;
 
-use chain::{AnyChain, Contracts, Embedded};
 use platform::learning::{Gate, StoredAdapter, Trainer, local_evidence, verify_evidence};
 use platform::runtime::AdapterLibrary;
 use web::{AppState, LedgerPayments};
@@ -46,19 +45,20 @@ async fn a_record_verifies_from_the_served_export_api() {
     assert!(pairs.len() >= 2, "{}", pairs.len());
 
     let dev = chain::dev::dev_accounts(10);
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded chain in a data directory (operator: dev account 0), so that
+    // `verify_from` below can open it again from the configuration.
+    let data_dir = dir.path().join("data");
+    let chain_config = chain::ChainConfig::default();
     let contracts = Arc::new(
-        Contracts::deploy(
-            AnyChain::Embedded(Embedded::ephemeral(31337, 10)),
-            dev[0],
-            dev[0],
-        )
-        .await
-        .unwrap(),
+        chain::open_contracts(&chain_config, &data_dir)
+            .await
+            .unwrap(),
     );
+    assert_eq!(contracts.operator().await.unwrap(), dev[0]);
     let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
     let (model, tokenizer) = agents::Model::load(&gguf).unwrap();
     let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
-    let dir = tempfile::tempdir().unwrap();
     // The platform's library publishes what it trains to the database.
     let adapters = Arc::new(AdapterLibrary::shared(
         dir.path().join("platform-adapters"),
@@ -225,5 +225,60 @@ async fn a_record_verifies_from_the_served_export_api() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--from"), "{err}");
+
+    // `rlfc verify-pol --from URL` as one call: the record read from the chain the
+    // configuration names, the chain checks, the new adapter fetched from the server
+    // into the data directory's empty library, and the retraining.
+    drop(trainer);
+    drop(contracts);
+    let config = platform::PlatformConfig {
+        data_dir: data_dir.clone(),
+        assets_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").into(),
+        database: platform::config::DatabaseConfig { url: String::new() },
+        models: platform::config::ModelsConfig {
+            dir: models::default_models_dir(),
+            python: "python3".into(),
+            pip_args: Vec::new(),
+        },
+        chain: chain_config,
+        arena: Default::default(),
+        redis: Default::default(),
+        judges: Default::default(),
+    };
+    let mut lines = Vec::new();
+    let verdict = web::evidence::verify_from(&config, trained.record_id, &url, |l| lines.push(l))
+        .await
+        .unwrap();
+    assert!(verdict.passed(), "{verdict:?}");
+    for check in ["recorded by a registered trainer", "retrained adapter hash"] {
+        assert!(
+            verdict.checks.iter().any(|(c, ok)| c == check && *ok),
+            "{check}: {verdict:?}"
+        );
+    }
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "evidence from {url}: {} pairs of {} matches",
+                remote.pairs.len(),
+                remote.match_results.len()
+            ),
+            format!("adapter {new_hash}: fetched from {url}"),
+        ]
+    );
+    assert!(
+        AdapterLibrary::new(data_dir.join("adapters"))
+            .dir_of(&new_hash)
+            .is_dir()
+    );
+    // A record the chain does not hold is an error, not a verdict.
+    let err = web::evidence::verify_from(&config, trained.record_id + 7, &url, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, web::evidence::VerifyFromError::Chain(_)),
+        "{err}"
+    );
     server.abort();
 }
