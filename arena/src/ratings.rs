@@ -168,14 +168,6 @@ pub fn bootstrap_rank_ranges(
         .collect()
 }
 
-/// Places (1-based, ties share the better place) from scores, higher is better.
-pub fn places_from_scores(scores: &[f64]) -> Vec<usize> {
-    scores
-        .iter()
-        .map(|s| 1 + scores.iter().filter(|o| *o > s).count())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,11 +215,6 @@ mod tests {
         let new = rate_match(&[Skill::default(); 3], &[1, 1, 3]);
         assert!((new[0].mu - new[1].mu).abs() < 1e-12);
         assert!(new[0].mu > new[2].mu);
-    }
-
-    #[test]
-    fn places_share_ties() {
-        assert_eq!(places_from_scores(&[0.5, 0.9, 0.5, 0.1]), vec![2, 1, 2, 4]);
     }
 
     #[test]

@@ -590,7 +590,7 @@ fn rank_rounds(
             continue;
         }
         let totals = mean_scores(&played.rounds, m.seats.len());
-        let places = crate::ratings::places_from_scores(&totals);
+        let places = judges::ranking::places_from_scores(&totals);
         let entry_ids = entry_ids(m, &seats);
         events.write(WorldEvent {
             match_id: m.match_id,

@@ -88,8 +88,25 @@ pub fn set_grades(verdicts: &mut [ResponseVerdict], checks: &[(bool, f64)]) {
     }
 }
 
+/// A match's places (1-based, ties share the better place) from its seats' scores over
+/// the rounds (higher is better).
+pub fn places_from_scores(scores: &[f64]) -> Vec<usize> {
+    scores
+        .iter()
+        .map(|s| 1 + scores.iter().filter(|o| *o > s).count())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn match_places_share_ties() {
+        assert_eq!(
+            super::places_from_scores(&[0.5, 0.9, 0.5, 0.1]),
+            vec![2, 1, 2, 4]
+        );
+    }
+
     use super::*;
 
     fn v(combined: f64, grade: Option<f64>) -> ResponseVerdict {

@@ -195,13 +195,13 @@ impl Platform {
     }
 
     /// Every Space's judge panel over the loaded judges.
-    fn panel_judge(&self, models: &BaseModels) -> Result<arena::judging::PanelJudge> {
+    fn panel_judge(&self, models: &BaseModels) -> Result<crate::runtime::PanelJudge> {
         let loaded = judges::LoadedJudges::new(
             Some(models.llm_judge.clone()),
             Some(models.embedding_judge.clone()),
         )?;
         let books: Vec<_> = self.spaces.iter().map(|s| s.rulebook.clone()).collect();
-        Ok(arena::judging::PanelJudge::new(&books, &loaded)?)
+        Ok(crate::runtime::PanelJudge::new(&books, &loaded)?)
     }
 
     /// A trainer on the shared base model, signing records as the chain operator,

@@ -2,7 +2,9 @@
 //! seat waiting for tokens, in every live match, is one sequence of one
 //! [`agents::BatchDecoder`]; each world tick is one decode step, a single forward pass
 //! over all of them, each sequence with its own LoRA adapter. Adapters are found by
-//! hash in an [`AdapterLibrary`] and shared between the seats that use them.
+//! hash in an [`AdapterLibrary`] and shared between the seats that use them. And the
+//! production judge, [`PanelJudge`]: each Space's judge panel, every due round of every
+//! live match scored in one batch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model};
 
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
+use arena::judging::{RoundJudge, RoundToJudge};
+use judges::ResponseVerdict;
+use spaces::Rulebook;
 
 /// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
 /// shared. A new adapter is written to a temporary directory and renamed into place, so
@@ -334,5 +339,94 @@ fn finish_name(f: agents::FinishReason) -> &'static str {
         agents::FinishReason::StopSequence => "stop_sequence",
         agents::FinishReason::Length => "length",
         agents::FinishReason::ContextFull => "context_full",
+    }
+}
+
+/// A [`RoundJudge`] that runs each Space's judge panel, built once per Space.
+pub struct PanelJudge {
+    panels: std::collections::HashMap<String, judges::Panel>,
+}
+
+impl PanelJudge {
+    /// Builds the panel of every rulebook over the loaded judge models (shared
+    /// through `Arc`, so each model is loaded once).
+    pub fn new(
+        rulebooks: &[std::sync::Arc<Rulebook>],
+        loaded: &judges::LoadedJudges,
+    ) -> Result<PanelJudge, judges::JudgeError> {
+        let mut panels = std::collections::HashMap::new();
+        for book in rulebooks {
+            panels.insert(
+                book.slug.clone(),
+                judges::Panel::from_rulebook(book.clone(), loaded)?,
+            );
+        }
+        Ok(PanelJudge { panels })
+    }
+}
+
+impl RoundJudge for PanelJudge {
+    fn judge(
+        &self,
+        rulebook: &Rulebook,
+        task: &spaces::Task,
+        responses: &[&str],
+        hard_failed: &[bool],
+    ) -> Result<Vec<ResponseVerdict>, judges::JudgeError> {
+        // Alone is a batch of one: a replay judges through the same code as a tick.
+        self.judge_many(&[RoundToJudge {
+            rulebook,
+            task,
+            responses,
+            hard_failed,
+            history: &[],
+        }])
+        .pop()
+        .expect("one round in, one out")
+    }
+
+    /// Every round goes to [`judges::Panel::judge_many`] together, so the LLM judge
+    /// shared by the Spaces' panels scores every answer of every round in one batch.
+    fn judge_many(
+        &self,
+        rounds: &[RoundToJudge<'_>],
+    ) -> Vec<Result<Vec<ResponseVerdict>, judges::JudgeError>> {
+        let tasks: Vec<judges::Task> = rounds
+            .iter()
+            .map(|r| {
+                let mut task = judges::Task::from_space(r.rulebook, r.task);
+                task.history = r.history.to_vec();
+                task
+            })
+            .collect();
+        let mut results: Vec<Option<Result<Vec<ResponseVerdict>, judges::JudgeError>>> =
+            Vec::with_capacity(rounds.len());
+        let mut asked = Vec::new();
+        let mut at = Vec::new();
+        for (i, (r, task)) in rounds.iter().zip(&tasks).enumerate() {
+            match self.panels.get(&r.rulebook.slug) {
+                Some(panel) => {
+                    asked.push(judges::PanelRound {
+                        panel,
+                        task,
+                        responses: r.responses,
+                        hard_failed: r.hard_failed,
+                    });
+                    at.push(i);
+                    results.push(None);
+                }
+                None => results.push(Some(Err(judges::JudgeError::Model {
+                    path: r.rulebook.slug.clone(),
+                    reason: "no judge panel was built for this Space".into(),
+                }))),
+            }
+        }
+        for (i, judged) in at.into_iter().zip(judges::Panel::judge_many(&asked)) {
+            results[i] = Some(judged);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every round has a result"))
+            .collect()
     }
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arena::engine::InstantEngine;
-use arena::judging::PanelJudge;
 use arena::types::{MatchOutcome, MatchSpec, SeatSpec};
 use arena::world::MatchWorld;
 use judges::endpoint::{EndpointClient, EndpointConfig};
 use platform::bus::Bus;
+use platform::runtime::PanelJudge;
 use spaces::Rulebook;
 use testkit::llama::{LlamaServer, MODEL_ALIAS};
 

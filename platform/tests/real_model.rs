@@ -8,12 +8,12 @@ mod common;
 
 use std::sync::Arc;
 
-use arena::judging::PanelJudge;
 use chain::MatchStatus;
 use platform::bus::Bus;
 use platform::demo::{ETH, seed_demo};
 use platform::play::{MatchEnd, RunnerConfig, SpaceSlot};
 use platform::runner::MatchRunner;
+use platform::runtime::PanelJudge;
 use platform::runtime::{AdapterLibrary, RuntimeEngine};
 use store::Wei;
 

@@ -67,7 +67,7 @@ pub fn run(args: BenchLearningArgs, config: &Config) -> Result<()> {
         Some(models.llm_judge.clone()),
         Some(models.embedding_judge.clone()),
     )?;
-    let judge = arena::judging::PanelJudge::new(std::slice::from_ref(&book), &loaded)?;
+    let judge = platform::runtime::PanelJudge::new(std::slice::from_ref(&book), &loaded)?;
     let scratch = tempfile::tempdir()?;
     let adapters = Arc::new(AdapterLibrary::new(scratch.path().join("adapters")));
     let cfg = LearningBenchConfig {
