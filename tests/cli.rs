@@ -144,11 +144,10 @@ fn db_migrate_is_idempotent_on_sqlite() {
 
 #[tokio::test]
 async fn db_migrate_runs_on_postgres() {
-    let Some(db) = store::testing::TestDb::postgres().await else {
+    let Some(db) = testkit::db::TestDb::postgres().await else {
         return;
     };
-    let url =
-        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    let url = testkit::db::database_url_with_name(&testkit::db::postgres_admin_url(), &db.name);
     let dir = tempfile::tempdir().unwrap();
     let out = rlfc(dir.path(), &["db", "status"], &[("DATABASE_URL", &url)]);
     assert!(out.status.success(), "{}", text(&out));

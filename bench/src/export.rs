@@ -139,7 +139,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportFigures, BenchError> {
         admin
             .execute_admin(&format!("CREATE DATABASE {name}"))
             .await?;
-        let url = store::testing::database_url_with_name(&opts.admin_url, &name);
+        let url = testkit::db::database_url_with_name(&opts.admin_url, &name);
         let result = run(opts, &url).await;
         // Always drop the scratch database, whatever happened.
         let dropped = admin
@@ -265,7 +265,7 @@ async fn copy_with_psql(psql: &str, url: &str) -> Result<Transfer, BenchError> {
 /// own with two responses, of the sizes a Tweet Duel produces (a ChatML prompt of
 /// about 300 bytes, answers of about 150).
 async fn seed(store: &Store, rows: u64) -> Result<(), BenchError> {
-    let played = store::fixtures::played_match(store, 2).await;
+    let played = testkit::fixtures::played_match(store, 2).await;
     let (m, space) = (played.match_id, played.space_id);
     let (e0, e1) = (played.entry_ids[0], played.entry_ids[1]);
     let (v0, v1) = (played.version_ids[0], played.version_ids[1]);
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_hundred_rows_come_out_of_both_paths() {
-        let ci = store::testing::in_ci();
+        let ci = testkit::in_ci();
         let psql_here = std::process::Command::new("psql")
             .arg("--version")
             .output()
@@ -319,7 +319,7 @@ mod tests {
         }
         let opts = ExportOptions {
             rows: 100,
-            admin_url: store::testing::postgres_admin_url(),
+            admin_url: testkit::db::postgres_admin_url(),
             ..ExportOptions::default()
         };
         let f = match export(&opts) {

@@ -209,11 +209,11 @@ async fn run_once(
     admin
         .execute_admin(&format!("CREATE DATABASE {name}"))
         .await?;
-    let db_url = store::testing::database_url_with_name(&args.admin_url, &name);
+    let db_url = testkit::db::database_url_with_name(&args.admin_url, &name);
     let result = async {
         let store = Store::open_url(&db_url).await?;
         store.migrate().await?;
-        let namespace = platform::redis_testing::TestNamespace::new(&args.redis_url);
+        let namespace = testkit::redis::TestNamespace::new(&args.redis_url);
         let node = tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
             .await
             .map_err(|e| fail(format!("start the Hardhat node: {e}")))?

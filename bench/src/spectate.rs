@@ -371,7 +371,7 @@ async fn start_server(
 > {
     let store = store::Store::open_sqlite(&dir.join("bench.sqlite")).await?;
     store.migrate().await?;
-    let (space_id, _) = store::fixtures::fixture_space(&store).await;
+    let (space_id, _) = testkit::fixtures::fixture_space(&store).await;
     let free_tier = store
         .fee_tiers(space_id)
         .await?

@@ -20,7 +20,6 @@ pub mod payments;
 pub mod platform;
 pub mod play;
 pub mod redis_setup;
-pub mod redis_testing;
 pub mod replay;
 pub mod roles;
 pub mod runner;

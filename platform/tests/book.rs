@@ -137,13 +137,13 @@ async fn play_and_book(store: &Store) {
 
 #[tokio::test]
 async fn a_played_match_is_booked_exactly_on_sqlite() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     play_and_book(&db.store).await;
 }
 
 #[tokio::test]
 async fn a_played_match_is_booked_exactly_on_postgres() {
-    if let Some(db) = store::testing::TestDb::postgres().await {
+    if let Some(db) = testkit::db::TestDb::postgres().await {
         play_and_book(&db.store).await;
     }
 }

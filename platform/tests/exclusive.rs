@@ -28,16 +28,16 @@ use platform::match_worker::MatchWorker;
 use platform::matchmaker::Matchmaker;
 use platform::payments::{Payments, Reclaim};
 use platform::play::{RunnerConfig, SpaceSlot};
-use store::testing::TestDb;
 use store::{Store, Wei};
+use testkit::db::TestDb;
 
 use common::OPERATOR;
 
 /// A second pool on the same database, as another process would open.
 async fn second_pool(db: &TestDb) -> Store {
     match db.store.backend() {
-        store::Backend::Postgres => Store::open_url(&store::testing::database_url_with_name(
-            &store::testing::postgres_admin_url(),
+        store::Backend::Postgres => Store::open_url(&testkit::db::database_url_with_name(
+            &testkit::db::postgres_admin_url(),
             &db.name,
         ))
         .await
@@ -366,12 +366,12 @@ macro_rules! both {
         mod $check {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = store::testing::TestDb::sqlite().await;
+                let db = testkit::db::TestDb::sqlite().await;
                 super::$check(&db).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = store::testing::TestDb::postgres().await {
+                if let Some(db) = testkit::db::TestDb::postgres().await {
                     super::$check(&db).await;
                 }
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chain::{AnyChain, Chain as _, Contracts};
 use platform::payments::{Payments, Reclaim};
 use store::Wei;
-use store::testing::TestDb;
+use testkit::db::TestDb;
 
 const UNIT: u128 = 10u128.pow(15);
 

@@ -32,7 +32,7 @@ fn smollm2() -> (Arc<agents::Model>, Arc<agents::ChatTokenizer>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_that_changes_nothing_draws_and_is_played() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let spaces = common::shipped_spaces(&db.store, &["tweet-duel"]).await;
     let (model, tokenizer) = smollm2();
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +61,7 @@ async fn an_adapter_that_changes_nothing_draws_and_is_played() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_loses_to_its_parent_is_held_back() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let store = &db.store;
     let dir = tempfile::tempdir().unwrap();
     let (contracts, payments) = common::embedded_payments(store).await;

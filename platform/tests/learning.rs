@@ -215,7 +215,7 @@ async fn matches_train_record_and_verify(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_trains_records_on_chain_and_verification_catches_tampering() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let store = &db.store;
     let dir = tempfile::tempdir().unwrap();
     let (contracts, payments) = common::embedded_payments(store).await;
@@ -393,7 +393,7 @@ async fn on_a_hardhat_node_an_agent_trains_records_and_verifies() {
             return;
         }
     };
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let rpc = node.rpc().await;
     let (contracts, payments) = common::payments_on(&db.store, chain::AnyChain::Rpc(rpc)).await;

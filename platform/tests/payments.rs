@@ -5,7 +5,7 @@
 mod common;
 
 use store::Wei;
-use store::testing::TestDb;
+use testkit::db::TestDb;
 
 async fn a_deposit_over_the_wallet_is_refused_with_the_reason(db: TestDb) {
     let store = &db.store;

@@ -25,7 +25,7 @@ fn evidence(results: &[(i64, B256)]) -> RunEvidence {
 
 #[tokio::test]
 async fn records_by_unlisted_trainers_and_results_the_contract_did_not_settle_are_refused() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let (contracts, _) = common::embedded_payments(&db.store).await;
     let dev = chain::dev::dev_accounts(10);
     let (operator, player, stranger) = (dev[common::OPERATOR], dev[1], dev[3]);

@@ -44,7 +44,7 @@ fn engine_and_judge(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_matches_settle_on_chain_and_replay_to_the_same_hash() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let store = &db.store;
     let dir = tempfile::tempdir().unwrap();
     let dev = chain::dev::dev_accounts(10);

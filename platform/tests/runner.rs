@@ -616,7 +616,7 @@ async fn random_sequences_conserve_on_hardhat() {
     let Some(node) = common::hardhat().await else {
         return;
     };
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let (contracts, payments) =
         common::payments_on(&db.store, AnyChain::Rpc(node.rpc().await)).await;
     let rig = rig_with(&db.store, contracts, payments).await;
@@ -629,12 +629,12 @@ macro_rules! both {
         mod $check {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = store::testing::TestDb::sqlite().await;
+                let db = testkit::db::TestDb::sqlite().await;
                 super::$check(&db.store).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = store::testing::TestDb::postgres().await {
+                if let Some(db) = testkit::db::TestDb::postgres().await {
                     super::$check(&db.store).await;
                 }
             }

@@ -13,7 +13,6 @@ mod browse;
 mod error;
 mod escrow;
 mod export;
-pub mod fixtures;
 mod learning;
 mod leases;
 mod ledger;
@@ -26,7 +25,6 @@ mod results;
 mod sessions;
 mod spaces;
 mod status;
-pub mod testing;
 mod training;
 mod users;
 mod votes;
@@ -295,6 +293,19 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Runs one administrative statement (CREATE/DROP DATABASE) outside a transaction.
+    pub async fn execute_admin(&self, sql: &str) -> Result<()> {
+        on_pool!(self, |pool| sqlx::raw_sql(sqlx::AssertSqlSafe(
+            sql.to_string()
+        ))
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

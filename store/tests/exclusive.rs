@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
-use store::testing::TestDb;
-use store::{Error, Store, fixtures};
+use store::{Error, Store};
+use testkit::db::TestDb;
+use testkit::fixtures;
 
 /// Groups of `size` entries over `ids`, starting at `offset`, wrapping around: two
 /// different offsets give groups that overlap the other side's.
@@ -83,8 +84,7 @@ async fn two_matchmakers_never_share_an_entry_postgres() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let url =
-        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    let url = testkit::db::database_url_with_name(&testkit::db::postgres_admin_url(), &db.name);
     // A second pool, as a second server process would have.
     let other = Store::open_url(&url).await.unwrap();
     race(db.store.clone(), other.clone()).await;

@@ -1,23 +1,24 @@
 //! The repository API, run against both engines: every check below is one async
 //! function, and `both!` makes a SQLite test and a PostgreSQL test of it.
 
-use store::testing::{TestDb, in_ci};
 use store::{
     Backend, Error, NewAgentVersion, NewJudgeScore, NewPolRecord, NewPreferencePair, NewResponse,
     NewSpace, NewTrainingRun, Payout, Settlement, Store, TrainingMetric, Wei, match_status,
 };
+use testkit::db::TestDb;
+use testkit::in_ci;
 
 macro_rules! both {
     ($check:ident) => {
         mod $check {
             #[tokio::test]
             async fn sqlite() {
-                let db = store::testing::TestDb::sqlite().await;
+                let db = testkit::db::TestDb::sqlite().await;
                 super::$check(&db.store).await;
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(db) = store::testing::TestDb::postgres().await {
+                if let Some(db) = testkit::db::TestDb::postgres().await {
                     super::$check(&db.store).await;
                 }
             }
@@ -651,12 +652,12 @@ async fn concurrent_entries_never_overspend(store: &Store) {
 mod concurrent_entries_never_overspend {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sqlite() {
-        let db = store::testing::TestDb::sqlite().await;
+        let db = testkit::db::TestDb::sqlite().await;
         super::concurrent_entries_never_overspend(&db.store).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        if let Some(db) = store::testing::TestDb::postgres().await {
+        if let Some(db) = testkit::db::TestDb::postgres().await {
             super::concurrent_entries_never_overspend(&db.store).await;
         }
     }
@@ -1078,12 +1079,12 @@ async fn auto_entry_respects_the_cap(store: &Store) {
 mod auto_entry_respects_the_cap {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sqlite() {
-        let db = store::testing::TestDb::sqlite().await;
+        let db = testkit::db::TestDb::sqlite().await;
         super::auto_entry_respects_the_cap(&db.store).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        if let Some(db) = store::testing::TestDb::postgres().await {
+        if let Some(db) = testkit::db::TestDb::postgres().await {
             super::auto_entry_respects_the_cap(&db.store).await;
         }
     }

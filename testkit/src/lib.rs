@@ -1,6 +1,12 @@
 //! Test fixtures shared by the tests of every crate and by the benchmarks that start
 //! real processes:
 //!
+//! - [`db`]: a migrated throwaway database, a SQLite file or a PostgreSQL database of
+//!   its own that is dropped afterwards;
+//! - [`fixtures`]: a small played match, and queued entries, written through the
+//!   store's public API;
+//! - [`redis`]: the test Redis server and a key namespace per test, deleted when
+//!   dropped;
 //! - [`ports`]: loopback ports handed to child processes, chosen outside the kernel's
 //!   ephemeral range and reserved across test processes, so no other test and no
 //!   outgoing connection can take one between the choice and the child's bind;
@@ -9,9 +15,12 @@
 //! - [`in_ci`] and [`unavailable`]: outside CI a missing tool skips a test with a
 //!   message, under `CI=true` it fails it.
 
+pub mod db;
+pub mod fixtures;
 pub mod hardhat;
 pub mod llama;
 pub mod ports;
+pub mod redis;
 
 /// True when running under CI (`CI=true` or `CI=1`).
 pub fn in_ci() -> bool {

@@ -203,9 +203,9 @@ pub fn deployment_env(
 /// Hardhat node and the contracts deployed there by dev account 0 (admin, operator
 /// and treasury).
 pub struct Services {
-    pub db: store::testing::TestDb,
+    pub db: testkit::db::TestDb,
     pub redis: String,
-    pub namespace: platform::redis_testing::TestNamespace,
+    pub namespace: testkit::redis::TestNamespace,
     pub node: testkit::hardhat::HardhatNode,
     pub contracts: chain::Contracts<chain::AnyChain>,
     pub db_url: String,
@@ -214,9 +214,9 @@ pub struct Services {
 /// The services, or `None` (with a message) when one is missing outside CI; under
 /// `CI=true` a missing one fails.
 pub async fn services() -> Option<Services> {
-    let db = store::testing::TestDb::postgres().await?;
-    let redis = platform::redis_testing::redis_url().await?;
-    let namespace = platform::redis_testing::TestNamespace::new(&redis);
+    let db = testkit::db::TestDb::postgres().await?;
+    let redis = testkit::redis::redis_url().await?;
+    let namespace = testkit::redis::TestNamespace::new(&redis);
     let node = match tokio::task::spawn_blocking(testkit::hardhat::HardhatNode::start)
         .await
         .unwrap()
@@ -233,8 +233,7 @@ pub async fn services() -> Option<Services> {
         chain::Contracts::deploy(chain::AnyChain::Rpc(node.rpc().await), operator, operator)
             .await
             .unwrap();
-    let db_url =
-        store::testing::database_url_with_name(&store::testing::postgres_admin_url(), &db.name);
+    let db_url = testkit::db::database_url_with_name(&testkit::db::postgres_admin_url(), &db.name);
     Some(Services {
         db,
         redis,

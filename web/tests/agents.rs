@@ -196,7 +196,7 @@ async fn every_limit_is_a_422_naming_the_field(app: TestApp) {
 both!(every_limit_is_a_422_naming_the_field);
 
 async fn entries_lock_fees_and_leave_unlocks_them(app: TestApp) {
-    let (_, tier) = store::fixtures::fixture_space(app.store()).await;
+    let (_, tier) = testkit::fixtures::fixture_space(app.store()).await;
     let who = app.funded(3, 250).await;
     let agent = app.agent(&who, "entrant").await;
     let r = app

@@ -18,7 +18,7 @@ struct Pair {
 }
 
 async fn setup(app: &TestApp) -> Pair {
-    let (_, tier) = store::fixtures::fixture_space(app.store()).await;
+    let (_, tier) = testkit::fixtures::fixture_space(app.store()).await;
     let alice = app.funded(3, 1000).await;
     let bob = app.funded(1, 1000).await;
     let agent = app.agent(&alice, "alice's").await;

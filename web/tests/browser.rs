@@ -12,10 +12,10 @@ mod common;
 use arena::events::{EventKind, SeatInfo};
 use common::browser::{chromium, screenshots_dir, shot, start_driver, wait_for_text};
 use fantoccini::Locator;
-use store::testing::TestDb;
 use store::{
     MatchRecord, Payout, RatingUpdate, ResponseRecord, RoundRecordIn, ScoreRecord, Settlement, Wei,
 };
+use testkit::db::TestDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_create_enter_watch_and_download() {

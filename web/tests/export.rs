@@ -14,7 +14,7 @@ fn lines(r: &common::Reply) -> Vec<Value> {
         .collect()
 }
 
-async fn small_pages(db: store::testing::TestDb) -> TestApp {
+async fn small_pages(db: testkit::db::TestDb) -> TestApp {
     TestApp::with_config(
         db,
         web::WebConfig {
@@ -27,7 +27,7 @@ async fn small_pages(db: store::testing::TestDb) -> TestApp {
 
 async fn trl_rows_stream_across_pages_and_resume(app: TestApp) {
     let app = small_pages(app.db).await;
-    let played = store::fixtures::played_match(app.store(), 4).await; // 6 pairs
+    let played = testkit::fixtures::played_match(app.store(), 4).await; // 6 pairs
     let r = app.get("/api/v1/datasets/preferences", &Who::anon()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "application/x-ndjson");
@@ -79,7 +79,7 @@ async fn trl_rows_stream_across_pages_and_resume(app: TestApp) {
 both!(trl_rows_stream_across_pages_and_resume);
 
 async fn conversational_layout_holds_messages(app: TestApp) {
-    store::fixtures::played_match(app.store(), 2).await;
+    testkit::fixtures::played_match(app.store(), 2).await;
     let r = app
         .get(
             "/api/v1/datasets/preferences?format=trl-conversational",
@@ -102,7 +102,7 @@ async fn conversational_layout_holds_messages(app: TestApp) {
 both!(conversational_layout_holds_messages);
 
 async fn filters_narrow_the_export(app: TestApp) {
-    let played = store::fixtures::played_match(app.store(), 4).await;
+    let played = testkit::fixtures::played_match(app.store(), 4).await;
     let count = |q: String| {
         let app = &app;
         async move {
@@ -156,7 +156,7 @@ async fn filters_narrow_the_export(app: TestApp) {
 both!(filters_narrow_the_export);
 
 async fn a_training_runs_pairs_come_with_their_order_and_match_results(app: TestApp) {
-    let played = store::fixtures::played_match(app.store(), 4).await;
+    let played = testkit::fixtures::played_match(app.store(), 4).await;
     let used = [played.pair_ids[4], played.pair_ids[1], played.pair_ids[2]];
     let run = app
         .store()
@@ -207,7 +207,7 @@ both!(a_training_runs_pairs_come_with_their_order_and_match_results);
 /// `complete_only=true` leaves such pairs out (issue 21: truncated answers are not
 /// finished answers).
 async fn truncated_answers_are_flagged_and_can_be_left_out(app: TestApp) {
-    store::fixtures::played_match(app.store(), 3).await;
+    testkit::fixtures::played_match(app.store(), 3).await;
     app.store()
         .execute_admin(
             "UPDATE responses SET finish_reason = 'length' WHERE id = \

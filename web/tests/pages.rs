@@ -44,7 +44,7 @@ async fn pages_render_for_visitors(app: TestApp) {
     web::sync_spaces(app.store(), &common::rulebooks())
         .await
         .unwrap();
-    let played = store::fixtures::played_match(app.store(), 3).await;
+    let played = testkit::fixtures::played_match(app.store(), 3).await;
     let home = app.get("/", &Who::anon()).await;
     assert_eq!(home.status, StatusCode::OK);
     assert!(html(&home).contains("Tweet Duel") && html(&home).contains("Dev login"));
@@ -125,7 +125,7 @@ async fn pages_render_for_visitors(app: TestApp) {
 both!(pages_render_for_visitors);
 
 async fn the_studio_flow_works_without_javascript(app: TestApp) {
-    let (_, tier) = store::fixtures::fixture_space(app.store()).await;
+    let (_, tier) = testkit::fixtures::fixture_space(app.store()).await;
     let login = form(&app, "/auth/dev-login", &Who::anon(), &[("account", "2")]).await;
     assert_eq!(login.status, StatusCode::SEE_OTHER);
     let cookie = common::session_cookie(&login.headers);

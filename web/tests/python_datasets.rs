@@ -33,14 +33,14 @@ async fn hugging_face_datasets_loads_both_layouts() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_datasets {
-        if store::testing::in_ci() {
+        if testkit::in_ci() {
             panic!("CI=true and the Python package `datasets` is missing: pip install datasets");
         }
         eprintln!("Python `datasets` not installed; skipping");
         return;
     }
-    let app = common::TestApp::new(store::testing::TestDb::sqlite().await).await;
-    store::fixtures::played_match(app.store(), 4).await; // 6 pairs
+    let app = common::TestApp::new(testkit::db::TestDb::sqlite().await).await;
+    testkit::fixtures::played_match(app.store(), 4).await; // 6 pairs
     let dir = tempfile::tempdir().unwrap();
     for (name, format) in [("trl", "trl"), ("conv", "trl-conversational")] {
         let r = app

@@ -14,7 +14,7 @@ async fn spaces_and_leaderboards(app: TestApp) {
     let list = app.get("/api/v1/spaces", &Who::anon()).await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.json.as_array().unwrap().len() >= 5);
-    let played = store::fixtures::played_match(app.store(), 3).await;
+    let played = testkit::fixtures::played_match(app.store(), 3).await;
     let s = app.get("/api/v1/spaces/tweet-duel", &Who::anon()).await;
     assert_eq!(s.json["slug"], "tweet-duel");
     assert!(
@@ -55,8 +55,8 @@ async fn spaces_and_leaderboards(app: TestApp) {
 both!(spaces_and_leaderboards);
 
 async fn matches_list_detail_and_transcript(app: TestApp) {
-    let first = store::fixtures::played_match(app.store(), 2).await;
-    let second = store::fixtures::played_match(app.store(), 3).await;
+    let first = testkit::fixtures::played_match(app.store(), 2).await;
+    let second = testkit::fixtures::played_match(app.store(), 3).await;
     let all = app.get("/api/v1/matches", &Who::anon()).await;
     let ids: Vec<i64> = all
         .json
@@ -152,7 +152,7 @@ async fn matches_list_detail_and_transcript(app: TestApp) {
 both!(matches_list_detail_and_transcript);
 
 async fn training_runs_metrics_and_proofs(app: TestApp) {
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     let agent = played.agent_ids[0];
     let hp = json!({"lora_rank": 8, "dpo_beta": 0.1});
     let run = app

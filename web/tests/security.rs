@@ -13,7 +13,7 @@ use alloy::signers::SignerSync as _;
 use axum::http::StatusCode;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use store::testing::TestDb;
+use testkit::db::TestDb;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -25,11 +25,11 @@ macro_rules! both_db {
         mod $check {
             #[tokio::test]
             async fn sqlite() {
-                super::$check(store::testing::TestDb::sqlite().await).await;
+                super::$check(testkit::db::TestDb::sqlite().await).await;
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(db) = store::testing::TestDb::postgres().await {
+                if let Some(db) = testkit::db::TestDb::postgres().await {
                     super::$check(db).await;
                 }
             }
@@ -400,7 +400,7 @@ both_db!(nonces_are_rate_limited_and_expired_sign_ins_purged);
 
 /// A match that is playing (spectators stay connected to it).
 async fn running_match(store: &store::Store) -> i64 {
-    let (space_id, tier_id) = store::fixtures::fixture_space(store).await;
+    let (space_id, tier_id) = testkit::fixtures::fixture_space(store).await;
     let mut entries = Vec::new();
     for i in 0..2u8 {
         let u = store
@@ -596,7 +596,7 @@ both_db!(an_agent_queues_once_per_tier);
 /// An owner may opt an agent in, and then its exact prompt is published.
 async fn meta_prompts_stay_private_unless_opted_in(db: TestDb) {
     let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
-    let played = store::fixtures::played_match(s.app.store(), 3).await;
+    let played = testkit::fixtures::played_match(s.app.store(), 3).await;
     let secret = "You are agent 0.";
     let export = || async {
         s.http
@@ -954,7 +954,7 @@ both_db!(responses_carry_security_headers_and_names_are_clean);
 /// training run is a 404, a bad number a 422 naming it.
 async fn the_export_checks_its_filters(db: TestDb) {
     let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
-    store::fixtures::played_match(s.app.store(), 2).await;
+    testkit::fixtures::played_match(s.app.store(), 2).await;
     for (query, status) in [
         ("agent=987654", StatusCode::NOT_FOUND),
         ("training_run=987654", StatusCode::NOT_FOUND),
@@ -976,7 +976,7 @@ both_db!(the_export_checks_its_filters);
 /// `offset` and `limit` (at most 500) and says the total; the Space page shows 50 rows.
 async fn leaderboards_are_paginated(db: TestDb) {
     let s = Server::start(db, |c, addr| c.for_public_url(&public(addr), &[])).await;
-    let played = store::fixtures::played_match(s.app.store(), 4).await;
+    let played = testkit::fixtures::played_match(s.app.store(), 4).await;
     let space = s.app.store().space(played.space_id).await.unwrap();
     let url = |q: &str| s.url(&format!("/api/v1/spaces/{}/leaderboard?{q}", space.slug));
     let r = s.http.get(url("limit=2")).send().await.unwrap();

@@ -146,7 +146,7 @@ async fn dev_login_only_in_demo_mode(app: TestApp) {
         (StatusCode::UNPROCESSABLE_ENTITY, "account")
     );
 
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let off = TestApp::with_config(
         db,
         web::WebConfig {
@@ -303,7 +303,7 @@ both!(oversized_bodies_are_refused);
 
 #[tokio::test]
 async fn writes_are_rate_limited_per_user_and_ip() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let strict = TestApp::with_config(
         db,
         web::WebConfig {

@@ -58,8 +58,8 @@ async fn connect(base: &str, path: &str) -> Socket {
 
 #[tokio::test]
 async fn a_late_joiner_gets_every_event_once_in_order() {
-    let app = common::TestApp::new(store::testing::TestDb::sqlite().await).await;
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let app = common::TestApp::new(testkit::db::TestDb::sqlite().await).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     // The fixture match is settled; spectate a running one.
     let m = running_match(&app, played.space_id, played.tier_id).await;
     let (base, stop) = serve(&app).await;
@@ -129,8 +129,8 @@ async fn running_match(app: &common::TestApp, space_id: i64, tier_id: i64) -> i6
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_spectator_is_cut_off_without_stalling_others() {
-    let app = common::TestApp::new(store::testing::TestDb::sqlite().await).await;
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let app = common::TestApp::new(testkit::db::TestDb::sqlite().await).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     let m = running_match(&app, played.space_id, played.tier_id).await;
     let (base, stop) = serve(&app).await;
     let bus = app.state.bus().clone();
@@ -162,7 +162,7 @@ async fn a_slow_spectator_is_cut_off_without_stalling_others() {
 
 #[tokio::test]
 async fn connections_are_limited_per_ip() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let app = common::TestApp::with_config(
         db,
         web::WebConfig {
@@ -171,7 +171,7 @@ async fn connections_are_limited_per_ip() {
         },
     )
     .await;
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     let m = running_match(&app, played.space_id, played.tier_id).await;
     let (base, stop) = serve(&app).await;
     let mut first = connect(&base, &format!("/ws/matches/{m}")).await;
@@ -199,8 +199,8 @@ async fn connections_are_limited_per_ip() {
 
 #[tokio::test]
 async fn the_space_stream_carries_only_that_spaces_matches() {
-    let app = common::TestApp::new(store::testing::TestDb::sqlite().await).await;
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let app = common::TestApp::new(testkit::db::TestDb::sqlite().await).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     let m = running_match(&app, played.space_id, played.tier_id).await;
     let (base, stop) = serve(&app).await;
     let bus = app.state.bus().clone();
@@ -243,8 +243,8 @@ impl std::io::Write for Tap {
 
 #[tokio::test]
 async fn the_terminal_spectator_prints_to_the_end() {
-    let app = common::TestApp::new(store::testing::TestDb::sqlite().await).await;
-    let played = store::fixtures::played_match(app.store(), 2).await;
+    let app = common::TestApp::new(testkit::db::TestDb::sqlite().await).await;
+    let played = testkit::fixtures::played_match(app.store(), 2).await;
     let (base, stop) = serve(&app).await;
 
     // A match that is already over: the spectator is told so and stops.

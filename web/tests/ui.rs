@@ -21,7 +21,7 @@ use std::process::Command;
 use common::browser::{chromium_at, shot, start_driver, wait_for_text};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use store::testing::TestDb;
+use testkit::db::TestDb;
 
 /// axe-core's browser build, installed by `npm ci` in `web/tests/axe` when missing.
 fn axe_source() -> Option<String> {
@@ -34,7 +34,7 @@ fn axe_source() -> Option<String> {
             .current_dir(&dir)
             .status();
         if !matches!(ran, Ok(s) if s.success()) {
-            if store::testing::in_ci() {
+            if testkit::in_ci() {
                 panic!("CI=true and `npm ci` in {} failed: {ran:?}", dir.display());
             }
             eprintln!("no axe-core (npm ci failed: {ran:?}); skipping the UI test");
@@ -148,7 +148,7 @@ async fn first_run_at(driver_url: &str, axe: &str, width: u32) {
     web::sync_spaces(app.store(), &common::rulebooks())
         .await
         .unwrap();
-    let played = store::fixtures::played_match(app.store(), 3).await;
+    let played = testkit::fixtures::played_match(app.store(), 3).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -14,9 +14,9 @@ use web::{AppState, LedgerPayments};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_verifies_from_the_served_export_api() {
-    let db = store::testing::TestDb::sqlite().await;
+    let db = testkit::db::TestDb::sqlite().await;
     let store = &db.store;
-    let played = store::fixtures::played_match(store, 4).await;
+    let played = testkit::fixtures::played_match(store, 4).await;
     let agent = played.agent_ids[0];
     let v1 = store.latest_agent_version(agent).await.unwrap();
     store

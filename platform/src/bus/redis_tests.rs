@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::redis_testing::{TestNamespace, redis_url};
+use testkit::redis::{TestNamespace, redis_url};
 
 fn delta(text: &str) -> EventKind {
     EventKind::TokenDelta {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::redis_testing::{TestNamespace, redis_url};
+use testkit::redis::{TestNamespace, redis_url};
 
 /// Runs `test` on an in-process queue and on a Redis queue in a fresh namespace.
 async fn on_both(claim_timeout: Duration, test: impl AsyncFn(MatchQueue)) {

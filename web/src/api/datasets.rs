@@ -441,7 +441,7 @@ mod tests {
     #[tokio::test]
     async fn exports_beyond_the_limit_are_refused_until_a_slot_frees() {
         use tower::ServiceExt as _;
-        let db = store::testing::TestDb::sqlite().await;
+        let db = testkit::db::TestDb::sqlite().await;
         let state = AppState::new(
             db.store.clone(),
             platform::bus::Bus::new(),

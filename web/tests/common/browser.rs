@@ -54,7 +54,7 @@ pub async fn start_driver() -> Option<(Driver, String)> {
         .output()
         .is_ok();
     if !found {
-        if store::testing::in_ci() {
+        if testkit::in_ci() {
             panic!(
                 "CI=true and chromedriver is missing: apt-get install -y chromium chromium-driver"
             );

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
-use store::testing::TestDb;
+use testkit::db::TestDb;
 use tower::ServiceExt as _;
 use web::{AppState, LedgerPayments, WebConfig};
 
@@ -23,12 +23,12 @@ macro_rules! both {
         mod $check {
             #[tokio::test]
             async fn sqlite() {
-                let db = store::testing::TestDb::sqlite().await;
+                let db = testkit::db::TestDb::sqlite().await;
                 super::$check($crate::common::TestApp::new(db).await).await;
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(db) = store::testing::TestDb::postgres().await {
+                if let Some(db) = testkit::db::TestDb::postgres().await {
                     super::$check($crate::common::TestApp::new(db).await).await;
                 }
             }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{
+use store::{
     MatchRecord, NewAgentVersion, NewSpace, PairRecord, Payout, RatingUpdate, ResponseRecord,
     RoundRecordIn, ScoreRecord, Settlement, Store, Wei,
 };
@@ -77,7 +77,7 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
             .deposit(
                 user.id,
                 Wei(1000),
-                &format!("fixture:{run}:{seat}:{}", crate::now_ms()),
+                &format!("fixture:{run}:{seat}:{}", store::now_ms()),
             )
             .await
             .expect("deposit");
@@ -215,7 +215,7 @@ pub async fn queued_entries(
             .deposit(
                 user.id,
                 Wei(FIXTURE_FEE.0 * per_agent as u128),
-                &format!("queued:{run}:{seat}:{}", crate::now_ms()),
+                &format!("queued:{run}:{seat}:{}", store::now_ms()),
             )
             .await
             .expect("deposit");

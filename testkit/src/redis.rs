@@ -24,7 +24,7 @@ pub async fn redis_url() -> Option<String> {
     .await;
     match answer {
         Ok(_) => Some(url),
-        Err(e) if !store::testing::in_ci() => {
+        Err(e) if !crate::in_ci() => {
             eprintln!("Redis unreachable, skipping the Redis half of this test: {e}");
             None
         }

@@ -8,17 +8,14 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Backend, Store};
+use store::{Backend, Store};
+
+use crate::in_ci;
 
 /// The admin URL used to create per-test PostgreSQL databases.
 pub fn postgres_admin_url() -> String {
     std::env::var("RLFC_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// Whether this run is CI, where every service must be present.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// A migrated store on a database of its own, removed when dropped.
@@ -129,19 +126,6 @@ pub fn database_url_with_name(url: &str, name: &str) -> String {
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
-    }
-}
-
-impl Store {
-    /// Runs one administrative statement (CREATE/DROP DATABASE) outside a transaction.
-    pub async fn execute_admin(&self, sql: &str) -> crate::Result<()> {
-        crate::on_pool!(self, |pool| sqlx::raw_sql(sqlx::AssertSqlSafe(
-            sql.to_string()
-        ))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(())
     }
 }
 
