@@ -61,8 +61,8 @@ pub enum PlatformError {
 /// The result type of the composition root.
 pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
-/// Wraps an error with the setup step it interrupted.
-fn setup<E: std::error::Error + Send + Sync + 'static>(
+/// Wraps an error with the setup step it interrupted (or the step of a role's loop).
+pub(crate) fn setup<E: std::error::Error + Send + Sync + 'static>(
     what: impl Into<String>,
 ) -> impl FnOnce(E) -> PlatformError {
     let what = what.into();

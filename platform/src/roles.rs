@@ -37,7 +37,7 @@ use crate::match_worker::MatchWorker;
 use crate::matchmaker::Matchmaker;
 use crate::metrics::{MeteredEngine, MeteredJudge, Metrics};
 use crate::payments::Reclaim;
-use crate::platform::{PlatformError, Result};
+use crate::platform::{PlatformError, Result, setup};
 use crate::play::log_report;
 use crate::{BaseModels, Platform};
 
@@ -89,17 +89,6 @@ struct Health {
     queue_pending: i64,
     /// The last error of the main loop, if the latest pass failed.
     last_error: Option<String>,
-}
-
-/// Wraps an error with the step it interrupted.
-fn step<E: std::error::Error + Send + Sync + 'static>(
-    what: impl Into<String>,
-) -> impl FnOnce(E) -> PlatformError {
-    let what = what.into();
-    move |e| PlatformError::Setup {
-        what,
-        source: Box::new(e),
-    }
 }
 
 /// An error and its causes on one line, `a: b: c`.
@@ -160,7 +149,7 @@ impl Ops {
     }
 
     async fn refresh_queue(&self, queue: &MatchQueue) -> Result<QueueDepth> {
-        let depth = queue.depth().await.map_err(step("read the queue depth"))?;
+        let depth = queue.depth().await.map_err(setup("read the queue depth"))?;
         self.metrics.queue_waiting.set(depth.waiting as i64);
         self.metrics.queue_pending.set(depth.pending as i64);
         self.update(|h| {
@@ -179,10 +168,10 @@ impl Ops {
     async fn serve(&self, bind: &str, mut stop: watch::Receiver<bool>) -> Result<String> {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .map_err(step(format!("bind --ops-bind {bind}")))?;
+            .map_err(setup(format!("bind --ops-bind {bind}")))?;
         let addr = listener
             .local_addr()
-            .map_err(step(format!("bind --ops-bind {bind}")))?
+            .map_err(setup(format!("bind --ops-bind {bind}")))?
             .to_string();
         let app = Router::new()
             .route("/health", get(health_endpoint))
@@ -251,7 +240,7 @@ async fn connect(config: &PlatformConfig, role: &str) -> Result<(Platform, Match
     let url = require_shared(config, role)?;
     let bus = Bus::connect(Some(url), &config.redis.namespace)
         .await
-        .map_err(step("connect the event bus (redis.url)"))?;
+        .map_err(setup("connect the event bus (redis.url)"))?;
     let platform = Platform::connect(config, bus).await?;
     let queue = MatchQueue::redis(
         url,
@@ -259,7 +248,7 @@ async fn connect(config: &PlatformConfig, role: &str) -> Result<(Platform, Match
         Duration::from_secs(config.redis.claim_timeout_secs),
     )
     .await
-    .map_err(step("open the match-job queue (redis.url)"))?;
+    .map_err(setup("open the match-job queue (redis.url)"))?;
     Ok((platform, queue))
 }
 
@@ -275,7 +264,7 @@ async fn sweep(platform: &Platform, config: &PlatformConfig, id: &str, ops: &Ops
             grace_ms: 2 * lease_ms,
         })
         .await
-        .map_err(step("lease sweep"))?;
+        .map_err(setup("lease sweep"))?;
     if !done.failed.is_empty() {
         tracing::error!(failed = ?done.failed, "lease sweep left these for the next sweep");
     }
@@ -338,7 +327,7 @@ where
     while !*stop_rx.borrow() {
         // One whole pass at a time: a stop signal never cuts a match in half-formed.
         let pass = async {
-            matchmaker.auto_enter().await.map_err(step("auto-entry"))?;
+            matchmaker.auto_enter().await.map_err(setup("auto-entry"))?;
             let depth = ops.refresh_queue(&queue).await?;
             let room = config
                 .arena
@@ -348,7 +337,7 @@ where
                 matchmaker
                     .matchmake(room)
                     .await
-                    .map_err(step("matchmaking"))?
+                    .map_err(setup("matchmaking"))?
             } else {
                 Vec::new()
             };
@@ -501,12 +490,12 @@ pub async fn work(
             };
             ops.pass(
                 "claim",
-                worker.claim(block).await.map_err(step("claim match jobs")),
+                worker.claim(block).await.map_err(setup("claim match jobs")),
             );
         }
         ops.pass(
             "renew",
-            worker.renew_leases().await.map_err(step("renew leases")),
+            worker.renew_leases().await.map_err(setup("renew leases")),
         );
         let outcomes = if worker.live_matches() == 0 {
             Vec::new()
@@ -518,7 +507,7 @@ pub async fn work(
             worker
                 .finish(outcomes)
                 .await
-                .map_err(step("settle matches")),
+                .map_err(setup("settle matches")),
         ) {
             for report in &reports {
                 log_report(report);

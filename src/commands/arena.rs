@@ -37,26 +37,9 @@ pub async fn demo(config: &Config, max_matches: Option<usize>) -> Result<()> {
             let _ = signals.send(n);
         }
     });
-    platform::demo::run(
-        &config.platform(),
-        max_matches,
-        stops,
-        |platform, mut stop| {
-            // The web server reads the whole configuration; the future owns a copy.
-            let web_config = config.clone();
-            Box::pin(async move {
-                let until = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                crate::commands::web::spawn_server_until(platform, &web_config, true, until)
-                    .await
-                    .map_err(|e| platform::platform::PlatformError::Setup {
-                        what: "start the web server".into(),
-                        source: e.into(),
-                    })
-            })
-        },
-    )
+    platform::demo::run(&config.platform(), max_matches, stops, |platform, stop| {
+        crate::commands::web::start_web(platform, stop, config.clone(), true)
+    })
     .await?;
     Ok(())
 }

@@ -92,20 +92,8 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<()> {
     };
     let dev_login = args.dev_login;
     let stop = stop_signal()?;
-    platform::roles::serve(&config.platform(), opts, stop, |platform, mut stop| {
-        // The web server reads the whole configuration; the future owns a copy.
-        let web_config = config.clone();
-        Box::pin(async move {
-            let until = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            crate::commands::web::spawn_server_until(platform, &web_config, dev_login, until)
-                .await
-                .map_err(|e| platform::platform::PlatformError::Setup {
-                    what: "start the web server".into(),
-                    source: e.into(),
-                })
-        })
+    platform::roles::serve(&config.platform(), opts, stop, |platform, stop| {
+        crate::commands::web::start_web(platform, stop, config.clone(), dev_login)
     })
     .await?;
     Ok(())

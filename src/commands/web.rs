@@ -211,9 +211,31 @@ pub fn app_state(
     .with_prompt_tokens(count))
 }
 
+/// The web server as `platform::roles::serve` and `platform::demo::run` start it: the
+/// UI and API on `[web] bind` over the platform (`demo`: with the one-click dev login);
+/// once `stop` turns true it stops accepting and finishes the requests in progress.
+pub fn start_web(
+    platform: &Platform,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    config: Config,
+    demo: bool,
+) -> platform::roles::StartWeb<'_> {
+    Box::pin(async move {
+        let until = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        spawn_server_until(platform, &config, demo, until)
+            .await
+            .map_err(|e| platform::platform::PlatformError::Setup {
+                what: "start the web server".into(),
+                source: e.into(),
+            })
+    })
+}
+
 /// Starts the web UI and API on `[web] bind` over the platform; once `stop` resolves
 /// it stops accepting and finishes the requests in progress. Returns the task.
-pub async fn spawn_server_until(
+async fn spawn_server_until(
     platform: &Platform,
     config: &Config,
     demo: bool,
