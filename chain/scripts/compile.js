@@ -16,7 +16,9 @@ const solc = require('solc');
 
 const SOLC_VERSION = '0.8.26+commit.8a97fa7a.Emscripten.clang';
 const EVM_VERSION = 'cancun';
-const CONTRACTS = ['Arena', 'ProofOfLearning'];
+// The deployable contracts, each in its own file; every .sol file in contracts/ is
+// compiled (ArenaEscrow.sol is the abstract base both arenas import).
+const CONTRACTS = ['Arena', 'TokenArena', 'TestToken', 'ProofOfLearning'];
 
 const root = path.resolve(__dirname, '..');
 const contractsDir = path.join(root, 'contracts');
@@ -27,8 +29,7 @@ function compile() {
     throw new Error(`solc ${solc.version()} is installed, ${SOLC_VERSION} is pinned: run npm ci in chain/`);
   }
   const sources = {};
-  for (const name of CONTRACTS) {
-    const file = `${name}.sol`;
+  for (const file of fs.readdirSync(contractsDir).filter((f) => f.endsWith('.sol')).sort()) {
     sources[file] = { content: fs.readFileSync(path.join(contractsDir, file), 'utf8') };
   }
   const input = {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, Bytes, U256};
 
 use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
-use crate::config::{Backend, ChainConfig};
-use crate::contracts::{ArenaTerms, Contracts, Deployment};
+use crate::config::{Backend, ChainConfig, FeeTokenSetting};
+use crate::contracts::{ArenaTerms, Contracts, Deployment, FeeAsset};
 use crate::embedded::Embedded;
 use crate::error::{ChainError, Result};
 use crate::rpc::Rpc;
@@ -88,28 +88,83 @@ pub fn terms_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<ArenaTerms> {
     })
 }
 
-/// The configured contract addresses, if set.
-pub fn configured_deployment(cfg: &ChainConfig) -> Option<Deployment> {
-    Some(Deployment {
-        arena: cfg.arena_address?,
-        proof_of_learning: cfg.proof_of_learning_address?,
+/// The configured contract addresses, if set (what the Arena holds is asked of it).
+pub fn configured_deployment(cfg: &ChainConfig) -> Option<(Address, Address)> {
+    Some((cfg.arena_address?, cfg.proof_of_learning_address?))
+}
+
+/// How much of the test token each dev account is minted when this process deploys
+/// it: as many tokens as the dev accounts hold ETH.
+pub const TEST_TOKEN_MINT: u128 = crate::dev::DEV_BALANCE_WEI;
+
+/// Decimals of the test token this process deploys (as ETH's, so that the Spaces'
+/// fee tiers, written in the smallest unit, mean the same amounts).
+pub const TEST_TOKEN_DECIMALS: u8 = 18;
+
+/// Deploys both contracts on `chain` from its first account (the admin), on the
+/// configured terms and fee asset. For `fee_token = "test"` a test token is deployed
+/// first and minted to every account the chain signs for.
+pub async fn deploy_configured(cfg: &ChainConfig, chain: AnyChain) -> Result<Contracts<AnyChain>> {
+    let deployer = default_sender(&chain)?;
+    let terms = terms_of(cfg, &chain)?;
+    let asset = match cfg.fee_token {
+        None | Some(FeeTokenSetting::Eth) => FeeAsset::Eth,
+        Some(FeeTokenSetting::Token(token)) => FeeAsset::Token(token),
+        Some(FeeTokenSetting::Test) => {
+            let holders = chain.accounts();
+            let token = Contracts::deploy_test_token(
+                &chain,
+                deployer,
+                TEST_TOKEN_DECIMALS,
+                &holders,
+                TEST_TOKEN_MINT,
+            )
+            .await?;
+            FeeAsset::Token(token)
+        }
+    };
+    Contracts::deploy_for(chain, deployer, terms, asset).await
+}
+
+/// Refuses an Arena that holds another asset than `chain.fee_token` asks for.
+pub fn check_fee_asset(cfg: &ChainConfig, deployment: &Deployment) -> Result<()> {
+    let fits = match (cfg.fee_token, deployment.fee_token) {
+        (None, _) | (Some(FeeTokenSetting::Eth), None) | (Some(FeeTokenSetting::Test), Some(_)) => {
+            true
+        }
+        (Some(FeeTokenSetting::Token(want)), Some(found)) => want == found,
+        _ => false,
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(ChainError::FeeAssetMismatch {
+        arena: deployment.arena,
+        configured: cfg.fee_token.map(String::from).unwrap_or_default(),
+        found: deployment
+            .fee_token
+            .map_or_else(|| "ETH".to_string(), |t| format!("the token {t}")),
     })
 }
 
 /// Opens the chain and its contracts. Embedded: deploys them on first use (deployer is
 /// dev account 0) and remembers the addresses. RPC: uses the configured addresses, or
-/// fails with [`ChainError::NotDeployed`].
+/// fails with [`ChainError::NotDeployed`]. Either way the Arena must hold the asset
+/// `chain.fee_token` names.
 pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contracts<AnyChain>> {
     let chain = open_chain(cfg, data_dir).await?;
-    if let Some(deployment) = configured_deployment(cfg) {
-        if !crate::migrate::is_current(&chain, deployment).await? {
-            return Err(ChainError::WrongArenaVersion(deployment.arena));
+    if let Some((arena, proof_of_learning)) = configured_deployment(cfg) {
+        let contracts = Contracts::discover(chain, arena, proof_of_learning).await?;
+        if !crate::migrate::is_current(contracts.chain(), contracts.deployment()).await? {
+            return Err(ChainError::WrongArenaVersion(arena));
         }
-        return Ok(Contracts::at(chain, deployment));
+        check_fee_asset(cfg, &contracts.deployment())?;
+        return Ok(contracts);
     }
     match &chain {
         AnyChain::Embedded(embedded) => {
             if let Some(deployment) = embedded.read_side_file::<Deployment>(DEPLOYMENT_FILE)? {
+                check_fee_asset(cfg, &deployment)?;
                 if crate::migrate::is_current(&chain, deployment).await? {
                     return Ok(Contracts::at(chain, deployment));
                 }
@@ -128,9 +183,7 @@ pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contra
                 );
                 return Ok(Contracts::at(chain, moved_to));
             }
-            let deployer = default_sender(&chain)?;
-            let terms = terms_of(cfg, &chain)?;
-            let contracts = Contracts::deploy_with(chain, deployer, terms).await?;
+            let contracts = deploy_configured(cfg, chain).await?;
             if let AnyChain::Embedded(embedded) = contracts.chain() {
                 embedded.write_side_file(DEPLOYMENT_FILE, &contracts.deployment())?;
             }

@@ -12,6 +12,27 @@ sol!(
     "artifacts/Arena.json"
 );
 
+/// The token Arena's bindings, in a module of their own: both arenas' ABIs name the
+/// shared base's types (`ArenaEscrow.MatchStatus`), for which `sol!` makes a module.
+pub mod token_arena {
+    #![allow(missing_docs, clippy::too_many_arguments)]
+    use alloy::sol;
+
+    sol!(
+        #[derive(Debug, PartialEq, Eq)]
+        TokenArena,
+        "artifacts/TokenArena.json"
+    );
+}
+
+pub use token_arena::TokenArena;
+
+sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    TestToken,
+    "artifacts/TestToken.json"
+);
+
 sol!(
     #[derive(Debug, PartialEq, Eq)]
     ProofOfLearning,

@@ -88,6 +88,12 @@ pub struct ChainConfig {
     /// reorganisation up to this depth never reaches the journal (0 on a dev chain;
     /// a dozen or more on a public network).
     pub confirmations: u64,
+    /// What entry fees are paid in (unset: ETH when this process deploys the
+    /// contracts, and whatever the configured Arena holds otherwise): `"eth"`; the
+    /// address of an ERC-20 token (`"0x..."`, such as USDC); or `"test"`, a test
+    /// token (`TUSD`, 18 decimals) that this process deploys and mints to the dev
+    /// accounts, for the embedded chain and local dev nodes only.
+    pub fee_token: Option<FeeTokenSetting>,
     /// The block the chain follower starts reading the Arena contract's events from
     /// when it has read none yet: the contract's deployment block (`rlfc chain deploy`
     /// prints it), so that a follower on a long public chain does not scan from the
@@ -111,6 +117,7 @@ impl Default for ChainConfig {
             receipt_timeout_secs: 120,
             reclaim_after_secs: crate::rules::DEFAULT_RECLAIM_AFTER_SECS,
             confirmations: 0,
+            fee_token: None,
             start_block: 0,
         }
     }
@@ -179,6 +186,33 @@ impl ChainConfig {
                 format!("only for a dev node: set chain_id = {DEV_CHAIN_ID}"),
             ));
         }
+        match self.fee_token {
+            Some(FeeTokenSetting::Token(Address::ZERO)) => {
+                return Err(invalid(
+                    "fee_token",
+                    "the zero address is not a token (write \"eth\" for ETH)",
+                ));
+            }
+            Some(FeeTokenSetting::Test)
+                if self.backend == Backend::Rpc && self.chain_id != Some(DEV_CHAIN_ID) =>
+            {
+                return Err(invalid(
+                    "fee_token",
+                    format!(
+                        "\"test\" deploys a test token, only on the embedded chain or a dev \
+                         node (chain_id = {DEV_CHAIN_ID}); on a real network name the token's address"
+                    ),
+                ));
+            }
+            Some(FeeTokenSetting::Test) if self.arena_address.is_some() => {
+                return Err(invalid(
+                    "fee_token",
+                    "\"test\" deploys a new test token, but arena_address names deployed \
+                     contracts: name their token's address instead",
+                ));
+            }
+            _ => {}
+        }
         if self.backend == Backend::Rpc {
             if self.rpc_url.is_none() {
                 return Err(invalid("rpc_url", "required when backend = \"rpc\""));
@@ -205,6 +239,46 @@ impl ChainConfig {
     /// The embedded chain id (the configured one, else 31337).
     pub fn embedded_chain_id(&self) -> u64 {
         self.chain_id.unwrap_or(DEFAULT_CHAIN_ID)
+    }
+}
+
+/// `chain.fee_token`: what entry fees are paid in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FeeTokenSetting {
+    /// `"eth"`.
+    Eth,
+    /// `"test"`: deploy a test token (dev chains only).
+    Test,
+    /// `"0x..."`: this ERC-20 token.
+    Token(Address),
+}
+
+impl TryFrom<String> for FeeTokenSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.trim() {
+            t if t.eq_ignore_ascii_case("eth") => Ok(Self::Eth),
+            t if t.eq_ignore_ascii_case("test") => Ok(Self::Test),
+            t => t.parse::<Address>().map(Self::Token).map_err(|_| {
+                format!(
+                    "chain.fee_token: {:?} is not \"eth\", \"test\" or a 0x-prefixed 20-byte \
+                     token address",
+                    t.chars().take(60).collect::<String>()
+                )
+            }),
+        }
+    }
+}
+
+impl From<FeeTokenSetting> for String {
+    fn from(setting: FeeTokenSetting) -> String {
+        match setting {
+            FeeTokenSetting::Eth => "eth".into(),
+            FeeTokenSetting::Test => "test".into(),
+            FeeTokenSetting::Token(address) => address.to_string(),
+        }
     }
 }
 
@@ -287,5 +361,46 @@ mod tests {
         assert_eq!(rpc(|c| c.receipt_timeout_secs = 0), "receipt_timeout_secs");
         let err = rpc(|c| c.private_key = Some(Secret::new("zz")));
         assert_eq!(err, "private_key");
+        // A test token is only for dev chains, and only when this process deploys.
+        assert_eq!(
+            rpc(|c| c.fee_token = Some(FeeTokenSetting::Test)),
+            "fee_token"
+        );
+        assert_eq!(
+            rpc(|c| c.fee_token = Some(FeeTokenSetting::Token(Address::ZERO))),
+            "fee_token"
+        );
+        let mut dev = ChainConfig {
+            fee_token: Some(FeeTokenSetting::Test),
+            ..ChainConfig::default()
+        };
+        dev.validate().unwrap();
+        dev.arena_address = Some(Address::repeat_byte(1));
+        dev.proof_of_learning_address = Some(Address::repeat_byte(2));
+        assert_eq!(dev.validate().unwrap_err().key, "fee_token");
+    }
+
+    #[test]
+    fn fee_token_reads_eth_test_or_an_address() {
+        let read = |v: &str| {
+            serde_json::from_value::<ChainConfig>(serde_json::json!({ "fee_token": v }))
+                .map(|c| c.fee_token)
+        };
+        assert_eq!(read("eth").unwrap(), Some(FeeTokenSetting::Eth));
+        assert_eq!(read("TEST").unwrap(), Some(FeeTokenSetting::Test));
+        let usdc = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
+        assert_eq!(
+            read(usdc).unwrap(),
+            Some(FeeTokenSetting::Token(usdc.parse().unwrap()))
+        );
+        let err = read("usdc").unwrap_err().to_string();
+        assert!(
+            err.contains("chain.fee_token") && err.contains("usdc"),
+            "{err}"
+        );
+        assert_eq!(
+            String::from(FeeTokenSetting::Token(usdc.parse().unwrap())),
+            usdc
+        );
     }
 }

@@ -1,24 +1,75 @@
 //! The typed client for the two contracts, written once over any [`Chain`]: deploy,
 //! the Arena escrow operations, the ProofOfLearning registry and proof checks. Amounts
-//! are `u128` wei, ids are `u64`, matching the storage layer.
+//! are `u128` in the fee asset's smallest unit (wei for ETH), ids are `u64`, matching
+//! the storage layer. The Arena holds either ETH (`Arena`) or one ERC-20 token
+//! (`TokenArena`); both run the same escrow rules, and only deposits and the contract's
+//! holdings differ, which this client hides.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolConstructor, SolEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Chain, TxReceipt, TxRequest};
-use crate::bindings::{Arena, ProofOfLearning};
+use crate::bindings::{Arena, ProofOfLearning, TestToken, TokenArena};
 use crate::error::{ChainError, Result};
 use crate::rules::DEFAULT_RECLAIM_AFTER_SECS;
 
-/// Where the two contracts live.
+/// Where the two contracts live, and what the Arena holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// The Arena escrow contract.
     pub arena: Address,
     /// The ProofOfLearning registry.
     pub proof_of_learning: Address,
+    /// The Arena's fee token (a `TokenArena`), or `None` for ETH (an `Arena`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_token: Option<Address>,
 }
+
+/// What entry fees, balances and payouts are paid in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeeAsset {
+    /// ETH, in wei (the `Arena` contract).
+    Eth,
+    /// One ERC-20 token at this address, in its smallest unit (the `TokenArena`
+    /// contract).
+    Token(Address),
+}
+
+impl FeeAsset {
+    /// The token's address, if it is one.
+    pub fn token(self) -> Option<Address> {
+        match self {
+            FeeAsset::Eth => None,
+            FeeAsset::Token(token) => Some(token),
+        }
+    }
+}
+
+/// How amounts of the fee asset are written for people: `decimals` digits after the
+/// point, then the symbol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeUnit {
+    /// `ETH`, or the token's `symbol()`.
+    pub symbol: String,
+    /// 18 for ETH, or the token's `decimals()`.
+    pub decimals: u8,
+}
+
+impl FeeUnit {
+    /// ETH: 18 decimals.
+    pub fn eth() -> Self {
+        Self {
+            symbol: "ETH".into(),
+            decimals: 18,
+        }
+    }
+}
+
+/// The test token this client deploys on dev chains (`chain.fee_token = "test"`).
+pub const TEST_TOKEN_NAME: &str = "Arena Test Dollar";
+/// Its symbol.
+pub const TEST_TOKEN_SYMBOL: &str = "TUSD";
 
 /// The life cycle of a match escrow, as the contract stores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +187,18 @@ pub fn events<E: SolEvent>(receipt: &TxReceipt) -> Vec<E> {
         .collect()
 }
 
+/// The decoded events of type `E` that `emitter` logged in `receipt`, in order (an
+/// event of the same signature from another contract in the same transaction is not
+/// counted).
+pub fn events_from<E: SolEvent>(receipt: &TxReceipt, emitter: Address) -> Vec<E> {
+    receipt
+        .logs
+        .iter()
+        .filter(|log| log.address == emitter)
+        .filter_map(|log| E::decode_log(log).ok().map(|decoded| decoded.data))
+        .collect()
+}
+
 /// Both contracts on one chain.
 #[derive(Debug)]
 pub struct Contracts<C> {
@@ -151,20 +214,46 @@ impl<C: Chain> Contracts<C> {
     }
 
     /// Deploys both contracts from `deployer` (who becomes the admin of both) on
-    /// `terms`; the operator is also the registry's first trainer.
+    /// `terms`, with fees in ETH; the operator is also the registry's first trainer.
     pub async fn deploy_with(chain: C, deployer: Address, terms: ArenaTerms) -> Result<Self> {
+        Self::deploy_for(chain, deployer, terms, FeeAsset::Eth).await
+    }
+
+    /// Deploys both contracts from `deployer` (who becomes the admin of both) on
+    /// `terms`, with fees in `asset` (an `Arena` for ETH, a `TokenArena` for a token);
+    /// the operator is also the registry's first trainer.
+    pub async fn deploy_for(
+        chain: C,
+        deployer: Address,
+        terms: ArenaTerms,
+        asset: FeeAsset,
+    ) -> Result<Self> {
         let operator = terms.operator;
-        let arena_init = [
-            Arena::BYTECODE.as_ref(),
-            Arena::constructorCall {
-                initialOperator: operator,
-                initialTreasury: terms.treasury,
-                reclaimAfterSeconds: terms.reclaim_after_secs,
-            }
-            .abi_encode()
-            .as_slice(),
-        ]
-        .concat();
+        let arena_init = match asset {
+            FeeAsset::Eth => [
+                Arena::BYTECODE.as_ref(),
+                Arena::constructorCall {
+                    initialOperator: operator,
+                    initialTreasury: terms.treasury,
+                    reclaimAfterSeconds: terms.reclaim_after_secs,
+                }
+                .abi_encode()
+                .as_slice(),
+            ]
+            .concat(),
+            FeeAsset::Token(token) => [
+                TokenArena::BYTECODE.as_ref(),
+                TokenArena::constructorCall {
+                    initialOperator: operator,
+                    initialTreasury: terms.treasury,
+                    reclaimAfterSeconds: terms.reclaim_after_secs,
+                    feeAsset: token,
+                }
+                .abi_encode()
+                .as_slice(),
+            ]
+            .concat(),
+        };
         let arena = create(&chain, deployer, arena_init.into()).await?;
         // The registry lets only registered trainers write; the operator is the first.
         let pol_init = [
@@ -182,8 +271,61 @@ impl<C: Chain> Contracts<C> {
             deployment: Deployment {
                 arena,
                 proof_of_learning,
+                fee_token: asset.token(),
             },
         })
+    }
+
+    /// Deploys a [`TestToken`] (named [`TEST_TOKEN_NAME`], symbol
+    /// [`TEST_TOKEN_SYMBOL`]) with `decimals` from `deployer`, its only minter, and
+    /// mints `amount` to each of `holders`. For dev chains and tests.
+    pub async fn deploy_test_token(
+        chain: &C,
+        deployer: Address,
+        decimals: u8,
+        holders: &[Address],
+        amount: u128,
+    ) -> Result<Address> {
+        let init = [
+            TestToken::BYTECODE.as_ref(),
+            TestToken::constructorCall {
+                tokenName: TEST_TOKEN_NAME.into(),
+                tokenSymbol: TEST_TOKEN_SYMBOL.into(),
+                tokenDecimals: decimals,
+            }
+            .abi_encode()
+            .as_slice(),
+        ]
+        .concat();
+        let token = create(chain, deployer, init.into()).await?;
+        for holder in holders {
+            let call = TestToken::mintCall {
+                to: *holder,
+                amount: U256::from(amount),
+            };
+            send_to(chain, deployer, token, call, U256::ZERO).await?;
+        }
+        Ok(token)
+    }
+
+    /// Uses an Arena and registry already deployed at those addresses, asking the
+    /// Arena what it holds (an Arena from before fee tokens has no `feeToken` and
+    /// holds ETH).
+    pub async fn discover(chain: C, arena: Address, proof_of_learning: Address) -> Result<Self> {
+        let fee_token = match view(&chain, arena, Arena::feeTokenCall {}).await {
+            Ok(token) if token == Address::ZERO => None,
+            Ok(token) => Some(token),
+            Err(ChainError::Reverted(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Self::at(
+            chain,
+            Deployment {
+                arena,
+                proof_of_learning,
+                fee_token,
+            },
+        ))
     }
 
     /// Uses contracts already deployed at `deployment`.
@@ -215,19 +357,83 @@ impl<C: Chain> Contracts<C> {
         call: T,
         value: U256,
     ) -> Result<TxReceipt> {
-        let tx = TxRequest {
-            from,
-            to: Some(self.deployment.arena),
-            data: call.abi_encode().into(),
-            value,
-        };
-        self.chain.send(tx).await
+        send_to(&self.chain, from, self.deployment.arena, call, value).await
     }
 
-    /// `from` deposits `amount` wei into their own balance.
+    /// What the Arena holds.
+    pub fn fee_asset(&self) -> FeeAsset {
+        self.deployment
+            .fee_token
+            .map_or(FeeAsset::Eth, FeeAsset::Token)
+    }
+
+    /// How amounts of the fee asset are written: ETH, or the token's symbol and
+    /// decimals as the token reports them.
+    pub async fn fee_unit(&self) -> Result<FeeUnit> {
+        match self.fee_asset() {
+            FeeAsset::Eth => Ok(FeeUnit::eth()),
+            FeeAsset::Token(token) => Ok(FeeUnit {
+                symbol: view(&self.chain, token, TestToken::symbolCall {}).await?,
+                decimals: view(&self.chain, token, TestToken::decimalsCall {}).await?,
+            }),
+        }
+    }
+
+    /// `from` deposits `amount` into their own balance: with the ETH sent along, or
+    /// (for a fee token) by calling the token Arena's `deposit(amount)`, after
+    /// approving the Arena for an unlimited amount if its allowance is short (one
+    /// approval, so that deposits in flight together from one account do not overwrite
+    /// each other's allowance). This signs for `from`, so it serves accounts this
+    /// process holds keys for (dev wallets, tests); a user's own wallet approves the
+    /// exact amount itself. The receipt is the deposit's.
     pub async fn deposit(&self, from: Address, amount: u128) -> Result<TxReceipt> {
-        self.arena_send(from, Arena::depositCall {}, U256::from(amount))
-            .await
+        match self.fee_asset() {
+            FeeAsset::Eth => {
+                self.arena_send(from, Arena::depositCall {}, U256::from(amount))
+                    .await
+            }
+            FeeAsset::Token(token) => {
+                let allowed = view(
+                    &self.chain,
+                    token,
+                    TestToken::allowanceCall {
+                        _0: from,
+                        _1: self.deployment.arena,
+                    },
+                )
+                .await?;
+                if allowed < U256::from(amount) {
+                    let call = TestToken::approveCall {
+                        spender: self.deployment.arena,
+                        amount: U256::MAX,
+                    };
+                    send_to(&self.chain, from, token, call, U256::ZERO).await?;
+                }
+                let call = TokenArena::depositCall {
+                    amount: U256::from(amount),
+                };
+                self.arena_send(from, call, U256::ZERO).await
+            }
+        }
+    }
+
+    /// `owner` allows the Arena to take `amount` of `token`.
+    pub async fn approve(&self, owner: Address, token: Address, amount: u128) -> Result<TxReceipt> {
+        let call = TestToken::approveCall {
+            spender: self.deployment.arena,
+            amount: U256::from(amount),
+        };
+        send_to(&self.chain, owner, token, call, U256::ZERO).await
+    }
+
+    /// What `account` holds of the fee asset in its own wallet, outside the Arena.
+    pub async fn wallet_funds(&self, account: Address) -> Result<u128> {
+        match self.fee_asset() {
+            FeeAsset::Eth => to_u128(self.chain.balance(account).await?),
+            FeeAsset::Token(token) => {
+                to_u128(view(&self.chain, token, TestToken::balanceOfCall(account)).await?)
+            }
+        }
     }
 
     /// `from` withdraws `amount` wei of their own balance.
@@ -465,9 +671,10 @@ impl<C: Chain> Contracts<C> {
         self.arena_call(Arena::adminCall {}).await
     }
 
-    /// The ETH the Arena contract holds, in wei.
-    pub async fn arena_eth_balance(&self) -> Result<u128> {
-        to_u128(self.chain.balance(self.deployment.arena).await?)
+    /// What the Arena contract holds of the fee asset: its ETH, or its balance of the
+    /// fee token. Solvency means this equals every balance plus every open escrow.
+    pub async fn arena_funds(&self) -> Result<u128> {
+        self.wallet_funds(self.deployment.arena).await
     }
 
     /// The registry's admin allows (`allowed`) or stops `trainer` writing records.
@@ -591,6 +798,22 @@ impl<C: Chain> Contracts<C> {
         };
         self.pol_call(call).await
     }
+}
+
+async fn send_to<C: Chain, T: SolCall>(
+    chain: &C,
+    from: Address,
+    to: Address,
+    call: T,
+    value: U256,
+) -> Result<TxReceipt> {
+    let tx = TxRequest {
+        from,
+        to: Some(to),
+        data: call.abi_encode().into(),
+        value,
+    };
+    chain.send(tx).await
 }
 
 async fn create<C: Chain>(chain: &C, from: Address, init_code: Bytes) -> Result<Address> {

@@ -7,13 +7,20 @@ use std::path::PathBuf;
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::sol_types::{Panic, Revert as RevertString, SolError, SolInterface};
 
-use crate::bindings::{Arena::ArenaErrors, ProofOfLearning::ProofOfLearningErrors};
+use crate::bindings::{
+    Arena::ArenaErrors, ProofOfLearning::ProofOfLearningErrors, TestToken::TestTokenErrors,
+    TokenArena::TokenArenaErrors,
+};
 
 /// Why a call reverted, decoded from its revert data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revert {
     /// A custom error of the Arena contract.
     Arena(ArenaErrors),
+    /// A custom error only the token Arena has (a refused token transfer).
+    TokenArena(TokenArenaErrors),
+    /// A custom error of the test fee token.
+    Token(TestTokenErrors),
     /// A custom error of the ProofOfLearning contract.
     ProofOfLearning(ProofOfLearningErrors),
     /// `Error(string)`, from `require` or `revert("...")`.
@@ -30,8 +37,14 @@ impl Revert {
         if let Ok(e) = ArenaErrors::abi_decode(data) {
             return Self::Arena(e);
         }
+        if let Ok(e) = TokenArenaErrors::abi_decode(data) {
+            return Self::TokenArena(e);
+        }
         if let Ok(e) = ProofOfLearningErrors::abi_decode(data) {
             return Self::ProofOfLearning(e);
+        }
+        if let Ok(e) = TestTokenErrors::abi_decode(data) {
+            return Self::Token(e);
         }
         if let Ok(e) = RevertString::abi_decode(data) {
             return Self::Message(e.reason);
@@ -47,6 +60,8 @@ impl std::fmt::Display for Revert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Arena(e) => write!(f, "Arena.{e:?}"),
+            Self::TokenArena(e) => write!(f, "TokenArena.{e:?}"),
+            Self::Token(e) => write!(f, "fee token: {e:?}"),
             Self::ProofOfLearning(e) => write!(f, "ProofOfLearning.{e:?}"),
             Self::Message(m) => write!(f, "{m}"),
             Self::Panic(code) => write!(f, "panic 0x{code:02x}"),
@@ -126,6 +141,21 @@ pub enum ChainError {
         ver = crate::rules::ARENA_VERSION
     )]
     WrongArenaVersion(Address),
+    /// The Arena found on the chain holds another fee asset than the configuration
+    /// asks for.
+    #[error(
+        "chain.fee_token is {configured} but the Arena contract at {arena} holds {found}: \
+         set chain.fee_token to match it, or use a new data directory (embedded) or deploy \
+         new contracts (rpc) for the other asset"
+    )]
+    FeeAssetMismatch {
+        /// The Arena contract.
+        arena: Address,
+        /// What the configuration says.
+        configured: String,
+        /// What the contract holds.
+        found: String,
+    },
     /// The chain configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

@@ -21,10 +21,10 @@ mod rules;
 pub use alloy::primitives::{Address, B256};
 pub use any::{AnyChain, open_chain, open_contracts};
 pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
-pub use config::{Backend, ChainConfig, ConfigError, Secret};
+pub use config::{Backend, ChainConfig, ConfigError, FeeTokenSetting, Secret};
 pub use contracts::{
-    ArenaTerms, Contracts, Deployment, Escrow, LearningRecord, MatchStatus, NewRecord, Payout,
-    RecordRoot, SpaceTerms,
+    ArenaTerms, Contracts, Deployment, Escrow, FeeAsset, FeeUnit, LearningRecord, MatchStatus,
+    NewRecord, Payout, RecordRoot, SpaceTerms, TEST_TOKEN_NAME, TEST_TOKEN_SYMBOL,
 };
 pub use embedded::Embedded;
 pub use error::{ChainError, Revert};

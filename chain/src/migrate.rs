@@ -115,6 +115,7 @@ pub async fn migrate_arena<C: Chain + Clone>(
     let deployment = Deployment {
         arena: fresh.deployment().arena,
         proof_of_learning: old.proof_of_learning,
+        fee_token: None,
     };
     let contracts = Contracts::at(chain.clone(), deployment);
     // 3. Every balance the chain can sign for moves across.

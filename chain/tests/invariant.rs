@@ -339,7 +339,7 @@ async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(
-            c.arena_eth_balance().await.unwrap(),
+            c.arena_funds().await.unwrap(),
             owed,
             "solvency at step {}",
             step

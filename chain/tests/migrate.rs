@@ -77,6 +77,7 @@ async fn old_chain(data: &std::path::Path) -> (Deployment, Vec<Address>, B256) {
     let deployment = Deployment {
         arena,
         proof_of_learning,
+        fee_token: None,
     };
     let c = Contracts::at(&chain, deployment);
     c.deposit(alice, 5 * FEE).await.unwrap();
@@ -135,7 +136,7 @@ async fn an_old_embedded_chain_moves_to_the_current_arena() {
     assert_eq!(c.balance_of(alice).await.unwrap(), 11 * FEE / 2);
     assert_eq!(c.balance_of(bob).await.unwrap(), 4 * FEE);
     assert_eq!(c.balance_of(op).await.unwrap(), FEE / 2, "the old rake");
-    assert_eq!(c.arena_eth_balance().await.unwrap(), 10 * FEE);
+    assert_eq!(c.arena_funds().await.unwrap(), 10 * FEE);
     assert_eq!(
         c.chain().balance(old.arena).await.unwrap(),
         U256::ZERO,

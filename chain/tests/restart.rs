@@ -59,7 +59,7 @@ async fn restart_keeps_state() {
     assert_eq!(c.escrow(2).await.unwrap().held, FEE);
     assert_eq!(c.result_root(1).await.unwrap(), B256::repeat_byte(1));
     assert_eq!(c.get_record(record_id).await.unwrap().trainer, bob);
-    assert_eq!(c.arena_eth_balance().await.unwrap(), 10 * FEE);
+    assert_eq!(c.arena_funds().await.unwrap(), 10 * FEE);
     assert_eq!(
         c.chain().receipt(receipt.tx_hash).await.unwrap(),
         Some(receipt.clone())

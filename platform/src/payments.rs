@@ -95,6 +95,8 @@ pub struct Payments {
     confirmations: u64,
     /// Where the follower starts without a cursor (`chain.start_block`).
     start_block: u64,
+    /// The unit of the fee asset (ETH, or the fee token's symbol and decimals).
+    money: store::Money,
 }
 
 fn settle_key(match_id: i64) -> String {
@@ -150,7 +152,20 @@ impl Payments {
             withdrawals: AtomicU64::new(0),
             confirmations: 0,
             start_block: 0,
+            money: store::Money::eth(),
         }
+    }
+
+    /// The same payments, showing amounts in `money` (the fee token's unit, as
+    /// [`chain::Contracts::fee_unit`] reads it from the chain).
+    pub fn with_money(mut self, money: store::Money) -> Payments {
+        self.money = money;
+        self
+    }
+
+    /// The unit of the fee asset.
+    pub fn money(&self) -> &store::Money {
+        &self.money
     }
 
     /// The same payments, with the chain follower starting at `start_block` when it
@@ -275,11 +290,13 @@ impl Payments {
     /// reported and whichever of the two sees it first.
     pub async fn record_wallet_deposit(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
         let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
-        let amount: u128 = chain::contracts::events::<chain::bindings::Arena::Deposited>(&receipt)
-            .into_iter()
-            .filter(|e| e.user == wallet)
-            .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
-            .sum();
+        let arena = self.contracts.deployment().arena;
+        let amount: u128 =
+            chain::contracts::events_from::<chain::bindings::Arena::Deposited>(&receipt, arena)
+                .into_iter()
+                .filter(|e| e.user == wallet)
+                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
+                .sum();
         if amount == 0 {
             return Err(PaymentError::Invalid {
                 field: "tx_hash",
@@ -305,11 +322,13 @@ impl Payments {
     /// makes it once those entries play or are refunded.
     pub async fn record_wallet_withdrawal(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
         let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
-        let amount: u128 = chain::contracts::events::<chain::bindings::Arena::Withdrawn>(&receipt)
-            .into_iter()
-            .filter(|e| e.user == wallet)
-            .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
-            .sum();
+        let arena = self.contracts.deployment().arena;
+        let amount: u128 =
+            chain::contracts::events_from::<chain::bindings::Arena::Withdrawn>(&receipt, arena)
+                .into_iter()
+                .filter(|e| e.user == wallet)
+                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
+                .sum();
         if amount == 0 {
             return Err(PaymentError::Invalid {
                 field: "tx_hash",

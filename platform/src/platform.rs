@@ -126,8 +126,10 @@ impl Platform {
         let store = Store::connect(config.database.configured_url(), &config.data_dir).await?;
         let contracts = chain::open_contracts(&config.chain, &config.data_dir).await?;
         let operator = chain::any::operator_of(&config.chain, contracts.chain())?;
+        let unit = contracts.fee_unit().await?;
         let payments = Arc::new(
             Payments::new(store.clone(), Arc::new(contracts), operator)
+                .with_money(store::Money::token(unit.symbol, unit.decimals))
                 .with_confirmations(config.chain.confirmations)
                 .with_start_block(config.chain.start_block),
         );

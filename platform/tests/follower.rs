@@ -50,7 +50,7 @@ async fn journal_matches_chain(
         owed += on_chain;
     }
     assert_eq!(
-        contracts.arena_eth_balance().await.unwrap(),
+        contracts.arena_funds().await.unwrap(),
         owed,
         "the contract holds what the users own, after {step}"
     );
@@ -167,11 +167,28 @@ async fn the_follower_journals_each_direct_move_once_on_hardhat() {
     let Some(node) = common::hardhat().await else {
         return;
     };
-    let db = TestDb::sqlite().await;
-    let (contracts, payments) =
-        common::payments_on(&db.store, AnyChain::Rpc(node.rpc().await)).await;
-    random_sequences_keep_the_journal_equal_to_the_chain(&db.store, contracts, payments).await;
+    for token in [false, true] {
+        let db = TestDb::sqlite().await;
+        let (contracts, payments) =
+            common::payments_in(&db.store, AnyChain::Rpc(node.rpc().await), token).await;
+        random_sequences_keep_the_journal_equal_to_the_chain(&db.store, contracts, payments).await;
+    }
     drop(node);
+}
+
+/// The same, with fees in an ERC-20 token: direct token deposits (approve, then
+/// `deposit(amount)`) and withdrawals reach the journal once.
+#[tokio::test]
+async fn the_follower_journals_each_direct_token_move_once() {
+    for db in [Some(TestDb::sqlite().await), TestDb::postgres().await]
+        .into_iter()
+        .flatten()
+    {
+        let chain = AnyChain::Embedded(chain::Embedded::ephemeral(31337, 10));
+        let (contracts, payments) = common::payments_in(&db.store, chain, true).await;
+        assert!(matches!(contracts.fee_asset(), chain::FeeAsset::Token(_)));
+        random_sequences_keep_the_journal_equal_to_the_chain(&db.store, contracts, payments).await;
+    }
 }
 
 /// Only blocks `confirmations` below the head are read: a deposit is journaled once

@@ -582,7 +582,7 @@ async fn random_money_and_matches_conserve(mut rig: Rig, seed: u64) {
             }
         }
         assert_eq!(
-            rig.contracts.arena_eth_balance().await.unwrap(),
+            rig.contracts.arena_funds().await.unwrap(),
             owed,
             "step {step} ({what}): the contract holds what it owes"
         );
@@ -611,6 +611,16 @@ async fn random_sequences_conserve_on_the_embedded_chain(store: &Store) {
     random_money_and_matches_conserve(rig(store).await, 11).await;
 }
 
+/// The same sequence with entry fees in an ERC-20 token (issue 20, item 4): the token
+/// Arena's balance of the token is what it owes, at every step.
+async fn random_sequences_conserve_with_a_fee_token(store: &Store) {
+    let chain = AnyChain::Embedded(chain::Embedded::ephemeral(31337, 10));
+    let (contracts, payments) = common::payments_in(store, chain, true).await;
+    assert!(matches!(contracts.fee_asset(), chain::FeeAsset::Token(_)));
+    let rig = rig_with(store, contracts, payments).await;
+    random_money_and_matches_conserve(rig, 11).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sequences_conserve_on_hardhat() {
     let Some(node) = common::hardhat().await else {
@@ -621,6 +631,13 @@ async fn random_sequences_conserve_on_hardhat() {
         common::payments_on(&db.store, AnyChain::Rpc(node.rpc().await)).await;
     let rig = rig_with(&db.store, contracts, payments).await;
     random_money_and_matches_conserve(rig, 11).await;
+    // And with fees in a token, on a second pair of contracts on the same node.
+    let db = testkit::db::TestDb::sqlite().await;
+    let (contracts, payments) =
+        common::payments_in(&db.store, AnyChain::Rpc(node.rpc().await), true).await;
+    assert!(matches!(contracts.fee_asset(), chain::FeeAsset::Token(_)));
+    let rig = rig_with(&db.store, contracts, payments).await;
+    random_money_and_matches_conserve(rig, 12).await;
     drop(node);
 }
 
@@ -647,3 +664,4 @@ both!(stalled_matches_are_refunded_on_chain);
 both!(a_chain_failure_after_the_database_write_is_reconciled);
 both!(a_crash_with_matches_in_play_refunds_them_on_restart);
 both!(random_sequences_conserve_on_the_embedded_chain);
+both!(random_sequences_conserve_with_a_fee_token);

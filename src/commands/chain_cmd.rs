@@ -114,6 +114,15 @@ async fn status(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
     writeln!(out, "operator:   {}", contracts.operator().await?)?;
     writeln!(out, "treasury:   {}", contracts.treasury().await?)?;
     writeln!(out, "version:    {}", contracts.arena_version().await?)?;
+    let unit = contracts.fee_unit().await?;
+    match d.fee_token {
+        None => writeln!(out, "fees in:    ETH")?,
+        Some(token) => writeln!(
+            out,
+            "fees in:    {} (ERC-20 {token}, {} decimals)",
+            unit.symbol, unit.decimals
+        )?,
+    }
     writeln!(
         out,
         "entries:    {}",
@@ -130,8 +139,9 @@ async fn status(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
     )?;
     writeln!(
         out,
-        "escrowed:   {} wei held by Arena",
-        contracts.arena_eth_balance().await?
+        "held:       {} (smallest units of {}) by the Arena",
+        contracts.arena_funds().await?,
+        unit.symbol
     )?;
     writeln!(out, "records:    {}", contracts.record_count().await?)?;
     Ok(())
@@ -177,7 +187,7 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
     }
     // No event of the new contracts can be older than the block after this one.
     let before = chain.block_number().await?;
-    let contracts = Contracts::deploy_with(chain, deployer, terms)
+    let contracts = any::deploy_configured(cfg, chain)
         .await
         .context("deploying the contracts")?;
     let d = contracts.deployment();
@@ -188,6 +198,9 @@ async fn deploy(cfg: &ChainConfig, data_dir: &Path, out: &mut impl Write) -> any
         terms.operator, terms.treasury, terms.reclaim_after_secs
     )?;
     write_addresses(out, &d)?;
+    if let Some(token) = d.fee_token {
+        writeln!(out, "fee_token = \"{token}\"")?;
+    }
     writeln!(out, "start_block = {before}")?;
     Ok(())
 }

@@ -34,6 +34,13 @@ impl ChainPayments {
             arena: format!("{:#x}", payments.contracts().deployment().arena),
             confirmations: payments.confirmations(),
             server_signs,
+            fee_token: payments
+                .contracts()
+                .deployment()
+                .fee_token
+                .map(|t| format!("{t:#x}")),
+            symbol: payments.money().symbol.clone(),
+            decimals: payments.money().decimals,
         };
         ChainPayments { payments, terms }
     }

@@ -58,7 +58,7 @@ pub use status::{EntryStatus, MatchStatus, ParseStatusError, RunStatus, TxStatus
 pub use training::{NewPolRecord, NewTrainingRun, PAIR_LEAF, TrainingPair};
 pub use users::normalize_wallet;
 pub use votes::{HumanVote, VoteAgreement, VoteCandidate, VoteRow};
-pub use wei::{ParseEthError, Wei};
+pub use wei::{Money, ParseEthError, Wei};
 
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,52 +28,16 @@ impl Wei {
     }
 
     /// The amount in ether, exact and without trailing zeros (`0.1 ETH`, `25 ETH`,
-    /// `0.000000000000000001 ETH`): how the UI shows money.
+    /// `0.000000000000000001 ETH`): how the UI shows money when fees are in ETH.
     pub fn to_eth(self) -> String {
-        const WEI_PER_ETH: u128 = 1_000_000_000_000_000_000;
-        let (whole, frac) = (self.0 / WEI_PER_ETH, self.0 % WEI_PER_ETH);
-        if frac == 0 {
-            return format!("{whole} ETH");
-        }
-        let digits = format!("{frac:018}");
-        format!("{whole}.{} ETH", digits.trim_end_matches('0'))
+        Money::eth().show(self)
     }
 
     /// An amount of ether written as people write it (`0.05`, `1`, `2.5 ETH`, `.5`):
     /// digits with at most one point and at most 18 digits after it, an optional
     /// `ETH` after a space; exact, no floating point.
     pub fn from_eth(text: &str) -> Result<Wei, ParseEthError> {
-        const WEI_PER_ETH: u128 = 1_000_000_000_000_000_000;
-        let shown = || ParseEthError(text.chars().take(40).collect());
-        let t = text.trim();
-        let t = t
-            .strip_suffix("ETH")
-            .or_else(|| t.strip_suffix("eth"))
-            .map_or(t, str::trim_end);
-        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if (whole.is_empty() && frac.is_empty())
-            || !digits(whole)
-            || !digits(frac)
-            || frac.len() > 18
-        {
-            return Err(shown());
-        }
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| shown())?
-        };
-        let frac: u128 = if frac.is_empty() {
-            0
-        } else {
-            format!("{frac:0<18}").parse().map_err(|_| shown())?
-        };
-        whole
-            .checked_mul(WEI_PER_ETH)
-            .and_then(|w| w.checked_add(frac))
-            .map(Wei)
-            .ok_or_else(shown)
+        Money::eth().parse(text)
     }
 
     /// The sum of `amounts`, or `None` on overflow.
@@ -95,10 +59,126 @@ impl fmt::Display for Wei {
 #[error("not a wei amount ({0}): expected a whole number of wei without sign or leading zeros")]
 pub struct ParseWeiError(String);
 
-/// Why a text is not an amount of ether.
+/// Why a text is not an amount of the fee asset (ETH, or a fee token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an amount of ETH ({0}): expected digits with at most 18 after the point, like 0.05")]
-pub struct ParseEthError(String);
+#[error(
+    "not an amount of {symbol} ({text}): expected digits with at most {decimals} after the point, like 0.05"
+)]
+pub struct ParseEthError {
+    text: String,
+    symbol: String,
+    decimals: u8,
+}
+
+/// The unit money is shown and typed in: ETH (18 decimals), or the fee token's symbol
+/// and decimals (`TUSD`, 18; `USDC`, 6). A [`Wei`] amount is always the asset's
+/// smallest unit: wei for ETH, the token's base unit otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// `ETH`, or the token's symbol.
+    pub symbol: String,
+    /// Digits after the point: 18 for ETH, the token's `decimals()` otherwise (at
+    /// most 38, what a `u128` can scale by).
+    pub decimals: u8,
+}
+
+impl Default for Money {
+    fn default() -> Self {
+        Money::eth()
+    }
+}
+
+impl Money {
+    /// ETH, 18 decimals.
+    pub fn eth() -> Money {
+        Money {
+            symbol: "ETH".into(),
+            decimals: 18,
+        }
+    }
+
+    /// A token's unit; `decimals` above 38 is capped at 38.
+    pub fn token(symbol: impl Into<String>, decimals: u8) -> Money {
+        Money {
+            symbol: symbol.into(),
+            decimals: decimals.min(38),
+        }
+    }
+
+    /// The name of the smallest unit in hover texts: `wei` for ETH, `base units of
+    /// USDC` for a token.
+    pub fn base_unit(&self) -> String {
+        if self.symbol == "ETH" && self.decimals == 18 {
+            "wei".into()
+        } else {
+            format!("base units of {}", self.symbol)
+        }
+    }
+
+    fn scale(&self) -> u128 {
+        10u128.pow(u32::from(self.decimals.min(38)))
+    }
+
+    /// `amount` in whole units, exact and without trailing zeros (`0.1 ETH`,
+    /// `25 USDC`, `0.000001 USDC`).
+    pub fn show(&self, amount: Wei) -> String {
+        let scale = self.scale();
+        let (whole, frac) = (amount.0 / scale, amount.0 % scale);
+        if frac == 0 {
+            return format!("{whole} {}", self.symbol);
+        }
+        let digits = format!("{frac:0width$}", width = usize::from(self.decimals));
+        format!("{whole}.{} {}", digits.trim_end_matches('0'), self.symbol)
+    }
+
+    /// An amount written as people write it (`0.05`, `1`, `2.5 USDC`, `.5`): digits
+    /// with at most one point and at most `decimals` digits after it, and optionally
+    /// the symbol after a space (any case); exact, no floating point.
+    pub fn parse(&self, text: &str) -> Result<Wei, ParseEthError> {
+        let shown = || ParseEthError {
+            text: text.chars().take(40).collect(),
+            symbol: self.symbol.clone(),
+            decimals: self.decimals,
+        };
+        let t = text.trim();
+        let t = match t.len().checked_sub(self.symbol.len()) {
+            Some(at)
+                if !self.symbol.is_empty()
+                    && t.is_char_boundary(at)
+                    && t[at..].eq_ignore_ascii_case(&self.symbol) =>
+            {
+                t[..at].trim_end()
+            }
+            _ => t,
+        };
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty())
+            || !digits(whole)
+            || !digits(frac)
+            || frac.len() > usize::from(self.decimals)
+        {
+            return Err(shown());
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| shown())?
+        };
+        let frac: u128 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<width$}", width = usize::from(self.decimals))
+                .parse()
+                .map_err(|_| shown())?
+        };
+        whole
+            .checked_mul(self.scale())
+            .and_then(|w| w.checked_add(frac))
+            .map(Wei)
+            .ok_or_else(shown)
+    }
+}
 
 impl FromStr for Wei {
     type Err = ParseWeiError;
@@ -230,6 +310,31 @@ mod tests {
         ] {
             assert!(Wei::from_eth(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_six_decimal_token_shows_and_parses_exactly() {
+        let usdc = Money::token("USDC", 6);
+        assert_eq!(usdc.show(Wei(0)), "0 USDC");
+        assert_eq!(usdc.show(Wei(1)), "0.000001 USDC");
+        assert_eq!(usdc.show(Wei(2_500_000)), "2.5 USDC");
+        assert_eq!(usdc.show(Wei(1_000_000_000)), "1000 USDC");
+        assert_eq!(usdc.parse("2.5"), Ok(Wei(2_500_000)));
+        assert_eq!(usdc.parse(" 0.000001 usdc "), Ok(Wei(1)));
+        assert_eq!(usdc.parse("7 USDC"), Ok(Wei(7_000_000)));
+        for w in [Wei(1), Wei(123_456_789), Wei(10u128.pow(20))] {
+            assert_eq!(usdc.parse(&usdc.show(w)), Ok(w));
+        }
+        let err = usdc.parse("0.0000001").unwrap_err().to_string();
+        assert!(err.contains("USDC") && err.contains("at most 6"), "{err}");
+        assert!(usdc.parse("1 ETH").is_err());
+        assert_eq!(usdc.base_unit(), "base units of USDC");
+        assert_eq!(Money::eth().base_unit(), "wei");
+        // No decimals at all: whole units only.
+        let points = Money::token("PTS", 0);
+        assert_eq!(points.show(Wei(12)), "12 PTS");
+        assert_eq!(points.parse("12"), Ok(Wei(12)));
+        assert!(points.parse("1.5").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use store::{Balance, Store, Wei};
+use store::{Balance, Money, Store, Wei};
 
 /// A boxed future of a payment's outcome.
 pub type PaymentFuture<'a> =
@@ -46,7 +46,9 @@ pub enum PaymentError {
 }
 
 /// Where users' own wallets send money: the chain and the Arena contract, for the
-/// browser's wallet (EIP-1193) to sign `deposit()` and `withdraw(amount)` there.
+/// browser's wallet (EIP-1193) to sign `deposit()` (ETH) or, when fees are in a token,
+/// the token's `approve(arena, amount)` and then `deposit(amount)`, and
+/// `withdraw(amount)` there.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WalletTerms {
     /// The EIP-155 chain id the wallet must be on.
@@ -55,6 +57,14 @@ pub struct WalletTerms {
     pub arena: String,
     /// Blocks a deposit or withdrawal must be under before it counts.
     pub confirmations: u64,
+    /// The fee token, `0x…`, when fees are paid in one (null for ETH): the wallet
+    /// approves the Arena on it before depositing.
+    pub fee_token: Option<String>,
+    /// What amounts are shown and typed in: `ETH`, or the token's symbol. Every
+    /// `*_wei` amount of the API is in the asset's smallest unit.
+    pub symbol: String,
+    /// Digits after the point of a whole unit: 18 for ETH, the token's decimals.
+    pub decimals: u8,
     /// Whether this server also signs for users' dev wallets (the embedded chain,
     /// whose keys are public), offering the one-click path.
     pub server_signs: bool,
@@ -69,6 +79,12 @@ pub trait Payments: Send + Sync + 'static {
     /// Where users' wallets pay in and out; `None` when there is no chain.
     fn wallet_terms(&self) -> Option<WalletTerms> {
         None
+    }
+    /// The unit money is in: the fee asset's (ETH unless fees are in a token).
+    fn money(&self) -> Money {
+        self.wallet_terms()
+            .map(|t| Money::token(t.symbol, t.decimals))
+            .unwrap_or_default()
     }
     /// Whether [`Payments::deposit`] and [`Payments::withdraw`] may move money for a
     /// user (a ledger with no chain, or dev wallets whose keys the server holds).

@@ -22,6 +22,8 @@ pub struct AppState {
     pub(crate) config: Arc<WebConfig>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) templates: Arc<Templates>,
+    /// The unit money is shown and typed in (the fee asset's).
+    pub(crate) money: Arc<store::Money>,
     /// Flips to `true` when the server shuts down; long-lived sockets watch it.
     pub(crate) shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// Counts a meta-prompt's tokens in the agents' model, when the server has its
@@ -56,6 +58,7 @@ impl AppState {
         payments: Arc<dyn Payments>,
         config: WebConfig,
     ) -> AppState {
+        let money = payments.money();
         AppState {
             store,
             bus,
@@ -66,7 +69,8 @@ impl AppState {
                 config.max_concurrent_exports.max(1),
             )),
             config: Arc::new(config),
-            templates: Arc::new(Templates::load()),
+            templates: Arc::new(Templates::load(money.clone())),
+            money: Arc::new(money),
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             prompt_tokens: None,
             rank_ranges: Arc::default(),

@@ -21,27 +21,35 @@ async function signInWithEthereum() {
   if (res.ok) location.reload(); else alert((await res.json()).error.message);
 }
 
-// An amount of ether as typed (`0.05`, `2.5 ETH`) to wei, exactly (BigInt, no
-// floating point); null when it is not one.
-function ethToWei(text) {
-  const m = /^(\d*)(?:\.(\d{0,18}))?$/.exec(text.trim().replace(/\s*eth$/i, ""));
-  if (!m || (m[1] === "" && !m[2])) return null;
-  return BigInt(m[1] || "0") * 10n ** 18n + BigInt((m[2] || "").padEnd(18, "0"));
+// An amount as typed in whole units (`0.05`, `2.5 ETH`, `7 USDC`) to the asset's
+// smallest unit, exactly (BigInt, no floating point), with `decimals` digits after the
+// point at most; null when it is not one.
+function toBaseUnits(text, decimals, symbol) {
+  let t = text.trim();
+  if (symbol && t.toLowerCase().endsWith(symbol.toLowerCase())) t = t.slice(0, t.length - symbol.length).trim();
+  const m = /^(\d*)(?:\.(\d*))?$/.exec(t);
+  if (!m || (m[1] === "" && !m[2]) || (m[2] || "").length > decimals) return null;
+  const scale = 10n ** BigInt(decimals);
+  return BigInt(m[1] || "0") * scale + BigInt((m[2] || "").padEnd(decimals, "0") || "0");
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Deposit or withdraw with the browser's own wallet (EIP-1193): it signs `deposit()`
-// (the amount as value) or `withdraw(amount)` to the Arena contract; once mined, the
-// transaction is reported to the server, which checks its event on chain and credits
-// or debits the account (again until it is deep enough).
+// (the amount as value) or, when fees are in a token (`data-token`), first the token's
+// `approve(arena, amount)` and then `deposit(amount)`; or `withdraw(amount)`, all to the
+// Arena contract. Once mined, the transaction is reported to the server, which checks
+// its event on chain and credits or debits the account (again until it is deep enough).
 async function walletMoney(box, deposit) {
   const status = document.getElementById("wallet-status");
   const say = (text, bad) => { status.textContent = text; status.classList.toggle("error", !!bad); };
   if (!window.ethereum) { say("No browser wallet found: install one (MetaMask or any EIP-1193 wallet).", true); return; }
-  const wei = ethToWei(document.getElementById("wallet-amount").value);
-  if (wei === null || wei === 0n) { say("Amount (ETH): a number above zero with at most 18 digits after the point, like 0.05.", true); return; }
-  if (!deposit && wei > BigInt(box.dataset.available)) { say("Amount (ETH): more than your available balance.", true); return; }
+  const symbol = box.dataset.symbol || "ETH";
+  const decimals = Number(box.dataset.decimals || "18");
+  const token = box.dataset.token || "";
+  const wei = toBaseUnits(document.getElementById("wallet-amount").value, decimals, symbol);
+  if (wei === null || wei === 0n) { say(`Amount (${symbol}): a number above zero with at most ${decimals} digits after the point, like 0.05.`, true); return; }
+  if (!deposit && wei > BigInt(box.dataset.available)) { say(`Amount (${symbol}): more than your available balance.`, true); return; }
   try {
     const [account] = await window.ethereum.request({ method: "eth_requestAccounts" });
     if (!account || account.toLowerCase() !== box.dataset.wallet.toLowerCase()) {
@@ -52,17 +60,33 @@ async function walletMoney(box, deposit) {
     if (BigInt(await window.ethereum.request({ method: "eth_chainId" })) !== want) {
       await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId: "0x" + want.toString(16) }] });
     }
-    const tx = deposit
-      ? { from: account, to: box.dataset.arena, value: "0x" + wei.toString(16), data: "0xd0e30db0" }
-      : { from: account, to: box.dataset.arena, value: "0x0", data: "0x2e1a7d4d" + wei.toString(16).padStart(64, "0") };
-    say("Confirm the transaction in your wallet…");
+    const word = (n) => n.toString(16).padStart(64, "0");
+    const mined = async (hash) => {
+      for (;;) {
+        const r = await window.ethereum.request({ method: "eth_getTransactionReceipt", params: [hash] });
+        if (r) return r.status !== "0x0";
+        await sleep(1000);
+      }
+    };
+    if (deposit && token) {
+      // approve(address,uint256) on the token, for exactly this amount.
+      const approve = { from: account, to: token, value: "0x0", data: "0x095ea7b3" + word(BigInt(box.dataset.arena)) + word(wei) };
+      say(`Confirm in your wallet: allow the Arena to take this ${symbol} (1 of 2)…`);
+      const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [approve] });
+      say(`Approval sent ${hash}; waiting for it to be mined…`);
+      if (!(await mined(hash))) { say(`Approval ${hash} failed on chain: nothing moved.`, true); return; }
+    }
+    const tx = !deposit
+      ? { from: account, to: box.dataset.arena, value: "0x0", data: "0x2e1a7d4d" + word(wei) }
+      : token
+        // deposit(uint256) on the token Arena.
+        ? { from: account, to: box.dataset.arena, value: "0x0", data: "0xb6b55f25" + word(wei) }
+        // deposit() on the ETH Arena, the amount as value.
+        : { from: account, to: box.dataset.arena, value: "0x" + wei.toString(16), data: "0xd0e30db0" };
+    say(token && deposit ? `Confirm the deposit in your wallet (2 of 2)…` : "Confirm the transaction in your wallet…");
     const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [tx] });
     say(`Sent ${hash}; waiting for it to be mined…`);
-    for (;;) {
-      const r = await window.ethereum.request({ method: "eth_getTransactionReceipt", params: [hash] });
-      if (r) { if (r.status === "0x0") { say(`Transaction ${hash} failed on chain: nothing moved.`, true); return; } break; }
-      await sleep(1000);
-    }
+    if (!(await mined(hash))) { say(`Transaction ${hash} failed on chain: nothing moved.`, true); return; }
     for (;;) {
       const res = await fetch(`/api/v1/account/${deposit ? "deposits" : "withdrawals"}`, {
         method: "POST", headers: { "content-type": "application/json", "x-csrf-token": box.dataset.csrf },

@@ -4,9 +4,14 @@
 //! results, the operator and admin rules, and concurrent sends around a revert.
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::sol_types::SolCall;
 use chain::bindings::Arena::{self, ArenaErrors};
+use chain::bindings::{TestToken, TokenArena};
 use chain::contracts::events;
-use chain::{Chain, ChainError, Contracts, MatchStatus, Payout, TxReceipt, merkle};
+use chain::{
+    Chain, ChainError, Contracts, FeeAsset, MatchStatus, Payout, Revert, TxReceipt, TxRequest,
+    merkle,
+};
 
 use crate::{Cast, ETH, FEE, RECLAIM_AFTER_SECS};
 
@@ -52,9 +57,117 @@ fn not_open(match_id: u64, status: u8) -> ArenaErrors {
     })
 }
 
+/// What only the token Arena does: a deposit takes the approved tokens and credits
+/// what arrived; a deposit beyond the allowance, or beyond the wallet, is refused with
+/// nothing credited; ETH sent to it is refused; it cannot be built on a non-token.
+pub async fn token_deposits<C: Chain>(c: &Contracts<C>, cast: &Cast) {
+    let FeeAsset::Token(token) = c.fee_asset() else {
+        panic!("token_deposits runs on the token Arena");
+    };
+    let arena = c.deployment().arena;
+    let (wallet, held) = (
+        c.wallet_funds(cast.carol).await.unwrap(),
+        c.arena_funds().await.unwrap(),
+    );
+    // Approve, then deposit: the tokens move from the wallet into the Arena.
+    let r = c.deposit(cast.carol, FEE).await.unwrap();
+    assert_eq!(
+        events::<Arena::Deposited>(&r),
+        vec![Arena::Deposited {
+            user: cast.carol,
+            amount: U256::from(FEE),
+            balance: U256::from(FEE),
+        }]
+    );
+    assert_eq!(c.wallet_funds(cast.carol).await.unwrap(), wallet - FEE);
+    assert_eq!(c.arena_funds().await.unwrap(), held + FEE);
+
+    // A deposit past the allowance: refused, nothing moves.
+    c.approve(cast.carol, token, FEE - 1).await.unwrap();
+    let call = TokenArena::depositCall {
+        amount: U256::from(FEE),
+    };
+    let send = |from: Address, to: Address, data: Vec<u8>, value: u128| TxRequest {
+        from,
+        to: Some(to),
+        data: data.into(),
+        value: U256::from(value),
+    };
+    let refused = c
+        .chain()
+        .send(send(cast.carol, arena, call.abi_encode(), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.revert(),
+        Some(&Revert::TokenArena(
+            TokenArena::TokenArenaErrors::TokenTransferFailed(TokenArena::TokenTransferFailed {
+                token,
+                from: cast.carol,
+                to: arena,
+                amount: U256::from(FEE),
+            })
+        ))
+    );
+    // Approved, but more than the wallet holds: refused the same way.
+    let all = c.wallet_funds(cast.mallory).await.unwrap();
+    c.approve(cast.mallory, token, all + 1).await.unwrap();
+    let call = TokenArena::depositCall {
+        amount: U256::from(all + 1),
+    };
+    let refused = c
+        .chain()
+        .send(send(cast.mallory, arena, call.abi_encode(), 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused.revert(), Some(Revert::TokenArena(_))),
+        "{refused}"
+    );
+    assert_eq!(c.balance_of(cast.carol).await.unwrap(), FEE);
+    assert_eq!(c.balance_of(cast.mallory).await.unwrap(), 0);
+    assert_eq!(c.arena_funds().await.unwrap(), held + FEE);
+
+    // ETH sent to the token Arena, with or without a call, is refused.
+    let eth_deposit = Arena::depositCall {}.abi_encode();
+    assert!(
+        c.chain()
+            .send(send(cast.carol, arena, eth_deposit, FEE))
+            .await
+            .unwrap_err()
+            .revert()
+            .is_some()
+    );
+    assert_eq!(c.chain().balance(arena).await.unwrap(), U256::ZERO);
+
+    // The token's own rules: only its minter mints.
+    let mint = TestToken::mintCall {
+        to: cast.mallory,
+        amount: U256::from(1u8),
+    };
+    let refused = c
+        .chain()
+        .send(send(cast.mallory, token, mint.abi_encode(), 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.revert(),
+        Some(&Revert::Token(TestToken::TestTokenErrors::NotMinter(
+            TestToken::NotMinter {
+                caller: cast.mallory
+            }
+        )))
+    );
+
+    // Carol takes her deposit back out, so the scenarios after this start as on ETH.
+    c.withdraw(cast.carol, FEE).await.unwrap();
+    assert_eq!(c.wallet_funds(cast.carol).await.unwrap(), wallet);
+    c.approve(cast.mallory, token, 0).await.unwrap();
+}
+
 /// Deposits, a refused zero deposit, withdrawals, and withdrawing more than one owns.
 pub async fn deposit_and_withdraw<C: Chain>(c: &Contracts<C>, cast: &Cast) {
-    let held_before = c.arena_eth_balance().await.unwrap();
+    let held_before = c.arena_funds().await.unwrap();
     let r = c.deposit(cast.alice, ETH).await.unwrap();
     assert_eq!(
         events::<Arena::Deposited>(&r),
@@ -66,10 +179,7 @@ pub async fn deposit_and_withdraw<C: Chain>(c: &Contracts<C>, cast: &Cast) {
     );
     c.deposit(cast.bob, ETH / 2).await.unwrap();
     assert_eq!(c.balance_of(cast.alice).await.unwrap(), ETH);
-    assert_eq!(
-        c.arena_eth_balance().await.unwrap(),
-        held_before + ETH + ETH / 2
-    );
+    assert_eq!(c.arena_funds().await.unwrap(), held_before + ETH + ETH / 2);
 
     // A zero deposit is refused.
     assert_eq!(
@@ -77,12 +187,16 @@ pub async fn deposit_and_withdraw<C: Chain>(c: &Contracts<C>, cast: &Cast) {
         ArenaErrors::ZeroAmount(Arena::ZeroAmount {})
     );
 
-    // Withdraw part of one's own balance: the ETH arrives, less the gas paid.
-    let eth_before = c.chain().balance(cast.alice).await.unwrap();
+    // Withdraw part of one's own balance: the funds arrive in the wallet (less the
+    // gas paid, when the fee asset is ETH).
+    let funds_before = c.wallet_funds(cast.alice).await.unwrap();
     let r = c.withdraw(cast.alice, ETH / 4).await.unwrap();
-    let gas_paid = U256::from(r.gas_used) * U256::from(r.effective_gas_price);
-    let eth_after = c.chain().balance(cast.alice).await.unwrap();
-    assert_eq!(eth_after + gas_paid, eth_before + U256::from(ETH / 4));
+    let gas_paid = match c.fee_asset() {
+        FeeAsset::Eth => r.gas_used as u128 * r.effective_gas_price,
+        FeeAsset::Token(_) => 0,
+    };
+    let funds_after = c.wallet_funds(cast.alice).await.unwrap();
+    assert_eq!(funds_after + gas_paid, funds_before + ETH / 4);
     assert_eq!(c.balance_of(cast.alice).await.unwrap(), ETH - ETH / 4);
     assert_eq!(events::<Arena::Withdrawn>(&r).len(), 1);
 

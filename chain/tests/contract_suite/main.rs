@@ -1,6 +1,8 @@
 //! One contract test suite, written once over the `Chain` trait and run against both
 //! backends: the embedded revm chain, and a Hardhat node (started here on a free port
-//! and stopped afterwards) through the RPC backend.
+//! and stopped afterwards) through the RPC backend. Each backend runs it twice: on the
+//! ETH `Arena`, and on the `TokenArena` with a 6-decimal test token (as USDC has), so
+//! every escrow rule is checked for both fee assets.
 
 use testkit::hardhat as support;
 
@@ -9,7 +11,7 @@ mod registry;
 
 use alloy::primitives::Address;
 use chain::embedded::{DEFAULT_CHAIN_ID, Embedded};
-use chain::{ArenaTerms, Chain, ChainError, Contracts};
+use chain::{ArenaTerms, Chain, ChainError, Contracts, FeeAsset, FeeUnit};
 
 const ETH: u128 = 1_000_000_000_000_000_000;
 const FEE: u128 = ETH / 10;
@@ -45,17 +47,72 @@ impl Cast {
     }
 }
 
-/// Runs every scenario on `chain`.
-async fn suite<C: Chain>(chain: &C) {
+/// Which fee asset a run of the suite uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asset {
+    Eth,
+    /// A test token with 6 decimals, minted to every account of the cast.
+    Token,
+}
+
+/// Runs every scenario on `chain`, with fees in `asset`.
+async fn suite<C: Chain>(chain: &C, asset: Asset) {
     let cast = Cast::of(chain);
     let terms = ArenaTerms {
         operator: cast.operator,
         treasury: cast.treasury,
         reclaim_after_secs: RECLAIM_AFTER_SECS,
     };
-    let c = Contracts::deploy_with(chain, cast.admin, terms)
+    let fee_asset = match asset {
+        Asset::Eth => FeeAsset::Eth,
+        Asset::Token => {
+            // A token Arena over an account that is not a contract is refused.
+            let not_a_token = FeeAsset::Token(cast.alice);
+            let refused = match Contracts::deploy_for(chain, cast.admin, terms, not_a_token).await {
+                Err(e) => e,
+                Ok(_) => panic!("a token Arena over a non-contract was deployed"),
+            };
+            assert!(
+                matches!(
+                    refused.arena_error(),
+                    Some(chain::bindings::Arena::ArenaErrors::ZeroAddress(_))
+                ),
+                "{refused}"
+            );
+            let holders = chain.accounts();
+            let token = Contracts::deploy_test_token(chain, cast.admin, 6, &holders, 100 * ETH)
+                .await
+                .unwrap();
+            FeeAsset::Token(token)
+        }
+    };
+    let c = Contracts::deploy_for(chain, cast.admin, terms, fee_asset)
         .await
         .unwrap();
+    assert_eq!(c.fee_asset(), fee_asset);
+    let unit = c.fee_unit().await.unwrap();
+    match asset {
+        Asset::Eth => assert_eq!(unit, FeeUnit::eth()),
+        Asset::Token => {
+            assert_eq!(
+                unit,
+                FeeUnit {
+                    symbol: chain::TEST_TOKEN_SYMBOL.into(),
+                    decimals: 6
+                }
+            );
+            arena::token_deposits(&c, &cast).await;
+        }
+    }
+    // Opening the same addresses again finds the same asset.
+    let found = Contracts::discover(
+        chain,
+        c.deployment().arena,
+        c.deployment().proof_of_learning,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.deployment(), c.deployment());
     assert_eq!(c.admin().await.unwrap(), cast.admin);
     assert_eq!(c.operator().await.unwrap(), cast.operator);
     assert_eq!(c.treasury().await.unwrap(), cast.treasury);
@@ -86,13 +143,19 @@ async fn suite<C: Chain>(chain: &C) {
     for m in [1, 2, 3, 4, 5, 6, 20, 21] {
         owed += c.escrow(m).await.unwrap().held;
     }
-    assert_eq!(c.arena_eth_balance().await.unwrap(), owed);
+    assert_eq!(c.arena_funds().await.unwrap(), owed);
 }
 
 #[tokio::test]
 async fn suite_on_embedded_chain() {
     let chain = Embedded::ephemeral(DEFAULT_CHAIN_ID, 10);
-    suite(&chain).await;
+    suite(&chain, Asset::Eth).await;
+}
+
+#[tokio::test]
+async fn suite_on_embedded_chain_with_a_fee_token() {
+    let chain = Embedded::ephemeral(DEFAULT_CHAIN_ID, 10);
+    suite(&chain, Asset::Token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +172,8 @@ async fn suite_on_hardhat_via_rpc() {
     };
     let rpc = node.rpc().await;
     assert_eq!(rpc.chain_id().await.unwrap(), 31337);
-    suite(&rpc).await;
+    suite(&rpc, Asset::Eth).await;
+    suite(&rpc, Asset::Token).await;
 
     // Same bytecode, same EVM rules: every gas figure matches the embedded chain's.
     let on_hardhat = chain::gas::measure(&rpc).await.unwrap();

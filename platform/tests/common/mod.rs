@@ -58,15 +58,35 @@ pub async fn payments_on(
     store: &Store,
     chain: AnyChain,
 ) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
+    payments_in(store, chain, false).await
+}
+
+/// As [`payments_on`], with fees in a test token (18 decimals, minted to the ten dev
+/// accounts as they hold ETH) when `token`, so that the same amounts work.
+pub async fn payments_in(
+    store: &Store,
+    chain: AnyChain,
+    token: bool,
+) -> (Arc<Contracts<AnyChain>>, Arc<Payments>) {
     let dev = chain::dev::dev_accounts(10);
+    let asset = if token {
+        let minted = chain::dev::DEV_BALANCE_WEI;
+        let token = Contracts::deploy_test_token(&chain, dev[OPERATOR], 18, &dev, minted)
+            .await
+            .unwrap();
+        chain::FeeAsset::Token(token)
+    } else {
+        chain::FeeAsset::Eth
+    };
     let contracts = Arc::new(
-        Contracts::deploy_with(
+        Contracts::deploy_for(
             chain,
             dev[OPERATOR],
             chain::ArenaTerms {
                 treasury: dev[TREASURY],
                 ..chain::ArenaTerms::operated_by(dev[OPERATOR])
             },
+            asset,
         )
         .await
         .unwrap(),

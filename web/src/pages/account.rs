@@ -92,9 +92,9 @@ struct AmountForm {
     amount_eth: String,
 }
 
-/// Parses the form's amount of ether, above zero.
-fn amount_eth(text: &str) -> Result<store::Wei> {
-    match store::Wei::from_eth(text) {
+/// Parses the form's amount, in whole units of the fee asset, above zero.
+fn amount_eth(money: &store::Money, text: &str) -> Result<store::Wei> {
+    match money.parse(text) {
         Ok(store::Wei::ZERO) => Err(Error::invalid("amount_eth", "must be above zero")),
         Ok(wei) => Ok(wei),
         Err(e) => Err(Error::invalid("amount_eth", e.to_string())),
@@ -108,7 +108,7 @@ async fn money(
     deposit: bool,
 ) -> Result<Response> {
     user.check_csrf(&form.csrf)?;
-    let checked = amount_eth(&form.amount_eth).and_then(|wei| {
+    let checked = amount_eth(&state.money, &form.amount_eth).and_then(|wei| {
         crate::api::account::server_signs(state, if deposit { "deposit" } else { "withdrawal" })
             .map(|()| wei)
     });

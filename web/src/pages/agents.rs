@@ -582,7 +582,7 @@ async fn auto_entry_rows(state: &AppState, agent_id: i64) -> Result<Vec<Value>> 
                 "space": space.name, "tier_id": tier.id, "tier": tier.name,
                 "fee_wei": tier.fee_wei.to_string(), "free": tier.fee_wei == store::Wei::ZERO,
                 "enabled": rule.is_some_and(|r| r.enabled != 0),
-                "cap_eth": cap.to_eth().trim_end_matches(" ETH"), "cap_wei": cap.to_string(),
+                "cap_eth": state.money.show(cap).trim_end_matches(&format!(" {}", state.money.symbol)), "cap_wei": cap.to_string(),
                 "spent_wei": spent.to_string(),
                 "left_wei": cap.checked_sub(spent).unwrap_or(store::Wei::ZERO).to_string(),
             }));
@@ -618,7 +618,9 @@ async fn set_auto_entry(
         let cap = if tier.fee_wei == store::Wei::ZERO && form.cap_eth.trim().is_empty() {
             Ok(store::Wei::ZERO)
         } else {
-            store::Wei::from_eth(&form.cap_eth)
+            state
+                .money
+                .parse(&form.cap_eth)
                 .map_err(|e| Error::invalid("cap_eth", e.to_string()))
         };
         match cap {

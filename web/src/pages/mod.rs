@@ -110,6 +110,13 @@ pub(crate) fn render(
 ) -> Result<Response> {
     context["nav"] = serde_json::to_value(nav).map_err(|e| Error::Internal(e.to_string()))?;
     context["title"] = json!(title);
+    // The unit money is shown and typed in: `money.symbol`, `money.decimals`, and
+    // `money.base` (what the exact amounts on hover count: `wei`).
+    context["money"] = json!({
+        "symbol": state.money.symbol,
+        "decimals": state.money.decimals,
+        "base": state.money.base_unit(),
+    });
     if context.get("flash").is_none() {
         context["flash"] = Value::Null;
     }

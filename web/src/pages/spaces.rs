@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::templates::eth;
+use super::templates::show;
 use super::{nav, render, respond, when};
 use crate::api::entries::{self, NewEntry};
 use crate::api::spaces::{leaderboard_rows, space_view};
@@ -60,7 +60,7 @@ async fn home(
         let mut free_space = None;
         for s in state.store.spaces().await? {
             let v = space_view(&state, s).await?;
-            let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {}", t.name, eth(&t.fee_wei))).collect();
+            let tiers: Vec<String> = v.fee_tiers.iter().map(|t| format!("{} {}", t.name, show(&state.money, &t.fee_wei))).collect();
             if free_space.is_none() && v.fee_tiers.iter().any(|t| t.fee_wei == "0") {
                 free_space = Some(json!({"slug": v.slug, "name": v.name}));
             }
@@ -165,7 +165,7 @@ async fn space_context(
     let tiers: Vec<_> = view
         .fee_tiers
         .iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "fee": eth(&t.fee_wei), "fee_wei": t.fee_wei}))
+        .map(|t| json!({"id": t.id, "name": t.name, "fee": show(&state.money, &t.fee_wei), "fee_wei": t.fee_wei}))
         .collect();
     Ok(json!({
         "space": {"slug": view.slug, "name": view.name, "description": view.description,

@@ -26,12 +26,12 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "vote.html",
 );
 
-/// A wei amount (decimal text) as ether, `0.1 ETH`; text that is not an amount is
-/// shown as it is.
-pub(crate) fn eth(wei: &str) -> String {
-    match wei.parse::<store::Wei>() {
-        Ok(w) => w.to_eth(),
-        Err(_) => wei.to_string(),
+/// An amount in the smallest unit (decimal text) in whole units of `money`, `0.1 ETH`
+/// or `2.5 USDC`; text that is not an amount is shown as it is.
+pub(crate) fn show(money: &store::Money, amount: &str) -> String {
+    match amount.parse::<store::Wei>() {
+        Ok(w) => money.show(w),
+        Err(_) => amount.to_string(),
     }
 }
 
@@ -39,17 +39,18 @@ pub(crate) fn eth(wei: &str) -> String {
 pub(crate) struct Templates(tera::Tera);
 
 impl Templates {
-    /// Parses every embedded template; a parse error is a bug the tests catch.
-    pub(crate) fn load() -> Templates {
+    /// Parses every embedded template, with amounts shown in `money`; a parse error is
+    /// a bug the tests catch.
+    pub(crate) fn load(money: store::Money) -> Templates {
         let mut tera = tera::Tera::new();
-        // `{{ amount_wei | eth }}`: wei as ether (`0.1 ETH`); no amount shows nothing,
-        // anything else shows as it is.
+        // `{{ amount_wei | money }}`: the smallest unit in whole units (`0.1 ETH`,
+        // `2.5 USDC`); no amount shows nothing, anything else shows as it is.
         tera.register_filter(
-            "eth",
-            |wei: tera::Value, _: tera::Kwargs, _: &tera::State| match wei.as_str() {
-                Some(text) => eth(text),
-                None if wei.is_none() => String::new(),
-                None => wei.to_string(),
+            "money",
+            move |amount: tera::Value, _: tera::Kwargs, _: &tera::State| match amount.as_str() {
+                Some(text) => show(&money, text),
+                None if amount.is_none() => String::new(),
+                None => amount.to_string(),
             },
         );
         tera.add_raw_templates(TEMPLATES.iter().copied())
@@ -68,6 +69,6 @@ impl Templates {
 mod tests {
     #[test]
     fn every_template_parses() {
-        let _ = super::Templates::load();
+        let _ = super::Templates::load(store::Money::eth());
     }
 }
