@@ -3,11 +3,14 @@
 //! Hardhat node, whose unlocked account 9 signs. The deployment is `rlfc serve` and a
 //! test-policy `rlfc worker` on PostgreSQL, Redis and that node, with the demo
 //! population auto-entered in Haiku. In the browser the user signs in with Ethereum,
-//! deposits 0.05 ETH from the wallet, creates an agent, enters it in Haiku's paid
-//! bronze tier, sees the match settle with its payouts, and withdraws everything back to
-//! the wallet. The server never signs for this wallet: every movement is a transaction
-//! the wallet sent, and the balance shown in the UI, the database journal and the
-//! Arena contract's `balanceOf` agree after each step.
+//! deposits from the wallet, creates an agent, enters it in Haiku's paid bronze tier,
+//! sees the match settle with its payouts, and withdraws everything back to the wallet.
+//! The server never signs for this wallet: every movement is a transaction the wallet
+//! sent, and the balance shown in the UI, the database journal and the Arena contract's
+//! `balanceOf` agree after each step. It runs twice: with fees in ETH (0.05 ETH
+//! deposited), and in an ERC-20 test token with 6 decimals as USDC has (issue 20,
+//! item 4), where the deposit is the token's `approve` and then the Arena's
+//! `deposit(amount)`, and every amount shows in the token's units.
 //!
 //! It needs chromedriver, PostgreSQL, Redis and Node.js; outside CI a missing one skips
 //! the test with a message, under `CI=true` it fails.
@@ -21,10 +24,9 @@ mod browser;
 use std::time::{Duration, Instant};
 
 use browser::{cdp, chromium, start_driver};
-use chain::Chain as _;
 use common::{Proc, deployment_env, server, worker};
 use fantoccini::{Client, Locator};
-use store::{Store, Wei, match_status};
+use store::{Money, Store, Wei, match_status};
 
 /// Waits (bounded) until `css` holds text containing `needle`; on timeout, fails with
 /// the page and the server's log.
@@ -75,11 +77,33 @@ async fn journal_balance(store: &Store, user_id: i64) -> (Wei, Wei) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
+    wallet_round_trip(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_pays_in_a_fee_token_plays_and_withdraws_in_the_browser() {
+    wallet_round_trip(Some(6)).await;
+}
+
+/// The round trip, with fees in ETH (`None`) or in a test token with that many
+/// decimals.
+async fn wallet_round_trip(token_decimals: Option<u8>) {
     let Some((_driver, driver_url)) = start_driver().await else {
         return;
     };
-    let Some(services) = common::services().await else {
+    let Some(services) = common::services_paid_in(token_decimals).await else {
         return;
+    };
+    // What the UI shows amounts in, and how much the wallet deposits: 0.05 ETH, or
+    // two bronze fees and a half-unit in the token (whose 6 decimals make Haiku's
+    // bronze fee, 10^15 base units, a billion tokens).
+    let (money, deposit_text, deposit) = match token_decimals {
+        None => (Money::eth(), "0.05", Wei(5 * 10u128.pow(16))),
+        Some(decimals) => (
+            Money::token(chain::TEST_TOKEN_SYMBOL, decimals),
+            "2000000000.5",
+            Wei(2 * 10u128.pow(15) + 5 * 10u128.pow(u32::from(decimals) - 1)),
+        ),
     };
     let common::Services {
         db,
@@ -132,7 +156,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
     // The player's wallet: Hardhat's account 9, which no demo owner uses.
     let wallet = chain::dev::dev_accounts(10)[9];
     let wallet_text = format!("{wallet:#x}");
-    let eth_before = contracts.chain().balance(wallet).await.unwrap();
+    let funds_before = contracts.wallet_funds(wallet).await.unwrap();
 
     let client = chromium(&driver_url, 1280).await;
     // A wallet extension's script is not bound by the page's CSP (connect-src 'self');
@@ -169,14 +193,16 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .unwrap()
         .expect("signing in made the wallet's user");
 
-    // Deposit 0.05 ETH from the wallet; the server signs nothing.
+    // Deposit from the wallet; the server signs nothing.
     client.goto(&format!("{base}/account")).await.unwrap();
     assert!(
         client.find(Locator::Id("deposit-form")).await.is_err(),
         "no server-signed form off the embedded chain"
     );
+    let label = format!("Amount ({})", money.symbol);
+    wait_for_text(&client, "#wallet", &label, &serve).await;
     let amount = client.find(Locator::Id("wallet-amount")).await.unwrap();
-    amount.send_keys("0.05").await.unwrap();
+    amount.send_keys(deposit_text).await.unwrap();
     client
         .find(Locator::Id("wallet-deposit"))
         .await
@@ -184,16 +210,18 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .click()
         .await
         .unwrap();
-    wait_for_text(&client, "#available", "0.05 ETH", &serve).await;
-    browser::shot(&client, "wallet-01-deposited").await;
-    let deposit = Wei(5 * 10u128.pow(16));
+    let shown = format!("{deposit_text} {}", money.symbol);
+    assert_eq!(money.show(deposit), shown);
+    wait_for_text(&client, "#available", &shown, &serve).await;
+    let shot = |name: &str| format!("wallet-{}-{name}", money.symbol.to_lowercase());
+    browser::shot(&client, &shot("01-deposited")).await;
     assert_eq!(
         journal_balance(&db.store, user.id).await,
         (deposit, Wei::ZERO)
     );
     assert_eq!(contracts.balance_of(wallet).await.unwrap(), deposit.0);
 
-    // An agent, entered in Haiku's bronze tier (0.001 ETH).
+    // An agent, entered in Haiku's bronze tier (10^15 base units: 0.001 ETH).
     client.goto(&format!("{base}/agents/new")).await.unwrap();
     let form = client.form(Locator::Id("agent-form")).await.unwrap();
     form.set_by_name("name", "Wallet Poet").await.unwrap();
@@ -263,7 +291,7 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .map(|l| l.amount_wei)
         .fold(Wei::ZERO, |a, b| a.checked_add(b).unwrap());
     // The journal paid what the settlement says, and the settlement paid out the pot
-    // of three 0.001 ETH fees less Haiku's 3 % rake (rounding dust to the treasury).
+    // of three bronze fees less Haiku's 3 % rake (rounding dust to the treasury).
     let rows = db.store.match_payouts(match_id).await.unwrap();
     let mine = rows.iter().find(|r| r.entry_id == entry.id).unwrap();
     assert_eq!(mine.amount_wei, payout);
@@ -302,19 +330,19 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        row.contains(&payout.to_eth()),
+        row.contains(&money.show(payout)),
         "the outcome row shows this seat's payout {}: {row:?}\n{page}",
-        payout.to_eth()
+        money.show(payout)
     );
-    browser::shot(&client, "wallet-02-match").await;
+    browser::shot(&client, &shot("02-match")).await;
     client.goto(&format!("{base}/account")).await.unwrap();
-    wait_for_text(&client, "#available", &available.to_eth(), &serve).await;
+    wait_for_text(&client, "#available", &money.show(available), &serve).await;
 
     // Withdraw everything back to the wallet.
-    let all = available.to_eth();
+    let all = money.show(available);
     let amount = client.find(Locator::Id("wallet-amount")).await.unwrap();
     amount
-        .send_keys(all.trim_end_matches(" ETH"))
+        .send_keys(all.trim_end_matches(&format!(" {}", money.symbol)))
         .await
         .unwrap();
     client
@@ -324,23 +352,28 @@ async fn a_wallet_deposits_plays_a_paid_match_and_withdraws_in_the_browser() {
         .click()
         .await
         .unwrap();
-    wait_for_text(&client, "#available", "0 ETH", &serve).await;
-    browser::shot(&client, "wallet-03-withdrawn").await;
+    wait_for_text(&client, "#available", &money.show(Wei::ZERO), &serve).await;
+    browser::shot(&client, &shot("03-withdrawn")).await;
     assert_eq!(
         journal_balance(&db.store, user.id).await,
         (Wei::ZERO, Wei::ZERO)
     );
     assert_eq!(contracts.balance_of(wallet).await.unwrap(), 0);
-    // The wallet got back what it put in, less the fee, plus the payout, less gas.
-    let eth_after = contracts.chain().balance(wallet).await.unwrap();
-    let net =
-        u128::try_from(eth_after).unwrap() as i128 - u128::try_from(eth_before).unwrap() as i128;
+    // The wallet got back what it put in, less the fee, plus the payout (less gas,
+    // when the fee asset is ETH; a token wallet's balance moves by exactly that).
+    let funds_after = contracts.wallet_funds(wallet).await.unwrap();
+    let net = funds_after as i128 - funds_before as i128;
     let expected = payout.0 as i128 - 10i128.pow(15);
-    let gas_allowance = 10i128.pow(15);
-    assert!(
-        net <= expected && net > expected - gas_allowance,
-        "wallet moved by {net} wei, expected {expected} less gas"
-    );
+    match token_decimals {
+        None => {
+            let gas_allowance = 10i128.pow(15);
+            assert!(
+                net <= expected && net > expected - gas_allowance,
+                "wallet moved by {net} wei, expected {expected} less gas"
+            );
+        }
+        Some(_) => assert_eq!(net, expected, "the token wallet moved by exactly that"),
+    }
     // Reporting the withdrawal again debits nothing more (the follower saw it too).
     let journal = db.store.journal(Some(user.id)).await.unwrap();
     assert_eq!(

@@ -214,6 +214,13 @@ pub struct Services {
 /// The services, or `None` (with a message) when one is missing outside CI; under
 /// `CI=true` a missing one fails.
 pub async fn services() -> Option<Services> {
+    services_paid_in(None).await
+}
+
+/// As [`services`], with entry fees in a test token of `decimals` decimals (minted to
+/// the ten dev accounts, 10,000 whole tokens' worth of base units at 18 decimals each)
+/// when `Some`.
+pub async fn services_paid_in(token_decimals: Option<u8>) -> Option<Services> {
     let db = testkit::db::TestDb::postgres().await?;
     let redis = testkit::redis::redis_url().await?;
     let namespace = testkit::redis::TestNamespace::new(&redis);
@@ -229,10 +236,23 @@ pub async fn services() -> Option<Services> {
         Err(e) => panic!("CI=true and the Hardhat node could not start: {e}"),
     };
     let operator = chain::dev::dev_accounts(1)[0];
-    let contracts =
-        chain::Contracts::deploy(chain::AnyChain::Rpc(node.rpc().await), operator, operator)
-            .await
-            .unwrap();
+    let rpc = chain::AnyChain::Rpc(node.rpc().await);
+    let asset = match token_decimals {
+        None => chain::FeeAsset::Eth,
+        Some(decimals) => {
+            let holders = chain::dev::dev_accounts(10);
+            let minted = chain::dev::DEV_BALANCE_WEI;
+            let token =
+                chain::Contracts::deploy_test_token(&rpc, operator, decimals, &holders, minted)
+                    .await
+                    .unwrap();
+            chain::FeeAsset::Token(token)
+        }
+    };
+    let terms = chain::ArenaTerms::operated_by(operator);
+    let contracts = chain::Contracts::deploy_for(rpc, operator, terms, asset)
+        .await
+        .unwrap();
     let db_url = testkit::db::database_url_with_name(&testkit::db::postgres_admin_url(), &db.name);
     Some(Services {
         db,
