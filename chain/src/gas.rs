@@ -172,6 +172,33 @@ pub async fn measure<C: Chain>(chain: C) -> Result<Vec<GasFigure>> {
         first_record.gas_used,
         1,
     ));
+
+    // Fees in an ERC-20 token (the TokenArena): only money in and out differs; locks,
+    // settlements and refunds run the same escrow code on balances held inside.
+    let chain = contracts.chain();
+    let token = Contracts::deploy_test_token(chain, operator, 6, &players[..1], 10 * FEE).await?;
+    let tokens =
+        Contracts::deploy_for(chain, operator, terms, crate::FeeAsset::Token(token)).await?;
+    let approve = tokens.approve(players[0], token, 3 * FEE).await?;
+    figures.push(GasFigure::new(
+        "token: approve (before a wallet's deposit)",
+        approve.gas_used,
+        1,
+    ));
+    let first = tokens.deposit(players[0], 2 * FEE).await?;
+    figures.push(GasFigure::new(
+        "token: deposit (first, new balance)",
+        first.gas_used,
+        1,
+    ));
+    let top_up = tokens.deposit(players[0], FEE).await?;
+    figures.push(GasFigure::new(
+        "token: deposit (top-up)",
+        top_up.gas_used,
+        1,
+    ));
+    let withdraw = tokens.withdraw(players[0], FEE).await?;
+    figures.push(GasFigure::new("token: withdraw", withdraw.gas_used, 1));
     Ok(figures)
 }
 

@@ -132,3 +132,60 @@ async fn a_saved_chain_with_another_id_is_refused() {
         "{err}"
     );
 }
+
+/// `chain.fee_token = "test"` on the embedded chain: the first open deploys a test token
+/// (minted to every dev account) and a token Arena; the next open finds them again;
+/// opening the same chain as ETH, or naming another token, is refused by name.
+#[tokio::test]
+async fn a_test_token_arena_is_deployed_once_and_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = ChainConfig {
+        fee_token: Some(chain::FeeTokenSetting::Test),
+        ..ChainConfig::default()
+    };
+    let (deployment, alice) = {
+        let c = open_contracts(&cfg, data.path()).await.unwrap();
+        let token = c.deployment().fee_token.expect("a token Arena");
+        assert_eq!(c.fee_asset(), chain::FeeAsset::Token(token));
+        assert_eq!(
+            c.fee_unit().await.unwrap(),
+            chain::FeeUnit {
+                symbol: chain::TEST_TOKEN_SYMBOL.into(),
+                decimals: chain::any::TEST_TOKEN_DECIMALS,
+            }
+        );
+        let alice = c.chain().accounts()[1];
+        assert_eq!(
+            c.wallet_funds(alice).await.unwrap(),
+            chain::any::TEST_TOKEN_MINT
+        );
+        c.deposit(alice, FEE).await.unwrap();
+        (c.deployment(), alice)
+    };
+    let c = open_contracts(&cfg, data.path()).await.unwrap();
+    assert_eq!(c.deployment(), deployment, "nothing is redeployed");
+    assert_eq!(c.balance_of(alice).await.unwrap(), FEE);
+    assert_eq!(c.arena_funds().await.unwrap(), FEE);
+    drop(c);
+    // Unset, the Arena's own asset is taken; "eth" or another token is refused.
+    let unset = open_contracts(&ChainConfig::default(), data.path())
+        .await
+        .unwrap();
+    assert_eq!(unset.deployment(), deployment);
+    drop(unset);
+    for other in [
+        chain::FeeTokenSetting::Eth,
+        chain::FeeTokenSetting::Token(alloy::primitives::Address::repeat_byte(7)),
+    ] {
+        let cfg = ChainConfig {
+            fee_token: Some(other),
+            ..ChainConfig::default()
+        };
+        let err = open_contracts(&cfg, data.path()).await.unwrap_err();
+        assert!(
+            matches!(err, chain::ChainError::FeeAssetMismatch { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chain.fee_token"), "{err}");
+    }
+}
