@@ -263,7 +263,7 @@ impl TryFrom<String> for FeeTokenSetting {
             t if t.eq_ignore_ascii_case("test") => Ok(Self::Test),
             t => t.parse::<Address>().map(Self::Token).map_err(|_| {
                 format!(
-                    "chain.fee_token: {:?} is not \"eth\", \"test\" or a 0x-prefixed 20-byte \
+                    "{:?} is not \"eth\", \"test\" or a 0x-prefixed 20-byte \
                      token address",
                     t.chars().take(60).collect::<String>()
                 )
@@ -395,7 +395,7 @@ mod tests {
         );
         let err = read("usdc").unwrap_err().to_string();
         assert!(
-            err.contains("chain.fee_token") && err.contains("usdc"),
+            err.contains("\"usdc\" is not") && err.contains("token address"),
             "{err}"
         );
         assert_eq!(
