@@ -19,7 +19,8 @@ use serde::Serialize;
 use store::Store;
 
 use crate::{BenchError, mib, proc_status_kib, reset_peak_rss, round2};
-use web::{AppState, LedgerPayments, WebConfig};
+use testkit::payments::LedgerPayments;
+use web::{AppState, WebConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::spectators::{ClientPlan, ClientReport, Ready, now_us};
 use crate::{BenchError, Percentiles, mib, proc_status_kib, round2};
-use web::{AppState, LedgerPayments, WebConfig};
+use testkit::payments::LedgerPayments;
+use web::{AppState, WebConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]

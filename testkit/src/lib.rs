@@ -12,6 +12,8 @@
 //!   outgoing connection can take one between the choice and the child's bind;
 //! - [`hardhat`]: a Hardhat dev node on such a port, killed when dropped;
 //! - [`llama`]: llama.cpp's `llama-server` over a GGUF file, for the endpoint judge;
+//! - [`payments`]: the web layer's payments straight through the ledger, with no
+//!   chain (a deposit there is money nobody paid in);
 //! - [`in_ci`] and [`unavailable`]: outside CI a missing tool skips a test with a
 //!   message, under `CI=true` it fails it.
 
@@ -19,6 +21,7 @@ pub mod db;
 pub mod fixtures;
 pub mod hardhat;
 pub mod llama;
+pub mod payments;
 pub mod ports;
 pub mod redis;
 

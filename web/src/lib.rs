@@ -33,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use config::{PublicUrl, WebConfig};
 pub use error::{Error, Result};
-pub use payments::{LedgerPayments, PaymentError, PaymentFuture, Payments, WalletTerms};
+pub use payments::{PaymentError, PaymentFuture, Payments, WalletTerms};
 pub use state::{AppState, TokenCounter};
 
 /// The OpenAPI document of the JSON API, generated from the routes.

@@ -1,11 +1,11 @@
-//! Deposits and withdrawals behind one trait, so the routes do not care whether money
-//! moves through the chain (the production handle) or straight through the ledger
-//! (demo mode and tests).
+//! Deposits and withdrawals behind one trait, so the routes do not care how money
+//! moves: through the chain (the production handle, in the binary), or, in tests and
+//! benchmarks, straight through the ledger (`testkit::payments::LedgerPayments`).
 
 use std::future::Future;
 use std::pin::Pin;
 
-use store::{Balance, Money, Store, Wei};
+use store::{Balance, Money, Wei};
 
 /// A boxed future of a payment's outcome.
 pub type PaymentFuture<'a> =
@@ -106,54 +106,3 @@ pub trait Payments: Send + Sync + 'static {
 }
 
 const NO_CHAIN: &str = "this server keeps balances in its ledger only, with no chain: there is no wallet transaction to report";
-
-/// Payments straight through the database ledger, with no chain behind them: for demo
-/// mode and tests only, since a deposit here is money nobody paid in.
-#[derive(Debug, Clone)]
-pub struct LedgerPayments {
-    store: Store,
-}
-
-impl LedgerPayments {
-    /// Payments over `store`'s ledger.
-    pub fn new(store: Store) -> LedgerPayments {
-        LedgerPayments { store }
-    }
-}
-
-fn key() -> String {
-    use rand::Rng as _;
-    hex::encode(rand::rng().random::<[u8; 16]>())
-}
-
-fn payment_error(e: store::Error) -> PaymentError {
-    match e {
-        store::Error::InsufficientBalance { have, need, .. } => {
-            PaymentError::InsufficientFunds { have, need }
-        }
-        store::Error::Invalid { field, reason } => {
-            PaymentError::Rejected(format!("{field}: {reason}"))
-        }
-        other => PaymentError::Failed(other.to_string()),
-    }
-}
-
-impl Payments for LedgerPayments {
-    fn deposit(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
-        Box::pin(async move {
-            self.store
-                .deposit(user_id, amount, &format!("web:{}", key()))
-                .await
-                .map_err(payment_error)
-        })
-    }
-
-    fn withdraw(&self, user_id: i64, amount: Wei) -> PaymentFuture<'_> {
-        Box::pin(async move {
-            self.store
-                .withdraw(user_id, amount, &format!("web:{}", key()))
-                .await
-                .map_err(payment_error)
-        })
-    }
-}

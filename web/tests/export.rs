@@ -238,3 +238,38 @@ async fn truncated_answers_are_flagged_and_can_be_left_out(app: TestApp) {
     );
 }
 both!(truncated_answers_are_flagged_and_can_be_left_out);
+
+/// At most `max_concurrent_exports` exports stream at once: while the only slot is held
+/// by a download whose body nobody has read yet, the next is a 429; once that body is
+/// dropped, the next gets through (issue 19: exports never starve the runner of
+/// connections).
+#[tokio::test]
+async fn exports_beyond_the_limit_are_refused_until_a_slot_frees() {
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+    let db = testkit::db::TestDb::sqlite().await;
+    let app = TestApp::with_config(
+        db,
+        web::WebConfig {
+            max_concurrent_exports: 1,
+            ..common::config()
+        },
+    )
+    .await;
+    let get = || {
+        axum::http::Request::get("/api/v1/datasets/preferences")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // The served body holds the slot until it is consumed or dropped.
+    let in_progress = app.router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(in_progress.status(), StatusCode::OK);
+    let refused = app.router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(in_progress);
+    let served = app.router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    drop(served);
+    let again = app.router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}

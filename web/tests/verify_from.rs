@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use platform::learning::{Gate, StoredAdapter, Trainer, local_evidence, verify_evidence};
 use platform::runtime::AdapterLibrary;
-use web::{AppState, LedgerPayments};
+use testkit::payments::LedgerPayments;
+use web::AppState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_verifies_from_the_served_export_api() {

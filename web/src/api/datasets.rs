@@ -435,41 +435,6 @@ mod tests {
         assert_eq!(file_name(&odd), "rlfc-preferences-abc-trl.jsonl");
     }
 
-    /// At most `max_concurrent_exports` exports stream at once: with the only slot
-    /// held by a download in progress, the next is a 429; once it ends, the next gets
-    /// through (issue 19: exports never starve the runner of connections).
-    #[tokio::test]
-    async fn exports_beyond_the_limit_are_refused_until_a_slot_frees() {
-        use tower::ServiceExt as _;
-        let db = testkit::db::TestDb::sqlite().await;
-        let state = AppState::new(
-            db.store.clone(),
-            platform::bus::Bus::new(),
-            Vec::new(),
-            std::sync::Arc::new(crate::LedgerPayments::new(db.store.clone())),
-            crate::WebConfig {
-                max_concurrent_exports: 1,
-                ..crate::WebConfig::default()
-            },
-        );
-        let router = crate::router(state.clone());
-        let get = || {
-            axum::http::Request::get("/api/v1/datasets/preferences")
-                .body(Body::empty())
-                .unwrap()
-        };
-        let in_progress = state.export_slots.clone().try_acquire_owned().unwrap();
-        let refused = router.clone().oneshot(get()).await.unwrap();
-        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
-        drop(in_progress);
-        let served = router.clone().oneshot(get()).await.unwrap();
-        assert_eq!(served.status(), axum::http::StatusCode::OK);
-        // The served body holds the slot until it is consumed or dropped.
-        drop(served);
-        let again = router.oneshot(get()).await.unwrap();
-        assert_eq!(again.status(), axum::http::StatusCode::OK);
-    }
-
     #[test]
     fn chatml_prompts_become_messages() {
         let p = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";

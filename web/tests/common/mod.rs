@@ -13,8 +13,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use testkit::db::TestDb;
+use testkit::payments::LedgerPayments;
 use tower::ServiceExt as _;
-use web::{AppState, LedgerPayments, WebConfig};
+use web::{AppState, WebConfig};
 
 /// Makes a SQLite and a PostgreSQL test of `async fn $check(app: TestApp)`.
 #[macro_export]
