@@ -16,14 +16,23 @@ interface IERC20 {
 /// `approve`s this contract on the token, then calls `deposit(amount)`. The escrow rules
 /// are `ArenaEscrow`'s, the same as the ETH `Arena`'s. A deposit credits what the
 /// contract actually received, so a token that takes a fee on transfer cannot leave
-/// the contract owing more than it holds. Tokens whose balances change by themselves
-/// (rebasing tokens) are not supported.
+/// the contract owing more than it holds, and a deposit cannot be re-entered (a token
+/// with transfer hooks could otherwise call back into `deposit` or `withdraw` between
+/// the two balance readings). Tokens whose balances change by themselves (rebasing
+/// tokens) are not supported.
 contract TokenArena is ArenaEscrow {
     /// The fee token.
     address public immutable token;
 
+    /// The transient storage slot that marks a call to the token in progress:
+    /// keccak256("rlfc.TokenArena.lock").
+    bytes32 private constant LOCK = 0xae697861e24a86e475334d6ea610117c21c6955ef05924ba58d56144e1eedd1c;
+
     /// The token refused or failed a transfer.
     error TokenTransferFailed(address token, address from, address to, uint256 amount);
+    /// The token called back into a deposit or withdrawal while a deposit was taking
+    /// its tokens.
+    error Reentered();
 
     constructor(address initialOperator, address initialTreasury, uint64 reclaimAfterSeconds, address feeAsset)
         ArenaEscrow(initialOperator, initialTreasury, reclaimAfterSeconds)
@@ -41,13 +50,38 @@ contract TokenArena is ArenaEscrow {
     /// contract for at least that much) into the sender's balance here.
     function deposit(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
+        _enter();
         uint256 before = IERC20(token).balanceOf(address(this));
         _call(abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), amount)), msg.sender, address(this), amount);
-        _credit(msg.sender, IERC20(token).balanceOf(address(this)) - before);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        bytes32 slot = LOCK;
+        assembly {
+            tstore(slot, 0)
+        }
+        _credit(msg.sender, received);
     }
 
     function _payOut(address to, uint256 amount) internal override {
+        _enter();
         _call(abi.encodeCall(IERC20.transfer, (to, amount)), address(this), to, amount);
+        bytes32 slot = LOCK;
+        assembly {
+            tstore(slot, 0)
+        }
+    }
+
+    /// Marks a token call in progress (in transient storage, gone at the end of the
+    /// transaction), refusing a call that arrives while one is.
+    function _enter() private {
+        bytes32 slot = LOCK;
+        bool busy;
+        assembly {
+            busy := tload(slot)
+        }
+        if (busy) revert Reentered();
+        assembly {
+            tstore(slot, 1)
+        }
     }
 
     /// Calls the token and accepts success with no return data (as some older tokens

@@ -154,10 +154,15 @@ pub fn check_fee_asset(cfg: &ChainConfig, deployment: &Deployment) -> Result<()>
 pub async fn open_contracts(cfg: &ChainConfig, data_dir: &Path) -> Result<Contracts<AnyChain>> {
     let chain = open_chain(cfg, data_dir).await?;
     if let Some((arena, proof_of_learning)) = configured_deployment(cfg) {
-        let contracts = Contracts::discover(chain, arena, proof_of_learning).await?;
-        if !crate::migrate::is_current(contracts.chain(), contracts.deployment()).await? {
+        let named = Deployment {
+            arena,
+            proof_of_learning,
+            fee_token: None,
+        };
+        if !crate::migrate::is_current(&chain, named).await? {
             return Err(ChainError::WrongArenaVersion(arena));
         }
+        let contracts = Contracts::discover(chain, arena, proof_of_learning).await?;
         check_fee_asset(cfg, &contracts.deployment())?;
         return Ok(contracts);
     }

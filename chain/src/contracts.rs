@@ -403,6 +403,11 @@ impl<C: Chain> Contracts<C> {
                 )
                 .await?;
                 if allowed < U256::from(amount) {
+                    // Some tokens (USDT) refuse to change one non-zero allowance to
+                    // another: back to zero first.
+                    if allowed != U256::ZERO {
+                        self.approve(from, token, 0).await?;
+                    }
                     let call = TestToken::approveCall {
                         spender: self.deployment.arena,
                         amount: U256::MAX,

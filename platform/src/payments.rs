@@ -219,23 +219,33 @@ impl Payments {
         }
         let wallet = self.wallet(user_id).await?;
         // A deposit the wallet cannot pay is the user's mistake, not a server error:
-        // say so before sending (gas comes on top, so this is a floor).
+        // say so before sending (in ETH, gas comes on top, so this is a floor).
         {
-            let held = self.contracts.chain().balance(wallet).await?;
-            if held < alloy::primitives::U256::from(amount.0) {
+            let held = self.contracts.wallet_funds(wallet).await?;
+            if held < amount.0 {
                 return Err(PaymentError::Invalid {
                     field: "amount_wei",
                     reason: format!(
-                        "wallet {wallet} holds {held} wei, less than the {} wei to deposit",
-                        amount.0
+                        "wallet {wallet} holds {}, less than the {} to deposit",
+                        self.money.show(Wei(held)),
+                        self.money.show(amount)
                     ),
                 });
             }
         }
         let receipt = self.contracts.deposit(wallet, amount.0).await?;
+        // What the Arena credited (a token that takes a fee on transfer credits less
+        // than was sent), as the chain follower would journal it.
+        let arena = self.contracts.deployment().arena;
+        let credited: u128 =
+            chain::contracts::events_from::<chain::bindings::Arena::Deposited>(&receipt, arena)
+                .into_iter()
+                .filter(|e| e.user == wallet)
+                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
+                .sum();
         match self
             .store
-            .deposit(user_id, amount, &tx_hex(receipt.tx_hash))
+            .deposit(user_id, Wei(credited), &tx_hex(receipt.tx_hash))
             .await
         {
             Ok(balance) => Ok(balance),

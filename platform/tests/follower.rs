@@ -434,3 +434,70 @@ async fn the_follower_starts_at_the_start_block() {
         Wei(2 * UNIT)
     );
 }
+
+/// With fees in a token, the server-signed deposit checks the wallet's tokens, not its
+/// ETH: a wallet that holds ETH but no tokens is refused before anything is sent, in
+/// the token's units, and a deposit it can pay is journaled as the Arena credited it.
+#[tokio::test]
+async fn a_token_deposit_checks_the_wallets_tokens() {
+    use alloy::sol_types::SolCall as _;
+    let db = TestDb::sqlite().await;
+    let chain = AnyChain::Embedded(chain::Embedded::ephemeral(31337, 10));
+    let (contracts, payments) = common::payments_in(&db.store, chain, true).await;
+    let chain::FeeAsset::Token(token) = contracts.fee_asset() else {
+        panic!("a token Arena");
+    };
+    let payments = Arc::new(
+        Arc::try_unwrap(payments)
+            .unwrap_or_else(|_| panic!("one handle"))
+            .with_money(store::Money::token(chain::TEST_TOKEN_SYMBOL, 18)),
+    );
+    let dev = chain::dev::dev_accounts(10);
+    let (wallet, elsewhere) = (dev[4], dev[5]);
+    let user = db.store.upsert_user(&format!("{wallet:#x}")).await.unwrap();
+    // The wallet gives all its tokens away; it keeps its ETH.
+    let all = contracts.wallet_funds(wallet).await.unwrap();
+    let give = chain::bindings::TestToken::transferCall {
+        to: elsewhere,
+        amount: alloy::primitives::U256::from(all),
+    };
+    contracts
+        .chain()
+        .send(chain::TxRequest {
+            from: wallet,
+            to: Some(token),
+            data: give.abi_encode().into(),
+            value: alloy::primitives::U256::ZERO,
+        })
+        .await
+        .unwrap();
+    assert_eq!(contracts.wallet_funds(wallet).await.unwrap(), 0);
+    assert!(contracts.chain().balance(wallet).await.unwrap() > alloy::primitives::U256::ZERO);
+    let err = payments.deposit(user.id, Wei(UNIT)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("amount_wei:")
+            && text.contains("holds 0 TUSD")
+            && text.contains("0.001 TUSD"),
+        "{text}"
+    );
+    assert_eq!(contracts.balance_of(wallet).await.unwrap(), 0);
+    // Tokens back: the deposit goes through and the journal credits what arrived.
+    let back = chain::bindings::TestToken::transferCall {
+        to: wallet,
+        amount: alloy::primitives::U256::from(UNIT),
+    };
+    contracts
+        .chain()
+        .send(chain::TxRequest {
+            from: elsewhere,
+            to: Some(token),
+            data: back.abi_encode().into(),
+            value: alloy::primitives::U256::ZERO,
+        })
+        .await
+        .unwrap();
+    let balance = payments.deposit(user.id, Wei(UNIT)).await.unwrap();
+    assert_eq!(balance.available_wei, Wei(UNIT));
+    assert_eq!(contracts.balance_of(wallet).await.unwrap(), UNIT);
+}

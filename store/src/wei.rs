@@ -115,8 +115,13 @@ impl Money {
         }
     }
 
+    /// The decimals used: at most 38, what a `u128` can scale by.
+    fn digits(&self) -> u8 {
+        self.decimals.min(38)
+    }
+
     fn scale(&self) -> u128 {
-        10u128.pow(u32::from(self.decimals.min(38)))
+        10u128.pow(u32::from(self.digits()))
     }
 
     /// `amount` in whole units, exact and without trailing zeros (`0.1 ETH`,
@@ -127,7 +132,7 @@ impl Money {
         if frac == 0 {
             return format!("{whole} {}", self.symbol);
         }
-        let digits = format!("{frac:0width$}", width = usize::from(self.decimals));
+        let digits = format!("{frac:0width$}", width = usize::from(self.digits()));
         format!("{whole}.{} {}", digits.trim_end_matches('0'), self.symbol)
     }
 
@@ -156,7 +161,7 @@ impl Money {
         if (whole.is_empty() && frac.is_empty())
             || !digits(whole)
             || !digits(frac)
-            || frac.len() > usize::from(self.decimals)
+            || frac.len() > usize::from(self.digits())
         {
             return Err(shown());
         }
@@ -168,7 +173,7 @@ impl Money {
         let frac: u128 = if frac.is_empty() {
             0
         } else {
-            format!("{frac:0<width$}", width = usize::from(self.decimals))
+            format!("{frac:0<width$}", width = usize::from(self.digits()))
                 .parse()
                 .map_err(|_| shown())?
         };

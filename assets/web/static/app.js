@@ -69,12 +69,23 @@ async function walletMoney(box, deposit) {
       }
     };
     if (deposit && token) {
-      // approve(address,uint256) on the token, for exactly this amount.
-      const approve = { from: account, to: token, value: "0x0", data: "0x095ea7b3" + word(BigInt(box.dataset.arena)) + word(wei) };
-      say(`Confirm in your wallet: allow the Arena to take this ${symbol} (1 of 2)…`);
-      const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [approve] });
-      say(`Approval sent ${hash}; waiting for it to be mined…`);
-      if (!(await mined(hash))) { say(`Approval ${hash} failed on chain: nothing moved.`, true); return; }
+      // allowance(owner, arena): an earlier approval that covers this amount is used.
+      const allowed = BigInt(await window.ethereum.request({ method: "eth_call", params: [
+        { to: token, data: "0xdd62ed3e" + word(BigInt(account)) + word(BigInt(box.dataset.arena)) }, "latest"] }));
+      const approve = async (amount, text) => {
+        // approve(address,uint256) on the token.
+        const tx = { from: account, to: token, value: "0x0", data: "0x095ea7b3" + word(BigInt(box.dataset.arena)) + word(amount) };
+        say(text);
+        const hash = await window.ethereum.request({ method: "eth_sendTransaction", params: [tx] });
+        say(`Approval sent ${hash}; waiting for it to be mined…`);
+        if (!(await mined(hash))) { say(`Approval ${hash} failed on chain: nothing moved.`, true); return false; }
+        return true;
+      };
+      if (allowed < wei) {
+        // Some tokens (USDT) refuse to change one non-zero allowance to another.
+        if (allowed > 0n && !(await approve(0n, "Confirm in your wallet: reset the Arena's old allowance…"))) return;
+        if (!(await approve(wei, `Confirm in your wallet: allow the Arena to take this ${symbol} (1 of 2)…`))) return;
+      }
     }
     const tx = !deposit
       ? { from: account, to: box.dataset.arena, value: "0x0", data: "0x2e1a7d4d" + word(wei) }
