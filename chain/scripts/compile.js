@@ -20,9 +20,14 @@ const EVM_VERSION = 'cancun';
 // compiled (ArenaEscrow.sol is the abstract base both arenas import).
 const CONTRACTS = ['Arena', 'TokenArena', 'TestToken', 'ProofOfLearning'];
 
+// Test-only contracts, compiled the same way from tests/fixtures/<Name>.sol into
+// tests/fixtures/<Name>.json (never deployed by the product).
+const TEST_CONTRACTS = ['HookToken'];
+
 const root = path.resolve(__dirname, '..');
 const contractsDir = path.join(root, 'contracts');
 const artifactsDir = path.join(root, 'artifacts');
+const fixturesDir = path.join(root, 'tests', 'fixtures');
 
 function compile() {
   if (solc.version() !== SOLC_VERSION) {
@@ -31,6 +36,10 @@ function compile() {
   const sources = {};
   for (const file of fs.readdirSync(contractsDir).filter((f) => f.endsWith('.sol')).sort()) {
     sources[file] = { content: fs.readFileSync(path.join(contractsDir, file), 'utf8') };
+  }
+  for (const name of TEST_CONTRACTS) {
+    const file = `${name}.sol`;
+    sources[file] = { content: fs.readFileSync(path.join(fixturesDir, file), 'utf8') };
   }
   const input = {
     language: 'Solidity',
@@ -50,7 +59,7 @@ function compile() {
   if (errors.length > 0) throw new Error(`solc reported ${errors.length} error(s)`);
 
   const artifacts = {};
-  for (const name of CONTRACTS) {
+  for (const name of [...CONTRACTS, ...TEST_CONTRACTS]) {
     const c = output.contracts[`${name}.sol`][name];
     const artifact = {
       contractName: name,
@@ -60,7 +69,8 @@ function compile() {
       bytecode: `0x${c.evm.bytecode.object}`,
       deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
     };
-    artifacts[name] = `${JSON.stringify(artifact, null, 2)}\n`;
+    const dir = TEST_CONTRACTS.includes(name) ? fixturesDir : artifactsDir;
+    artifacts[name] = { file: path.join(dir, `${name}.json`), text: `${JSON.stringify(artifact, null, 2)}\n` };
   }
   return artifacts;
 }
@@ -69,18 +79,18 @@ function main() {
   const check = process.argv.includes('--check');
   const artifacts = compile();
   let stale = 0;
-  for (const [name, text] of Object.entries(artifacts)) {
-    const file = path.join(artifactsDir, `${name}.json`);
+  for (const [name, { file, text }] of Object.entries(artifacts)) {
+    const shown = path.relative(root, file);
     if (check) {
       const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
       if (committed !== text) {
-        process.stderr.write(`stale artifact: artifacts/${name}.json (run node scripts/compile.js)\n`);
+        process.stderr.write(`stale artifact: ${shown} (run node scripts/compile.js)\n`);
         stale += 1;
       }
     } else {
-      fs.mkdirSync(artifactsDir, { recursive: true });
+      fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, text);
-      process.stdout.write(`wrote artifacts/${name}.json\n`);
+      process.stdout.write(`wrote ${shown}\n`);
     }
   }
   if (stale > 0) process.exit(1);

@@ -192,3 +192,74 @@ async fn suite_on_hardhat_via_rpc() {
     assert!(matches!(rpc.send(tx).await, Err(ChainError::UnknownAccount(a)) if a == stranger));
     drop(node);
 }
+
+mod hook {
+    #![allow(missing_docs, clippy::too_many_arguments)]
+    alloy::sol!(
+        #[derive(Debug, PartialEq, Eq)]
+        HookToken,
+        "tests/fixtures/HookToken.json"
+    );
+}
+
+/// A token that calls back into the Arena from inside `transferFrom` (as a token with
+/// transfer hooks would) cannot re-enter `deposit`: the nested call is refused with
+/// `Reentered`, while the token itself would have let it through (the hook holds
+/// tokens and an allowance), and the outer deposit credits exactly what arrived.
+#[tokio::test]
+async fn a_token_that_calls_back_cannot_reenter_a_deposit() {
+    use alloy::primitives::U256;
+    use alloy::sol_types::{SolCall, SolError};
+    use chain::bindings::TokenArena;
+    let chain = Embedded::ephemeral(DEFAULT_CHAIN_ID, 10);
+    let cast = Cast::of(&chain);
+    let send = |from: Address, to: Option<Address>, data: Vec<u8>| chain::TxRequest {
+        from,
+        to,
+        data: data.into(),
+        value: U256::ZERO,
+    };
+    let created = chain
+        .send(send(cast.admin, None, hook::HookToken::BYTECODE.to_vec()))
+        .await
+        .unwrap();
+    let token = created.contract_address.unwrap();
+    let terms = ArenaTerms::operated_by(cast.operator);
+    let c = Contracts::deploy_for(&chain, cast.admin, terms, FeeAsset::Token(token))
+        .await
+        .unwrap();
+    let arena = c.deployment().arena;
+    let call = |to: Address, data: Vec<u8>| chain.send(send(cast.admin, Some(to), data));
+    for (to, amount) in [(cast.alice, 10 * FEE), (token, FEE)] {
+        let mint = hook::HookToken::mintCall {
+            to,
+            amount: U256::from(amount),
+        };
+        call(token, mint.abi_encode()).await.unwrap();
+    }
+    let nested = TokenArena::depositCall {
+        amount: U256::from(1u8),
+    };
+    let set = hook::HookToken::setHookCall {
+        target: arena,
+        data: nested.abi_encode().into(),
+    };
+    call(token, set.abi_encode()).await.unwrap();
+
+    c.deposit(cast.alice, FEE).await.unwrap();
+    let view = |data: Vec<u8>| chain.call(send(Address::ZERO, Some(token), data));
+    let ok = hook::HookToken::hookOkCall {}.abi_encode();
+    let ok = hook::HookToken::hookOkCall::abi_decode_returns(&view(ok).await.unwrap()).unwrap();
+    assert!(!ok, "the nested deposit must be refused");
+    let ret = hook::HookToken::hookReturnCall {}.abi_encode();
+    let ret =
+        hook::HookToken::hookReturnCall::abi_decode_returns(&view(ret).await.unwrap()).unwrap();
+    assert_eq!(
+        ret.as_ref(),
+        TokenArena::Reentered {}.abi_encode().as_slice(),
+        "refused as a re-entry"
+    );
+    assert_eq!(c.balance_of(cast.alice).await.unwrap(), FEE);
+    assert_eq!(c.balance_of(token).await.unwrap(), 0);
+    assert_eq!(c.arena_funds().await.unwrap(), FEE);
+}
