@@ -236,13 +236,7 @@ impl Payments {
         let receipt = self.contracts.deposit(wallet, amount.0).await?;
         // What the Arena credited (a token that takes a fee on transfer credits less
         // than was sent), as the chain follower would journal it.
-        let arena = self.contracts.deployment().arena;
-        let credited: u128 =
-            chain::contracts::events_from::<chain::bindings::Arena::Deposited>(&receipt, arena)
-                .into_iter()
-                .filter(|e| e.user == wallet)
-                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
-                .sum();
+        let credited = self.moved(&receipt, wallet).0;
         match self
             .store
             .deposit(user_id, Wei(credited), &tx_hex(receipt.tx_hash))
@@ -253,6 +247,30 @@ impl Payments {
             Err(store::Error::Duplicate { .. }) => Ok(self.store.balance(user_id).await?),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What `receipt` moved for `wallet` in the Arena, by the Arena's own events:
+    /// (deposited, withdrawn).
+    fn moved(&self, receipt: &chain::TxReceipt, wallet: Address) -> (u128, u128) {
+        use chain::bindings::Arena::{Deposited, Withdrawn};
+        use chain::contracts::events_from;
+        let arena = self.contracts.deployment().arena;
+        let sum = |lines: Vec<(Address, alloy::primitives::U256)>| -> u128 {
+            lines
+                .into_iter()
+                .filter(|(user, _)| *user == wallet)
+                .map(|(_, amount)| u128::try_from(amount).unwrap_or(u128::MAX))
+                .sum()
+        };
+        let deposited = events_from::<Deposited>(receipt, arena)
+            .into_iter()
+            .map(|e| (e.user, e.amount))
+            .collect();
+        let withdrawn = events_from::<Withdrawn>(receipt, arena)
+            .into_iter()
+            .map(|e| (e.user, e.amount))
+            .collect();
+        (sum(deposited), sum(withdrawn))
     }
 
     /// The receipt of a transaction the user's own wallet sent to the Arena contract,
@@ -300,13 +318,7 @@ impl Payments {
     /// reported and whichever of the two sees it first.
     pub async fn record_wallet_deposit(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
         let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
-        let arena = self.contracts.deployment().arena;
-        let amount: u128 =
-            chain::contracts::events_from::<chain::bindings::Arena::Deposited>(&receipt, arena)
-                .into_iter()
-                .filter(|e| e.user == wallet)
-                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
-                .sum();
+        let amount = self.moved(&receipt, wallet).0;
         if amount == 0 {
             return Err(PaymentError::Invalid {
                 field: "tx_hash",
@@ -332,13 +344,7 @@ impl Payments {
     /// makes it once those entries play or are refunded.
     pub async fn record_wallet_withdrawal(&self, user_id: i64, tx_hash: B256) -> Result<Balance> {
         let (wallet, receipt) = self.wallet_receipt(user_id, tx_hash).await?;
-        let arena = self.contracts.deployment().arena;
-        let amount: u128 =
-            chain::contracts::events_from::<chain::bindings::Arena::Withdrawn>(&receipt, arena)
-                .into_iter()
-                .filter(|e| e.user == wallet)
-                .map(|e| u128::try_from(e.amount).unwrap_or(u128::MAX))
-                .sum();
+        let amount = self.moved(&receipt, wallet).1;
         if amount == 0 {
             return Err(PaymentError::Invalid {
                 field: "tx_hash",
