@@ -74,6 +74,14 @@ pub struct DpoConfig {
     /// adapter is still the one kept). Left out of the hashed JSON when 0.
     #[serde(skip_serializing_if = "is_zero_usize")]
     pub patience: usize,
+    /// Conservative DPO (Mitchell 2023): the share ε of pairs assumed mislabelled. Each
+    /// pair's loss is `(1 − ε)·(−log σ(z)) + ε·(−log σ(−z))`, whose optimum is the
+    /// finite margin `z = ln((1 − ε)/ε)`, so noisy judge labels cannot push the policy
+    /// to memorise them (the loss never drops below the binary entropy of ε). 0 is
+    /// plain sigmoid DPO. The validation loss stays the plain sigmoid loss. Left out
+    /// of the hashed JSON when 0, so runs recorded before it hash as they did.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub label_smoothing: f64,
     /// Hex sha256 of the base model's GGUF file the run trains on top of, so that a
     /// proof-of-learning record (through this hash) names the base model as well as
     /// the settings; a verifier must re-train on the same file. Empty for runs
@@ -110,6 +118,7 @@ impl Default for DpoConfig {
             seed: 0,
             validation_share: 0.0,
             patience: 0,
+            label_smoothing: 0.0,
             base_model_sha256: String::new(),
         }
     }
@@ -175,6 +184,14 @@ impl DpoConfig {
             false,
         )?;
         check_usize("patience", self.patience, 0, 1000)?;
+        check_f64(
+            "label_smoothing",
+            self.label_smoothing,
+            0.0,
+            false,
+            0.5,
+            true,
+        )?;
         let sha = &self.base_model_sha256;
         if !sha.is_empty()
             && (sha.len() != 64
@@ -258,7 +275,8 @@ pub struct DpoPair {
 pub struct StepMetrics {
     /// 1-based optimizer step.
     pub step: usize,
-    /// Mean sigmoid DPO loss (`ln 2` when policy equals reference).
+    /// Mean training loss: sigmoid DPO, label-smoothed when
+    /// [`DpoConfig::label_smoothing`] is set (`ln 2` when policy equals reference).
     pub loss: f64,
     /// Share of pairs whose chosen reward beats the rejected one.
     pub reward_accuracy: f64,
@@ -571,13 +589,16 @@ pub fn train_dpo(
                     let rc_reward = cfg.beta * (host[2 * i] as f64 - rc);
                     let rr_reward = cfg.beta * (host[2 * i + 1] as f64 - rr);
                     let z = rc_reward - rr_reward;
-                    loss += softplus_neg(z);
+                    let eps = cfg.label_smoothing;
+                    loss += (1.0 - eps) * softplus_neg(z) + eps * softplus_neg(-z);
                     correct += usize::from(rc_reward > rr_reward);
                     chosen_r += rc_reward;
                     rejected_r += rr_reward;
-                    let g = cfg.beta * sigmoid(-z) / per_step as f64;
-                    w[2 * i] = -g as f32;
-                    w[2 * i + 1] = g as f32;
+                    // d loss / d z = −(1 − ε)·σ(−z) + ε·σ(z).
+                    let dz = -(1.0 - eps) * sigmoid(-z) + eps * sigmoid(z);
+                    let g = cfg.beta * dz / per_step as f64;
+                    w[2 * i] = g as f32;
+                    w[2 * i + 1] = -g as f32;
                 }
                 let mut g = base.backward(tape, &w)?;
                 for (acc, key) in grads.chunks_exact_mut(2).zip(&var_keys) {

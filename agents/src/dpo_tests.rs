@@ -550,3 +550,71 @@ fn held_out_pairs_measure_validation_loss_and_the_best_adapter_is_kept() {
     assert_eq!(again.adapter_hash, out.adapter_hash);
     assert_eq!(again.best_step, best_step);
 }
+
+#[test]
+fn label_smoothing_bounds_how_far_a_run_can_fit_its_pairs() {
+    let model = Model::random(tiny(Architecture::Qwen2), 12).unwrap();
+    let tok = ChatTokenizer::for_tests(96);
+    let plain = DpoConfig {
+        learning_rate: 5e-2,
+        beta: 0.5,
+        max_steps: 30,
+        batch_size: 6,
+        lora_rank: 4,
+        lora_alpha: 8.0,
+        max_length: 64,
+        ..DpoConfig::default()
+    };
+    let eps = 0.1;
+    let smoothed = DpoConfig {
+        label_smoothing: eps,
+        ..plain.clone()
+    };
+    // The smallest the smoothed loss can be: the binary entropy of ε, reached at the
+    // margin ln((1 − ε)/ε).
+    let floor = -(1.0 - eps) * (1.0f64 - eps).ln() - eps * eps.ln();
+    let fit = train_dpo(&model, &tok, None, &pairs(), &plain, |_| {}).unwrap();
+    let held = train_dpo(&model, &tok, None, &pairs(), &smoothed, |_| {}).unwrap();
+    // Both start at ln 2 (policy = reference) and both learn.
+    for out in [&fit, &held] {
+        assert!((out.steps[0].loss - std::f64::consts::LN_2).abs() < 1e-9);
+        let last = out.steps.last().unwrap();
+        assert!(last.loss < std::f64::consts::LN_2, "{last:?}");
+        assert!(last.reward_margin > 0.0, "{last:?}");
+    }
+    // Plain DPO memorises six pairs: its loss falls below the smoothed floor.
+    let plain_last = fit.steps.last().unwrap();
+    assert!(plain_last.loss < floor, "{plain_last:?} vs floor {floor}");
+    // The smoothed run never does, and its margin stays below plain DPO's.
+    for m in &held.steps {
+        assert!(m.loss >= floor - 1e-9, "{m:?} below floor {floor}");
+    }
+    let held_last = held.steps.last().unwrap();
+    assert!(
+        held_last.reward_margin < plain_last.reward_margin,
+        "{held_last:?} vs {plain_last:?}"
+    );
+    assert_ne!(held.adapter_hash, fit.adapter_hash);
+    // Hashed only when set, and refused at 0.5 or more, naming the field.
+    assert!(!plain.canonical_json().contains("label_smoothing"));
+    assert!(
+        smoothed
+            .canonical_json()
+            .contains("\"label_smoothing\":0.1")
+    );
+    assert_ne!(
+        smoothed.hyperparameters_hash(),
+        plain.hyperparameters_hash()
+    );
+    let e = DpoConfig {
+        label_smoothing: 0.5,
+        ..plain
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`label_smoothing`") && e.contains("[0, 0.5)"),
+        "{e}"
+    );
+}

@@ -89,6 +89,10 @@ pub struct TrainingPolicy {
     /// Stop once this many validation checks in a row have not improved, keeping
     /// the best adapter (0: run every step, still keeping the best).
     pub patience: usize,
+    /// Conservative DPO's label smoothing (0 to 0.49): the share of pairs assumed
+    /// mislabelled by the judges. It bounds how far a run can push a pair's margin,
+    /// so a run cannot memorise its pairs (0: plain DPO).
+    pub label_smoothing: f64,
     /// Pairs per step.
     pub batch_size: usize,
     /// Tokens of prompt plus answer kept per pair.
@@ -115,6 +119,7 @@ impl Default for TrainingPolicy {
             epochs: 3,
             validation_share: 0.2,
             patience: 1,
+            label_smoothing: 0.1,
             batch_size: 4,
             max_length: 256,
             seed: 0,
@@ -200,6 +205,11 @@ impl TrainingPolicy {
             "must be within [0, 1000]",
         )?;
         rule(
+            self.label_smoothing.is_finite() && (0.0..0.5).contains(&self.label_smoothing),
+            "label_smoothing",
+            "must be within [0, 0.5)",
+        )?;
+        rule(
             (1..=64).contains(&self.batch_size),
             "batch_size",
             "must be within [1, 64]",
@@ -263,6 +273,7 @@ impl TrainingPolicy {
             seed: self.seed,
             validation_share: self.validation_share,
             patience: self.patience,
+            label_smoothing: self.label_smoothing,
             ..DpoConfig::default()
         }
     }
@@ -718,6 +729,13 @@ mod tests {
             .to_string();
         assert!(
             e.contains("training.epochs") && e.contains("[1, 100]"),
+            "{e}"
+        );
+        let e = TrainingPolicy::from_json(r#"{"label_smoothing": 0.5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("training.label_smoothing") && e.contains("[0, 0.5)"),
             "{e}"
         );
         let e = TrainingPolicy::from_json(r#"{"validation_share": 0.7}"#)
