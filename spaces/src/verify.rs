@@ -146,12 +146,15 @@ const MAX_FAILED_CREDIT: f64 = 0.99;
 /// - required words: the share present; forbidden words: the share avoided;
 /// - a pattern: none (a pattern has no distance);
 /// - a JSON schema: the share of the schema's checks the JSON passes, recursively
-///   (halved when the JSON had to be cut out of surrounding prose);
+///   (halved when the JSON had to be cut out of surrounding prose, quartered when it
+///   broke off, at the token limit or at a syntax error, and was closed after its last
+///   complete element);
 /// - an exact number: one minus the error relative to the answer (at least 1), so 55
 ///   for 56 earns 0.98 and anything off by the answer's size or more earns 0;
 /// - an exact text: the word overlap (F1) with the answer;
 /// - exact JSON: the share of the answer's keys given with the right value, over the
-///   keys of the larger object (halved when cut out of prose).
+///   keys of the larger object (halved when cut out of prose, quartered when broken
+///   off).
 pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
     let credit = match check {
         Check::Length { unit, min, max } => {
@@ -180,7 +183,7 @@ pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
         }
         Check::Regex { .. } => 0.0,
         Check::JsonSchema(schema) => match lenient_json(response) {
-            Some((value, exact)) => schema.credit(&value) * if exact { 1.0 } else { 0.5 },
+            Some((value, kept)) => schema.credit(&value) * kept,
             None => 0.0,
         },
         Check::ExactAnswer(mode) => match &task.answer {
@@ -199,24 +202,82 @@ fn share(part: usize, whole: usize) -> f64 {
     }
 }
 
-/// The response's JSON, and whether it was the whole response (`true`) or had to be
-/// cut out of surrounding text, from its first `{` or `[` to the matching last bracket.
-fn lenient_json(response: &str) -> Option<(Value, bool)> {
+/// How much of a JSON answer's credit it keeps, by how its JSON was found: the whole
+/// response is JSON (1), one complete value cut out of surrounding text (a half), or a
+/// value broken off (at the token limit or at a syntax error) and closed after its last
+/// complete element (a quarter).
+const CUT_OUT_OF_PROSE: f64 = 0.5;
+const BROKEN_OFF: f64 = 0.25;
+
+/// The response's JSON and the share of credit it keeps ([`CUT_OUT_OF_PROSE`],
+/// [`BROKEN_OFF`]): the whole response when it parses, otherwise the value that starts
+/// at its first `{` or `[`: complete when its brackets close, else what parses when it
+/// is cut after its last complete element and its open brackets are closed.
+fn lenient_json(response: &str) -> Option<(Value, f64)> {
     if let Ok(value) = parse_response_json(response) {
-        return Some((value, true));
+        return Some((value, 1.0));
     }
     let text = response.trim();
     let start = text.find(['{', '['])?;
-    let close = if text[start..].starts_with('{') {
-        '}'
-    } else {
-        ']'
-    };
-    let end = text.rfind(close)?;
-    (end > start)
-        .then(|| serde_json::from_str(&text[start..=end]).ok())
-        .flatten()
-        .map(|value| (value, false))
+    json_prefix(&text[start..])
+}
+
+/// Most cut points [`json_prefix`] tries, from the longest; bounds the work on a long
+/// broken answer.
+const MAX_JSON_REPAIRS: usize = 64;
+
+/// The JSON value at the start of `text` (which starts with a bracket), with its
+/// credit share: [`CUT_OUT_OF_PROSE`] when its brackets close, [`BROKEN_OFF`] when it
+/// had to be cut and closed.
+fn json_prefix(text: &str) -> Option<(Value, f64)> {
+    // Where the text may be cut, with the brackets then open: after an opening bracket,
+    // before a comma, after a closing bracket (all outside strings).
+    let mut cuts: Vec<(usize, Vec<char>)> = Vec::new();
+    let mut open: Vec<char> = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, ch) in text.char_indices() {
+        if in_string {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match ch {
+            '"' => in_string = true,
+            '{' | '[' => {
+                open.push(if ch == '{' { '}' } else { ']' });
+                cuts.push((i + 1, open.clone()));
+            }
+            '}' | ']' => {
+                if open.pop() != Some(ch) {
+                    break;
+                }
+                if open.is_empty() {
+                    let whole = &text[..=i];
+                    if let Ok(value) = serde_json::from_str(whole) {
+                        return Some((value, CUT_OUT_OF_PROSE));
+                    }
+                    break;
+                }
+                cuts.push((i + 1, open.clone()));
+            }
+            ',' => cuts.push((i, open.clone())),
+            _ => {}
+        }
+    }
+    cuts.iter()
+        .rev()
+        .take(MAX_JSON_REPAIRS)
+        .find_map(|(end, open)| {
+            let mut closed = text[..*end].to_string();
+            closed.extend(open.iter().rev());
+            serde_json::from_str(&closed)
+                .ok()
+                .map(|value| (value, BROKEN_OFF))
+        })
 }
 
 fn answer_credit(mode: AnswerMode, answer: &str, response: &str) -> f64 {
@@ -238,13 +299,12 @@ fn answer_credit(mode: AnswerMode, answer: &str, response: &str) -> f64 {
             }
         }
         AnswerMode::Json => {
-            let (Some((got, exact)), Ok(want)) = (
+            let (Some((got, scale)), Ok(want)) = (
                 lenient_json(response),
                 serde_json::from_str::<Value>(answer),
             ) else {
                 return 0.0;
             };
-            let scale = if exact { 1.0 } else { 0.5 };
             match (&got, &want) {
                 (Value::Object(g), Value::Object(w)) => {
                     let right = w
@@ -648,12 +708,47 @@ mod tests {
             ),
             0.5
         );
-        // Cut off mid-object, or no JSON at all.
+        // Cut off mid-object: closed after its last complete element (the number
+        // may have been cut, so it is dropped), a quarter of what that JSON earns.
         assert_eq!(
             credit(check.clone(), None, r#"{"name": "Ana", "age": 3"#),
-            0.0
+            0.08
         );
-        assert_eq!(credit(check, None, "Ana, 30, Oslo"), 0.0);
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                "{\n  \"name\": \"Ana\",\n  \"age\": 30,\n  \"city\": \"Os"
+            ),
+            0.17
+        );
+        // Broken by a syntax error: what precedes it, closed.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                r#"{"name": "Ana", "age": 30, "city" => "Oslo"}"#
+            ),
+            0.17
+        );
+        // A complete object followed by prose that holds more brackets: the first
+        // value, cut out of the prose.
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                "{\"name\": \"Ana\", \"age\": 30, \"city\": \"Oslo\"}\n```\nThat is `{\"name\": ...}`."
+            ),
+            0.5
+        );
+        // Brackets and quotes inside strings do not confuse the cut.
+        assert_eq!(
+            credit(check.clone(), None, r#"{"name": "A]n{a\"", "age": 30, "ci"#),
+            0.17
+        );
+        // No JSON at all, or none of the keys before the text stops being JSON.
+        assert_eq!(credit(check.clone(), None, "Ana, 30, Oslo"), 0.0);
+        assert_eq!(credit(check, None, "{{{ name: Ana"), 0.0);
     }
 
     #[test]
