@@ -475,6 +475,20 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// One pair's training loss at reward margin `z` and its derivative in `z`: the
+/// sigmoid DPO loss `−log σ(z)`, or with label smoothing `ε` the conservative
+/// `(1 − ε)·(−log σ(z)) + ε·(−log σ(−z))`, whose derivative
+/// `−(1 − ε)·σ(−z) + ε·σ(z)` is zero at `z = ln((1 − ε)/ε)`.
+pub(crate) fn pair_loss(z: f64, eps: f64) -> (f64, f64) {
+    if eps == 0.0 {
+        return (softplus_neg(z), -sigmoid(-z));
+    }
+    (
+        (1.0 - eps) * softplus_neg(z) + eps * softplus_neg(-z),
+        -(1.0 - eps) * sigmoid(-z) + eps * sigmoid(z),
+    )
+}
+
 /// Trains a new adapter version on `pairs` with sigmoid DPO and returns it with per-step
 /// metrics; `on_step` sees each step's metrics as it finishes.
 ///
@@ -588,14 +602,11 @@ pub fn train_dpo(
                 for (i, &(rc, rr)) in ref_lp.iter().enumerate() {
                     let rc_reward = cfg.beta * (host[2 * i] as f64 - rc);
                     let rr_reward = cfg.beta * (host[2 * i + 1] as f64 - rr);
-                    let z = rc_reward - rr_reward;
-                    let eps = cfg.label_smoothing;
-                    loss += (1.0 - eps) * softplus_neg(z) + eps * softplus_neg(-z);
+                    let (pair_loss, dz) = pair_loss(rc_reward - rr_reward, cfg.label_smoothing);
+                    loss += pair_loss;
                     correct += usize::from(rc_reward > rr_reward);
                     chosen_r += rc_reward;
                     rejected_r += rr_reward;
-                    // d loss / d z = −(1 − ε)·σ(−z) + ε·σ(z).
-                    let dz = -(1.0 - eps) * sigmoid(-z) + eps * sigmoid(z);
                     let g = cfg.beta * dz / per_step as f64;
                     w[2 * i] = g as f32;
                     w[2 * i + 1] = -g as f32;

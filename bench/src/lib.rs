@@ -15,7 +15,10 @@
 //! - [`scale`]: matches per second of a scaled-out deployment (servers and workers as
 //!   separate processes on PostgreSQL, Redis and a Hardhat node) per worker count;
 //! - [`learning`]: does training help? An agent learns a Space's hard rules over
-//!   several DPO updates and then meets its frozen parent on held-out tasks.
+//!   several DPO updates and then meets its frozen parent on held-out tasks;
+//! - [`product_learning`]: the same question on the product's own path: matches
+//!   against other agents, the judge panel, cross-agent pairs and the product's
+//!   training policy, then the trained agent against its frozen parent per Space.
 //!
 //! This crate root holds what they share: the error type, the process's resource
 //! figures (open-file limit, CPU time, peak memory, load average) and delay
@@ -27,6 +30,7 @@ pub mod decode;
 pub mod dpo;
 pub mod export;
 pub mod learning;
+pub mod product_learning;
 pub mod scale;
 pub mod spectate;
 pub mod spectators;

@@ -222,20 +222,38 @@ fn lenient_json(response: &str) -> Option<(Value, f64)> {
     json_prefix(&text[start..])
 }
 
-/// Most cut points [`json_prefix`] tries, from the longest; bounds the work on a long
-/// broken answer.
+/// Most cut points [`json_prefix`] tries, the last ones before the text stops being
+/// JSON; bounds the work on a long broken answer to this many parses of it.
 const MAX_JSON_REPAIRS: usize = 64;
 
 /// The JSON value at the start of `text` (which starts with a bracket), with its
 /// credit share: [`CUT_OUT_OF_PROSE`] when its brackets close, [`BROKEN_OFF`] when it
-/// had to be cut and closed.
+/// had to be cut and closed. A cut right after the first bracket (an empty outer
+/// container made of a lone bracket) does not count.
 fn json_prefix(text: &str) -> Option<(Value, f64)> {
-    // Where the text may be cut, with the brackets then open: after an opening bracket,
-    // before a comma, after a closing bracket (all outside strings).
-    let mut cuts: Vec<(usize, Vec<char>)> = Vec::new();
+    // Scan no further than where a parser gives up on the text, so a syntax error
+    // early in a long answer still leaves the cuts before it to try.
+    let limit = match serde_json::from_str::<Value>(text) {
+        Ok(_) => text.len(),
+        Err(e) => error_offset(text, e.line(), e.column()),
+    };
+    // Where the text may be cut (outside strings): after an opening bracket, before a
+    // comma, after a closing bracket; only the last few are kept.
+    let mut cuts: std::collections::VecDeque<usize> = Default::default();
     let mut open: Vec<char> = Vec::new();
     let (mut in_string, mut escaped) = (false, false);
+    let cut = |at: usize, cuts: &mut std::collections::VecDeque<usize>| {
+        if at > 1 {
+            if cuts.len() == MAX_JSON_REPAIRS {
+                cuts.pop_front();
+            }
+            cuts.push_back(at);
+        }
+    };
     for (i, ch) in text.char_indices() {
+        if i >= limit {
+            break;
+        }
         if in_string {
             match ch {
                 _ if escaped => escaped = false,
@@ -249,35 +267,75 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
             '"' => in_string = true,
             '{' | '[' => {
                 open.push(if ch == '{' { '}' } else { ']' });
-                cuts.push((i + 1, open.clone()));
+                cut(i + 1, &mut cuts);
             }
             '}' | ']' => {
                 if open.pop() != Some(ch) {
                     break;
                 }
                 if open.is_empty() {
-                    let whole = &text[..=i];
-                    if let Ok(value) = serde_json::from_str(whole) {
+                    if let Ok(value) = serde_json::from_str(&text[..=i]) {
                         return Some((value, CUT_OUT_OF_PROSE));
                     }
                     break;
                 }
-                cuts.push((i + 1, open.clone()));
+                cut(i + 1, &mut cuts);
             }
-            ',' => cuts.push((i, open.clone())),
+            ',' => cut(i, &mut cuts),
             _ => {}
         }
     }
-    cuts.iter()
-        .rev()
-        .take(MAX_JSON_REPAIRS)
-        .find_map(|(end, open)| {
-            let mut closed = text[..*end].to_string();
-            closed.extend(open.iter().rev());
-            serde_json::from_str(&closed)
-                .ok()
-                .map(|value| (value, BROKEN_OFF))
-        })
+    cuts.iter().rev().find_map(|&end| {
+        let prefix = &text[..end];
+        let mut closed = prefix.to_string();
+        closed.extend(open_brackets(prefix).iter().rev());
+        serde_json::from_str(&closed)
+            .ok()
+            .map(|value| (value, BROKEN_OFF))
+    })
+}
+
+/// The closing brackets still owed at the end of `prefix` (outside strings), in the
+/// order they were opened.
+fn open_brackets(prefix: &str) -> Vec<char> {
+    let mut open = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in prefix.chars() {
+        if in_string {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match ch {
+            '"' => in_string = true,
+            '{' => open.push('}'),
+            '[' => open.push(']'),
+            '}' | ']' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` in `text` (at most its
+/// length, on a character boundary).
+fn error_offset(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let mut at = (line_start + column).min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 fn answer_credit(mode: AnswerMode, answer: &str, response: &str) -> f64 {
@@ -748,7 +806,24 @@ mod tests {
         );
         // No JSON at all, or none of the keys before the text stops being JSON.
         assert_eq!(credit(check.clone(), None, "Ana, 30, Oslo"), 0.0);
-        assert_eq!(credit(check, None, "{{{ name: Ana"), 0.0);
+        assert_eq!(credit(check.clone(), None, "{{{ name: Ana"), 0.0);
+        // A syntax error early in a long answer: the cuts before it are tried.
+        let long = format!(
+            r#"{{"name": "Ana", "age": 30, "city" = "Oslo", "more": [{}1]}}"#,
+            "1, ".repeat(200)
+        );
+        assert_eq!(credit(check, None, &long), 0.17);
+        // A lone bracket in prose is not an empty JSON value, even where an empty one
+        // would pass the schema.
+        let loose = Check::JsonSchema(
+            Schema::compile(&serde_json::json!({"type": "array"}), "schema").unwrap(),
+        );
+        assert_eq!(
+            credit(loose.clone(), None, "Sorry, I can't [list them"),
+            0.0
+        );
+        assert_eq!(credit(loose.clone(), None, "see [1, 2"), 0.25);
+        assert_eq!(credit(loose, None, "see [1, 2] and [3"), 0.5);
     }
 
     #[test]

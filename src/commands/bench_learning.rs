@@ -52,10 +52,28 @@ pub struct BenchLearningArgs {
     /// Sequences decoded at once.
     #[arg(long, default_value_t = 16)]
     pub decode_batch: usize,
+    /// The product-path mode: per Space, a learner with every product default plays
+    /// matches against the demo population, judged by the panel, until the product's
+    /// trainer runs on its cross-agent pairs; the trained agent then meets its frozen
+    /// parent on `--eval-matches` held-out tasks (see `bench/src/product_learning.rs`).
+    /// `--space`, `--updates`, `--pairs`, `--candidates`, `--steps`, `--batch-size`,
+    /// `--learning-rate`, `--beta` and `--rank` belong to the self-play mode.
+    #[arg(long)]
+    pub product: bool,
+    /// Product-path mode: the Spaces, comma-separated (default: every Space).
+    #[arg(long, value_delimiter = ',')]
+    pub spaces: Vec<String>,
+    /// Product-path mode: the most matches the learner plays in a Space before its
+    /// training run is due; a Space that gives too few pairs reports no run.
+    #[arg(long, default_value_t = 300)]
+    pub max_matches: usize,
 }
 
 /// Runs the benchmark on the real models and prints its JSON report.
 pub fn run(args: BenchLearningArgs, config: &Config) -> Result<()> {
+    if args.product {
+        return crate::runtime()?.block_on(run_product(args, config));
+    }
     let books = spaces::load_dir(config.assets_dir.join("spaces"))?;
     let book = books
         .into_iter()
@@ -102,6 +120,33 @@ pub fn run(args: BenchLearningArgs, config: &Config) -> Result<()> {
     let mut json = serde_json::to_value(&report)?;
     json["loadavg_before"] = load_before.trim().into();
     json["loadavg_after"] = load_after.trim().into();
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// The product-path mode: prints its JSON report.
+async fn run_product(args: BenchLearningArgs, config: &Config) -> Result<()> {
+    let platform_config = config.platform();
+    let spaces = if args.spaces.is_empty() {
+        spaces::load_dir(config.assets_dir.join("spaces"))?
+            .into_iter()
+            .map(|b| b.slug)
+            .collect()
+    } else {
+        args.spaces.clone()
+    };
+    let cfg = bench::product_learning::ProductLearningConfig {
+        spaces,
+        max_matches: args.max_matches,
+        eval_matches: args.eval_matches,
+        batch: args.decode_batch,
+        sampling: serde_json::json!({ "temperature": args.temperature, "top_p": 0.95 }),
+    };
+    let load_before = bench::load_average();
+    let report = bench::product_learning::run(&cfg, &platform_config).await?;
+    let mut json = serde_json::to_value(&report)?;
+    json["loadavg_before"] = serde_json::json!(load_before);
+    json["loadavg_after"] = serde_json::json!(bench::load_average());
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }

@@ -89,7 +89,7 @@ pub struct TrainingPolicy {
     /// Stop once this many validation checks in a row have not improved, keeping
     /// the best adapter (0: run every step, still keeping the best).
     pub patience: usize,
-    /// Conservative DPO's label smoothing (0 to 0.49): the share of pairs assumed
+    /// Conservative DPO's label smoothing (at least 0, below 0.5): the share of pairs assumed
     /// mislabelled by the judges. It bounds how far a run can push a pair's margin,
     /// so a run cannot memorise its pairs (0: plain DPO).
     pub label_smoothing: f64,
