@@ -1,6 +1,7 @@
 //! End-to-end tests of the arena commands: a headless tournament on the test policy,
 //! the demo playing a real match on the real models, a replay of that match
-//! reproducing its result hash, and a second run reusing the demo population.
+//! reproducing its result hash, a second run reusing the demo population, and the
+//! product-path learning benchmark.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -254,4 +255,79 @@ fn ctrl_c_on_the_demo_leaves_no_match_running() {
         n[2].contains(&playing),
         "the match in play when Ctrl-C came finished and settled: {n:?}\n{err}"
     );
+}
+
+/// `rlfc bench learning --product` end to end on the real models, sized down: the
+/// learner plays Haiku against the demo population until two pairs make a one-step
+/// run due, the product trainer trains and records it, and the trained adapter meets
+/// its frozen parent on four held-out tasks.
+#[test]
+fn bench_learning_product_plays_trains_and_evaluates_a_learner() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rlfc(
+        dir.path(),
+        &[
+            "bench",
+            "learning",
+            "--product",
+            "--spaces",
+            "haiku",
+            "--max-matches",
+            "8",
+            "--eval-matches",
+            "4",
+            "--decode-batch",
+            "8",
+            "--training",
+            r#"{"train_every_pairs": 2, "max_pairs": 4, "max_steps": 1, "epochs": 1, "evaluation_matches": 0, "max_length": 96}"#,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["training_policy"]["train_every_pairs"], 2);
+    assert_eq!(report["training_policy"]["label_smoothing"], 0.1);
+    let haiku = &report["spaces"][0];
+    assert_eq!(haiku["space"], "haiku");
+    let matches = haiku["matches"].as_u64().unwrap();
+    assert!((1..=8).contains(&matches), "{haiku}");
+    let run = &haiku["run"];
+    assert!(run["pairs"].as_u64().unwrap() >= 2, "{haiku}");
+    assert!(
+        haiku["learner_pairs"].as_u64() >= run["pairs"].as_u64(),
+        "{haiku}"
+    );
+    assert_eq!(run["adapter_hash"].as_str().unwrap().len(), 64, "{haiku}");
+    assert!(run["gate"].is_null(), "evaluation_matches 0 skips the gate");
+    let h2h = &haiku["trained_vs_parent"];
+    let played = ["wins", "draws", "losses"]
+        .iter()
+        .map(|k| h2h[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(played, 4, "{h2h}");
+    let ci = &h2h["win_rate"]["ci95"];
+    assert!(ci[0].as_f64() <= ci[1].as_f64(), "{h2h}");
+    assert_eq!(
+        haiku["significant_gain"].as_bool().unwrap(),
+        ci[0].as_f64().unwrap() > 0.5 && h2h["win_rate"]["trials"].as_u64().unwrap() > 0
+    );
+    assert_eq!(
+        report["significant_gains"],
+        u64::from(haiku["significant_gain"] == true)
+    );
+
+    // Bad settings name the option.
+    let out = rlfc(
+        dir.path(),
+        &[
+            "bench",
+            "learning",
+            "--product",
+            "--training",
+            r#"{"epochs": 0}"#,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("training.epochs"), "{}", text(&out));
 }

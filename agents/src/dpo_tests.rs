@@ -631,7 +631,7 @@ fn the_smoothed_loss_has_its_gradient_and_its_optimum_where_stated() {
             );
             if eps == 0.0 {
                 // Plain sigmoid DPO, as before the setting existed.
-                assert!((loss - (1.0 + (-z as f64).exp()).ln()).abs() < 1e-12);
+                assert!((loss - (1.0 + (-z).exp()).ln()).abs() < 1e-12);
             }
         }
         assert!((pair_loss(0.0, eps).0 - std::f64::consts::LN_2).abs() < 1e-12);

@@ -53,6 +53,9 @@ pub struct ProductLearningConfig {
     pub batch: usize,
     /// The learner's sampling settings (stored JSON, as on an agent version).
     pub sampling: serde_json::Value,
+    /// The learner's training settings (stored JSON): `{}` is every product default,
+    /// the mode's point; other values are for quick checks.
+    pub training: serde_json::Value,
 }
 
 /// The training run of one Space's learner, as the product's trainer reported it.
@@ -108,7 +111,8 @@ pub struct ProductLearningReport {
     pub config: ProductLearningConfig,
     /// The learner's meta-prompt.
     pub system_prompt: String,
-    /// The product's training policy the learner used.
+    /// The training policy the learner used (the product's defaults unless
+    /// `training` set some).
     pub training_policy: platform::learning::TrainingPolicy,
     /// Per Space.
     pub spaces: Vec<SpaceLearning>,
@@ -142,6 +146,8 @@ pub async fn run(
     }
     let sampling =
         agents::SamplingParams::from_stored(&cfg.sampling).map_err(|e| invalid("sampling", e))?;
+    let policy = platform::learning::TrainingPolicy::from_json(&cfg.training.to_string())
+        .map_err(|e| invalid("training", e.to_string()))?;
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(BenchError::io("temporary directory"))?;
     let mut bench_config = config.clone();
@@ -180,7 +186,7 @@ pub async fn run(
                 &NewAgentVersion {
                     system_prompt: BENCH_SYSTEM_PROMPT.into(),
                     sampling: cfg.sampling.clone(),
-                    training: serde_json::json!({}),
+                    training: cfg.training.clone(),
                     adapter_hash: None,
                 },
             )
@@ -323,7 +329,7 @@ pub async fn run(
     Ok(ProductLearningReport {
         config: cfg.clone(),
         system_prompt: BENCH_SYSTEM_PROMPT.into(),
-        training_policy: platform::learning::TrainingPolicy::default(),
+        training_policy: policy,
         significant_gains: out.iter().filter(|s| s.significant_gain).count(),
         spaces: out,
         seconds_total: started.elapsed().as_secs_f64(),

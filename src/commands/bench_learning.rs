@@ -67,6 +67,10 @@ pub struct BenchLearningArgs {
     /// training run is due; a Space that gives too few pairs reports no run.
     #[arg(long, default_value_t = 300)]
     pub max_matches: usize,
+    /// Product-path mode: the learner's training settings as JSON; `{}` (the default)
+    /// is every product default, the mode's point. Other values are for quick checks.
+    #[arg(long, default_value = "{}")]
+    pub training: String,
 }
 
 /// Runs the benchmark on the real models and prints its JSON report.
@@ -141,6 +145,8 @@ async fn run_product(args: BenchLearningArgs, config: &Config) -> Result<()> {
         eval_matches: args.eval_matches,
         batch: args.decode_batch,
         sampling: serde_json::json!({ "temperature": args.temperature, "top_p": 0.95 }),
+        training: serde_json::from_str(&args.training)
+            .with_context(|| format!("--training: not a JSON object: {}", args.training))?,
     };
     let load_before = bench::load_average();
     let report = bench::product_learning::run(&cfg, &platform_config).await?;
