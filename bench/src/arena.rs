@@ -232,11 +232,7 @@ pub async fn run(
     orchestration_only: bool,
     config: &PlatformConfig,
 ) -> Result<serde_json::Value> {
-    let dir = tempfile::tempdir().map_err(BenchError::io("temporary directory"))?;
-    let mut bench_config = config.clone();
-    bench_config.data_dir = dir.path().to_path_buf();
-    bench_config.database.url = String::new();
-    bench_config.chain = chain::ChainConfig::default();
+    let (_dir, bench_config) = crate::scratch_config(config)?;
     let platform = Platform::open(&bench_config).await?;
     let mut figures = json!({
         "orchestration": orchestration(matches, &platform.spaces, &config.assets_dir).await?,

@@ -80,6 +80,19 @@ impl BenchError {
     }
 }
 
+/// A copy of `config` on a throwaway data directory (SQLite, the embedded chain),
+/// removed when the returned directory is dropped.
+pub(crate) fn scratch_config(
+    config: &platform::PlatformConfig,
+) -> Result<(tempfile::TempDir, platform::PlatformConfig), BenchError> {
+    let dir = tempfile::tempdir().map_err(BenchError::io("temporary directory"))?;
+    let mut scratch = config.clone();
+    scratch.data_dir = dir.path().to_path_buf();
+    scratch.database.url = String::new();
+    scratch.chain = chain::ChainConfig::default();
+    Ok((dir, scratch))
+}
+
 /// The soft limit on open files before and after [`raise_open_files`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct OpenFiles {

@@ -149,11 +149,7 @@ pub async fn run(
     let policy = platform::learning::TrainingPolicy::from_json(&cfg.training.to_string())
         .map_err(|e| invalid("training", e.to_string()))?;
     let started = Instant::now();
-    let dir = tempfile::tempdir().map_err(BenchError::io("temporary directory"))?;
-    let mut bench_config = config.clone();
-    bench_config.data_dir = dir.path().to_path_buf();
-    bench_config.database.url = String::new();
-    bench_config.chain = chain::ChainConfig::default();
+    let (_dir, bench_config) = crate::scratch_config(config)?;
     let platform = Platform::open(&bench_config).await?;
     let slots = cfg
         .spaces

@@ -241,7 +241,6 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
     // comma, after a closing bracket; only the last few are kept.
     let mut cuts: std::collections::VecDeque<usize> = Default::default();
     let mut open: Vec<char> = Vec::new();
-    let (mut in_string, mut escaped) = (false, false);
     let cut = |at: usize, cuts: &mut std::collections::VecDeque<usize>| {
         if at > 1 {
             if cuts.len() == MAX_JSON_REPAIRS {
@@ -250,21 +249,11 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
             cuts.push_back(at);
         }
     };
-    for (i, ch) in text.char_indices() {
+    for (i, ch) in outside_strings(text) {
         if i >= limit {
             break;
         }
-        if in_string {
-            match ch {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
         match ch {
-            '"' => in_string = true,
             '{' | '[' => {
                 open.push(if ch == '{' { '}' } else { ']' });
                 cut(i + 1, &mut cuts);
@@ -299,19 +288,8 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
 /// order they were opened.
 fn open_brackets(prefix: &str) -> Vec<char> {
     let mut open = Vec::new();
-    let (mut in_string, mut escaped) = (false, false);
-    for ch in prefix.chars() {
-        if in_string {
-            match ch {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    for (_, ch) in outside_strings(prefix) {
         match ch {
-            '"' => in_string = true,
             '{' => open.push('}'),
             '[' => open.push(']'),
             '}' | ']' => {
@@ -321,6 +299,28 @@ fn open_brackets(prefix: &str) -> Vec<char> {
         }
     }
     open
+}
+
+/// The characters of `text` outside JSON strings (their quotes excluded), with their
+/// byte offsets.
+fn outside_strings(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    text.char_indices().filter(move |&(_, ch)| {
+        if in_string {
+            match ch {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            false
+        } else if ch == '"' {
+            in_string = true;
+            false
+        } else {
+            true
+        }
+    })
 }
 
 /// The byte offset of serde_json's 1-based `line` and `column` in `text` (at most its
