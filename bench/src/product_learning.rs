@@ -90,7 +90,8 @@ pub struct SpaceLearning {
     pub matches: usize,
     /// Matches refunded (none expected).
     pub refunded: usize,
-    /// Pairs the learner has (as chosen or rejected side) at the policy's margin.
+    /// Pairs the learner has (as chosen or rejected side), at any margin (the run
+    /// takes those at the policy's `min_margin`).
     pub learner_pairs: usize,
     /// Seconds playing matches.
     pub seconds_matches: f64,
