@@ -133,6 +133,7 @@ impl Default for Config {
                 dir: models::default_models_dir(),
                 python: "python3".into(),
                 pip_args: Vec::new(),
+                base_models: Default::default(),
             },
             chain: chain::ChainConfig::default(),
             arena: ArenaConfig::default(),
@@ -228,6 +229,8 @@ impl Config {
         if self.models.python.trim().is_empty() {
             bail!("invalid models.python: must name a Python interpreter");
         }
+        platform::base_models::validate_files(&self.models.base_models)
+            .map_err(|e| anyhow::anyhow!("invalid {e}"))?;
         self.chain
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid {e}"))?;

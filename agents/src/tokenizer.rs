@@ -258,20 +258,14 @@ impl ChatTokenizer {
 }
 
 impl ChatTokenizer {
-    /// A byte-level tokenizer whose ids `0..n` (n <= 96) are the bytes 32.., no merges,
-    /// no stop tokens: enough for tests on random-weight models.
-    #[cfg(test)]
-    pub(crate) fn for_tests(n: usize) -> Self {
+    /// A byte-level tokenizer of `n` ids (at most 256) without merges or stop tokens,
+    /// for tests and benchmarks of the machinery on random-weight models
+    /// ([`crate::Model::random`]): id `i` is the byte `(32 + i) % 256`, so the first 96
+    /// are printable ASCII and 256 cover every byte (any text encodes).
+    pub fn byte_level(n: usize) -> Self {
+        let n = n.min(256);
         let vocab: Vocab = (0..n as u32)
-            .map(|i| {
-                let byte = 32 + i;
-                let ch = match byte {
-                    32 => '\u{120}',
-                    127 => '\u{121}',
-                    b => char::from_u32(b).expect("ascii"),
-                };
-                (ch.to_string(), i)
-            })
+            .map(|i| (byte_char(((32 + i) % 256) as u8).to_string(), i))
             .collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, Vec::new())
@@ -288,12 +282,29 @@ impl ChatTokenizer {
         }
     }
 
+    /// [`ChatTokenizer::byte_level`], as the unit tests call it.
+    #[cfg(test)]
+    pub(crate) fn for_tests(n: usize) -> Self {
+        Self::byte_level(n)
+    }
+
     /// The same tokenizer with `id` as its end-of-turn token.
     #[cfg(test)]
     pub(crate) fn with_stop_id(mut self, id: u32) -> Self {
         self.stop_ids = vec![id];
         self
     }
+}
+
+/// The character byte-level BPE writes for `b` (GPT-2's table): printable Latin-1
+/// bytes stand for themselves, the other 68 take U+0100 onwards in byte order.
+fn byte_char(b: u8) -> char {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    if printable(b) {
+        return char::from(b);
+    }
+    let shifted = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + shifted).expect("a valid code point")
 }
 
 fn vocab_id(tokens: &[String], s: &str) -> Option<u32> {
@@ -328,6 +339,24 @@ pub fn render_chat(template: ChatTemplate, system: &str, user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_level_tokenizer_covers_every_byte_and_keeps_its_ascii_ids() {
+        let t = ChatTokenizer::byte_level(256);
+        let text = "Line one\n\tcafé ✓";
+        let ids = t.encode(text).unwrap();
+        assert_eq!(ids.len(), text.len(), "one id per byte");
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        // The ASCII ids are the ones the 96-id tokenizer always had.
+        assert_eq!(t.encode("A ~").unwrap(), vec![33, 0, 94]);
+        assert_eq!(
+            ChatTokenizer::byte_level(96).encode("A ~").unwrap(),
+            vec![33, 0, 94]
+        );
+        assert_eq!(byte_char(b' '), '\u{120}');
+        assert_eq!(byte_char(127), '\u{121}');
+        assert_eq!(byte_char(0xAD), '\u{143}');
+    }
 
     #[test]
     fn chatml_layout() {

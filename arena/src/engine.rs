@@ -19,6 +19,9 @@ pub struct GenRequest {
     pub seed: u64,
     /// sha256 of the adapter to apply, or `None` for the bare base model.
     pub adapter_hash: Option<String>,
+    /// The base model to run, by the name the engine serves it under (empty: its
+    /// default).
+    pub base_model: String,
     /// The Space's cap on answer length in tokens; the agent's own setting is capped
     /// by it.
     pub max_new_tokens: usize,
@@ -206,6 +209,7 @@ mod tests {
             sampling: agents::SamplingParams::default(),
             seed,
             adapter_hash: None,
+            base_model: String::new(),
             max_new_tokens: 16,
         }
     }

@@ -202,6 +202,11 @@ pub fn book_match(
                     )
                 })
                 .collect(),
+            base_models: seats
+                .iter()
+                .zip(&result.base_models)
+                .map(|(s, sha)| (s.entry_id, sha.clone()))
+                .collect(),
         },
         amounts: split.amounts,
         treasury: split.treasury,

@@ -26,6 +26,12 @@ pub struct SeatSpec {
     pub sampling: agents::SamplingParams,
     /// Its adapter, if any.
     pub adapter_hash: Option<String>,
+    /// The base model it plays on, by the name the engine serves it under (empty: the
+    /// engine's default).
+    pub base_model: String,
+    /// That model's sha256, recorded in the result when every seat has one (`None`
+    /// for a replay of a match settled before matches recorded their base models).
+    pub base_model_sha256: Option<String>,
 }
 
 /// A match to add to the world.
@@ -85,6 +91,10 @@ pub struct MatchResult {
     pub totals: Vec<f64>,
     /// Final places per seat (1 = best; ties share).
     pub places: Vec<usize>,
+    /// The sha256 of each seat's base model, in seat order; empty (and left out of the
+    /// hash, which stays as it was) for a match whose seats do not all record one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_models: Vec<String>,
 }
 
 impl MatchResult {
@@ -151,10 +161,25 @@ mod tests {
             }],
             totals: vec![0.5],
             places: vec![1],
+            base_models: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&result).unwrap(),
             r#"{"rounds":[{"round":0,"task":"t","seats":[{"entry_id":7,"prompt":"p","text":"a","tokens":3,"finish":"stop","verdict":{"combined":0.5,"hard_failed":false,"scores":[{"judge":"llm","model_hash":"ab","template_version":"v1","score":0.25,"rationale":"fine"}]}}]}],"totals":[0.5],"places":[1]}"#
         );
+        // A match that records its seats' base models commits to them after the rest.
+        let with_models = MatchResult {
+            base_models: vec!["cd".repeat(32)],
+            ..result.clone()
+        };
+        let json = serde_json::to_string(&with_models).unwrap();
+        assert!(
+            json.ends_with(&format!(
+                r#""places":[1],"base_models":["{}"]}}"#,
+                "cd".repeat(32)
+            )),
+            "{json}"
+        );
+        assert_ne!(with_models.hash(), result.hash());
     }
 }

@@ -304,6 +304,7 @@ fn publish_tasks(
                 sampling: seat.spec.sampling.clone(),
                 seed: seat_seed(m.seed, played.round, seat.index),
                 adapter_hash: seat.spec.adapter_hash.clone(),
+                base_model: seat.spec.base_model.clone(),
                 max_new_tokens: m.rulebook.max_new_tokens,
             };
             match engine.0.submit(request) {
@@ -526,6 +527,20 @@ fn shown_history(rulebook: &Rulebook, played: &Played) -> Vec<String> {
     }
 }
 
+/// Each seat's base model hash, when every seat records one.
+fn base_models(m: &Match, seats: &Query<&Seat>) -> Vec<String> {
+    m.seats
+        .iter()
+        .map(|&s| {
+            seats
+                .get(s)
+                .ok()
+                .and_then(|seat| seat.spec.base_model_sha256.clone())
+        })
+        .collect::<Option<Vec<String>>>()
+        .unwrap_or_default()
+}
+
 fn entry_ids(m: &Match, seats: &Query<&Seat>) -> Vec<i64> {
     m.seats
         .iter()
@@ -609,6 +624,7 @@ fn rank_rounds(
                 rounds: std::mem::take(&mut played.rounds),
                 totals,
                 places,
+                base_models: base_models(m, &seats),
             }),
         }));
         for &s in &m.seats {

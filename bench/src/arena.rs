@@ -114,6 +114,8 @@ fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {
                 ..Default::default()
             },
             adapter_hash: None,
+            base_model: String::new(),
+            base_model_sha256: None,
         })
         .collect()
 }

@@ -173,6 +173,7 @@ pub fn run_learning_bench(
         sampling: sampling.clone(),
         seed,
         adapter_hash: adapter.clone(),
+        base_model: String::new(),
         max_new_tokens: book.max_new_tokens,
     };
 

@@ -198,7 +198,8 @@ pub async fn run(
             vec![slot.clone()],
             Platform::runner_config(&bench_config),
         )
-        .with_adapters(platform.adapters.clone());
+        .with_adapters(platform.adapters.clone())
+        .with_base_models(platform.base_models.clone());
         let t0 = Instant::now();
         let (mut matches, mut refunded, mut wave) = (0usize, 0usize, 0usize);
         let rivals = book.players.saturating_sub(1).max(1);

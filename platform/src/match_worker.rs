@@ -55,6 +55,8 @@ pub struct MatchWorker {
     /// Where the seats' adapters are fetched from before a match starts, if the
     /// engine plays adapters.
     adapters: Option<Arc<crate::runtime::AdapterLibrary>>,
+    /// The base models the engine serves (the seats' agents must name one).
+    base_models: Arc<crate::base_models::BaseModelMenu>,
 }
 
 impl MatchWorker {
@@ -87,7 +89,15 @@ impl MatchWorker {
             held: Arc::default(),
             lost: Arc::default(),
             adapters: None,
+            base_models: Arc::default(),
         }
+    }
+
+    /// The base models its engine serves (default: SmolLM2 alone): a seat whose
+    /// agent names another is refused and its match refunded.
+    pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
+        self.base_models = menu;
+        self
     }
 
     /// Fetches each seat's adapter into `adapters` (from the database when this host
@@ -194,8 +204,13 @@ impl MatchWorker {
         let slot = &self.spaces[slot_index];
         let rulebook = slot.rulebook.clone();
         let entries = self.store.match_entries(match_id).await?;
-        let (specs, refusal) =
-            crate::play::load_seats(&self.store, &entries, rulebook.max_new_tokens).await?;
+        let (specs, refusal) = crate::play::load_seats(
+            &self.store,
+            &entries,
+            rulebook.max_new_tokens,
+            &self.base_models,
+        )
+        .await?;
         if let Some(library) = &self.adapters {
             for hash in specs.iter().filter_map(|s| s.adapter_hash.as_deref()) {
                 // A missing adapter is the engine's to refuse (the match is refunded).

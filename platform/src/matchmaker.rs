@@ -33,6 +33,8 @@ pub struct Matchmaker {
     seeds_drawn: u64,
     new_match_budget: Option<usize>,
     turn: usize,
+    /// The base models the workers serve (the seats' agents must name one).
+    base_models: Arc<crate::base_models::BaseModelMenu>,
 }
 
 /// The next match seed from a per-server salt and a counter (recorded with the
@@ -68,7 +70,15 @@ impl Matchmaker {
             seeds_drawn: 0,
             new_match_budget: None,
             turn: 0,
+            base_models: Arc::default(),
         }
+    }
+
+    /// The base models the workers serve (default: SmolLM2 alone): a match whose
+    /// seats name another is refunded when it forms.
+    pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
+        self.base_models = menu;
+        self
     }
 
     /// The Spaces this matchmaker forms matches in.
@@ -239,8 +249,13 @@ impl Matchmaker {
             Err(store::Error::Invalid { .. } | store::Error::Duplicate { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let (_, mut refusal) =
-            crate::play::load_seats(&self.store, entries, slot.rulebook.max_new_tokens).await?;
+        let (_, mut refusal) = crate::play::load_seats(
+            &self.store,
+            entries,
+            slot.rulebook.max_new_tokens,
+            &self.base_models,
+        )
+        .await?;
         if refusal.is_none()
             && let Err(e) = self
                 .payments

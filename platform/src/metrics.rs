@@ -295,6 +295,7 @@ mod tests {
             sampling: agents::SamplingParams::default(),
             seed: 11,
             adapter_hash: None,
+            base_model: String::new(),
             max_new_tokens: 16,
         };
         engine.submit(request.clone()).unwrap();

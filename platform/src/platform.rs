@@ -39,6 +39,10 @@ pub enum PlatformError {
     /// The model files could not be fetched.
     #[error(transparent)]
     Fetch(#[from] models::Error),
+    /// A base model listed under `[models.base_models]` could not be served (the
+    /// message names the setting).
+    #[error("{0}")]
+    BaseModel(String),
     /// No Space has this slug.
     #[error("no Space named {slug:?} (known: {known})")]
     NoSpace {
@@ -84,6 +88,8 @@ pub struct Platform {
     pub bus: Bus,
     /// Trained adapters by hash.
     pub adapters: Arc<AdapterLibrary>,
+    /// The base models agents may choose (`[models]`), known without loading them.
+    pub base_models: Arc<crate::base_models::BaseModelMenu>,
 }
 
 impl Platform {
@@ -144,6 +150,9 @@ impl Platform {
             spaces,
             bus,
             adapters,
+            base_models: Arc::new(crate::base_models::BaseModelMenu::from_config(
+                &config.models,
+            )),
         })
     }
 
@@ -175,7 +184,8 @@ impl Platform {
             self.spaces.clone(),
             Platform::runner_config(config),
         )
-        .with_adapters(self.adapters.clone()))
+        .with_adapters(self.adapters.clone())
+        .with_base_models(self.base_models.clone()))
     }
 
     /// The real engine and judge panel (LLM judge on SmolLM2, embedding judge on
@@ -187,11 +197,7 @@ impl Platform {
         Box<dyn arena::engine::Engine>,
         Box<dyn arena::judging::RoundJudge>,
     )> {
-        let engine = RuntimeEngine::new(
-            models.model.clone(),
-            models.tokenizer.clone(),
-            self.adapters.clone(),
-        );
+        let engine = RuntimeEngine::serving(&models.agents, self.adapters.clone());
         let judge = self.panel_judge(models)?;
         Ok((Box::new(engine), Box::new(judge)))
     }
@@ -215,8 +221,7 @@ impl Platform {
             self.store.clone(),
             self.payments.contracts().clone(),
             self.payments.operator(),
-            models.model.clone(),
-            models.tokenizer.clone(),
+            models.agents.clone(),
             self.adapters.clone(),
             crate::learning::Gate::new(Arc::new(judge), &self.spaces),
         ))
@@ -242,11 +247,14 @@ impl Platform {
 /// The base models, loaded once and shared by the engine, the LLM judge and the
 /// trainer (each only reads the weights).
 pub struct BaseModels {
-    /// SmolLM2, the agents' base model (and the LLM judge's, unless `judges.llm_model`
-    /// names another GGUF file).
+    /// SmolLM2, the agents' default base model (and the LLM judge's, unless
+    /// `judges.llm_model` names another GGUF file).
     pub model: Arc<agents::Model>,
     /// Its tokenizer.
     pub tokenizer: Arc<agents::ChatTokenizer>,
+    /// Every base model agents may choose: SmolLM2 first, then the files listed under
+    /// `[models.base_models]`.
+    pub agents: crate::base_models::AgentModels,
     /// The LLM judge over `model`.
     pub llm_judge: Arc<judges::LlmJudge>,
     /// The embedding judge on all-MiniLM-L6-v2.
@@ -261,6 +269,14 @@ impl BaseModels {
         fetcher.ensure(&models::MINILM)?;
         let (model, tokenizer) = agents::Model::load(&gguf)?;
         let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+        let menu = crate::base_models::BaseModelMenu::from_config(&config.models);
+        let mut served = vec![crate::base_models::LoadedModel {
+            choice: menu.default_choice().clone(),
+            model: model.clone(),
+            tokenizer: tokenizer.clone(),
+        }];
+        served.extend(crate::base_models::load_listed(&menu).map_err(PlatformError::BaseModel)?);
+        let agents = crate::base_models::AgentModels::new(served);
         // The judge shares the agents' model unless `judges.llm_model` names another.
         let (judge, judge_gguf) = match config.judges.model_file() {
             Some(path) => (
@@ -288,6 +304,7 @@ impl BaseModels {
         Ok(BaseModels {
             model,
             tokenizer,
+            agents,
             llm_judge: Arc::new(llm_judge),
             embedding_judge: Arc::new(embedding_judge),
         })

@@ -177,13 +177,16 @@ pub struct MatchReport {
     pub end: MatchEnd,
 }
 
-/// The seats of a match as the world plays them, from each entry's agent version.
-/// The second value is why the match cannot be played (a version whose sampling
-/// settings the engine refuses), if so.
+/// The seats of a match as the world plays them, from each entry's agent version and
+/// its agent's base model (resolved in `models`, the base models this deployment
+/// serves). The second value is why the match cannot be played (a version whose
+/// sampling settings the engine refuses, or an agent whose base model is not served),
+/// if so.
 pub async fn load_seats(
     store: &Store,
     entries: &[Entry],
     max_new_tokens: usize,
+    models: &crate::base_models::BaseModelMenu,
 ) -> Result<(Vec<SeatSpec>, Option<String>), RunnerError> {
     let mut specs = Vec::with_capacity(entries.len());
     let mut refusal = None;
@@ -203,6 +206,14 @@ pub async fn load_seats(
                 agents::SamplingParams::default()
             }
         };
+        let agent = store.agent(e.agent_id).await?;
+        let (base_model, base_model_sha256) = match models.resolve(&agent.base_model) {
+            Ok(choice) => (choice.name.clone(), Some(choice.sha256.clone())),
+            Err(reason) => {
+                refusal = Some(format!("agent {}: {reason}", e.agent_id));
+                (agent.base_model, None)
+            }
+        };
         specs.push(SeatSpec {
             entry_id: e.id,
             agent_id: e.agent_id,
@@ -210,6 +221,8 @@ pub async fn load_seats(
             system_prompt: v.system_prompt,
             sampling,
             adapter_hash: v.adapter_hash,
+            base_model,
+            base_model_sha256,
         });
     }
     Ok((specs, refusal))

@@ -25,12 +25,46 @@ pub struct ReplayReport {
     pub dispute: Option<String>,
 }
 
-/// The matches's seats as recorded: entries in id order (the order the runner seats
-/// them), each with the agent version that played.
-pub async fn recorded_seats(store: &Store, match_id: i64) -> Result<Vec<SeatSpec>, RunnerError> {
+/// The match's seats as recorded: entries in id order (the order the runner seats
+/// them), each with the agent version that played and the base model it played on.
+/// A seat that recorded its base model's hash plays on the served model with that
+/// hash, whatever it is called now, and cannot be replayed where none has it; a seat
+/// settled before seats recorded one plays on its agent's base model as served today.
+pub async fn recorded_seats(
+    store: &Store,
+    match_id: i64,
+    models: &crate::base_models::BaseModelMenu,
+) -> Result<Vec<SeatSpec>, RunnerError> {
     let entries = store.match_entries(match_id).await?;
     // A replay plays the settings as recorded, whatever today's limits say.
-    let (seats, _refusal) = crate::play::load_seats(store, &entries, usize::MAX).await?;
+    let (mut seats, _refusal) =
+        crate::play::load_seats(store, &entries, usize::MAX, models).await?;
+    for (seat, entry) in seats.iter_mut().zip(&entries) {
+        match &entry.base_model_sha256 {
+            Some(recorded) => {
+                let served = models
+                    .choices()
+                    .iter()
+                    .find(|c| &c.sha256 == recorded)
+                    .ok_or_else(|| {
+                        RunnerError::Replay(format!(
+                            "entry {} played on base model {recorded}, which is not served \
+                             here (served: {})",
+                            entry.id,
+                            models
+                                .choices()
+                                .iter()
+                                .map(|c| format!("{} {}", c.name, c.sha256))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                seat.base_model = served.name.clone();
+                seat.base_model_sha256 = Some(recorded.clone());
+            }
+            None => seat.base_model_sha256 = None,
+        }
+    }
     Ok(seats)
 }
 
@@ -40,6 +74,7 @@ pub async fn replay_match(
     spaces: &[SpaceSlot],
     engine: Box<dyn Engine>,
     judge: Box<dyn RoundJudge>,
+    models: &crate::base_models::BaseModelMenu,
     match_id: i64,
 ) -> Result<ReplayReport, RunnerError> {
     let m = store.get_match(match_id).await?;
@@ -64,7 +99,7 @@ pub async fn replay_match(
             slot.rulebook.version_hash()
         )));
     }
-    let seats = recorded_seats(store, match_id).await?;
+    let seats = recorded_seats(store, match_id, models).await?;
     let mut world = MatchWorld::new(engine, judge, Bus::new());
     world.add_match(MatchSpec {
         match_id,

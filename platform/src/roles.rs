@@ -316,7 +316,8 @@ where
         spaces,
         Platform::runner_config(config),
         id.clone(),
-    );
+    )
+    .with_base_models(platform.base_models.clone());
     matchmaker.limit_new_matches(opts.max_matches);
     tracing::info!(%id, ops = %format!("http://{ops_addr}"),
         spaces = matchmaker.spaces().len(), "server up: serving and matchmaking");
@@ -438,7 +439,8 @@ pub async fn work(
         Platform::runner_config(config),
         id.clone(),
     )
-    .with_adapters(platform.adapters.clone());
+    .with_adapters(platform.adapters.clone())
+    .with_base_models(platform.base_models.clone());
     let renewer = worker.spawn_lease_renewer();
     let training = match (&models, opts.training) {
         (Some(models), true) => Some(tokio::spawn(

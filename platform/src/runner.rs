@@ -69,6 +69,13 @@ impl MatchRunner {
         }
     }
 
+    /// The base models its engine serves (see [`MatchWorker::with_base_models`]).
+    pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
+        self.maker = self.maker.with_base_models(menu.clone());
+        self.worker = self.worker.with_base_models(menu);
+        self
+    }
+
     /// Fetches each seat's adapter into `adapters` before its match starts (see
     /// [`MatchWorker::with_adapters`]).
     pub fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {

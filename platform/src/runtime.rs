@@ -221,32 +221,69 @@ fn io_err(path: &Path, e: std::io::Error) -> agents::AgentError {
 }
 
 struct LiveSeq {
+    /// Which decoder (base model) runs it, and its id there.
+    model: usize,
+    id: u64,
     prompt: String,
     pending: Arc<Mutex<String>>,
 }
 
-/// The agent runtime as the match world's engine.
+/// One served base model's decoder.
+struct ModelLane {
+    name: String,
+    decoder: BatchDecoder<'static>,
+}
+
+/// The agent runtime as the match world's engine: one batched decoder per base model,
+/// so each step decodes every seat of a base model in one forward pass, whichever
+/// match it sits in.
 pub struct RuntimeEngine {
     // The world's resources must be `Sync`; the decoder's delta callbacks are only
     // `Send`. Every use goes through `&mut self`, so the lock is never contended.
-    decoder: Mutex<BatchDecoder<'static>>,
+    lanes: Mutex<Vec<ModelLane>>,
     adapters: Arc<AdapterLibrary>,
     live: HashMap<Ticket, LiveSeq>,
+    /// Engine tickets, unique across the decoders.
+    next_ticket: Ticket,
     generated_tokens: u64,
+    menu: crate::base_models::BaseModelMenu,
 }
 
 impl RuntimeEngine {
-    /// An engine over a loaded model, finding adapters in `adapters`.
+    /// An engine over one loaded model (served as the default base model), finding
+    /// adapters in `adapters`.
     pub fn new(
         model: Arc<Model>,
         tokenizer: Arc<ChatTokenizer>,
         adapters: Arc<AdapterLibrary>,
     ) -> RuntimeEngine {
+        RuntimeEngine::serving(
+            &crate::base_models::AgentModels::single(model, tokenizer),
+            adapters,
+        )
+    }
+
+    /// An engine over every base model in `models`: a request names its model
+    /// ([`GenRequest::base_model`], empty for the default).
+    pub fn serving(
+        models: &crate::base_models::AgentModels,
+        adapters: Arc<AdapterLibrary>,
+    ) -> RuntimeEngine {
+        let lanes = models
+            .all()
+            .iter()
+            .map(|l| ModelLane {
+                name: l.choice.name.clone(),
+                decoder: BatchDecoder::shared(l.model.clone(), l.tokenizer.clone()),
+            })
+            .collect();
         RuntimeEngine {
-            decoder: Mutex::new(BatchDecoder::shared(model, tokenizer)),
+            lanes: Mutex::new(lanes),
             adapters,
             live: HashMap::new(),
+            next_ticket: 0,
             generated_tokens: 0,
+            menu: models.menu().clone(),
         }
     }
 
@@ -258,7 +295,21 @@ impl RuntimeEngine {
 
 impl Engine for RuntimeEngine {
     fn submit(&mut self, request: GenRequest) -> Result<Ticket, EngineError> {
-        let decoder = self.decoder.get_mut().expect("decoder lock");
+        let lanes = self.lanes.get_mut().expect("decoder lock");
+        let lane = if request.base_model.is_empty() {
+            0
+        } else {
+            let name = &self
+                .menu
+                .resolve(&request.base_model)
+                .map_err(EngineError)?
+                .name;
+            lanes
+                .iter()
+                .position(|l| &l.name == name)
+                .expect("the menu lists the engine's models")
+        };
+        let decoder = &mut lanes[lane].decoder;
         let params = request.sampling.clone().capped(request.max_new_tokens);
         params.validate().map_err(|e| EngineError(e.to_string()))?;
         let adapter = match &request.adapter_hash {
@@ -289,31 +340,58 @@ impl Engine for RuntimeEngine {
                 })),
             )
             .map_err(|e| EngineError(e.to_string()))?;
-        self.live.insert(id, LiveSeq { prompt, pending });
-        Ok(id)
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.live.insert(
+            ticket,
+            LiveSeq {
+                model: lane,
+                id,
+                prompt,
+                pending,
+            },
+        );
+        Ok(ticket)
     }
 
     fn step(&mut self) -> Result<Vec<EngineOutput>, EngineError> {
-        let decoder = self.decoder.get_mut().expect("decoder lock");
-        let live_before = decoder.len() as u64;
-        let finished = decoder.step().map_err(|e| EngineError(e.to_string()))?;
-        self.generated_tokens += live_before;
+        let lanes = self.lanes.get_mut().expect("decoder lock");
+        // Each base model's seats decode together, one forward pass per model.
+        let mut finished = Vec::new();
+        for (lane, l) in lanes.iter_mut().enumerate() {
+            if l.decoder.is_empty() {
+                continue;
+            }
+            let live_before = l.decoder.len() as u64;
+            let done = l.decoder.step().map_err(|e| EngineError(e.to_string()))?;
+            self.generated_tokens += live_before;
+            finished.extend(done.into_iter().map(|g| (lane, g)));
+        }
         let mut out = Vec::new();
         let mut tickets: Vec<Ticket> = self.live.keys().copied().collect();
         tickets.sort_unstable();
-        for ticket in tickets {
+        for &ticket in &tickets {
             let seq = &self.live[&ticket];
             let text = std::mem::take(&mut *seq.pending.lock().expect("delta buffer"));
             if !text.is_empty() {
                 out.push(EngineOutput::Delta { ticket, text });
             }
         }
-        for g in finished {
-            let Some(seq) = self.live.remove(&g.id) else {
+        let mut done = Vec::new();
+        for (lane, g) in finished {
+            let Some(&ticket) = tickets
+                .iter()
+                .find(|t| self.live[t].model == lane && self.live[t].id == g.id)
+            else {
                 continue;
             };
+            done.push((ticket, g));
+        }
+        done.sort_by_key(|(t, _)| *t);
+        for (ticket, g) in done {
+            let seq = self.live.remove(&ticket).expect("a live ticket");
             out.push(EngineOutput::Done {
-                ticket: g.id,
+                ticket,
                 tokens: g.tokens.len() as u32,
                 text: g.text,
                 finish: finish_name(g.finish).to_string(),
@@ -324,8 +402,11 @@ impl Engine for RuntimeEngine {
     }
 
     fn cancel(&mut self, ticket: Ticket) {
-        self.decoder.get_mut().expect("decoder lock").cancel(ticket);
-        self.live.remove(&ticket);
+        if let Some(seq) = self.live.remove(&ticket) {
+            self.lanes.get_mut().expect("decoder lock")[seq.model]
+                .decoder
+                .cancel(seq.id);
+        }
     }
 
     fn live(&self) -> usize {

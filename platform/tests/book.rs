@@ -77,6 +77,8 @@ async fn play_and_book(store: &Store) {
             system_prompt: v.system_prompt.clone(),
             sampling: agents::SamplingParams::default(),
             adapter_hash: None,
+            base_model: String::new(),
+            base_model_sha256: None,
         });
         facts.push(SeatFacts {
             entry_id: e.id,

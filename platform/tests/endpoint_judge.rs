@@ -40,6 +40,8 @@ fn play(world: &mut MatchWorld, book: &Arc<Rulebook>, match_id: i64) -> MatchOut
                 system_prompt: format!("You are agent {i}."),
                 sampling: agents::SamplingParams::default(),
                 adapter_hash: None,
+                base_model: String::new(),
+                base_model_sha256: None,
             })
             .collect(),
         deadline_ms: i64::MAX,

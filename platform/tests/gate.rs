@@ -120,8 +120,7 @@ async fn a_version_that_loses_to_its_parent_is_held_back() {
         store.clone(),
         contracts.clone(),
         dev[0],
-        model,
-        tokenizer,
+        platform::base_models::AgentModels::single(model, tokenizer),
         adapters,
         Gate::new(Arc::new(ByLength), &spaces),
     );

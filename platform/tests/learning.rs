@@ -117,8 +117,7 @@ async fn matches_train_record_and_verify(
         store.clone(),
         contracts.clone(),
         dev[0],
-        model.clone(),
-        tokenizer.clone(),
+        platform::base_models::AgentModels::single(model.clone(), tokenizer.clone()),
         adapters.clone(),
         Gate::new(Arc::new(ByLength), &spaces),
     );

@@ -183,9 +183,10 @@ async fn real_matches_settle_on_chain_and_replay_to_the_same_hash() {
         .find(|r| r.space == "math-sprint")
         .unwrap()
         .match_id;
-    let replay = platform::replay::replay_match(store, &spaces, engine, judge, math)
-        .await
-        .unwrap();
+    let replay =
+        platform::replay::replay_match(store, &spaces, engine, judge, &Default::default(), math)
+            .await
+            .unwrap();
     assert_eq!(replay.dispute, None, "{replay:?}");
     assert_eq!(replay.replay_hash, replay.stored_hash);
 }

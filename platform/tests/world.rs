@@ -32,6 +32,8 @@ fn seats(n: usize, first_entry: i64) -> Vec<SeatSpec> {
             system_prompt: format!("You are agent {i}."),
             sampling: agents::SamplingParams::default(),
             adapter_hash: None,
+            base_model: String::new(),
+            base_model_sha256: None,
         })
         .collect()
 }

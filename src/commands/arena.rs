@@ -212,9 +212,15 @@ pub async fn replay(config: &Config, match_id: i64) -> Result<bool> {
     let platform_config = config.platform();
     let platform = Platform::open(&platform_config).await?;
     let (engine, judge) = platform.model_engine_and_judge(&BaseModels::load(&platform_config)?)?;
-    let report =
-        platform::replay::replay_match(&platform.store, &platform.spaces, engine, judge, match_id)
-            .await?;
+    let report = platform::replay::replay_match(
+        &platform.store,
+        &platform.spaces,
+        engine,
+        judge,
+        &platform.base_models,
+        match_id,
+    )
+    .await?;
     println!("match {}", report.match_id);
     println!("  stored hash: {}", report.stored_hash);
     println!("  replay hash: {}", report.replay_hash);

@@ -215,7 +215,8 @@ pub fn app_state(
         )),
         web_config(config, demo, operator, bound)?,
     )
-    .with_prompt_tokens(count))
+    .with_prompt_tokens(count)
+    .with_base_models(platform.base_models.clone()))
 }
 
 /// The web server as `platform::roles::serve` and `platform::demo::run` start it: the

@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
             "regression_gate",
             Portable(migration_file!("0024_regression_gate.sql")),
         ),
+        (
+            25,
+            "entry_base_model",
+            Portable(migration_file!("0025_entry_base_model.sql")),
+        ),
     ]
 };
 

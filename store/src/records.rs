@@ -165,6 +165,9 @@ pub struct Entry {
     pub created_at: i64,
     /// 1 when an auto-entry rule made it (a refund gives the rule its spend back).
     pub auto_entry: i64,
+    /// The sha256 of the base model its seat played on, written with the match's
+    /// result (`None` before that, and for matches settled before seats recorded it).
+    pub base_model_sha256: Option<String>,
 }
 
 /// One round of a match.

@@ -78,6 +78,9 @@ pub struct MatchRecord {
     pub settlement: Settlement,
     /// New ratings of the agents that played.
     pub ratings: Vec<RatingUpdate>,
+    /// Each seat's entry and the sha256 of the base model it played on (empty when
+    /// the match did not record them).
+    pub base_models: Vec<(i64, String)>,
 }
 
 /// Where a failure is injected in [`Store::record_match_with_fault`], for tests that
@@ -135,6 +138,17 @@ impl Store {
             let (round_id, ids) = tx.insert_round(match_id, round).await?;
             round_ids.push(round_id);
             out.response_ids.push(ids);
+        }
+        for (entry_id, sha256) in &record.base_models {
+            on_tx!(&mut tx, |c| sqlx::query(
+                "UPDATE entries SET base_model_sha256 = $1 WHERE id = $2 AND match_id = $3"
+            )
+            .bind(sha256)
+            .bind(entry_id)
+            .bind(match_id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
         }
         inject(RecordStep::AfterRounds)?;
         for (r, round) in record.rounds.iter().enumerate() {

@@ -1166,6 +1166,11 @@ fn record_for(
             .enumerate()
             .map(|(i, &agent_id)| store::RatingUpdate::absolute(agent_id, 26.0 - i as f64, 8.0))
             .collect(),
+        base_models: entries
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (e, format!("{i:x}").repeat(64)))
+            .collect(),
     }
 }
 
@@ -1214,6 +1219,15 @@ async fn match_results_are_written_whole_or_not_at_all(store: &Store) {
             store.rounds(m.id).await.unwrap().is_empty(),
             "{step:?} left rounds"
         );
+        assert!(
+            store
+                .match_entries(m.id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.base_model_sha256.is_none()),
+            "{step:?} left the seats' base models"
+        );
         assert_eq!(
             store.get_match(m.id).await.unwrap().status,
             match_status::RUNNING
@@ -1233,6 +1247,22 @@ async fn match_results_are_written_whole_or_not_at_all(store: &Store) {
     }
     let written = store.record_match(&record).await.unwrap();
     assert_eq!(written.pair_ids.len(), 2);
+    let models: Vec<_> = store
+        .match_entries(m.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.base_model_sha256)
+        .collect();
+    assert_eq!(
+        models,
+        vec![
+            Some("0".repeat(64)),
+            Some("1".repeat(64)),
+            Some("2".repeat(64))
+        ],
+        "each seat records the base model it played on, with the result"
+    );
     assert_eq!(store.rounds(m.id).await.unwrap().len(), 1);
     assert_eq!(
         store.get_match(m.id).await.unwrap().status,

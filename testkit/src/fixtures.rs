@@ -189,6 +189,7 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
                     )
                 })
                 .collect(),
+            base_models: Vec::new(),
         })
         .await
         .expect("record match");

@@ -250,12 +250,16 @@ pub async fn verify_from(
             progress(format!("adapter {hash}: fetched from {url}"));
         }
     }
+    // Retrain on the base model the run names, when this configuration serves it.
+    let base = models
+        .agents
+        .for_run(&evidence.hyperparams.base_model_sha256);
     Ok(chain.then(
         platform::learning::verify_evidence(
             &record,
             &evidence,
-            &models.model,
-            &models.tokenizer,
+            &base.model,
+            &base.tokenizer,
             &adapters,
             platform::learning::StoredAdapter::IfPresent,
         )

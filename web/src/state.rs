@@ -34,6 +34,8 @@ pub struct AppState {
     /// Leaderboard rank ranges per Space, with the number of matches they were
     /// bootstrapped from (recomputed when a match settles).
     pub(crate) rank_ranges: Arc<std::sync::Mutex<RankRangeCache>>,
+    /// The base models agents may choose (`[models]`; default: SmolLM2 alone).
+    pub(crate) base_models: Arc<platform::base_models::BaseModelMenu>,
 }
 
 /// Per Space: (settled matches, agents, each agent's bootstrapped rank range).
@@ -74,7 +76,25 @@ impl AppState {
             shutdown: Arc::new(tokio::sync::watch::Sender::new(false)),
             prompt_tokens: None,
             rank_ranges: Arc::default(),
+            base_models: Arc::default(),
         }
+    }
+
+    /// The base models agents may choose: what the workers serve.
+    pub fn with_base_models(mut self, menu: Arc<platform::base_models::BaseModelMenu>) -> AppState {
+        self.base_models = menu;
+        self
+    }
+
+    /// The served base model `name` names, or a 422 on `base_model` that lists the
+    /// served ones.
+    pub(crate) fn base_model(
+        &self,
+        name: &str,
+    ) -> crate::Result<&platform::base_models::BaseModelChoice> {
+        self.base_models
+            .resolve(name)
+            .map_err(|e| crate::Error::invalid("base_model", e))
     }
 
     /// Limits meta-prompts in tokens of the agents' model (`WebConfig::max_prompt_tokens`)

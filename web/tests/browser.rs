@@ -268,6 +268,7 @@ async fn sign_in_create_enter_watch_and_download() {
                 RatingUpdate::absolute(my_entry.agent_id, 27.0, 7.5),
                 RatingUpdate::absolute(rival_agent.id, 23.0, 7.5),
             ],
+            base_models: Vec::new(),
         })
         .await
         .unwrap();

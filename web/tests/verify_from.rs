@@ -69,8 +69,7 @@ async fn a_record_verifies_from_the_served_export_api() {
         store.clone(),
         contracts.clone(),
         dev[0],
-        model.clone(),
-        tokenizer.clone(),
+        platform::base_models::AgentModels::single(model.clone(), tokenizer.clone()),
         adapters,
         // The fixture's Space has no rulebook here; the policy skips the gate.
         Gate::new(Arc::new(arena::judging::RulesOnlyJudge), &[]),
@@ -240,6 +239,7 @@ async fn a_record_verifies_from_the_served_export_api() {
             dir: models::default_models_dir(),
             python: "python3".into(),
             pip_args: Vec::new(),
+            base_models: Default::default(),
         },
         chain: chain_config,
         arena: Default::default(),

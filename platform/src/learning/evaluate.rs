@@ -347,6 +347,7 @@ pub fn evaluate_against_parent(
         sampling: plan.sampling.clone().capped(book.max_new_tokens),
         seed,
         adapter_hash: adapter,
+        base_model: String::new(),
         max_new_tokens: book.max_new_tokens,
     };
     let mut requests = Vec::with_capacity(tasks.len() * 2);

@@ -12,8 +12,8 @@
 use crate::outbox::{Landed, OnError, Outbox, SendError};
 use std::sync::Arc;
 
+use agents::LoraAdapter;
 use agents::dpo::{DpoConfig, train_dpo};
-use agents::{ChatTokenizer, LoraAdapter, Model};
 use alloy::primitives::{Address, B256};
 use chain::{AnyChain, Contracts};
 use serde::{Deserialize, Serialize};
@@ -316,8 +316,7 @@ pub struct Trainer {
     store: Store,
     contracts: Arc<Contracts<AnyChain>>,
     trainer: Address,
-    model: Arc<Model>,
-    tokenizer: Arc<ChatTokenizer>,
+    models: crate::base_models::AgentModels,
     adapters: Arc<AdapterLibrary>,
     gate: Gate,
 }
@@ -326,14 +325,14 @@ pub struct Trainer {
 const GATE_BATCH: usize = 8;
 
 impl Trainer {
-    /// A trainer signing records as `trainer`, whose new adapters pass `gate` (the
-    /// judge panel and the Spaces' rulebooks) before they are played.
+    /// A trainer signing records as `trainer`, training each agent on its own base
+    /// model (one of `models`), whose new adapters pass `gate` (the judge panel and the
+    /// Spaces' rulebooks) before they are played.
     pub fn new(
         store: Store,
         contracts: Arc<Contracts<AnyChain>>,
         trainer: Address,
-        model: Arc<Model>,
-        tokenizer: Arc<ChatTokenizer>,
+        models: crate::base_models::AgentModels,
         adapters: Arc<AdapterLibrary>,
         gate: Gate,
     ) -> Trainer {
@@ -341,11 +340,20 @@ impl Trainer {
             store,
             contracts,
             trainer,
-            model,
-            tokenizer,
+            models,
             adapters,
             gate,
         }
+    }
+
+    /// The loaded base model `agent_id` chose; an agent whose model is not served here
+    /// cannot train here.
+    async fn agent_model(&self, agent_id: i64) -> Result<crate::base_models::LoadedModel> {
+        let agent = self.store.agent(agent_id).await?;
+        self.models
+            .get(&agent.base_model)
+            .cloned()
+            .map_err(|e| LearningError::Invalid(format!("agent {agent_id}: {e}")))
     }
 
     /// The rulebooks the gate draws a run's tasks from: the Spaces of the matches its
@@ -416,6 +424,8 @@ impl Trainer {
     pub async fn train(&self, agent_id: i64, pairs: Vec<TrainingPair>) -> Result<TrainedVersion> {
         let parent = self.store.latest_agent_version(agent_id).await?;
         let policy = TrainingPolicy::from_json(&parent.training)?;
+        // The agent's own base model: its adapters, its runs and its proofs are on it.
+        let base = self.agent_model(agent_id).await?;
         // Refuse before training what the gate could not evaluate.
         let gate_books = if policy.evaluation_matches > 0 {
             self.gate_books(&pairs).await?
@@ -431,7 +441,7 @@ impl Trainer {
                     .map_err(LearningError::Invalid)?;
                 Some(
                     self.adapters
-                        .get(h, self.model.config())
+                        .get(h, base.model.config())
                         .map_err(LearningError::Invalid)?,
                 )
             }
@@ -443,7 +453,7 @@ impl Trainer {
         let results_root = chain::merkle::root(&results_leaves(&results));
         let dpo = agents::dpo::DpoConfig {
             // The record commits to the base model through the hyperparameters hash.
-            base_model_sha256: self.model.source_sha256().unwrap_or_default().to_string(),
+            base_model_sha256: base.model.source_sha256().unwrap_or_default().to_string(),
             ..policy.dpo_for(pairs.len())
         };
         let hyper_json = serde_json::to_value(&dpo).expect("serializes");
@@ -465,8 +475,8 @@ impl Trainer {
         // failed, so the agent's next run is not blocked by this one.
         let produced: Result<_> = async {
             let trained = {
-                let model = self.model.clone();
-                let tokenizer = self.tokenizer.clone();
+                let model = base.model.clone();
+                let tokenizer = base.tokenizer.clone();
                 let dpo = dpo.clone();
                 let data = dpo_pairs(&committed, verify::PairLeaf::V3);
                 let parent = parent_adapter.clone();
@@ -496,7 +506,7 @@ impl Trainer {
             }
             let hash = self
                 .adapters
-                .save(&outcome.adapter, self.model.config(), None)?;
+                .save(&outcome.adapter, base.model.config(), None)?;
             if hash != outcome.adapter_hash {
                 return Err(LearningError::Invalid(format!(
                     "the saved adapter hashes to {hash}, the trainer reported {}",
@@ -529,8 +539,8 @@ impl Trainer {
                     batch: GATE_BATCH,
                 };
                 let (model, tokenizer, adapters, gate) = (
-                    self.model.clone(),
-                    self.tokenizer.clone(),
+                    base.model.clone(),
+                    base.tokenizer.clone(),
                     self.adapters.clone(),
                     self.gate.clone(),
                 );
@@ -676,13 +686,16 @@ impl Trainer {
         })
     }
 
-    /// Verifies an on-chain record by replay; see [`verify_record`].
+    /// Verifies an on-chain record by replay on the served base model the run names
+    /// (the default for runs recorded before runs named one); see [`verify_record`].
     pub async fn verify(&self, record_id: u64) -> Result<Verdict> {
+        let evidence = local_evidence(&self.store, record_id).await?;
+        let base = self.models.for_run(&evidence.hyperparams.base_model_sha256);
         verify_record(
             &self.store,
             &self.contracts,
-            &self.model,
-            &self.tokenizer,
+            &base.model,
+            &base.tokenizer,
             &self.adapters,
             record_id,
         )

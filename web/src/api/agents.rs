@@ -25,8 +25,12 @@ pub struct AgentView {
     pub owner_id: i64,
     /// Name.
     pub name: String,
-    /// Base model.
+    /// Base model: the name of one of the served base models (`GET
+    /// /api/v1/base-models`).
     pub base_model: String,
+    /// The sha256 of that model's weights as served here (`None` when this server
+    /// does not serve it).
+    pub base_model_sha256: Option<String>,
     /// Created, ms.
     pub created_at: i64,
     /// Archived, ms (archived agents enter no new matches).
@@ -109,7 +113,8 @@ pub struct NewAgent {
     /// 1 to 64 characters, no control, bidirectional-override or zero-width characters.
     #[schema(min_length = 1, max_length = 64)]
     pub name: String,
-    /// Base model identifier.
+    /// The base model: one of the served names (`GET /api/v1/base-models`), such as
+    /// `smollm2-135m-instruct`.
     #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:/-]+$")]
     pub base_model: String,
     /// The meta-prompt: at most 4000 characters and 1024 tokens of the agents' model.
@@ -148,6 +153,11 @@ pub(crate) async fn agent_view(state: &AppState, agent: store::Agent) -> Result<
         id: agent.id,
         owner_id: agent.owner_id,
         name: agent.name,
+        base_model_sha256: state
+            .base_models
+            .resolve(&agent.base_model)
+            .ok()
+            .map(|c| c.sha256.clone()),
         base_model: agent.base_model,
         created_at: agent.created_at,
         archived_at: agent.archived_at,
@@ -169,6 +179,8 @@ pub(crate) async fn agent_view(state: &AppState, agent: store::Agent) -> Result<
 pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> Result<AgentDetail> {
     settings::validate_name(&new.name)?;
     settings::validate_base_model(&new.base_model)?;
+    // Stored by its served name (the default's old alias included).
+    let base_model = state.base_model(&new.base_model)?.name.clone();
     settings::validate_prompt(&new.system_prompt)?;
     state.check_prompt_tokens(&new.system_prompt)?;
     settings::check_sampling(&new.sampling)?;
@@ -178,7 +190,7 @@ pub(crate) async fn create(state: &AppState, owner_id: i64, new: &NewAgent) -> R
         .create_agent(
             owner_id,
             new.name.trim(),
-            &new.base_model,
+            &base_model,
             &store::NewAgentVersion {
                 system_prompt: new.system_prompt.clone(),
                 sampling: to_json(&new.sampling)?,
@@ -352,8 +364,43 @@ async fn version(
 }
 
 /// Agent routes.
+/// A base model agents may choose.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BaseModelView {
+    /// The name an agent gives as `base_model`.
+    pub name: String,
+    /// The sha256 of its weights (a GGUF file), which matches and proofs of learning
+    /// record.
+    pub sha256: String,
+    /// What it is.
+    pub description: String,
+    /// Whether agents that leave the choice to the studio get this one.
+    pub default: bool,
+}
+
+/// The base models this deployment serves, the default first.
+#[utoipa::path(get, path = "/base-models", tag = "agents",
+    responses((status = 200, body = Vec<BaseModelView>)))]
+async fn base_models(State(state): State<AppState>) -> Json<Vec<BaseModelView>> {
+    Json(
+        state
+            .base_models
+            .choices()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| BaseModelView {
+                name: c.name.clone(),
+                sha256: c.sha256.clone(),
+                description: c.description.clone(),
+                default: i == 0,
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(base_models))
         .routes(routes!(create_agent, my_agents))
         .routes(routes!(get_agent, edit_agent))
         .routes(routes!(archive_agent))

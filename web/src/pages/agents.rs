@@ -45,11 +45,11 @@ const IDENTITY: &[FieldSpec] = &[
     (
         "base_model",
         "Base model",
-        "text",
+        "select",
         "",
         "128",
         "",
-        "e.g. smollm2-135m",
+        "the weights the agent runs on; its adapters train on them",
     ),
 ];
 const PROMPT: FieldSpec = (
@@ -208,12 +208,28 @@ fn fields(
     specs: &[&FieldSpec],
     values: &HashMap<String, String>,
     errors: &HashMap<String, String>,
+    models: &platform::base_models::BaseModelMenu,
 ) -> Vec<Value> {
     specs
         .iter()
         .map(|(name, label, kind, min, max, step, hint)| {
+            let value = values.get(*name).cloned().unwrap_or_default();
+            // The base model is chosen from what the workers serve.
+            let options: Vec<Value> = if *kind == "select" {
+                let chosen = models.resolve(&value).map(|c| c.name.clone()).ok();
+                models
+                    .choices()
+                    .iter()
+                    .map(|c| {
+                        json!({"value": c.name, "label": c.name, "title": c.description,
+                               "selected": chosen.as_deref() == Some(c.name.as_str())})
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             json!({"name": name, "label": label, "kind": kind, "min": min, "max": max, "step": step, "hint": hint,
-                   "value": values.get(*name).cloned().unwrap_or_default(), "error": errors.get(*name)})
+                   "value": value, "error": errors.get(*name), "options": options})
         })
         .collect()
 }
@@ -370,7 +386,10 @@ async fn new_page(
             &SamplingParams::default(),
             &TrainingPolicy::default(),
         );
-        values.insert("base_model".into(), "smollm2-135m".into());
+        values.insert(
+            "base_model".into(),
+            state.base_models.default_choice().name.clone(),
+        );
         if let Some(t) = chosen {
             values.insert("name".into(), t.name.into());
         }
@@ -381,7 +400,12 @@ async fn new_page(
                 "chosen": chosen.is_some_and(|c| c.slug == t.slug)})
             })
             .collect();
-        let ctx = json!({"fields": fields(&all_specs(true), &values, &HashMap::new()),
+        let ctx = json!({"fields": fields(
+            &all_specs(true),
+            &values,
+            &HashMap::new(),
+            &state.base_models,
+        ),
             "templates": templates});
         render(&state, "agent_new.html", &nav, "New agent", ctx)
     }
@@ -420,7 +444,7 @@ async fn create(
         }
         let nav = nav(&state, Some(&user)).await?;
         let values: HashMap<String, String> = form.into_iter().collect();
-        let ctx = json!({"fields": fields(&all_specs(true), &values, &errors), "templates": []});
+        let ctx = json!({"fields": fields(&all_specs(true), &values, &errors, &state.base_models), "templates": []});
         let page = render(&state, "agent_new.html", &nav, "New agent", ctx)?;
         Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
     }
@@ -489,7 +513,7 @@ async fn studio_context(
                 HashMap::new(),
             )
         });
-        fields_json = fields(&all_specs(false), &values, &errors);
+        fields_json = fields(&all_specs(false), &values, &errors, &state.base_models);
     }
     let spaces = state.store.spaces().await?;
     let mut charts_json = Vec::new();
