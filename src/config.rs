@@ -672,6 +672,18 @@ mod tests {
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[models]\npython = \" \"\n", "models.python"),
             ("[models]\npip_args = 3\n", "models.pip_args"),
+            (
+                "[models.base_models.qwen]\npath = \"/m/q.gguf\"\nsha256 = \"abc\"\n",
+                "models.base_models.qwen.sha256",
+            ),
+            (
+                "[models.base_models.qwen]\nsha256 = \"abc\"\n",
+                "models.base_models.qwen",
+            ),
+            (
+                "[models.base_models.smollm2-135m]\npath = \"/m/q.gguf\"\nsha256 = \"abc\"\n",
+                "models.base_models.smollm2-135m",
+            ),
             ("[chain]\nbackend = \"ganache\"\n", "chain.backend"),
             ("[chain]\nbackend = \"rpc\"\n", "chain.rpc_url"),
             ("[arena]\nmax_live_matches = 0\n", "arena.max_live_matches"),

@@ -190,3 +190,59 @@ async fn real_matches_settle_on_chain_and_replay_to_the_same_hash() {
     assert_eq!(replay.dispute, None, "{replay:?}");
     assert_eq!(replay.replay_hash, replay.stored_hash);
 }
+
+fn config_listing(
+    data_dir: &std::path::Path,
+    name: &str,
+    file: platform::base_models::BaseModelFile,
+) -> platform::PlatformConfig {
+    platform::PlatformConfig {
+        data_dir: data_dir.to_path_buf(),
+        assets_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").into(),
+        database: platform::config::DatabaseConfig { url: String::new() },
+        models: platform::config::ModelsConfig {
+            dir: models::default_models_dir(),
+            python: "python3".into(),
+            pip_args: Vec::new(),
+            base_models: std::collections::BTreeMap::from([(name.to_string(), file)]),
+        },
+        chain: Default::default(),
+        arena: Default::default(),
+        redis: Default::default(),
+        judges: Default::default(),
+    }
+}
+
+/// A GGUF file listed under `[models.base_models]` is served beside SmolLM2 once its
+/// hash checks out, and refused by its key when the hash differs.
+#[test]
+fn a_listed_gguf_file_is_served_once_its_hash_checks_out() {
+    let gguf = models::smollm2_gguf().expect("SmolLM2 weights");
+    let dir = tempfile::tempdir().unwrap();
+    // Another GGUF file: the same weights copied under another name.
+    let copy = dir.path().join("copy.gguf");
+    std::fs::copy(&gguf, &copy).unwrap();
+    let sha = models::SMOLLM2.files[0].sha256.clone();
+    let listed = |sha256: &str| platform::base_models::BaseModelFile {
+        path: copy.clone(),
+        sha256: sha256.to_string(),
+        description: "a copy".into(),
+    };
+    let models =
+        platform::BaseModels::load(&config_listing(dir.path(), "copy", listed(&sha))).unwrap();
+    let names: Vec<&str> = models.agents.menu().names();
+    assert_eq!(names, vec!["smollm2-135m-instruct", "copy"]);
+    let served = models.agents.get("copy").unwrap();
+    assert_eq!(served.model.source_sha256(), Some(sha.as_str()));
+    assert_eq!(served.choice.description, "a copy");
+
+    let wrong = "0".repeat(64);
+    let e = platform::BaseModels::load(&config_listing(dir.path(), "copy", listed(&wrong)))
+        .err()
+        .expect("a file whose hash differs is refused")
+        .to_string();
+    assert!(
+        e.starts_with("models.base_models.copy:") && e.contains(&sha) && e.contains(&wrong),
+        "{e}"
+    );
+}
