@@ -179,7 +179,7 @@ pub async fn run(
             .create_agent(
                 owner,
                 &format!("Learner {}", book.slug),
-                "smollm2-135m-instruct",
+                platform::base_models::DEFAULT_BASE_MODEL,
                 &NewAgentVersion {
                     system_prompt: BENCH_SYSTEM_PROMPT.into(),
                     sampling: cfg.sampling.clone(),
@@ -301,10 +301,15 @@ pub async fn run(
             seed: 0x5eed_0000 + k as u64,
             batch: cfg.batch,
         };
+        // The learner's own base model, as the trainer's gate uses.
+        let base = models
+            .agents
+            .get(&learner.base_model)
+            .map_err(|e| invalid("learner", e))?;
         let evaluation = tokio::task::block_in_place(|| {
             evaluate_against_parent(
-                &models.model,
-                &models.tokenizer,
+                &base.model,
+                &base.tokenizer,
                 &platform.adapters,
                 &*judge,
                 &plan,

@@ -115,8 +115,9 @@ impl BaseModelMenu {
             choices.push(BaseModelChoice {
                 name: name.clone(),
                 sha256: file.sha256.clone(),
+                // Shown to anyone (the API, the studio): never the file's path.
                 description: if file.description.is_empty() {
-                    format!("GGUF file {}", file.path.display())
+                    format!("GGUF model {name}")
                 } else {
                     file.description.clone()
                 },
@@ -265,10 +266,12 @@ pub fn load_listed(menu: &BaseModelMenu) -> Result<Vec<LoadedModel>, String> {
             .ok_or_else(|| format!("{key}: no file"))?;
         let (model, tokenizer) =
             Model::load(path).map_err(|e| format!("{key}.path {}: {e}", path.display()))?;
-        let actual = model.source_sha256().unwrap_or_default();
+        let actual = model
+            .source_sha256()
+            .ok_or_else(|| format!("{key}.path {}: could not be hashed", path.display()))?;
         if actual != choice.sha256 {
             return Err(format!(
-                "{key}: {} has sha256 {actual}, the configuration pins {}",
+                "{key}.sha256: {} has sha256 {actual}, the configuration pins {}",
                 path.display(),
                 choice.sha256
             ));

@@ -29,7 +29,8 @@ pub struct ReplayReport {
 /// them), each with the agent version that played and the base model it played on.
 /// A seat that recorded its base model's hash plays on the served model with that
 /// hash, whatever it is called now, and cannot be replayed where none has it; a seat
-/// settled before seats recorded one plays on its agent's base model as served today.
+/// settled before seats recorded one plays on the default base model, the only one
+/// agents played on then.
 pub async fn recorded_seats(
     store: &Store,
     match_id: i64,
@@ -62,7 +63,12 @@ pub async fn recorded_seats(
                 seat.base_model = served.name.clone();
                 seat.base_model_sha256 = Some(recorded.clone());
             }
-            None => seat.base_model_sha256 = None,
+            // Settled before seats recorded their model: every such match ran on the
+            // default, whatever the agent's label says.
+            None => {
+                seat.base_model = String::new();
+                seat.base_model_sha256 = None;
+            }
         }
     }
     Ok(seats)

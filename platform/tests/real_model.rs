@@ -242,7 +242,7 @@ fn a_listed_gguf_file_is_served_once_its_hash_checks_out() {
         .expect("a file whose hash differs is refused")
         .to_string();
     assert!(
-        e.starts_with("models.base_models.copy:") && e.contains(&sha) && e.contains(&wrong),
+        e.starts_with("models.base_models.copy.sha256:") && e.contains(&sha) && e.contains(&wrong),
         "{e}"
     );
 }
