@@ -8,10 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use agents::{Architecture, ChatTokenizer, Model, ModelConfig};
 use arena::engine::InstantEngine;
-use common::ByLength;
-use platform::base_models::{AgentModels, BaseModelChoice, DEFAULT_BASE_MODEL, LoadedModel};
+use common::{ByLength, sqlite_sql as sql, tiny_model as loaded};
+use platform::base_models::{AgentModels, DEFAULT_BASE_MODEL};
 use platform::bus::Bus;
 use platform::demo::{ETH, seed_demo};
 use platform::learning::{Gate, Trainer};
@@ -19,48 +18,6 @@ use platform::play::RunnerConfig;
 use platform::runner::MatchRunner;
 use platform::runtime::AdapterLibrary;
 use store::Wei;
-
-fn loaded(name: &str, sha: char, layers: usize, seed: u64) -> LoadedModel {
-    let config = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 256,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: layers,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 16,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        context_length: 4096,
-    };
-    LoadedModel {
-        choice: BaseModelChoice {
-            name: name.into(),
-            sha256: sha.to_string().repeat(64),
-            description: format!("tiny {name}"),
-            path: None,
-        },
-        model: Arc::new(Model::random(config, seed).unwrap()),
-        tokenizer: Arc::new(ChatTokenizer::byte_level(256)),
-    }
-}
-
-/// Runs `;`-separated SQL statements on the SQLite test database behind the store's back.
-async fn sql(path: &str, statement: &str) {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap();
-    for one in statement.split(';') {
-        sqlx::query(sqlx::AssertSqlSafe(one.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_plays_and_trains_on_its_own_base_model() {

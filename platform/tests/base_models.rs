@@ -3,45 +3,19 @@
 //! whose seats run on two base models plays in one world and records each seat's
 //! model in its result. On two tiny random-weight models, so no file is needed.
 
+mod common;
+
 use std::sync::Arc;
 
-use agents::{Architecture, ChatTokenizer, Model, ModelConfig, SamplingParams};
+use agents::SamplingParams;
 use arena::engine::{Engine, EngineOutput, GenRequest, Ticket};
 use arena::judging::RulesOnlyJudge;
 use arena::types::{MatchResult, MatchSpec, SeatSpec};
 use arena::world::MatchWorld;
-use platform::base_models::{AgentModels, BaseModelChoice, LoadedModel};
+use common::tiny_model as loaded;
+use platform::base_models::AgentModels;
 use platform::bus::Bus;
 use platform::runtime::{AdapterLibrary, RuntimeEngine};
-
-fn tiny(layers: usize) -> ModelConfig {
-    ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 256,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: layers,
-        num_heads: 2,
-        num_kv_heads: 1,
-        head_dim: 16,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        context_length: 4096,
-    }
-}
-
-fn loaded(name: &str, sha: char, layers: usize, seed: u64) -> LoadedModel {
-    LoadedModel {
-        choice: BaseModelChoice {
-            name: name.into(),
-            sha256: sha.to_string().repeat(64),
-            description: format!("tiny {name}"),
-            path: None,
-        },
-        model: Arc::new(Model::random(tiny(layers), seed).unwrap()),
-        tokenizer: Arc::new(ChatTokenizer::byte_level(256)),
-    }
-}
 
 /// "alpha" (the default) and "beta": two different random models.
 fn two_models() -> AgentModels {

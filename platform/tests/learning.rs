@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arena::engine::InstantEngine;
 use common::ByLength;
+use common::sqlite_sql as sql;
 use platform::bus::Bus;
 use platform::demo::{ETH, seed_demo};
 use platform::learning::{
@@ -23,22 +24,6 @@ use platform::play::RunnerConfig;
 use platform::runner::MatchRunner;
 use platform::runtime::AdapterLibrary;
 use store::Wei;
-
-/// Runs `;`-separated SQL statements on the test database behind the store's back.
-async fn sql(path: &str, statement: &str) {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap();
-    for one in statement.split(';') {
-        sqlx::query(sqlx::AssertSqlSafe(one.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
 
 /// What the shared flow leaves for a test to look at further.
 struct Trained {

@@ -1,6 +1,6 @@
 //! What the arena's integration tests share: a judge that separates seats by answer
-//! length, the embedded chain with the contracts and payments on it, and the shipped
-//! Spaces stored.
+//! length, the embedded chain with the contracts and payments on it, the shipped
+//! Spaces stored, tiny random-weight base models, and SQL behind the store's back.
 
 // Each test binary uses its own subset of these.
 #![allow(dead_code)]
@@ -151,5 +151,56 @@ pub async fn assert_journal_matches_chain(
             b.available_wei.0 + b.locked_wei.0,
             "user {id}"
         );
+    }
+}
+
+/// A tiny random-weight llama model served as `name`, its weights' hash `sha` repeated
+/// (64 hex digits), with a byte-level tokenizer that encodes any text. Models of
+/// different `layers` have different adapter shapes.
+pub fn tiny_model(
+    name: &str,
+    sha: char,
+    layers: usize,
+    seed: u64,
+) -> platform::base_models::LoadedModel {
+    let config = agents::ModelConfig {
+        architecture: agents::Architecture::Llama,
+        vocab_size: 256,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_layers: layers,
+        num_heads: 2,
+        num_kv_heads: 1,
+        head_dim: 16,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        context_length: 4096,
+    };
+    platform::base_models::LoadedModel {
+        choice: platform::base_models::BaseModelChoice {
+            name: name.into(),
+            sha256: sha.to_string().repeat(64),
+            description: format!("tiny {name}"),
+            path: None,
+        },
+        model: Arc::new(agents::Model::random(config, seed).unwrap()),
+        tokenizer: Arc::new(agents::ChatTokenizer::byte_level(256)),
+    }
+}
+
+/// Runs `;`-separated SQL statements on the SQLite test database at `path`, behind the
+/// store's back.
+pub async fn sqlite_sql(path: &str, statement: &str) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .unwrap();
+    for one in statement.split(';') {
+        sqlx::query(sqlx::AssertSqlSafe(one.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }
