@@ -12,6 +12,10 @@ use store::{
 /// The fee of the fixture Space's paid tier, in wei.
 pub const FIXTURE_FEE: Wei = Wei(100);
 
+/// The base model hash every fixture seat records with its result.
+pub const FIXTURE_BASE_MODEL_SHA256: &str =
+    "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
 /// What [`played_match`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayedMatch {
@@ -189,7 +193,11 @@ pub async fn played_match(store: &Store, seats: usize) -> PlayedMatch {
                     )
                 })
                 .collect(),
-            base_models: Vec::new(),
+            base_models: out
+                .entry_ids
+                .iter()
+                .map(|&e| (e, FIXTURE_BASE_MODEL_SHA256.to_string()))
+                .collect(),
         })
         .await
         .expect("record match");

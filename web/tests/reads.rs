@@ -123,6 +123,11 @@ async fn matches_list_detail_and_transcript(app: TestApp) {
     assert!(seats[0]["mu_after"].is_f64());
     // The same wallets played the first match, but with other agents: no earlier rating.
     assert!(seats[0]["mu_before"].is_null());
+    // Each seat shows the base model it played on, which the result hash commits to.
+    assert_eq!(
+        seats[2]["base_model_sha256"],
+        testkit::fixtures::FIXTURE_BASE_MODEL_SHA256
+    );
 
     let t = app
         .get(

@@ -63,6 +63,9 @@ pub struct SeatView {
     pub agent_name: String,
     /// The version that played.
     pub agent_version_id: i64,
+    /// The sha256 of the base model the seat played on, once settled (`None` for
+    /// matches settled before seats recorded it): the result hash commits to it.
+    pub base_model_sha256: Option<String>,
     /// Final place, once settled (1 = best).
     pub place: Option<i64>,
     /// Payout, wei as decimal text, once settled.
@@ -196,6 +199,7 @@ pub(crate) async fn detail(state: &AppState, id: i64) -> Result<MatchDetail> {
             agent_id: e.agent_id,
             agent_name: agent.name,
             agent_version_id: e.agent_version_id,
+            base_model_sha256: e.base_model_sha256,
             place: payout.map(|p| p.place),
             payout_wei: payout.map(|p| p.amount_wei.to_string()),
             mu_before: before,
