@@ -17,8 +17,10 @@ use crate::{Judge, JudgeError, JudgeId, Score, Task};
 
 /// Version of the rule judge's scoring procedure; bump it when the formula changes.
 /// (v2: the soft pass rate is multiplied by the hard-rule grade; v3: a JSON answer that
-/// broke off is closed after its last complete element and earns a quarter credit.)
-pub const RULES_TEMPLATE_VERSION: &str = "rules-v3";
+/// broke off is closed after its last complete element and earns a quarter credit;
+/// v4: an answer with no JSON at all earns a fifth of the share of the expected facts
+/// it states in prose.)
+pub const RULES_TEMPLATE_VERSION: &str = "rules-v4";
 
 /// A Space's rule verifiers as a judge.
 #[derive(Debug, Clone)]
@@ -220,7 +222,7 @@ hard = false
             judge.hard_failures(&task, &responses),
             vec![false, true, false, false]
         );
-        assert!(scores[0].judge.template_version.starts_with("rules-v3+"));
+        assert!(scores[0].judge.template_version.starts_with("rules-v4+"));
         assert!(judge.sees_full_text());
     }
 }

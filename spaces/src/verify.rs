@@ -146,15 +146,19 @@ const MAX_FAILED_CREDIT: f64 = 0.99;
 /// - required words: the share present; forbidden words: the share avoided;
 /// - a pattern: none (a pattern has no distance);
 /// - a JSON schema: the share of the schema's checks the JSON passes, recursively
-///   (halved when the JSON had to be cut out of surrounding prose, quartered when it
-///   broke off, at the token limit or at a syntax error, and was closed after its last
-///   complete element);
+///   (scaled from a half to all of it by the share of the response the JSON takes up
+///   when it had to be cut out of surrounding prose, quartered when it broke off, at
+///   the token limit or at a syntax error, and was closed after its last complete
+///   element),
+///   and at least a fifth of the share of the task's JSON answer's values the
+///   response states anywhere, as whole words (so `Ana, 34, Lima` is nearer than a
+///   refusal; nothing when the task has no JSON answer);
 /// - an exact number: one minus the error relative to the answer (at least 1), so 55
 ///   for 56 earns 0.98 and anything off by the answer's size or more earns 0;
 /// - an exact text: the word overlap (F1) with the answer;
 /// - exact JSON: the share of the answer's keys given with the right value, over the
-///   keys of the larger object (halved when cut out of prose, quartered when broken
-///   off).
+///   keys of the larger object (scaled as for a schema when cut out of prose,
+///   quartered when broken off).
 pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
     let credit = match check {
         Check::Length { unit, min, max } => {
@@ -182,16 +186,58 @@ pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
             share(avoided, list.len())
         }
         Check::Regex { .. } => 0.0,
-        Check::JsonSchema(schema) => match lenient_json(response) {
-            Some((value, kept)) => schema.credit(&value) * kept,
-            None => 0.0,
-        },
+        Check::JsonSchema(schema) => {
+            let as_json =
+                lenient_json(response).map_or(0.0, |(value, kept)| schema.credit(&value) * kept);
+            as_json.max(PROSE_ONLY * prose_facts(task, response))
+        }
         Check::ExactAnswer(mode) => match &task.answer {
             None => 0.0,
             Some(answer) => answer_credit(*mode, answer, response),
         },
     };
     credit.clamp(0.0, MAX_FAILED_CREDIT)
+}
+
+/// How much of a JSON schema's credit a response with no JSON in it can earn: all of
+/// the facts stated in prose is less than a complete value broken off mid-way.
+const PROSE_ONLY: f64 = 0.2;
+
+/// The share of the values of the task's JSON answer (its strings, numbers and
+/// booleans) that a response states in prose, as whole words, case-insensitive; 0 when
+/// the task has no JSON answer.
+fn prose_facts(task: &Task, response: &str) -> f64 {
+    let mut facts = Vec::new();
+    if let Some(answer) = task
+        .answer
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+    {
+        scalar_texts(&answer, &mut facts);
+    }
+    let facts: Vec<Vec<String>> = facts
+        .iter()
+        .map(|f| words(f))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if facts.is_empty() {
+        return 0.0;
+    }
+    let have = words(response);
+    let stated = facts.iter().filter(|f| contains_phrase(&have, f)).count();
+    share(stated, facts.len())
+}
+
+/// The texts of a JSON value's strings, numbers and booleans, depth first.
+fn scalar_texts(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => map.values().for_each(|v| scalar_texts(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| scalar_texts(v, out)),
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Null => {}
+    }
 }
 
 fn share(part: usize, whole: usize) -> f64 {
@@ -203,23 +249,32 @@ fn share(part: usize, whole: usize) -> f64 {
 }
 
 /// How much of a JSON answer's credit it keeps, by how its JSON was found: the whole
-/// response is JSON (1), one complete value cut out of surrounding text (a half), or a
-/// value broken off (at the token limit or at a syntax error) and closed after its last
-/// complete element (a quarter).
+/// response is JSON (1); one complete value cut out of surrounding text keeps between
+/// a half ([`CUT_OUT_OF_PROSE`], when the text around it is everything) and all of it
+/// (when the text around it is nothing), by the share of the response the value takes
+/// up, so a value followed by a stray code fence is a nearer miss than one inside an
+/// explanation; a value broken off (at the token limit or at a syntax error) and
+/// closed after its last complete element keeps a quarter ([`BROKEN_OFF`]).
 const CUT_OUT_OF_PROSE: f64 = 0.5;
 const BROKEN_OFF: f64 = 0.25;
 
-/// The response's JSON and the share of credit it keeps ([`CUT_OUT_OF_PROSE`],
-/// [`BROKEN_OFF`]): the whole response when it parses, otherwise the value that starts
-/// at its first `{` or `[`: complete when its brackets close, else what parses when it
-/// is cut after its last complete element and its open brackets are closed.
+/// The response's JSON and the share of credit it keeps (see [`CUT_OUT_OF_PROSE`]):
+/// the whole response when it parses, otherwise the value that starts at its first `{`
+/// or `[`: complete when its brackets close, else what parses when it is cut after its
+/// last complete element and its open brackets are closed.
 fn lenient_json(response: &str) -> Option<(Value, f64)> {
     if let Ok(value) = parse_response_json(response) {
         return Some((value, 1.0));
     }
     let text = response.trim();
     let start = text.find(['{', '['])?;
-    json_prefix(&text[start..])
+    Some(match json_prefix(&text[start..])? {
+        (value, Some(len)) => {
+            let share = len as f64 / text.len() as f64;
+            (value, CUT_OUT_OF_PROSE * (1.0 + share))
+        }
+        (value, None) => (value, BROKEN_OFF),
+    })
 }
 
 /// Most cut points [`json_prefix`] tries, the last ones before the text stops being
@@ -227,10 +282,10 @@ fn lenient_json(response: &str) -> Option<(Value, f64)> {
 const MAX_JSON_REPAIRS: usize = 64;
 
 /// The JSON value at the start of `text` (which starts with a bracket), with its
-/// credit share: [`CUT_OUT_OF_PROSE`] when its brackets close, [`BROKEN_OFF`] when it
-/// had to be cut and closed. A cut right after the first bracket (an empty outer
-/// container made of a lone bracket) does not count.
-fn json_prefix(text: &str) -> Option<(Value, f64)> {
+/// length in bytes when its brackets close, or `None` for the length when it had to be
+/// cut and closed. A cut right after the first bracket (an empty outer container made
+/// of a lone bracket) does not count.
+fn json_prefix(text: &str) -> Option<(Value, Option<usize>)> {
     // Scan no further than where a parser gives up on the text, so a syntax error
     // early in a long answer still leaves the cuts before it to try.
     let limit = match serde_json::from_str::<Value>(text) {
@@ -264,7 +319,7 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
                 }
                 if open.is_empty() {
                     if let Ok(value) = serde_json::from_str(&text[..=i]) {
-                        return Some((value, CUT_OUT_OF_PROSE));
+                        return Some((value, Some(i + 1)));
                     }
                     break;
                 }
@@ -280,7 +335,7 @@ fn json_prefix(text: &str) -> Option<(Value, f64)> {
         closed.extend(open_brackets(prefix).iter().rev());
         serde_json::from_str(&closed)
             .ok()
-            .map(|value| (value, BROKEN_OFF))
+            .map(|value| (value, None))
     })
 }
 
@@ -708,7 +763,8 @@ mod tests {
                 Some(want),
                 r#"Here: {"name": "Ana", "age": 30, "city": "Bergen"} ok"#
             ),
-            0.33
+            // 2 of 3 keys right, scaled by 0.5 × (1 + 44/53): the JSON is 44 of 53 bytes.
+            0.61
         );
         assert_eq!(credit(json, Some(want), "Ana is 30"), 0.0);
     }
@@ -757,14 +813,28 @@ mod tests {
             ),
             0.83
         );
-        // Valid JSON wrapped in prose: half of what the JSON alone would earn.
+        // Valid JSON wrapped in prose: from half to all of what the JSON alone would
+        // earn, by the share of the response it takes up (0.5 × (1 + 42/48) here).
         assert_eq!(
             credit(
                 check.clone(),
                 None,
                 r#"Sure! {"name": "Ana", "age": 30, "city": "Oslo"}"#
             ),
-            0.5
+            0.94
+        );
+        // A stray closing fence is a nearer miss than an explanation after the JSON.
+        let fenced = "{\"name\": \"Ana\", \"age\": 30, \"city\": \"Oslo\"}\n```";
+        let explained = format!("{fenced}\nThis JSON object holds the name, age and city.");
+        assert_eq!(credit(check.clone(), None, fenced), 0.96);
+        assert_eq!(credit(check.clone(), None, &explained), 0.73);
+        assert_eq!(
+            credit(
+                check.clone(),
+                None,
+                &format!("{explained}{}", " More.".repeat(200))
+            ),
+            0.52
         );
         // Cut off mid-object: closed after its last complete element (the number
         // may have been cut, so it is dropped), a quarter of what that JSON earns.
@@ -790,14 +860,14 @@ mod tests {
             0.17
         );
         // A complete object followed by prose that holds more brackets: the first
-        // value, cut out of the prose.
+        // value, cut out of the prose (42 of 70 bytes).
         assert_eq!(
             credit(
                 check.clone(),
                 None,
                 "{\"name\": \"Ana\", \"age\": 30, \"city\": \"Oslo\"}\n```\nThat is `{\"name\": ...}`."
             ),
-            0.5
+            0.8
         );
         // Brackets and quotes inside strings do not confuse the cut.
         assert_eq!(
@@ -807,6 +877,33 @@ mod tests {
         // No JSON at all, or none of the keys before the text stops being JSON.
         assert_eq!(credit(check.clone(), None, "Ana, 30, Oslo"), 0.0);
         assert_eq!(credit(check.clone(), None, "{{{ name: Ana"), 0.0);
+        // With no JSON, the facts of the task's JSON answer stated in prose earn a
+        // fifth of their share: all three, two, none; a number must be whole.
+        let want = Some(r#"{"name": "Ana Maria", "age": 30, "city": "Oslo"}"#);
+        assert_eq!(
+            credit(check.clone(), want, "Ana Maria is 30 and lives in Oslo."),
+            0.2
+        );
+        assert_eq!(
+            credit(check.clone(), want, "{name: Ana Maria, age: 30}"),
+            0.13
+        );
+        assert_eq!(credit(check.clone(), want, "Maria is 300, from oslo"), 0.07);
+        assert_eq!(credit(check.clone(), want, "I cannot help with that."), 0.0);
+        // With JSON, the larger of the two: the JSON's credit (1/3 of the checks,
+        // scaled by 0.5 × (1 + 15/36)), or the facts stated (a fifth of all three).
+        assert_eq!(
+            credit(
+                check.clone(),
+                want,
+                r#"Ana Maria, 30, Oslo: {"name": "Ana"}"#
+            ),
+            0.24
+        );
+        assert_eq!(
+            credit(check.clone(), want, r#"[["Ana Maria", 30, "Oslo"]]"#),
+            0.2
+        );
         // A syntax error early in a long answer: the cuts before it are tried.
         let long = format!(
             r#"{{"name": "Ana", "age": 30, "city" = "Oslo", "more": [{}1]}}"#,
@@ -823,7 +920,8 @@ mod tests {
             0.0
         );
         assert_eq!(credit(loose.clone(), None, "see [1, 2"), 0.25);
-        assert_eq!(credit(loose, None, "see [1, 2] and [3"), 0.5);
+        // A complete list cut out of prose: 6 of 17 bytes.
+        assert_eq!(credit(loose, None, "see [1, 2] and [3"), 0.68);
     }
 
     #[test]
