@@ -18,8 +18,9 @@ use crate::{Judge, JudgeError, JudgeId, Score, Task};
 /// Version of the rule judge's scoring procedure; bump it when the formula changes.
 /// (v2: the soft pass rate is multiplied by the hard-rule grade; v3: a JSON answer that
 /// broke off is closed after its last complete element and earns a quarter credit;
-/// v4: an answer with no JSON at all earns a fifth of the share of the expected facts
-/// it states in prose.)
+/// v4: JSON cut out of prose keeps from a half to all of its schema credit by the share
+/// of the response it takes up, and a JSON-schema answer earns at least a fifth of the
+/// share of the task's JSON answer's values it states anywhere.)
 pub const RULES_TEMPLATE_VERSION: &str = "rules-v4";
 
 /// A Space's rule verifiers as a judge.

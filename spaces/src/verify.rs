@@ -199,8 +199,12 @@ pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
     credit.clamp(0.0, MAX_FAILED_CREDIT)
 }
 
-/// How much of a JSON schema's credit a response with no JSON in it can earn: all of
-/// the facts stated in prose is less than a complete value broken off mid-way.
+/// The least JSON-schema credit a response earns for stating every value of the task's
+/// JSON answer, with or without JSON around them: as much as a valid value broken off
+/// (a quarter) with 80 % of its checks passed, or a tenth of a complete value cut out
+/// of prose. In JSON Extract every prompt states the facts, so an answer that repeats
+/// its sentence earns it too: near the format's far end, above a refusal or JSON with
+/// none of the facts.
 const PROSE_ONLY: f64 = 0.2;
 
 /// The share of the values of the task's JSON answer (its strings, numbers and
@@ -251,8 +255,8 @@ fn share(part: usize, whole: usize) -> f64 {
 /// How much of a JSON answer's credit it keeps, by how its JSON was found: the whole
 /// response is JSON (1); one complete value cut out of surrounding text keeps between
 /// a half ([`CUT_OUT_OF_PROSE`], when the text around it is everything) and all of it
-/// (when the text around it is nothing), by the share of the response the value takes
-/// up, so a value followed by a stray code fence is a nearer miss than one inside an
+/// (when the text around it is nothing), by the share of the trimmed response's bytes
+/// the value takes up (as written, whitespace included), so a value followed by a stray code fence is a nearer miss than one inside an
 /// explanation; a value broken off (at the token limit or at a syntax error) and
 /// closed after its last complete element keeps a quarter ([`BROKEN_OFF`]).
 const CUT_OUT_OF_PROSE: f64 = 0.5;
@@ -860,7 +864,7 @@ mod tests {
             0.17
         );
         // A complete object followed by prose that holds more brackets: the first
-        // value, cut out of the prose (42 of 70 bytes).
+        // value, cut out of the prose (42 of 71 bytes).
         assert_eq!(
             credit(
                 check.clone(),
