@@ -5,21 +5,21 @@
 pub mod adapter;
 pub mod batch;
 mod blocks;
-pub mod device;
+mod device;
 pub mod dpo;
 mod dpo_forward;
 mod dpo_ops;
-pub mod error;
-pub mod gguf;
-pub mod infer;
+mod error;
+mod gguf;
+mod infer;
 mod kernels;
 mod linear;
-pub mod lora;
-pub mod model;
-pub mod sampling;
-pub mod seq;
+mod lora;
+mod model;
+mod sampling;
+mod seq;
 mod tiles;
-pub mod tokenizer;
+mod tokenizer;
 
 pub use adapter::{adapter_hash, load_adapter, save_adapter};
 pub use batch::{

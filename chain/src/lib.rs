@@ -5,7 +5,7 @@
 //! `rlfc chain ...` command handlers. (Tests start a Hardhat node with `testkit::hardhat`.)
 
 pub mod any;
-pub mod backend;
+mod backend;
 pub mod bindings;
 pub mod config;
 pub mod contracts;
@@ -14,8 +14,8 @@ pub mod embedded;
 pub mod error;
 pub mod gas;
 pub mod merkle;
-pub mod migrate;
-pub mod rpc;
+mod migrate;
+mod rpc;
 mod rules;
 
 pub use alloy::primitives::{Address, B256};

@@ -35,9 +35,6 @@ fn is_nonce_conflict(message: &str) -> bool {
 }
 use crate::error::{ChainError, Result, Revert};
 
-/// How long [`Rpc`] waits for a receipt unless told otherwise.
-pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// A chain reached over JSON-RPC.
 pub struct Rpc {
     provider: DynProvider,

@@ -17,13 +17,13 @@ pub mod embedding;
 pub mod endpoint;
 pub mod injection;
 pub mod llm;
-pub mod panel;
+mod panel;
 pub mod ranking;
 pub mod reward;
 pub mod reward_data;
-pub mod rules;
+mod rules;
 pub mod screen;
-pub mod text;
+mod text;
 
 use std::collections::BTreeMap;
 

@@ -9,9 +9,9 @@
 #![warn(missing_docs)]
 
 mod api;
-pub mod auth;
+mod auth;
 mod config;
-pub mod error;
+mod error;
 pub mod evidence;
 mod limits;
 mod pages;
