@@ -211,19 +211,15 @@ const PROSE_ONLY: f64 = 0.2;
 /// booleans) that a response states in prose, as whole words, case-insensitive; 0 when
 /// the task has no JSON answer.
 fn prose_facts(task: &Task, response: &str) -> f64 {
-    let mut facts = Vec::new();
-    if let Some(answer) = task
+    let Some(answer) = task
         .answer
         .as_deref()
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
-    {
-        scalar_texts(&answer, &mut facts);
-    }
-    let facts: Vec<Vec<String>> = facts
-        .iter()
-        .map(|f| words(f))
-        .filter(|w| !w.is_empty())
-        .collect();
+    else {
+        return 0.0;
+    };
+    let mut facts = Vec::new();
+    scalar_words(&answer, &mut facts);
     if facts.is_empty() {
         return 0.0;
     }
@@ -232,15 +228,19 @@ fn prose_facts(task: &Task, response: &str) -> f64 {
     share(stated, facts.len())
 }
 
-/// The texts of a JSON value's strings, numbers and booleans, depth first.
-fn scalar_texts(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => map.values().for_each(|v| scalar_texts(v, out)),
-        Value::Array(items) => items.iter().for_each(|v| scalar_texts(v, out)),
-        Value::String(s) => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Bool(b) => out.push(b.to_string()),
-        Value::Null => {}
+/// The words of each of a JSON value's strings, numbers and booleans that has any,
+/// depth first.
+fn scalar_words(value: &Value, out: &mut Vec<Vec<String>>) {
+    let text = match value {
+        Value::Object(map) => return map.values().for_each(|v| scalar_words(v, out)),
+        Value::Array(items) => return items.iter().for_each(|v| scalar_words(v, out)),
+        Value::String(s) => words(s),
+        Value::Number(n) => words(&n.to_string()),
+        Value::Bool(b) => words(&b.to_string()),
+        Value::Null => return,
+    };
+    if !text.is_empty() {
+        out.push(text);
     }
 }
 
@@ -256,9 +256,10 @@ fn share(part: usize, whole: usize) -> f64 {
 /// response is JSON (1); one complete value cut out of surrounding text keeps between
 /// a half ([`CUT_OUT_OF_PROSE`], when the text around it is everything) and all of it
 /// (when the text around it is nothing), by the share of the trimmed response's bytes
-/// the value takes up (as written, whitespace included), so a value followed by a stray code fence is a nearer miss than one inside an
-/// explanation; a value broken off (at the token limit or at a syntax error) and
-/// closed after its last complete element keeps a quarter ([`BROKEN_OFF`]).
+/// the value takes up (as written, whitespace included), so a value followed by a
+/// stray code fence is a nearer miss than one inside an explanation; a value broken
+/// off (at the token limit or at a syntax error) and closed after its last complete
+/// element keeps a quarter ([`BROKEN_OFF`]).
 const CUT_OUT_OF_PROSE: f64 = 0.5;
 const BROKEN_OFF: f64 = 0.25;
 
