@@ -19,7 +19,7 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 
 /// The subset of PEFT's `adapter_config.json` this runtime writes and reads.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PeftConfig {
+pub(crate) struct PeftConfig {
     /// Always `LORA`.
     pub peft_type: String,
     /// Always `CAUSAL_LM`.
@@ -108,7 +108,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> AgentError {
 }
 
 /// The PEFT config describing `adapter`.
-pub fn peft_config(adapter: &LoraAdapter, base_model: Option<&str>) -> PeftConfig {
+pub(crate) fn peft_config(adapter: &LoraAdapter, base_model: Option<&str>) -> PeftConfig {
     let c = adapter.config();
     PeftConfig {
         peft_type: "LORA".into(),
@@ -130,7 +130,7 @@ pub fn peft_config(adapter: &LoraAdapter, base_model: Option<&str>) -> PeftConfi
 }
 
 /// The safetensors bytes of `adapter` in PEFT key names and HF row order.
-pub fn weights_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
+pub(crate) fn weights_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for l in 0..adapter.num_layers() {
         for t in Target::ALL {
@@ -168,7 +168,7 @@ pub fn weights_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u
 
 /// The canonical bytes: the safetensors weights, a newline, then the canonical config
 /// (rank, alpha, targets) as compact JSON.
-pub fn canonical_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
+pub(crate) fn canonical_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
     let mut bytes = weights_bytes(adapter, model)?;
     let c = peft_config(adapter, None);
     let canon = serde_json::json!({

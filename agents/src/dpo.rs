@@ -24,7 +24,7 @@ use std::path::Path;
 /// Names the training algorithm inside the hyperparameter hash, so a change to how
 /// training works (not only to its settings) changes the hash too: this is the training
 /// code's version that a proof-of-learning record commits to.
-pub const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/1";
+pub(crate) const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/1";
 
 /// Pairs packed into one forward/backward pass. Part of the algorithm: float sums
 /// depend on how rows are grouped, so it is a constant, not a tuning knob.
@@ -226,7 +226,7 @@ impl DpoConfig {
 
     /// The canonical JSON hashed by [`Self::hyperparameters_hash`]: every field plus the
     /// algorithm name, keys sorted, no whitespace.
-    pub fn canonical_json(&self) -> String {
+    pub(crate) fn canonical_json(&self) -> String {
         let mut v = serde_json::to_value(self).expect("plain struct serializes");
         v["algorithm"] = DPO_ALGORITHM.into();
         // Sort keys ourselves: serde_json keeps insertion order when another crate in

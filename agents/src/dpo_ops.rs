@@ -379,13 +379,13 @@ pub(crate) struct PromptGroup {
 
 impl PromptGroup {
     /// Rows of the whole group.
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.prompt_len + self.completion_lens.iter().sum::<usize>()
     }
 
     /// `(first row, rows, position of the first row)` of each segment: the prompt, then
     /// each completion (whose positions continue after the prompt).
-    pub fn segments(&self) -> Vec<(usize, usize, usize)> {
+    pub(crate) fn segments(&self) -> Vec<(usize, usize, usize)> {
         let mut v = vec![(self.start, self.prompt_len, 0)];
         let mut row = self.start + self.prompt_len;
         for &n in &self.completion_lens {

@@ -18,15 +18,7 @@ pub enum Architecture {
     Qwen2,
 }
 
-impl Architecture {
-    /// The `general.architecture` string for this family.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Architecture::Llama => "llama",
-            Architecture::Qwen2 => "qwen2",
-        }
-    }
-}
+impl Architecture {}
 
 /// Hyper-parameters of a decoder-only transformer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,17 +49,17 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Output width of the key and value projections.
-    pub fn kv_dim(&self) -> usize {
+    pub(crate) fn kv_dim(&self) -> usize {
         self.num_kv_heads * self.head_dim
     }
     /// Output width of the query projection.
-    pub fn q_dim(&self) -> usize {
+    pub(crate) fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
     }
 }
 
 /// An opened, header-checked GGUF file.
-pub struct GgufFile {
+pub(crate) struct GgufFile {
     path: PathBuf,
     content: gguf_file::Content,
     reader: BufReader<File>,
@@ -83,7 +75,7 @@ impl std::fmt::Debug for GgufFile {
 
 impl GgufFile {
     /// Opens `path`, parses the header and checks that every tensor's bytes are in the file.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -151,7 +143,7 @@ impl GgufFile {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -162,17 +154,17 @@ impl GgufFile {
     }
 
     /// The parsed header (metadata and tensor table).
-    pub fn content(&self) -> &gguf_file::Content {
+    pub(crate) fn content(&self) -> &gguf_file::Content {
         &self.content
     }
 
     /// The `general.architecture` string.
-    pub fn architecture_name(&self) -> Result<String> {
+    pub(crate) fn architecture_name(&self) -> Result<String> {
         Ok(self.meta("general.architecture")?.to_string()?.clone())
     }
 
     /// A metadata value, or an error naming the file and the key.
-    pub fn meta(&self, key: &str) -> Result<&gguf_file::Value> {
+    pub(crate) fn meta(&self, key: &str) -> Result<&gguf_file::Value> {
         self.content
             .metadata
             .get(key)
@@ -201,7 +193,7 @@ impl GgufFile {
     }
 
     /// The model hyper-parameters; fails on an architecture other than llama or qwen2.
-    pub fn config(&self) -> Result<ModelConfig> {
+    pub(crate) fn config(&self) -> Result<ModelConfig> {
         let arch_name = self.architecture_name()?;
         let architecture = match arch_name.as_str() {
             "llama" => Architecture::Llama,
@@ -249,12 +241,12 @@ impl GgufFile {
     }
 
     /// Whether the file holds a tensor named `name`.
-    pub fn has_tensor(&self, name: &str) -> bool {
+    pub(crate) fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }
 
     /// Reads one tensor, kept in its quantized form.
-    pub fn tensor(&mut self, name: &str) -> Result<QTensor> {
+    pub(crate) fn tensor(&mut self, name: &str) -> Result<QTensor> {
         if !self.has_tensor(name) {
             return Err(AgentError::InvalidModel {
                 path: self.path.clone(),

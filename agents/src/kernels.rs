@@ -95,13 +95,6 @@ impl PackedWeight {
         self.k
     }
 
-    /// Bytes held.
-    pub(crate) fn bytes(&self) -> usize {
-        (self.d.len() + self.m.len()) * 4
-            + self.q.len()
-            + self.tiles.as_ref().map_or(0, |t| t.bytes())
-    }
-
     /// Row `r` dequantized into `out` (length k).
     pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         if let Some(t) = &self.tiles {

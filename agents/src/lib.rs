@@ -29,13 +29,13 @@ pub use batch::{
 pub use device::{DeviceLm, DeviceSpec};
 pub use dpo::{DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
-pub use gguf::{Architecture, GgufFile, ModelConfig};
+pub use gguf::{Architecture, ModelConfig};
 pub use kernels::kernel_name;
 pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
-pub use sampling::{OutOfRange, Sampler, SamplingParams};
+pub use sampling::{OutOfRange, SamplingParams};
 pub use seq::{KvCache, Logits, Segment};
-pub use tokenizer::{ChatTemplate, ChatTokenizer};
+pub use tokenizer::ChatTokenizer;
 
 #[cfg(test)]
 mod dpo_tests;

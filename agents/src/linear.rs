@@ -66,6 +66,7 @@ impl BaseLinear {
         }
     }
 
+    #[cfg(test)]
     /// Differentiable `x · Wᵀ` over the dequantized weight (training).
     pub(crate) fn forward_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.dequantize(x.device())?;
@@ -123,25 +124,9 @@ impl BaseLinear {
         }
     }
 
+    #[cfg(test)]
     /// Rows `ids` as a tensor `(ids, in)`.
     pub(crate) fn rows_tensor(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         Tensor::from_vec(self.rows(ids)?, (ids.len(), self.in_dim()), device)
-    }
-
-    /// Whether both wrap the very same weight (tied embeddings).
-    pub(crate) fn shares(&self, other: &BaseLinear) -> bool {
-        match (self, other) {
-            (Self::Packed(a), Self::Packed(b)) => Arc::ptr_eq(a, b),
-            (Self::Candle(a, _), Self::Candle(b, _)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-
-    /// Bytes the quantized weight occupies.
-    pub(crate) fn storage_bytes(&self) -> usize {
-        match self {
-            Self::Packed(w) => w.bytes(),
-            Self::Candle(w, _) => w.storage_size_in_bytes(),
-        }
     }
 }

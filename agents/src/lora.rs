@@ -28,7 +28,7 @@ pub enum Target {
 
 impl Target {
     /// Every target, in a fixed order.
-    pub const ALL: [Target; 7] = [
+    pub(crate) const ALL: [Target; 7] = [
         Target::Q,
         Target::K,
         Target::V,
@@ -39,7 +39,7 @@ impl Target {
     ];
 
     /// The PEFT module name (`q_proj`, ..., `down_proj`).
-    pub fn module_name(self) -> &'static str {
+    pub(crate) fn module_name(self) -> &'static str {
         match self {
             Target::Q => "q_proj",
             Target::K => "k_proj",
@@ -52,7 +52,7 @@ impl Target {
     }
 
     /// The PEFT parent module (`self_attn` or `mlp`).
-    pub fn parent(self) -> &'static str {
+    pub(crate) fn parent(self) -> &'static str {
         match self {
             Target::Q | Target::K | Target::V | Target::O => "self_attn",
             _ => "mlp",
@@ -60,12 +60,12 @@ impl Target {
     }
 
     /// Parses a PEFT module name.
-    pub fn from_module_name(name: &str) -> Option<Target> {
+    pub(crate) fn from_module_name(name: &str) -> Option<Target> {
         Target::ALL.into_iter().find(|t| t.module_name() == name)
     }
 
     /// `(out, in)` of this projection in a model with config `cfg`.
-    pub fn dims(self, cfg: &ModelConfig) -> (usize, usize) {
+    pub(crate) fn dims(self, cfg: &ModelConfig) -> (usize, usize) {
         match self {
             Target::Q => (cfg.q_dim(), cfg.hidden_size),
             Target::K | Target::V => (cfg.kv_dim(), cfg.hidden_size),
@@ -102,7 +102,7 @@ impl LoraConfig {
     }
 
     /// `alpha / rank`.
-    pub fn scale(&self) -> f32 {
+    pub(crate) fn scale(&self) -> f32 {
         self.alpha / self.rank as f32
     }
 }
@@ -150,7 +150,7 @@ impl LoraAdapter {
     }
 
     /// Builds an adapter from explicit pairs, checking every shape against `model`.
-    pub fn from_pairs(
+    pub(crate) fn from_pairs(
         model: &ModelConfig,
         config: LoraConfig,
         pairs: Vec<(usize, Target, Tensor, Tensor)>,
@@ -205,17 +205,17 @@ impl LoraAdapter {
     }
 
     /// Rank, alpha and targets.
-    pub fn config(&self) -> &LoraConfig {
+    pub(crate) fn config(&self) -> &LoraConfig {
         &self.config
     }
 
     /// Number of layers covered.
-    pub fn num_layers(&self) -> usize {
+    pub(crate) fn num_layers(&self) -> usize {
         self.layers.len()
     }
 
     /// The pair on `target` of layer `layer`, if any.
-    pub fn pair(&self, layer: usize, target: Target) -> Option<&LoraPair> {
+    pub(crate) fn pair(&self, layer: usize, target: Target) -> Option<&LoraPair> {
         self.layers.get(layer)?[target.index()].as_ref()
     }
 
@@ -236,6 +236,7 @@ impl LoraAdapter {
         self.vars().iter().map(|v| v.elem_count()).sum()
     }
 
+    #[cfg(test)]
     /// The update `scale · (x·Aᵀ)·Bᵀ` of `target` in `layer` for rows `x`, if present.
     pub(crate) fn delta(
         &self,

@@ -1,25 +1,39 @@
-//! The project's own llama/qwen2 model: loading the quantized weights, and the
-//! differentiable (training) forward pass over dequantized weights. The fast inference
-//! pass with KV cache and batching lives in [`crate::infer`].
+//! The project's own llama/qwen2 model: loading the quantized weights. The fast
+//! inference pass with KV cache and batching lives in [`crate::infer`], the DPO
+//! trainer's forward and backward in `dpo_forward` and `dpo_ops`; the differentiable
+//! candle forward pass here is compiled for the tests only, as the reference those
+//! are checked against.
 
 use crate::error::{AgentError, Result};
 use crate::gguf::{Architecture, GgufFile, ModelConfig};
 use crate::linear::BaseLinear;
-use crate::lora::{LoraAdapter, Target};
+#[cfg(test)]
+use crate::lora::LoraAdapter;
+use crate::lora::Target;
+#[cfg(test)]
 use crate::seq::{Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
+#[cfg(test)]
+use candle_core::D;
 use candle_core::quantized::QTensor;
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
 pub(crate) struct Block {
     pub(crate) host: HostBlock,
+    /// The norms as tensors, read only by the tests' reference forward pass.
+    #[cfg_attr(not(test), allow(dead_code))]
     attn_norm: Tensor,
+    #[cfg_attr(not(test), allow(dead_code))]
     ffn_norm: Tensor,
     /// q, k, v, o, gate, up, down: indexed like [`Target::ALL`].
     pub(crate) proj: [BaseLinear; 7],
+    /// The biases as tensors, read only by the tests' reference forward pass.
+    #[cfg_attr(not(test), allow(dead_code))]
     q_bias: Option<Tensor>,
+    #[cfg_attr(not(test), allow(dead_code))]
     k_bias: Option<Tensor>,
+    #[cfg_attr(not(test), allow(dead_code))]
     v_bias: Option<Tensor>,
 }
 
@@ -55,10 +69,15 @@ pub struct Model {
     pub(crate) config: ModelConfig,
     pub(crate) embed: BaseLinear,
     pub(crate) blocks: Vec<Block>,
+    /// The final norm and the rope tables as tensors, read only by the tests'
+    /// reference forward pass.
+    #[cfg_attr(not(test), allow(dead_code))]
     final_norm: Tensor,
     pub(crate) final_norm_host: Vec<f32>,
     pub(crate) lm_head: BaseLinear,
+    #[cfg_attr(not(test), allow(dead_code))]
     cos: Tensor,
+    #[cfg_attr(not(test), allow(dead_code))]
     sin: Tensor,
     /// `cos`/`sin` as plain vectors: `[position][head_dim / 2]`.
     pub(crate) cos_host: Vec<f32>,
@@ -277,23 +296,11 @@ impl Model {
     }
 
     /// The device the model computes on.
-    pub fn device(&self) -> &Device {
+    pub(crate) fn device(&self) -> &Device {
         &self.device
     }
 
-    /// Bytes held by the base weights (quantized projections, embedding, norms).
-    pub fn weight_bytes(&self) -> usize {
-        let mut n = self.embed.storage_bytes();
-        for b in &self.blocks {
-            n += b.proj.iter().map(|p| p.storage_bytes()).sum::<usize>();
-            n += (b.attn_norm.elem_count() + b.ffn_norm.elem_count()) * 4;
-        }
-        if !self.lm_head.shares(&self.embed) {
-            n += self.lm_head.storage_bytes();
-        }
-        n
-    }
-
+    #[cfg(test)]
     fn rope_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let t = x.dim(2)?;
         let cos = self.cos.narrow(0, 0, t)?;
@@ -304,6 +311,7 @@ impl Model {
         }
     }
 
+    #[cfg(test)]
     fn project_train(
         &self,
         layer: usize,
@@ -322,6 +330,7 @@ impl Model {
         }
     }
 
+    #[cfg(test)]
     fn attention_train(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
         let cfg = &self.config;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
@@ -354,10 +363,12 @@ impl Model {
             .reshape((l, nh * hd))
     }
 
-    /// The forward pass with dequantized weights and differentiable candle ops, so
-    /// gradients flow to the adapters' `Var`s (QLoRA training). Each segment is a whole
-    /// sequence from position 0: caches must be empty, and they are left untouched.
-    pub fn forward_train(
+    #[cfg(test)]
+    /// The reference forward pass (tests only) with dequantized weights and
+    /// differentiable candle ops, so gradients flow to the adapters' `Var`s. Each
+    /// segment is a whole sequence from position 0: caches must be empty, and they are
+    /// left untouched.
+    pub(crate) fn forward_train(
         &self,
         segments: &mut [Segment<'_>],
         logits: Logits,

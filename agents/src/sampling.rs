@@ -168,14 +168,14 @@ impl SamplingParams {
 
 /// Draws tokens from logits with one seeded random stream.
 #[derive(Debug, Clone)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     params: SamplingParams,
     rng: StdRng,
 }
 
 impl Sampler {
     /// A sampler seeded with `seed`.
-    pub fn new(params: SamplingParams, seed: u64) -> Result<Self> {
+    pub(crate) fn new(params: SamplingParams, seed: u64) -> Result<Self> {
         params.validate()?;
         Ok(Self {
             params,
@@ -184,12 +184,12 @@ impl Sampler {
     }
 
     /// The settings.
-    pub fn params(&self) -> &SamplingParams {
+    pub(crate) fn params(&self) -> &SamplingParams {
         &self.params
     }
 
     /// Picks the next token from `logits`, given the tokens seen so far (`history`).
-    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+    pub(crate) fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let p = &self.params;
         let mut logits = logits.to_vec();
         if p.repetition_penalty != 1.0 {

@@ -18,19 +18,13 @@ impl KvCache {
         Self::default()
     }
     /// Tokens cached so far (the position of the next token).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
+    #[cfg(test)]
     /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
-    }
-    /// Bytes held by the cached keys and values.
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) * 4)
-            .sum()
     }
 }
 

@@ -83,11 +83,6 @@ impl TileWeight {
         }
     }
 
-    /// Bytes held.
-    pub(crate) fn bytes(&self) -> usize {
-        (self.d.len() + self.m.len()) * 4 + self.q.len()
-    }
-
     /// Row `row` dequantized into `out`.
     pub(crate) fn dequantize_row(&self, row: usize, out: &mut [f32]) {
         let (t, lane) = (row / TILE, row % TILE);

@@ -21,7 +21,7 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 
 /// How messages are laid out as prompt text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatTemplate {
+pub(crate) enum ChatTemplate {
     /// `<|im_start|>role\ncontent<|im_end|>\n`, used by SmolLM2 and Qwen.
     ChatMl,
     /// System text, a blank line, then the task (for models without chat tokens).
@@ -76,7 +76,7 @@ fn meta_u32(gguf: &GgufFile, key: &str) -> Option<u32> {
 
 impl ChatTokenizer {
     /// Builds the tokenizer from `tokenizer.ggml.*` metadata of an opened GGUF file.
-    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+    pub(crate) fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         let path = gguf.path();
         let model = gguf.meta("tokenizer.ggml.model")?.to_string()?.clone();
         if model != "gpt2" {
@@ -223,21 +223,9 @@ impl ChatTokenizer {
             .map_err(|e| AgentError::Encoding(e.to_string()))
     }
 
-    /// Decodes ids to text, leaving special tokens out.
-    pub fn decode_skip_special(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| AgentError::Encoding(e.to_string()))
-    }
-
     /// Token ids that end a generation (end-of-sequence, `<|im_end|>`, ...).
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop_ids
-    }
-
-    /// The chat template in use.
-    pub fn template(&self) -> ChatTemplate {
-        self.template
     }
 
     /// Number of tokens, special ones included.

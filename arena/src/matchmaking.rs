@@ -34,7 +34,7 @@ pub struct MatchmakingPolicy {
 
 impl MatchmakingPolicy {
     /// The gap allowed for an anchor that has waited `secs`.
-    pub fn allowed_gap(&self, secs: f64) -> f64 {
+    pub(crate) fn allowed_gap(&self, secs: f64) -> f64 {
         self.base_gap + self.widen_per_sec * secs.max(0.0)
     }
 }

@@ -27,14 +27,10 @@ impl Default for Skill {
 }
 
 impl Skill {
+    #[cfg(test)]
     /// The leaderboard key: mu - 3 sigma.
-    pub fn conservative(&self) -> f64 {
+    pub(crate) fn conservative(&self) -> f64 {
         self.mu - 3.0 * self.sigma
-    }
-
-    /// A 99.7% interval for the skill, shown next to a rank.
-    pub fn interval(&self) -> (f64, f64) {
-        (self.mu - 3.0 * self.sigma, self.mu + 3.0 * self.sigma)
     }
 
     /// Sigma widened for a new adapter version: sigma' = sqrt(sigma^2 + tau^2),
@@ -55,7 +51,7 @@ pub const ADAPTER_CHANGE_TAU: f64 = 25.0 / 12.0;
 
 /// Rates one match. `places` holds each player's place (1 = best); equal places are
 /// ties. Returns the new skills in the same order.
-pub fn rate_match(players: &[Skill], places: &[usize]) -> Vec<Skill> {
+pub(crate) fn rate_match(players: &[Skill], places: &[usize]) -> Vec<Skill> {
     assert_eq!(players.len(), places.len(), "one place per player");
     let teams: Vec<[WengLinRating; 1]> = players
         .iter()

@@ -10,34 +10,11 @@ use crate::ratings::{Skill, rate_match};
 use crate::types::MatchResult;
 use judges::ResponseVerdict;
 
-/// The share of judges that order `a` over `b`, as the pair does (a judge that ties
-/// them counts half).
-pub fn judge_agreement(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
-    if a.scores.is_empty() || a.scores.len() != b.scores.len() {
-        return 0.0;
-    }
-    let votes: f64 = a
-        .scores
-        .iter()
-        .zip(&b.scores)
-        .map(|(x, y)| {
-            if x.score > y.score {
-                1.0
-            } else if x.score == y.score {
-                0.5
-            } else {
-                0.0
-            }
-        })
-        .sum();
-    votes / a.scores.len() as f64
-}
-
 /// The (chosen, rejected) pairs of one round whose margin ([`judges::pair_margin`])
 /// clears `min_margin`, best margins first, each answer pair at most once. Two answers
 /// that both broke a hard rule pair up by their grades, so a round where every answer
 /// failed still teaches the near miss over the far one.
-pub fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRecord> {
+pub(crate) fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRecord> {
     let mut pairs = Vec::new();
     for (i, a) in verdicts.iter().enumerate() {
         for (j, b) in verdicts.iter().enumerate() {
@@ -47,7 +24,7 @@ pub fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRec
                     chosen: i,
                     rejected: j,
                     margin,
-                    judge_agreement: judge_agreement(a, b),
+                    judge_agreement: judges::agreement(a, b),
                 });
             }
         }
@@ -63,7 +40,7 @@ pub fn round_pairs(verdicts: &[ResponseVerdict], min_margin: f64) -> Vec<PairRec
 
 /// The leaves of a match's result root: one per seat, binding the match, the entry,
 /// its place, its payout and the result hash.
-pub fn result_leaves(
+pub(crate) fn result_leaves(
     match_id: i64,
     entry_ids: &[i64],
     places: &[usize],
@@ -248,7 +225,7 @@ mod tests {
         assert_eq!(idx, vec![(0, 2), (1, 2)]);
         // A hard-failed answer with perfect judge scores: the judges disagree with the order.
         assert_eq!(pairs[0].judge_agreement, 0.0);
-        assert_eq!(judge_agreement(&v[0], &v[1]), 0.5);
+        assert_eq!(judges::agreement(&v[0], &v[1]), 0.5);
         assert!(round_pairs(&v, 0.9).is_empty());
     }
 

@@ -47,25 +47,25 @@ struct Played {
 
 /// Phase marker: the round's task must be published.
 #[derive(Component)]
-pub struct Publishing;
+pub(crate) struct Publishing;
 
 /// Phase marker: seats are generating; once all answered, the rule verifiers run.
 #[derive(Component)]
-pub struct Generating;
+pub(crate) struct Generating;
 
 /// Phase marker: every seat answered and the rules ran; the judges score the round.
 #[derive(Component)]
-pub struct Judging;
+pub(crate) struct Judging;
 
 /// Phase marker: the round is judged; it is ranked and the next round starts or the
 /// match ends.
 #[derive(Component)]
-pub struct Ranking;
+pub(crate) struct Ranking;
 
 /// The match cannot finish and must be refunded, for this reason. The sweep takes it
 /// out of the world.
 #[derive(Component, Debug, Clone)]
-pub struct Failed(pub String);
+pub(crate) struct Failed(pub String);
 
 /// The live (not failed) matches in phase `P`.
 type InPhase<P> = (With<P>, Without<Failed>);
@@ -106,7 +106,7 @@ struct Answer {
 
 /// Something that happened in a match, for spectators.
 #[derive(Message, Debug, Clone)]
-pub struct WorldEvent {
+pub(crate) struct WorldEvent {
     /// The match.
     pub match_id: i64,
     /// What happened.
@@ -115,7 +115,7 @@ pub struct WorldEvent {
 
 /// A match left the world.
 #[derive(Message, Debug, Clone)]
-pub struct Finished(pub MatchOutcome);
+pub(crate) struct Finished(pub MatchOutcome);
 
 #[derive(Resource)]
 struct EngineRes(Box<dyn Engine>);

@@ -74,7 +74,7 @@ pub fn operator_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
 }
 
 /// The treasury the config names, else the operator.
-pub fn treasury_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
+pub(crate) fn treasury_of(cfg: &ChainConfig, chain: &AnyChain) -> Result<Address> {
     cfg.treasury.map_or_else(|| operator_of(cfg, chain), Ok)
 }
 
@@ -127,7 +127,7 @@ pub async fn deploy_configured(cfg: &ChainConfig, chain: AnyChain) -> Result<Con
 }
 
 /// Refuses an Arena that holds another asset than `chain.fee_token` asks for.
-pub fn check_fee_asset(cfg: &ChainConfig, deployment: &Deployment) -> Result<()> {
+pub(crate) fn check_fee_asset(cfg: &ChainConfig, deployment: &Deployment) -> Result<()> {
     let fits = match (cfg.fee_token, deployment.fee_token) {
         (None, _) | (Some(FeeTokenSetting::Eth), None) | (Some(FeeTokenSetting::Test), Some(_)) => {
             true

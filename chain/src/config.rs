@@ -47,10 +47,10 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The longest reclaim delay a deployment may promise its entrants: one year.
-pub const MAX_RECLAIM_AFTER_SECS: u64 = 365 * 24 * 60 * 60;
+pub(crate) const MAX_RECLAIM_AFTER_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// The chain id of local dev nodes (Hardhat, Anvil) and of the embedded chain.
-pub const DEV_CHAIN_ID: u64 = 31337;
+pub(crate) const DEV_CHAIN_ID: u64 = 31337;
 
 /// The chain configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +226,7 @@ impl ChainConfig {
     }
 
     /// The signing key from the config, else from `RLFC_CHAIN_PRIVATE_KEY`, if any.
-    pub fn signer(&self) -> Result<Option<PrivateKeySigner>, ConfigError> {
+    pub(crate) fn signer(&self) -> Result<Option<PrivateKeySigner>, ConfigError> {
         if let Some(key) = &self.private_key {
             return parse_key(key.expose()).map(Some);
         }

@@ -38,7 +38,7 @@ pub enum FeeAsset {
 
 impl FeeAsset {
     /// The token's address, if it is one.
-    pub fn token(self) -> Option<Address> {
+    pub(crate) fn token(self) -> Option<Address> {
         match self {
             FeeAsset::Eth => None,
             FeeAsset::Token(token) => Some(token),
@@ -67,7 +67,7 @@ impl FeeUnit {
 }
 
 /// The test token this client deploys on dev chains (`chain.fee_token = "test"`).
-pub const TEST_TOKEN_NAME: &str = "Arena Test Dollar";
+pub(crate) const TEST_TOKEN_NAME: &str = "Arena Test Dollar";
 /// Its symbol.
 pub const TEST_TOKEN_SYMBOL: &str = "TUSD";
 

@@ -33,7 +33,7 @@ pub enum Revert {
 
 impl Revert {
     /// Decodes revert data into the most specific variant that fits.
-    pub fn decode(data: &[u8]) -> Self {
+    pub(crate) fn decode(data: &[u8]) -> Self {
         if let Ok(e) = ArenaErrors::abi_decode(data) {
             return Self::Arena(e);
         }

@@ -24,9 +24,9 @@ pub use backend::{Chain, MinedLog, TxReceipt, TxRequest};
 pub use config::{Backend, ChainConfig, ConfigError, FeeTokenSetting, Secret};
 pub use contracts::{
     ArenaTerms, Contracts, Deployment, Escrow, FeeAsset, FeeUnit, LearningRecord, MatchStatus,
-    NewRecord, Payout, RecordRoot, SpaceTerms, TEST_TOKEN_NAME, TEST_TOKEN_SYMBOL,
+    NewRecord, Payout, RecordRoot, SpaceTerms, TEST_TOKEN_SYMBOL,
 };
 pub use embedded::Embedded;
 pub use error::{ChainError, Revert};
 pub use rpc::Rpc;
-pub use rules::{ARENA_VERSION, DEFAULT_RECLAIM_AFTER_SECS};
+pub use rules::ARENA_VERSION;

@@ -28,7 +28,7 @@ pub fn ordered_leaf(index: u64, data: &[u8]) -> B256 {
 }
 
 /// The parent of two nodes: `keccak256(min(a, b) ++ max(a, b))`.
-pub fn hash_pair(a: B256, b: B256) -> B256 {
+pub(crate) fn hash_pair(a: B256, b: B256) -> B256 {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let mut buf = [0u8; 64];
     buf[..32].copy_from_slice(lo.as_slice());
@@ -62,12 +62,13 @@ impl MerkleTree {
     }
 
     /// How many leaves the tree holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.levels[0].len()
     }
 
+    #[cfg(test)]
     /// True when the tree has no leaves.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.levels[0].is_empty()
     }
 

@@ -7,4 +7,4 @@ pub const ARENA_VERSION: u64 = 2;
 
 /// How long after its first lock, by default, an entrant may reclaim an unfinished
 /// match's fees: one day.
-pub const DEFAULT_RECLAIM_AFTER_SECS: u64 = 24 * 60 * 60;
+pub(crate) const DEFAULT_RECLAIM_AFTER_SECS: u64 = 24 * 60 * 60;

@@ -468,7 +468,7 @@ pub fn agreement_with(
 }
 
 /// The open-ended Spaces (no checkable answer), reported together.
-pub const OPEN_ENDED: [&str; 3] = ["tweet-duel", "haiku", "debate"];
+pub(crate) const OPEN_ENDED: [&str; 3] = ["tweet-duel", "haiku", "debate"];
 
 /// One injection case through a Space's panel.
 #[derive(Debug, Clone, PartialEq)]

@@ -80,7 +80,12 @@ pub struct AgreementCase {
 /// The judges' task for a labelled case: the Space's task for the text (see
 /// [`task_for`]), with the case's role given to both answers' seats and its history as
 /// what the seats were shown.
-pub fn case_task(book: &Rulebook, prompt: &str, role: Option<&str>, history: Option<&str>) -> Task {
+pub(crate) fn case_task(
+    book: &Rulebook,
+    prompt: &str,
+    role: Option<&str>,
+    history: Option<&str>,
+) -> Task {
     let mut task = task_for(book, prompt);
     task.roles = match role {
         Some(role) => vec![role.to_string(); 2],

@@ -81,13 +81,8 @@ impl EmbeddingJudge {
     }
 
     /// sha256 of the model's weights file.
-    pub fn model_hash(&self) -> &str {
+    pub(crate) fn model_hash(&self) -> &str {
         &self.model_hash
-    }
-
-    /// The device the model runs on.
-    pub fn device(&self) -> &Device {
-        &self.device
     }
 
     /// Unit-length sentence embeddings, one row per text.

@@ -132,7 +132,7 @@ impl EndpointClient {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &EndpointConfig {
+    pub(crate) fn config(&self) -> &EndpointConfig {
         &self.config
     }
 
@@ -199,7 +199,7 @@ impl EndpointClient {
     }
 
     /// The next-token top log-probabilities of each prompt (token ids), in order.
-    pub fn next_token_logprobs(
+    pub(crate) fn next_token_logprobs(
         &self,
         prompts: &[Vec<u32>],
     ) -> Result<Vec<Vec<TopLogprob>>, JudgeError> {
@@ -246,7 +246,7 @@ impl EndpointClient {
 
 /// One of the most likely next tokens the server reported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TopLogprob {
+pub(crate) struct TopLogprob {
     /// Its id, where the server says (llama.cpp does; the OpenAI layout gives text only).
     pub id: Option<u32>,
     /// Its text.

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 pub use agents::DeviceSpec;
 pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
-pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict, agreement};
-pub use ranking::{pair_margin, places, round_scores};
+pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict};
+pub use ranking::{agreement, pair_margin, places, round_scores};
 pub use reward::{RewardHead, RewardJudge};
 pub use rules::RulesJudge;
 pub use screen::SemanticScreen;
@@ -76,7 +76,7 @@ impl Task {
     }
 
     /// The role line of the seat that wrote response `i`, if the Space gives roles.
-    pub fn role(&self, i: usize) -> Option<&str> {
+    pub(crate) fn role(&self, i: usize) -> Option<&str> {
         self.roles.get(i).map(String::as_str)
     }
 
@@ -93,7 +93,7 @@ impl Task {
     }
 
     /// The task as the rule verifiers take it.
-    pub fn to_space(&self) -> spaces::Task {
+    pub(crate) fn to_space(&self) -> spaces::Task {
         spaces::Task {
             prompt: self.prompt.clone(),
             answer: self.answer.clone(),

@@ -33,11 +33,11 @@ use crate::{Judge, JudgeError, JudgeId, Round, Score, Task};
 /// Version of the pointwise prompt template; bump it whenever its text changes.
 /// v2: the seat's role line before the response, and the earlier answers the seats
 /// were shown after the task.
-pub const POINTWISE_TEMPLATE_VERSION: &str = "llm-pointwise-v2";
+pub(crate) const POINTWISE_TEMPLATE_VERSION: &str = "llm-pointwise-v2";
 /// Version of the pairwise prompt template; bump it whenever its text changes.
 /// v2: each order's P("A") is calibrated against the round's content-free prior.
 /// v3: the earlier answers the seats were shown follow the task.
-pub const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v3";
+pub(crate) const PAIRWISE_TEMPLATE_VERSION: &str = "llm-pairwise-v3";
 
 /// The answer shown in both slots to read the judge's position prior for a task:
 /// contextual calibration ("Calibrate Before Use", Zhao et al., ICML 2021, which uses
@@ -48,7 +48,7 @@ const P_EPS: f64 = 1e-9;
 
 /// The markers the templates put around responses. A response that contains one is
 /// flagged by the injection screen (see `panel.rs`).
-pub const DELIMITERS: [&str; 6] = [
+pub(crate) const DELIMITERS: [&str; 6] = [
     "<<<RESPONSE>>>",
     "<<<END RESPONSE>>>",
     "<<<RESPONSE A>>>",
@@ -289,18 +289,14 @@ impl LlmJudge {
         }
     }
 
+    #[cfg(test)]
     /// The mode used as a panel member.
-    pub fn mode(&self) -> LlmMode {
+    pub(crate) fn mode(&self) -> LlmMode {
         self.mode
     }
 
-    /// The loaded model, to share with other users of the runtime.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
-
     /// The GGUF file's sha256.
-    pub fn model_hash(&self) -> &str {
+    pub(crate) fn model_hash(&self) -> &str {
         &self.model_hash
     }
 

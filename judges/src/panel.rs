@@ -177,8 +177,9 @@ pub(crate) fn clip(text: &str, target: usize, unit: LengthUnit) -> String {
 }
 
 impl Panel {
+    #[cfg(test)]
     /// A panel of `members` with no length control, rules or screen.
-    pub fn new(members: Vec<PanelMember>) -> Panel {
+    pub(crate) fn new(members: Vec<PanelMember>) -> Panel {
         Panel {
             members,
             target_length: None,
@@ -433,30 +434,6 @@ impl Panel {
     }
 }
 
-/// The share of judges that order responses `a` and `b` the same way as the
-/// combined score does (a judge that ties them counts half).
-pub fn agreement(verdicts: &[ResponseVerdict], a: usize, b: usize) -> f64 {
-    let n = verdicts[a].scores.len();
-    if n == 0 {
-        return 0.0;
-    }
-    let sign = |x: f64, y: f64| (x > y) as i8 - (x < y) as i8;
-    let combined = sign(verdicts[a].combined, verdicts[b].combined);
-    let votes: f64 = (0..n)
-        .map(|j| {
-            let s = sign(verdicts[a].scores[j].score, verdicts[b].scores[j].score);
-            if s == 0 {
-                0.5
-            } else if s == combined {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .sum();
-    votes / n as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,8 +502,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(places(&v), vec![4, 1, 1, 3]);
-        assert_eq!(agreement(&v, 1, 3), 1.0);
-        assert_eq!(agreement(&v, 1, 2), 0.5);
+        assert_eq!(crate::agreement(&v[1], &v[3]), 1.0);
+        assert_eq!(crate::agreement(&v[1], &v[2]), 0.5);
     }
     #[test]
     fn injection_screen_zeroes_flagged_responses_and_names_the_signal() {

@@ -15,10 +15,10 @@ use crate::ResponseVerdict;
 
 /// The share of the weakest kept answer's score that bounds a failed answer's round
 /// score: a failed answer never scores as much as one that kept the rules.
-pub const FAILED_SHARE: f64 = 0.1;
+pub(crate) const FAILED_SHARE: f64 = 0.1;
 
 /// The standing of an answer within its group (kept or broken rules).
-pub fn standing(v: &ResponseVerdict) -> f64 {
+pub(crate) fn standing(v: &ResponseVerdict) -> f64 {
     if v.hard_failed {
         v.grade.unwrap_or(1.0) * (1.0 + v.combined) / 2.0
     } else {
@@ -44,6 +44,31 @@ pub fn places(verdicts: &[ResponseVerdict]) -> Vec<usize> {
                 .count()
         })
         .collect()
+}
+
+/// The judges' agreement with a pair that prefers `a` to `b`: the share of judges
+/// that order `a` over `b` (a judge that ties them counts half), 0 when the verdicts
+/// carry no judges' scores or different numbers of them. This is what each stored
+/// preference pair records as its `judge_agreement`.
+pub fn agreement(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
+    if a.scores.is_empty() || a.scores.len() != b.scores.len() {
+        return 0.0;
+    }
+    let votes: f64 = a
+        .scores
+        .iter()
+        .zip(&b.scores)
+        .map(|(x, y)| {
+            if x.score > y.score {
+                1.0
+            } else if x.score == y.score {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    votes / a.scores.len() as f64
 }
 
 /// The margin by which `a` beats `b` (negative when it loses): the difference of their

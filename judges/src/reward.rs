@@ -38,13 +38,13 @@ use crate::screen::sentences;
 use crate::{Judge, JudgeError, JudgeId, Score, Task};
 
 /// Version of the feature layout; a head trained on another layout is refused.
-pub const FEATURES_VERSION: &str = "reward-features-v1";
+pub(crate) const FEATURES_VERSION: &str = "reward-features-v1";
 /// Version of the scoring procedure around the head.
-pub const REWARD_TEMPLATE_VERSION: &str = "reward-v1";
+pub(crate) const REWARD_TEMPLATE_VERSION: &str = "reward-v1";
 /// The sentence-embedding width the features are built from (all-MiniLM-L6-v2).
-pub const EMBEDDING_DIMS: usize = 384;
+pub(crate) const EMBEDDING_DIMS: usize = 384;
 /// Length of `φ`.
-pub const FEATURE_DIMS: usize = 3 * EMBEDDING_DIMS;
+pub(crate) const FEATURE_DIMS: usize = 3 * EMBEDDING_DIMS;
 
 /// The shipped head, compiled in so a binary always carries the head it reports.
 const SHIPPED_HEAD: &str = include_str!("../../assets/judges/reward/head.json");
@@ -155,7 +155,7 @@ pub struct RewardHead {
 
 impl RewardHead {
     /// Parses and checks a head file's text.
-    pub fn parse(text: &str) -> Result<RewardHead, JudgeError> {
+    pub(crate) fn parse(text: &str) -> Result<RewardHead, JudgeError> {
         let bad = |reason: String| JudgeError::Model {
             path: "reward head".into(),
             reason,
@@ -180,7 +180,7 @@ impl RewardHead {
     }
 
     /// The head this build ships (`assets/judges/reward/head.json`).
-    pub fn shipped() -> Result<RewardHead, JudgeError> {
+    pub(crate) fn shipped() -> Result<RewardHead, JudgeError> {
         RewardHead::parse(SHIPPED_HEAD)
     }
 
@@ -198,13 +198,13 @@ impl RewardHead {
     }
 
     /// `w · φ`.
-    pub fn margin(&self, features: &[f64]) -> f64 {
+    pub(crate) fn margin(&self, features: &[f64]) -> f64 {
         self.weights.iter().zip(features).map(|(w, x)| w * x).sum()
     }
 }
 
 /// The text the task embedding is taken of: the seat's role line, then the task.
-pub fn task_text(task: &Task, seat: usize) -> String {
+pub(crate) fn task_text(task: &Task, seat: usize) -> String {
     match task.role(seat) {
         Some(role) => format!("{role}\n{}", task.prompt),
         None => task.prompt.clone(),
@@ -212,7 +212,7 @@ pub fn task_text(task: &Task, seat: usize) -> String {
 }
 
 /// `φ` from the embeddings: response `r`, task `t`, the response's sentences.
-pub fn features_from(r: &[f32], t: &[f32], sentence_embeddings: &[Vec<f32>]) -> Vec<f64> {
+pub(crate) fn features_from(r: &[f32], t: &[f32], sentence_embeddings: &[Vec<f32>]) -> Vec<f64> {
     let mut phi = Vec::with_capacity(FEATURE_DIMS);
     phi.extend(r.iter().map(|&x| f64::from(x)));
     phi.extend(r.iter().zip(t).map(|(&a, &b)| f64::from(a) * f64::from(b)));
@@ -230,22 +230,22 @@ pub fn features_from(r: &[f32], t: &[f32], sentence_embeddings: &[Vec<f32>]) -> 
 }
 
 /// Cosine (response, task) at or below which the reward is gated to nothing.
-pub const GATE_FLOOR: f64 = 0.05;
+pub(crate) const GATE_FLOOR: f64 = 0.05;
 /// Cosine at or above which the reward passes whole. On-topic answers in the labelled
 /// sets sit at 0.21 and above (a number answering a sum, a haiku about its subject),
 /// off-topic ones near 0.03.
-pub const GATE_FULL: f64 = 0.20;
+pub(crate) const GATE_FULL: f64 = 0.20;
 
 /// How much of its reward a response keeps for being on the task's subject: a linear
 /// head adds evidence, so it can like an off-topic answer's style more than an
 /// on-topic answer's; relevance must multiply, not add.
-pub fn relevance_gate(cosine: f64) -> f64 {
+pub(crate) fn relevance_gate(cosine: f64) -> f64 {
     ((cosine - GATE_FLOOR) / (GATE_FULL - GATE_FLOOR)).clamp(0.0, 1.0)
 }
 
 /// A response's features and its cosine with the task (role line and task text).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResponseFeatures {
+pub(crate) struct ResponseFeatures {
     /// `φ`.
     pub phi: Vec<f64>,
     /// cos(response, task).
@@ -254,7 +254,7 @@ pub struct ResponseFeatures {
 
 /// `φ` of each response of a round (the texts the panel shows this judge), with its
 /// cosine to the task.
-pub fn features(
+pub(crate) fn features(
     embedding: &EmbeddingJudge,
     task: &Task,
     responses: &[&str],
@@ -294,7 +294,7 @@ fn sigmoid(x: f64) -> f64 {
 /// Fits a head on feature differences `φ(chosen) − φ(rejected)`: Bradley–Terry, i.e.
 /// logistic loss on the margin, L2-regularised, full-batch gradient descent in a
 /// fixed order. Returns the weights, the training accuracy and the final mean loss.
-pub fn train(diffs: &[Vec<f64>], options: &TrainOptions) -> (Vec<f64>, f64, f64) {
+pub(crate) fn train(diffs: &[Vec<f64>], options: &TrainOptions) -> (Vec<f64>, f64, f64) {
     let dims = diffs.first().map_or(0, Vec::len);
     let mut w = vec![0.0; dims];
     let n = diffs.len().max(1) as f64;
@@ -334,7 +334,10 @@ pub struct RewardJudge {
 
 impl RewardJudge {
     /// A judge with `head` on `embedding`; refuses a head fitted on another model.
-    pub fn new(embedding: Arc<EmbeddingJudge>, head: RewardHead) -> Result<Self, JudgeError> {
+    pub(crate) fn new(
+        embedding: Arc<EmbeddingJudge>,
+        head: RewardHead,
+    ) -> Result<Self, JudgeError> {
         if head.embedding_model_sha256 != embedding.model_hash() {
             return Err(JudgeError::Model {
                 path: "reward head".into(),
@@ -354,13 +357,8 @@ impl RewardJudge {
     }
 
     /// The judge with the shipped head.
-    pub fn shipped(embedding: Arc<EmbeddingJudge>) -> Result<Self, JudgeError> {
+    pub(crate) fn shipped(embedding: Arc<EmbeddingJudge>) -> Result<Self, JudgeError> {
         RewardJudge::new(embedding, RewardHead::shipped()?)
-    }
-
-    /// The head.
-    pub fn head(&self) -> &RewardHead {
-        &self.head
     }
 }
 

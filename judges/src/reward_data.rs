@@ -88,7 +88,7 @@ struct Line {
 
 /// A preference: for this task, `chosen` is better than `rejected`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LabelledPair {
+pub(crate) struct LabelledPair {
     /// The Space.
     pub space: String,
     /// The judges' task (role and history included).
@@ -100,7 +100,7 @@ pub struct LabelledPair {
 }
 
 /// Reads a labelled set (either format) against the Spaces' rulebooks.
-pub fn read_set(
+pub(crate) fn read_set(
     path: &Path,
     books: &BTreeMap<String, Arc<Rulebook>>,
 ) -> Result<Vec<LabelledPair>, JudgeError> {
@@ -147,7 +147,7 @@ fn manipulative_sentences(text: &str) -> Vec<String> {
 
 /// Contrast pairs made from labelled pairs (see the module comment), in a fixed
 /// order so the same sets always give the same pairs.
-pub fn contrast_pairs(pairs: &[LabelledPair], kinds: &[ContrastKind]) -> Vec<LabelledPair> {
+pub(crate) fn contrast_pairs(pairs: &[LabelledPair], kinds: &[ContrastKind]) -> Vec<LabelledPair> {
     let on = |k: ContrastKind| kinds.contains(&k);
     let mut out = Vec::new();
     let mut push = |p: &LabelledPair, rejected: String| {
@@ -236,7 +236,7 @@ impl<'a> Featurizer<'a> {
 
     /// Reads a labelled set (path relative to the assets directory) with its
     /// provenance.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         assets_dir: &Path,
         file: &str,
@@ -257,7 +257,7 @@ impl<'a> Featurizer<'a> {
     }
 
     /// `φ(chosen) − φ(rejected)` per pair, in order.
-    pub fn diffs(&mut self, pairs: &[&LabelledPair]) -> Result<Vec<Vec<f64>>, JudgeError> {
+    pub(crate) fn diffs(&mut self, pairs: &[&LabelledPair]) -> Result<Vec<Vec<f64>>, JudgeError> {
         type Answer = (String, Vec<String>);
         let mut layout: Vec<(String, [Answer; 2])> = Vec::with_capacity(pairs.len());
         for p in pairs {
@@ -321,7 +321,7 @@ impl<'a> Featurizer<'a> {
 
 /// The head alone on a labelled set: the share of pairs it orders right (a tie counts
 /// half), overall and per Space.
-pub fn evaluate(
+pub(crate) fn evaluate(
     head: &RewardHead,
     set: TrainingSet,
     pairs: &[LabelledPair],

@@ -31,22 +31,18 @@ pub struct RulesJudge {
 
 impl RulesJudge {
     /// The rule judge of a Space.
-    pub fn new(book: Arc<Rulebook>) -> RulesJudge {
+    pub(crate) fn new(book: Arc<Rulebook>) -> RulesJudge {
         RulesJudge { book }
     }
 
-    /// The rulebook it verifies against.
-    pub fn rulebook(&self) -> &Rulebook {
-        &self.book
-    }
-
     /// Every rule's outcome on one response, in rulebook order.
-    pub fn outcomes(&self, task: &Task, response: &str) -> Vec<RuleOutcome> {
+    pub(crate) fn outcomes(&self, task: &Task, response: &str) -> Vec<RuleOutcome> {
         spaces::verify(&self.book, &task.to_space(), response)
     }
 
+    #[cfg(test)]
     /// Per response: whether it broke a hard rule (and must rank last).
-    pub fn hard_failures(&self, task: &Task, responses: &[&str]) -> Vec<bool> {
+    pub(crate) fn hard_failures(&self, task: &Task, responses: &[&str]) -> Vec<bool> {
         self.hard_checks(task, responses)
             .into_iter()
             .map(|(failed, _)| failed)
@@ -55,7 +51,7 @@ impl RulesJudge {
 
     /// Per response: whether it broke a hard rule, and how close it came to keeping
     /// them (`spaces::hard_grade`, 1 when it kept them).
-    pub fn hard_checks(&self, task: &Task, responses: &[&str]) -> Vec<(bool, f64)> {
+    pub(crate) fn hard_checks(&self, task: &Task, responses: &[&str]) -> Vec<(bool, f64)> {
         let task = task.to_space();
         responses
             .iter()

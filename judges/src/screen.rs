@@ -22,10 +22,6 @@ use crate::injection::{InjectionKind, InjectionSignal};
 
 use crate::{EmbeddingJudge, Judge, JudgeError};
 
-/// Version of the screen (its statement bank and threshold); bump it when either
-/// changes, since verdicts change with it.
-pub const SCREEN_VERSION: &str = "semantic-screen-v1";
-
 /// Cosine similarity to the nearest bank statement at which a sentence is flagged.
 /// Calibrated on the 317 honest and weak answers of the shipped judge sets, whose
 /// highest similarity is 0.524 (`cargo test -p judges --test screen -- --nocapture`).
@@ -33,7 +29,7 @@ pub const SCREEN_THRESHOLD: f64 = 0.56;
 
 /// At most this many sentences of one response are screened; a response with more is
 /// screened on its first [`MAX_SENTENCES`] and its last one merged with the rest.
-pub const MAX_SENTENCES: usize = 48;
+pub(crate) const MAX_SENTENCES: usize = 48;
 
 /// Statements about the contest rather than about a task, each with the kind of
 /// manipulation it stands for. Written for this screen, in plain English.
@@ -225,7 +221,7 @@ impl SemanticScreen {
 /// Splits a response into the sentences the screen compares: each line, cut after
 /// `.`, `!` or `?` followed by a space. Fragments without a letter or digit are
 /// dropped; past [`MAX_SENTENCES`] the rest is kept as one last piece.
-pub fn sentences(text: &str) -> Vec<&str> {
+pub(crate) fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut start = 0;

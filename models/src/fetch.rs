@@ -77,11 +77,6 @@ impl Fetcher {
         self
     }
 
-    /// The cache directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Where a model's files live.
     pub fn model_dir(&self, spec: &ModelSpec) -> PathBuf {
         self.dir.join(&spec.name)

@@ -9,27 +9,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use agents::{ChatTokenizer, Model};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use crate::config::BaseModelFile;
 
 /// The catalogue name of the default base model.
 pub const DEFAULT_BASE_MODEL: &str = "smollm2-135m-instruct";
 
 /// Another name of the default, the one agents were created with before the menu
 /// existed; it resolves to [`DEFAULT_BASE_MODEL`].
-pub const DEFAULT_BASE_MODEL_ALIAS: &str = "smollm2-135m";
+pub(crate) const DEFAULT_BASE_MODEL_ALIAS: &str = "smollm2-135m";
 
-/// One `[models.base_models.NAME]` entry: a GGUF file (llama or qwen2 architecture)
-/// and the sha256 it must have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BaseModelFile {
-    /// The GGUF file.
-    pub path: PathBuf,
-    /// Its sha256, 64 lower-case hex digits: the file is refused when it differs.
-    pub sha256: String,
-    /// What the studio shows beside the name.
-    #[serde(default)]
-    pub description: String,
+/// Whether `text` is a sha256 in hex as this crate keeps them (a base model's, an
+/// adapter's): 64 lower-case hex digits, so it is also safe as a directory name.
+pub fn is_hash(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A base model an agent may choose.
@@ -73,7 +70,7 @@ pub fn validate_files(
         if file.path.as_os_str().is_empty() {
             return Err(format!("{key}.path: must name a GGUF file"));
         }
-        if !crate::runtime::is_hash(&file.sha256) {
+        if !is_hash(&file.sha256) {
             return Err(format!(
                 "{key}.sha256: must be 64 lower-case hex digits (the file's sha256)"
             ));
@@ -128,7 +125,7 @@ impl BaseModelMenu {
     }
 
     /// A menu of these choices (the first is the default).
-    pub fn of(choices: Vec<BaseModelChoice>) -> BaseModelMenu {
+    pub(crate) fn of(choices: Vec<BaseModelChoice>) -> BaseModelMenu {
         assert!(!choices.is_empty(), "a menu serves at least one model");
         BaseModelMenu { choices }
     }
@@ -224,7 +221,7 @@ impl AgentModels {
     }
 
     /// The default model.
-    pub fn default_model(&self) -> &LoadedModel {
+    pub(crate) fn default_model(&self) -> &LoadedModel {
         &self.loaded[0]
     }
 
@@ -248,7 +245,7 @@ impl AgentModels {
     }
 
     /// The model whose weights hash to `sha256`, if one is served.
-    pub fn by_sha256(&self, sha256: &str) -> Option<&LoadedModel> {
+    pub(crate) fn by_sha256(&self, sha256: &str) -> Option<&LoadedModel> {
         self.loaded.iter().find(|l| l.choice.sha256 == sha256)
     }
 }
@@ -256,7 +253,7 @@ impl AgentModels {
 /// Loads the configured files of `menu` (the default is loaded by the caller, who
 /// shares it with the judge): each file must exist, parse as a llama or qwen2 GGUF
 /// file and hash to its pinned sha256. The error names the setting.
-pub fn load_listed(menu: &BaseModelMenu) -> Result<Vec<LoadedModel>, String> {
+pub(crate) fn load_listed(menu: &BaseModelMenu) -> Result<Vec<LoadedModel>, String> {
     let mut out = Vec::new();
     for choice in &menu.choices()[1..] {
         let key = format!("models.base_models.{}", choice.name);

@@ -45,15 +45,16 @@ struct Shared {
 
 impl LiveEvent {
     /// Shares `event`.
-    pub fn new(event: MatchEvent) -> LiveEvent {
+    pub(crate) fn new(event: MatchEvent) -> LiveEvent {
         LiveEvent(Arc::new(Shared {
             event,
             json: OnceLock::new(),
         }))
     }
 
+    #[cfg(test)]
     /// The event.
-    pub fn event(&self) -> &MatchEvent {
+    pub(crate) fn event(&self) -> &MatchEvent {
         &self.0.event
     }
 
@@ -153,7 +154,7 @@ impl Bus {
 
     /// A bus over the Redis at `url`, its keys under `namespace`: every `Bus` on
     /// the same Redis and namespace, in any process, sees the same events.
-    pub async fn redis(url: &str, namespace: &str) -> Result<Bus, BusError> {
+    pub(crate) async fn redis(url: &str, namespace: &str) -> Result<Bus, BusError> {
         let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let redis = streams::RedisBus::open(url, namespace, tx.clone()).await?;
         Ok(Bus {
@@ -163,16 +164,11 @@ impl Bus {
     }
 
     /// The Redis bus when `redis_url` is set, else an in-process one.
-    pub async fn connect(redis_url: Option<&str>, namespace: &str) -> Result<Bus, BusError> {
+    pub(crate) async fn connect(redis_url: Option<&str>, namespace: &str) -> Result<Bus, BusError> {
         match redis_url {
             Some(url) => Bus::redis(url, namespace).await,
             None => Ok(Bus::new()),
         }
-    }
-
-    /// Whether this bus lives in Redis (shared between processes).
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis(_))
     }
 
     /// Publishes one event of a match; it gets the match's next sequence number.
@@ -238,7 +234,7 @@ impl Bus {
 
     /// Waits until every event published through this handle so far is stored
     /// (Redis; immediate in-process), e.g. before a worker exits.
-    pub async fn flush(&self) -> Result<(), BusError> {
+    pub(crate) async fn flush(&self) -> Result<(), BusError> {
         match &self.backend {
             Backend::Local(_) => Ok(()),
             Backend::Redis(redis) => redis.flush().await,

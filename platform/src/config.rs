@@ -59,7 +59,7 @@ pub struct JudgesConfig {
 impl JudgesConfig {
     /// The endpoint's settings, when `endpoint` names one; the API key comes from the
     /// environment variable `endpoint_api_key_env`.
-    pub fn endpoint_config(&self) -> Option<judges::endpoint::EndpointConfig> {
+    pub(crate) fn endpoint_config(&self) -> Option<judges::endpoint::EndpointConfig> {
         if self.endpoint.is_empty() {
             return None;
         }
@@ -195,7 +195,7 @@ pub struct ModelsConfig {
     /// GGUF file pinned by its sha256 (`[models.base_models.NAME]` with `path` and
     /// `sha256`). Empty: SmolLM2 alone.
     #[serde(default)]
-    pub base_models: std::collections::BTreeMap<String, crate::base_models::BaseModelFile>,
+    pub base_models: std::collections::BTreeMap<String, BaseModelFile>,
 }
 
 impl DatabaseConfig {
@@ -212,4 +212,18 @@ impl ModelsConfig {
             .python(&self.python)
             .pip_args(self.pip_args.clone())
     }
+}
+
+/// One `[models.base_models.NAME]` entry: a GGUF file (llama or qwen2 architecture)
+/// and the sha256 it must have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseModelFile {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Its sha256, 64 lower-case hex digits: the file is refused when it differs.
+    pub sha256: String,
+    /// What the studio shows beside the name.
+    #[serde(default)]
+    pub description: String,
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// A match ready to be played.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MatchJob {
+pub(crate) struct MatchJob {
     /// The stored match.
     pub match_id: i64,
 }
@@ -39,7 +39,7 @@ enum DeliveryId {
 
 /// A job as delivered to one worker; `ack` it once the match is settled or refunded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimedJob {
+pub(crate) struct ClaimedJob {
     /// The job.
     pub job: MatchJob,
     /// How many times this job has been delivered, this delivery included. Above 1 it
@@ -51,15 +51,7 @@ pub struct ClaimedJob {
     id: DeliveryId,
 }
 
-impl ClaimedJob {
-    /// The delivery id, for logs (a stream entry id, or the in-process counter).
-    pub fn delivery_id(&self) -> String {
-        match &self.id {
-            DeliveryId::Local(n) => n.to_string(),
-            DeliveryId::Stream(s) => s.clone(),
-        }
-    }
-}
+impl ClaimedJob {}
 
 /// How many jobs wait and how many are claimed but not yet acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -108,7 +100,7 @@ pub struct MatchQueue {
 }
 
 /// The claim timeout of [`MatchQueue::in_process`].
-pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl MatchQueue {
     /// An in-process queue with the default claim timeout.
@@ -125,7 +117,7 @@ impl MatchQueue {
 
     /// A queue on the Redis at `url`, its keys under `namespace` (the stream is
     /// `{namespace}:jobs`, the consumer group `workers`). Creates both if missing.
-    pub async fn redis(
+    pub(crate) async fn redis(
         url: &str,
         namespace: &str,
         claim_timeout: Duration,
@@ -136,8 +128,9 @@ impl MatchQueue {
         })
     }
 
+    #[cfg(test)]
     /// The Redis queue when `redis_url` is set, else an in-process one.
-    pub async fn connect(
+    pub(crate) async fn connect(
         redis_url: Option<&str>,
         namespace: &str,
         claim_timeout: Duration,
@@ -151,13 +144,8 @@ impl MatchQueue {
         }
     }
 
-    /// Whether this queue lives in Redis (shared between processes).
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Redis(_))
-    }
-
     /// Adds a job at the back of the queue.
-    pub async fn enqueue(&self, job: MatchJob) -> Result<(), QueueError> {
+    pub(crate) async fn enqueue(&self, job: MatchJob) -> Result<(), QueueError> {
         match &self.backend {
             Backend::Local(q) => {
                 q.enqueue(job);
@@ -173,7 +161,7 @@ impl MatchQueue {
     ///
     /// Cancelling a claim in flight may leave jobs that Redis already delivered
     /// pending under `consumer`; they are reclaimed after the timeout, never lost.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         consumer: &str,
         max: usize,
@@ -200,7 +188,7 @@ impl MatchQueue {
     /// Marks a job done. Call it once the match is settled or refunded. Acknowledging
     /// a job twice, or one reclaimed by another worker since, is harmless: the job is
     /// done whoever finished it.
-    pub async fn ack(&self, job: &ClaimedJob) -> Result<(), QueueError> {
+    pub(crate) async fn ack(&self, job: &ClaimedJob) -> Result<(), QueueError> {
         match &self.backend {
             Backend::Local(q) => {
                 q.ack(job);
@@ -214,7 +202,7 @@ impl MatchQueue {
     /// to the back of the queue and wakes a waiting worker. Returns `false` (and
     /// does nothing) when `job` is no longer held by its consumer: another worker
     /// reclaimed it, or it was acknowledged.
-    pub async fn release(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+    pub(crate) async fn release(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
         match &self.backend {
             Backend::Local(q) => Ok(q.release(job)),
             Backend::Redis(q) => q.release(job).await,
@@ -225,7 +213,7 @@ impl MatchQueue {
     /// not reclaimed for another claim timeout. Call it more often than the timeout
     /// during long matches. Returns `false` when the job is no longer held by its
     /// consumer (reclaimed by another worker, or acknowledged).
-    pub async fn touch(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+    pub(crate) async fn touch(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
         match &self.backend {
             Backend::Local(q) => Ok(q.touch(job)),
             Backend::Redis(q) => q.touch(job).await,
@@ -237,14 +225,6 @@ impl MatchQueue {
         match &self.backend {
             Backend::Local(q) => Ok(q.depth()),
             Backend::Redis(q) => q.depth().await,
-        }
-    }
-
-    /// The claim timeout.
-    pub fn claim_timeout(&self) -> Duration {
-        match &self.backend {
-            Backend::Local(q) => q.claim_timeout(),
-            Backend::Redis(q) => q.claim_timeout(),
         }
     }
 }

@@ -95,7 +95,7 @@ impl MatchWorker {
 
     /// The base models its engine serves (default: SmolLM2 alone): a seat whose
     /// agent names another is refused and its match refunded.
-    pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
+    pub(crate) fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
         self.base_models = menu;
         self
     }
@@ -103,7 +103,7 @@ impl MatchWorker {
     /// Fetches each seat's adapter into `adapters` (from the database when this host
     /// lacks it) before its match starts, so a worker plays adapters trained on any
     /// host.
-    pub fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {
+    pub(crate) fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {
         self.adapters = Some(adapters);
         self
     }
@@ -144,18 +144,13 @@ impl MatchWorker {
         *self.held.lock().expect("held lock") = self.live.keys().copied().collect();
     }
 
-    /// This worker's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Matches in play.
     pub fn live_matches(&self) -> usize {
         self.live.len()
     }
 
     /// How many more matches it may take on.
-    pub fn free_slots(&self) -> usize {
+    pub(crate) fn free_slots(&self) -> usize {
         self.cfg.max_live_matches.saturating_sub(self.live.len())
     }
 
@@ -509,7 +504,7 @@ impl MatchWorker {
 
     /// Refunds every match still in play (single-process shutdown, when their engine
     /// state is about to be lost) and acknowledges their jobs.
-    pub async fn abandon_all(&mut self, reason: &str) -> Result<Vec<i64>, RunnerError> {
+    pub(crate) async fn abandon_all(&mut self, reason: &str) -> Result<Vec<i64>, RunnerError> {
         let ids: Vec<i64> = self.live.keys().copied().collect();
         for &id in &ids {
             if let Some(live) = self.live.remove(&id) {
@@ -526,7 +521,7 @@ impl MatchWorker {
     /// lease running for the queue wait, and its job is released. Nothing of a match
     /// is stored before it settles, so the next worker plays it from its recorded
     /// seed.
-    pub async fn hand_back_all(&mut self) -> Result<Vec<i64>, RunnerError> {
+    pub(crate) async fn hand_back_all(&mut self) -> Result<Vec<i64>, RunnerError> {
         let ids: Vec<i64> = self.live.keys().copied().collect();
         let until = store::now_ms() + self.cfg.queue_wait_ms;
         for &id in &ids {

@@ -76,23 +76,18 @@ impl Matchmaker {
 
     /// The base models the workers serve (default: SmolLM2 alone): a match whose
     /// seats name another is refunded when it forms.
-    pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
+    pub(crate) fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
         self.base_models = menu;
         self
     }
 
     /// The Spaces this matchmaker forms matches in.
-    pub fn spaces(&self) -> &[SpaceSlot] {
+    pub(crate) fn spaces(&self) -> &[SpaceSlot] {
         &self.spaces
     }
 
-    /// The queue it enqueues on.
-    pub fn queue(&self) -> &MatchQueue {
-        &self.queue
-    }
-
     /// Draws match seeds from `salt` instead of the clock (tests, benchmarks).
-    pub fn set_seed_salt(&mut self, salt: u64) {
+    pub(crate) fn set_seed_salt(&mut self, salt: u64) {
         self.seed_salt = salt;
         self.seeds_drawn = 0;
     }

@@ -44,7 +44,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A fresh registry for a process in `role` ("serve" or "worker") named `id`.
-    pub fn new(role: &str, id: &str) -> Metrics {
+    pub(crate) fn new(role: &str, id: &str) -> Metrics {
         let registry = Registry::new_custom(Some("rlfc".into()), None).expect("valid prefix");
         let info = IntGauge::with_opts(
             Opts::new("process_info", "This process: its role and id (always 1).")
@@ -135,7 +135,7 @@ impl Metrics {
     }
 
     /// The metrics in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -144,7 +144,7 @@ impl Metrics {
     }
 
     /// Counts one closed match.
-    pub fn observe_report(&self, report: &MatchReport) {
+    pub(crate) fn observe_report(&self, report: &MatchReport) {
         let end = match &report.end {
             MatchEnd::Settled { .. } => "settled",
             MatchEnd::Refunded { reason } => {
@@ -165,7 +165,7 @@ impl Metrics {
     }
 
     /// Records what one reconciliation pass did.
-    pub fn observe_reconciled(&self, done: &crate::payments::Reconciled) {
+    pub(crate) fn observe_reconciled(&self, done: &crate::payments::Reconciled) {
         let add = |action: &str, n: usize| {
             self.reconciled
                 .with_label_values(&[action])
@@ -185,7 +185,7 @@ pub struct MeteredEngine {
 
 impl MeteredEngine {
     /// Meters `inner` into `metrics`.
-    pub fn new(inner: Box<dyn Engine>, metrics: &Metrics) -> MeteredEngine {
+    pub(crate) fn new(inner: Box<dyn Engine>, metrics: &Metrics) -> MeteredEngine {
         MeteredEngine {
             inner,
             tokens: metrics.tokens_generated.clone(),
@@ -221,7 +221,7 @@ pub struct MeteredJudge {
 
 impl MeteredJudge {
     /// Meters `inner` into `metrics`.
-    pub fn new(inner: Box<dyn RoundJudge>, metrics: &Metrics) -> MeteredJudge {
+    pub(crate) fn new(inner: Box<dyn RoundJudge>, metrics: &Metrics) -> MeteredJudge {
         MeteredJudge {
             inner,
             latency: metrics.judge_latency.clone(),

@@ -26,7 +26,7 @@ pub struct Landed {
 
 impl Landed {
     /// A receipt of a transaction this process sent.
-    pub fn sent(tx_hash: B256, block_number: u64) -> Landed {
+    pub(crate) fn sent(tx_hash: B256, block_number: u64) -> Landed {
         Landed {
             tx_hash: tx_hex(tx_hash),
             block_number: block_number as i64,
@@ -35,7 +35,7 @@ impl Landed {
 
     /// A transaction found on chain afterwards (sent before a crash, or by another
     /// process).
-    pub fn found(tx_hash: String) -> Landed {
+    pub(crate) fn found(tx_hash: String) -> Landed {
         Landed {
             tx_hash,
             block_number: 0,
@@ -71,19 +71,19 @@ pub struct Outbox {
 
 impl Outbox {
     /// The outbox in `store`.
-    pub fn new(store: Store) -> Outbox {
+    pub(crate) fn new(store: Store) -> Outbox {
         Outbox { store }
     }
 
     /// Records the intent to send `kind` under `key`, or returns the row already
     /// recorded under it (which may be pending, confirmed or failed).
-    pub async fn begin(&self, key: &str, kind: &str) -> store::Result<ChainTransaction> {
+    pub(crate) async fn begin(&self, key: &str, kind: &str) -> store::Result<ChainTransaction> {
         self.store.begin_chain_tx(key, kind).await
     }
 
     /// The row under `key` while it is pending; `None` when none was begun or it is
     /// closed.
-    pub async fn pending(&self, key: &str) -> store::Result<Option<ChainTransaction>> {
+    pub(crate) async fn pending(&self, key: &str) -> store::Result<Option<ChainTransaction>> {
         Ok(self
             .store
             .chain_tx_by_key(key)
@@ -92,7 +92,7 @@ impl Outbox {
     }
 
     /// Every pending row, oldest first.
-    pub async fn all_pending(&self) -> store::Result<Vec<ChainTransaction>> {
+    pub(crate) async fn all_pending(&self) -> store::Result<Vec<ChainTransaction>> {
         self.store
             .chain_txs_with_status(store::TxStatus::Pending)
             .await
@@ -100,7 +100,7 @@ impl Outbox {
 
     /// Sends `ct` once: `send` runs, its receipt (read by `landed`) confirms the row;
     /// an error fails the row or leaves it pending (`on_error`) and is returned.
-    pub async fn send<T, E>(
+    pub(crate) async fn send<T, E>(
         &self,
         ct: &ChainTransaction,
         on_error: OnError,
@@ -129,7 +129,7 @@ impl Outbox {
     }
 
     /// Closes `ct` as confirmed where it `landed`.
-    pub async fn confirm(&self, ct: &ChainTransaction, landed: Landed) -> store::Result<()> {
+    pub(crate) async fn confirm(&self, ct: &ChainTransaction, landed: Landed) -> store::Result<()> {
         self.store
             .confirm_chain_tx(ct.id, &landed.tx_hash, landed.block_number)
             .await
@@ -138,7 +138,7 @@ impl Outbox {
 
     /// Closes `ct` as failed, with why (a chain error, or `superseded: …` when the
     /// database closed the match the other way).
-    pub async fn fail(&self, ct: &ChainTransaction, why: &str) -> store::Result<()> {
+    pub(crate) async fn fail(&self, ct: &ChainTransaction, why: &str) -> store::Result<()> {
         self.store.fail_chain_tx(ct.id, why).await.map(drop)
     }
 }

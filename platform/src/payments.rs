@@ -410,7 +410,7 @@ impl Payments {
     /// Locks every entry fee of a newly formed match into its escrow on chain, under
     /// its Space's rake, `rake_bps`, which the Arena contract must hold as the Space's
     /// declared rake (declared here when this process can sign as the Arena admin).
-    pub async fn lock_fees(&self, match_id: i64, rake_bps: u16) -> Result<()> {
+    pub(crate) async fn lock_fees(&self, match_id: i64, rake_bps: u16) -> Result<()> {
         let chain_id = chain_match_id(match_id)?;
         let entries = self.store.match_entries(match_id).await?;
         if entries.iter().all(|e| e.fee_wei.0 == 0) {
@@ -684,7 +684,7 @@ impl Payments {
 
     /// Refunds every entry of a match in the database and on chain. Refunding a match
     /// already refunded finishes any chain side left pending and is otherwise a no-op.
-    pub async fn refund(&self, match_id: i64, reason: &str) -> Result<()> {
+    pub(crate) async fn refund(&self, match_id: i64, reason: &str) -> Result<()> {
         let entries = self.store.match_entries(match_id).await?;
         let pot = Wei::sum(entries.iter().map(|e| e.fee_wei)).unwrap_or(Wei(u128::MAX));
         let chain_tx = if pot.0 == 0 {

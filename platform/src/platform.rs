@@ -169,7 +169,7 @@ impl Platform {
     }
 
     /// A runner on the real models: the agent runtime and the judge panel.
-    pub fn model_runner(
+    pub(crate) fn model_runner(
         &self,
         config: &PlatformConfig,
         models: &BaseModels,

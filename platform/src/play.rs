@@ -182,7 +182,7 @@ pub struct MatchReport {
 /// serves). The second value is why the match cannot be played (a version whose
 /// sampling settings the engine refuses, or an agent whose base model is not served),
 /// if so.
-pub async fn load_seats(
+pub(crate) async fn load_seats(
     store: &Store,
     entries: &[Entry],
     max_new_tokens: usize,
@@ -229,7 +229,7 @@ pub async fn load_seats(
 }
 
 /// Logs one finished match as a single line.
-pub fn log_report(report: &MatchReport) {
+pub(crate) fn log_report(report: &MatchReport) {
     match &report.end {
         MatchEnd::Settled {
             seats,

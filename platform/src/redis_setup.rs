@@ -44,10 +44,10 @@ pub fn open_client(url: &str) -> Result<redis::Client, BadSetting> {
 
 /// How long a non-blocking command may take before it counts as failed. Generous:
 /// a loaded machine can stall a reply well past redis-rs's default of 500 ms.
-pub const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A reconnecting, multiplexed connection for non-blocking commands.
-pub async fn connection_manager(
+pub(crate) async fn connection_manager(
     client: &redis::Client,
 ) -> redis::RedisResult<redis::aio::ConnectionManager> {
     let config = redis::aio::ConnectionManagerConfig::new()

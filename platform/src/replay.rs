@@ -31,7 +31,7 @@ pub struct ReplayReport {
 /// hash, whatever it is called now, and cannot be replayed where none has it; a seat
 /// settled before seats recorded one plays on the default base model, the only one
 /// agents played on then.
-pub async fn recorded_seats(
+pub(crate) async fn recorded_seats(
     store: &Store,
     match_id: i64,
     models: &crate::base_models::BaseModelMenu,

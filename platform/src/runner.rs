@@ -83,11 +83,6 @@ impl MatchRunner {
         self
     }
 
-    /// The Spaces this runner plays.
-    pub fn spaces(&self) -> &[SpaceSlot] {
-        self.maker.spaces()
-    }
-
     /// Draws match seeds from `salt` instead of the clock, so a run's matches are
     /// reproducible (tests, benchmarks). Each match's seed is recorded either way.
     pub fn set_seed_salt(&mut self, salt: u64) {
@@ -106,7 +101,7 @@ impl MatchRunner {
     }
 
     /// The bus the runner publishes on.
-    pub fn bus(&self) -> &Bus {
+    pub(crate) fn bus(&self) -> &Bus {
         &self.bus
     }
 
@@ -154,7 +149,7 @@ impl MatchRunner {
 
     /// One step of a stopping loop: no auto-entries and no new matches, only the
     /// matches in play advance and settle.
-    pub async fn drain_step(&mut self) -> Result<Vec<MatchReport>, RunnerError> {
+    pub(crate) async fn drain_step(&mut self) -> Result<Vec<MatchReport>, RunnerError> {
         self.worker.renew_leases().await?;
         let outcomes = if self.worker.live_matches() == 0 {
             Vec::new()
@@ -186,7 +181,7 @@ pub struct RunSummary {
 /// of `grace` refunds the rest. Steps are never cancelled halfway, so no match is left
 /// started but untracked. `max_matches` ends the run after that many finished matches.
 /// Matches refunded at the stop carry `stop_reason`.
-pub async fn play_until_stopped(
+pub(crate) async fn play_until_stopped(
     runner: &mut MatchRunner,
     trainer: Option<crate::learning::Trainer>,
     stops: tokio::sync::watch::Receiver<u8>,

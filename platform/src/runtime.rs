@@ -17,6 +17,8 @@ use arena::judging::{RoundJudge, RoundToJudge};
 use judges::ResponseVerdict;
 use spaces::Rulebook;
 
+use crate::base_models::is_hash;
+
 /// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
 /// shared. A new adapter is written to a temporary directory and renamed into place, so
 /// a directory named by a hash is always complete. A library over a store
@@ -49,7 +51,7 @@ impl AdapterLibrary {
     }
 
     /// The two files of the adapter with this hash, from disk or the store.
-    pub async fn files(&self, hash: &str) -> Result<Option<store::AdapterFiles>, String> {
+    pub(crate) async fn files(&self, hash: &str) -> Result<Option<store::AdapterFiles>, String> {
         if !is_hash(hash) {
             return Err(format!("{hash:?} is not an adapter hash (64 hex digits)"));
         }
@@ -73,7 +75,7 @@ impl AdapterLibrary {
 
     /// Stores the adapter with this hash (already saved here) where every host on the
     /// database reads it; a library without a store keeps it on this host.
-    pub async fn publish(&self, hash: &str) -> Result<(), String> {
+    pub(crate) async fn publish(&self, hash: &str) -> Result<(), String> {
         let Some(store) = &self.store else {
             return Ok(());
         };
@@ -145,11 +147,6 @@ impl AdapterLibrary {
         self.root.join(hash)
     }
 
-    /// The directory holding every adapter.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Saves `adapter` for `model` and returns its hash. Saving an adapter that is
     /// already there is a no-op.
     pub fn save(
@@ -202,15 +199,6 @@ impl AdapterLibrary {
             .insert(hash.to_string(), adapter.clone());
         Ok(adapter)
     }
-}
-
-/// Whether `text` is an adapter hash: 64 lower-case hex digits (so it is safe as a
-/// directory name).
-pub fn is_hash(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> agents::AgentError {

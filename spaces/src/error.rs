@@ -58,7 +58,7 @@ pub(crate) struct KeyError {
 
 impl KeyError {
     /// Builds a key error from anything printable.
-    pub fn new(key: impl fmt::Display, problem: impl fmt::Display) -> Self {
+    pub(crate) fn new(key: impl fmt::Display, problem: impl fmt::Display) -> Self {
         KeyError {
             key: key.to_string(),
             problem: problem.to_string(),
@@ -66,7 +66,7 @@ impl KeyError {
     }
 
     /// Attaches the file name.
-    pub fn in_file(self, file: &str) -> SpaceError {
+    pub(crate) fn in_file(self, file: &str) -> SpaceError {
         SpaceError::invalid(file, self.key, self.problem)
     }
 }

@@ -41,7 +41,7 @@ pub enum Op {
 
 impl Expr {
     /// Parses an expression and checks the size limits.
-    pub fn parse(text: &str) -> Result<Expr, String> {
+    pub(crate) fn parse(text: &str) -> Result<Expr, String> {
         let mut parser = Parser {
             chars: text.chars().collect(),
             pos: 0,
@@ -67,7 +67,7 @@ impl Expr {
     }
 
     /// Names of the variables the expression reads, in order of appearance.
-    pub fn vars(&self) -> Vec<&str> {
+    pub(crate) fn vars(&self) -> Vec<&str> {
         let mut out = Vec::new();
         self.collect_vars(&mut out);
         out

@@ -22,11 +22,10 @@ mod verify;
 pub use error::SpaceError;
 pub use expr::Expr;
 pub use load::load_dir;
-pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit, payouts};
-pub use rulebook::{DEFAULT_MAX_NEW_TOKENS, FeeTier, JudgePanel, Rulebook, verify};
-pub use schema::{JsonType, Schema, parse_response_json};
+pub use payout::{PayoutPolicy, PayoutRule, PayoutSplit};
+pub use rulebook::{FeeTier, JudgePanel, Rulebook, verify};
+pub use schema::Schema;
 pub use tasks::{AnswerTemplate, History, ListTask, Task, TaskGenerator, Template};
 pub use verify::{
-    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, hard_grade, partial_credit,
-    pass_rate, words,
+    AnswerMode, Check, LengthUnit, RuleOutcome, RuleSpec, hard_failed, hard_grade, pass_rate, words,
 };

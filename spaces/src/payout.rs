@@ -88,7 +88,7 @@ fn tie_groups(scores: &[f64]) -> Vec<Vec<usize>> {
 ///
 /// A player whose hard rule failed should be given the lowest score by the caller.
 /// With no players, everything goes to the treasury.
-pub fn payouts(policy: &PayoutPolicy, pot: u128, scores: &[f64]) -> PayoutSplit {
+pub(crate) fn payouts(policy: &PayoutPolicy, pot: u128, scores: &[f64]) -> PayoutSplit {
     let n = scores.len();
     let groups = tie_groups(scores);
     let mut places = vec![0u32; n];

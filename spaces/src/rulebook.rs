@@ -34,7 +34,7 @@ pub struct JudgePanel {
 }
 
 /// `max_new_tokens` when a rulebook does not set it.
-pub const DEFAULT_MAX_NEW_TOKENS: usize = 128;
+pub(crate) const DEFAULT_MAX_NEW_TOKENS: usize = 128;
 
 /// A validated Space rulebook.
 ///

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// A JSON type name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonType {
+pub(crate) enum JsonType {
     /// A JSON object.
     Object,
     /// A JSON array.
@@ -114,7 +114,7 @@ fn number(value: &Value, key: &str) -> Result<f64, (String, String)> {
 impl Schema {
     /// Compiles a schema. On error, returns the dotted path inside the schema (starting
     /// with `path`) and the problem.
-    pub fn compile(value: &Value, path: &str) -> Result<Schema, (String, String)> {
+    pub(crate) fn compile(value: &Value, path: &str) -> Result<Schema, (String, String)> {
         let object = value
             .as_object()
             .ok_or_else(|| (path.to_owned(), "a schema must be a JSON object".to_owned()))?;
@@ -189,7 +189,7 @@ impl Schema {
     }
 
     /// Checks a value; on failure, says where (`$.items[2].age`) and why.
-    pub fn validate(&self, value: &Value) -> Result<(), String> {
+    pub(crate) fn validate(&self, value: &Value) -> Result<(), String> {
         self.check(value, "$")
     }
 
@@ -199,7 +199,7 @@ impl Schema {
     /// keys with a schema (their own credit) and its unexpected keys (0); a list, the
     /// mean of its items (halved when it has too few or too many); a string or number
     /// outside its bounds, half.
-    pub fn credit(&self, value: &Value) -> f64 {
+    pub(crate) fn credit(&self, value: &Value) -> f64 {
         if self.ty.is_some_and(|ty| !ty.matches(value))
             || self
                 .enumeration
@@ -338,7 +338,7 @@ impl Schema {
 
 /// Extracts the JSON value of a response: surrounding whitespace and one Markdown code
 /// fence (```` ```json ````) are allowed, anything else around the JSON is not.
-pub fn parse_response_json(response: &str) -> Result<Value, String> {
+pub(crate) fn parse_response_json(response: &str) -> Result<Value, String> {
     let mut text = response.trim();
     if let Some(rest) = text.strip_prefix("```") {
         let body = rest.split_once('\n').map(|(_, body)| body).unwrap_or("");

@@ -94,7 +94,7 @@ pub fn fill(text: &str, vars: &BTreeMap<String, String>) -> String {
 impl TaskGenerator {
     /// Draws the task for a seed. Deterministic: the same generator and seed always
     /// give the same task.
-    pub fn generate(&self, seed: u64) -> Task {
+    pub(crate) fn generate(&self, seed: u64) -> Task {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match self {
             TaskGenerator::List(list) => {
@@ -139,18 +139,6 @@ impl TaskGenerator {
                     vars: values,
                 }
             }
-        }
-    }
-
-    /// Every variable name the generator defines (empty for a list).
-    pub fn var_names(&self) -> Vec<&str> {
-        match self {
-            TaskGenerator::List(_) => Vec::new(),
-            TaskGenerator::Templates { vars, ranges, .. } => vars
-                .keys()
-                .chain(ranges.keys())
-                .map(String::as_str)
-                .collect(),
         }
     }
 }

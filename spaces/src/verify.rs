@@ -26,7 +26,7 @@ pub enum LengthUnit {
 
 impl LengthUnit {
     /// The unit's plural name, for messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             LengthUnit::Words => "words",
             LengthUnit::Chars => "characters",
@@ -159,7 +159,7 @@ const MAX_FAILED_CREDIT: f64 = 0.99;
 /// - exact JSON: the share of the answer's keys given with the right value, over the
 ///   keys of the larger object (scaled as for a schema when cut out of prose,
 ///   quartered when broken off).
-pub fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
+pub(crate) fn partial_credit(check: &Check, task: &Task, response: &str) -> f64 {
     let credit = match check {
         Check::Length { unit, min, max } => {
             let n = unit.measure(response) as f64;

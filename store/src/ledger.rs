@@ -12,7 +12,7 @@ use crate::{
 
 /// One journal line to post.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JournalLine {
+pub(crate) struct JournalLine {
     /// The user, or `None` for the treasury.
     pub user_id: Option<i64>,
     /// `available`, `locked` or `treasury`.

@@ -44,9 +44,10 @@ pub use error::{Error, Result};
 pub use escrow::{MatchSettlement, PayoutRow};
 pub use export::{ExportPair, PairCount, PairFilter, is_truncated};
 pub use leases::{MatchLease, is_unfinished};
-pub use ledger::{JournalLine, Payout, Settlement};
+pub use ledger::{Payout, Settlement};
 pub use matches::{NewJudgeScore, NewPreferencePair, NewResponse};
-pub use migrate::{MIGRATIONS, MigrationSource, Migrator};
+use migrate::Migrator;
+pub use migrate::{MIGRATIONS, MigrationSource};
 pub use ratings::{AppliedRating, Rating, RatingPoint, RatingUpdate};
 pub use records::*;
 pub use results::{
@@ -56,7 +57,6 @@ pub use sessions::{ApiToken, Session};
 pub use spaces::NewSpace;
 pub use status::{EntryStatus, MatchStatus, ParseStatusError, RunStatus, TxStatus};
 pub use training::{NewPolRecord, NewTrainingRun, PAIR_LEAF, TrainingPair};
-pub use users::normalize_wallet;
 pub use votes::{HumanVote, VoteAgreement, VoteCandidate, VoteRow};
 pub use wei::{Money, ParseEthError, Wei};
 
@@ -135,7 +135,6 @@ impl Tx {
         Ok(())
     }
 }
-
 pub(crate) use {on_pool, on_tx};
 
 impl Store {

@@ -156,11 +156,11 @@ pub const MIGRATIONS: &[(i64, &str, MigrationSource)] = {
 
 /// The migrations of one engine, ready to run.
 #[derive(Debug)]
-pub struct Migrator(sqlx::migrate::Migrator);
+pub(crate) struct Migrator(sqlx::migrate::Migrator);
 
 impl Migrator {
     /// Renders every migration for `backend`.
-    pub fn for_backend(backend: Backend) -> Migrator {
+    pub(crate) fn for_backend(backend: Backend) -> Migrator {
         let migrations = MIGRATIONS
             .iter()
             .map(|&(version, name, source)| {

@@ -3,7 +3,7 @@
 use crate::{Error, Result, Store, User, now_ms, on_pool};
 
 /// Checks and normalises a wallet address to lower-case `0x` + 40 hex digits.
-pub fn normalize_wallet(address: &str) -> Result<String> {
+pub(crate) fn normalize_wallet(address: &str) -> Result<String> {
     let hex = address
         .strip_prefix("0x")
         .or_else(|| address.strip_prefix("0X"))

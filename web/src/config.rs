@@ -133,7 +133,7 @@ impl PublicUrl {
     }
 
     /// `host[:port]` as browsers send it in `Host` (no default port).
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         match self.port {
             Some(p) => format!("{}:{p}", self.host),
             None => self.host.clone(),
@@ -141,12 +141,12 @@ impl PublicUrl {
     }
 
     /// `scheme://host[:port]`.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority())
     }
 
     /// Whether cookies must be `Secure`.
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.scheme == "https"
     }
 }

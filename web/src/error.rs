@@ -63,7 +63,7 @@ pub enum Error {
 
 impl Error {
     /// A 422 naming `field` and the rule it broke.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Invalid {
             field: field.into(),
             message: message.into(),
@@ -71,7 +71,7 @@ impl Error {
     }
 
     /// The HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
@@ -88,7 +88,7 @@ impl Error {
     }
 
     /// The stable code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
@@ -106,7 +106,7 @@ impl Error {
     }
 
     /// The JSON body of this error.
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         let (message, field) = match self {
             Error::Invalid { field, message } => (message.clone(), Some(field.clone())),
             Error::Internal(_) => ("internal error".to_string(), None),

@@ -120,11 +120,6 @@ impl AppState {
         Ok(())
     }
 
-    /// The store behind this state.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// The event bus behind this state.
     pub fn bus(&self) -> &Bus {
         &self.bus

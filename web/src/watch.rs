@@ -26,7 +26,7 @@ pub enum WatchError {
 }
 
 /// The websocket URL of match `match_id` on the server at `base` (http or ws form).
-pub fn match_url(base: &str, match_id: i64) -> Result<String, WatchError> {
+pub(crate) fn match_url(base: &str, match_id: i64) -> Result<String, WatchError> {
     let base = base.trim_end_matches('/');
     let ws = if let Some(rest) = base.strip_prefix("http://") {
         format!("ws://{rest}")
@@ -104,7 +104,7 @@ impl Printer {
 }
 
 /// One line describing an event other than a token delta.
-pub fn describe(kind: &EventKind) -> String {
+pub(crate) fn describe(kind: &EventKind) -> String {
     match kind {
         EventKind::MatchCreated { space, seats, seed } => {
             format!("== match in {space}: {} seats, seed {seed}", seats.len())

@@ -34,7 +34,7 @@ use crate::state::AppState;
 /// Close code sent to a spectator that fell behind.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// Close code sent when the match is already over (read its transcript instead).
-pub const CLOSE_MATCH_OVER: u16 = 4000;
+pub(crate) const CLOSE_MATCH_OVER: u16 = 4000;
 /// How long one send may stall before the spectator counts as too slow.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most events one write takes (a socket woken for one event takes up to this

@@ -23,8 +23,7 @@ use revm::state::AccountInfo;
 use revm::{Database, DatabaseCommit, ExecuteEvm, MainBuilder};
 use std::collections::HashMap;
 
-pub use store::Block;
-use store::{AccountChange, ChainDir, SNAPSHOT_EVERY, SavedState, StateChange};
+use store::{AccountChange, Block, ChainDir, SNAPSHOT_EVERY, SavedState, StateChange};
 
 use crate::backend::{Chain, MinedLog, TxReceipt, TxRequest};
 use crate::dev;
@@ -106,8 +105,9 @@ impl Embedded {
         }
     }
 
+    #[cfg(test)]
     /// The mined block at `number` (1-based), if any.
-    pub fn block(&self, number: u64) -> Option<Block> {
+    pub(crate) fn block(&self, number: u64) -> Option<Block> {
         let world = self.world();
         number
             .checked_sub(1)

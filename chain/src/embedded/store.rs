@@ -88,7 +88,7 @@ pub(crate) struct SavedState {
 
 /// A mined block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Block {
+pub(crate) struct Block {
     /// Height, starting at 1 (block 0 is the genesis state).
     pub number: u64,
     /// Unix seconds.
@@ -103,7 +103,12 @@ pub struct Block {
 
 impl SavedState {
     /// Captures the accounts of `db` that exist.
-    pub fn capture(db: &CacheDB<EmptyDB>, chain_id: u64, head: u64, head_timestamp: u64) -> Self {
+    pub(crate) fn capture(
+        db: &CacheDB<EmptyDB>,
+        chain_id: u64,
+        head: u64,
+        head_timestamp: u64,
+    ) -> Self {
         let mut accounts = BTreeMap::new();
         for (address, account) in &db.cache.accounts {
             let Some(info) = account.info() else { continue };
@@ -142,7 +147,7 @@ impl SavedState {
     }
 
     /// Applies the changes of block `number` on top of this state.
-    pub fn apply(&mut self, number: u64, change: &StateChange) {
+    pub(crate) fn apply(&mut self, number: u64, change: &StateChange) {
         for (address, c) in change {
             if c.destroyed {
                 self.accounts.remove(address);
@@ -185,7 +190,7 @@ impl SavedState {
     }
 
     /// Rebuilds an in-memory database from the saved accounts.
-    pub fn to_db(&self) -> CacheDB<EmptyDB> {
+    pub(crate) fn to_db(&self) -> CacheDB<EmptyDB> {
         let mut db = CacheDB::new(EmptyDB::default());
         for (address, account) in &self.accounts {
             let mut info = AccountInfo {
@@ -220,7 +225,7 @@ pub(crate) struct ChainDir {
 
 impl ChainDir {
     /// Uses (and creates) `dir`.
-    pub fn create(dir: &Path) -> Result<Self> {
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|source| io_err(dir, source))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs::File::create(&lock_path).map_err(|source| io_err(&lock_path, source))?;
@@ -237,7 +242,7 @@ impl ChainDir {
 
     /// Loads the state (snapshot plus later changes) and every block, or `None` for a
     /// fresh directory.
-    pub fn load(&self) -> Result<Option<(SavedState, Vec<Block>)>> {
+    pub(crate) fn load(&self) -> Result<Option<(SavedState, Vec<Block>)>> {
         let state_path = self.dir.join(STATE_FILE);
         let text = match fs::read_to_string(&state_path) {
             Ok(text) => text,
@@ -303,7 +308,7 @@ impl ChainDir {
     }
 
     /// Appends a mined block and the state it changed: the commit point.
-    pub fn append_block(&self, block: &Block, change: &StateChange) -> Result<()> {
+    pub(crate) fn append_block(&self, block: &Block, change: &StateChange) -> Result<()> {
         let path = self.dir.join(BLOCKS_FILE);
         let line = BlockLine {
             block: block.clone(),
@@ -322,7 +327,7 @@ impl ChainDir {
     }
 
     /// Replaces the saved state atomically.
-    pub fn save_state(&self, state: &SavedState) -> Result<()> {
+    pub(crate) fn save_state(&self, state: &SavedState) -> Result<()> {
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let text = serde_json::to_vec(state).map_err(|e| corrupt(&path, e))?;
@@ -336,7 +341,7 @@ impl ChainDir {
     }
 
     /// Drops anything after the first `count` lines of the block file (a torn tail).
-    pub fn truncate_blocks(&self, count: usize) -> Result<()> {
+    pub(crate) fn truncate_blocks(&self, count: usize) -> Result<()> {
         let path = self.dir.join(BLOCKS_FILE);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -363,7 +368,7 @@ impl ChainDir {
     }
 
     /// Reads a small JSON side file (e.g. the deployment) if present.
-    pub fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+    pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let path = self.dir.join(name);
         match fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
@@ -375,7 +380,7 @@ impl ChainDir {
     }
 
     /// Writes a small JSON side file.
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+    pub(crate) fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let path = self.dir.join(name);
         let text = serde_json::to_vec_pretty(value).map_err(|e| corrupt(&path, e))?;
         fs::write(&path, text).map_err(|source| io_err(&path, source))

@@ -52,10 +52,6 @@ impl LocalQueue {
         }
     }
 
-    pub(super) fn claim_timeout(&self) -> Duration {
-        self.claim_timeout
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("job queue lock")
     }

@@ -91,10 +91,6 @@ impl StreamQueue {
         })
     }
 
-    pub(super) fn claim_timeout(&self) -> Duration {
-        self.claim_timeout
-    }
-
     fn timeout_ms(&self) -> u64 {
         self.claim_timeout.as_millis() as u64
     }

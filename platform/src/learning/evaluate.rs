@@ -213,12 +213,12 @@ impl Gate {
     }
 
     /// The rulebook of a Space, if the gate knows it.
-    pub fn book(&self, space_id: i64) -> Option<&Arc<Rulebook>> {
+    pub(crate) fn book(&self, space_id: i64) -> Option<&Arc<Rulebook>> {
         self.books.get(&space_id)
     }
 
     /// The judge panel.
-    pub fn judge(&self) -> &dyn RoundJudge {
+    pub(crate) fn judge(&self) -> &dyn RoundJudge {
         self.judge.as_ref()
     }
 }
@@ -293,7 +293,7 @@ impl Evaluation {
 }
 
 /// The gate's seed for a training run.
-pub fn gate_seed(training_run_id: i64) -> u64 {
+pub(crate) fn gate_seed(training_run_id: i64) -> u64 {
     let d = Sha256::digest(format!("rlfc gate {training_run_id}").as_bytes());
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }

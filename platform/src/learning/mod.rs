@@ -23,16 +23,16 @@ use crate::runtime::AdapterLibrary;
 use arena::ratings::{ADAPTER_CHANGE_TAU, Skill};
 
 pub mod evaluate;
-pub mod scheduler;
+pub(crate) mod scheduler;
 mod verify;
 
 pub use evaluate::{Evaluation, Gate, GatePlan, evaluate_against_parent};
 
 pub use verify::{
-    CommittedPair, PairLeaf, RunEvidence, StoredAdapter, Verdict, chain_checks, dpo_pairs,
-    local_evidence, pair_leaf, pair_leaf_v1, pair_leaf_v2, pairs_root, pairs_root_in,
-    pairs_root_v1, prompt_sha256, result_leaf, verify_evidence, verify_record,
+    CommittedPair, RunEvidence, StoredAdapter, Verdict, chain_checks, local_evidence,
+    prompt_sha256, verify_evidence, verify_record,
 };
+pub(crate) use verify::{dpo_pairs, pairs_root};
 use verify::{hex32, match_results, results_leaves};
 
 /// What can go wrong while training or verifying.
@@ -393,7 +393,7 @@ impl Trainer {
     }
 
     /// The database it trains from.
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 

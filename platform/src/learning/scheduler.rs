@@ -13,7 +13,7 @@ const STALE_TRAINING_MS: i64 = 2 * 60 * 60 * 1000;
 /// one run, one at a time, each on a blocking thread so the match loop keeps its
 /// pace. Several processes may run this loop on one database: the store admits one
 /// running run per agent, so a process that finds an agent already training skips it.
-pub async fn train_due_agents_forever(trainer: Trainer) {
+pub(crate) async fn train_due_agents_forever(trainer: Trainer) {
     loop {
         match trainer
             .store()

@@ -82,7 +82,7 @@ impl From<&TrainingPair> for CommittedPair {
 
 /// The leaf layouts a pairs root may use, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairLeaf {
+pub(crate) enum PairLeaf {
     /// Layout 3 (runs made now): the prompt is the training agent's own, by its
     /// sha256, and the leaf commits to whether each answer was cut off, which the
     /// training honours.
@@ -96,7 +96,7 @@ pub enum PairLeaf {
 
 /// The leaf of pair `index` in a run's pairs root (layout 3): its position and exact
 /// content, the prompt by its sha256, and whether each answer was cut off.
-pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
+pub(crate) fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
     let mut data = layout2_json(p);
     data["leaf"] = 3.into();
     data["chosen_truncated"] = p.chosen_truncated.into();
@@ -105,7 +105,7 @@ pub fn pair_leaf(index: usize, p: &CommittedPair) -> B256 {
 }
 
 /// The leaf of records made under layout 2: the prompt by its sha256, no truncation.
-pub fn pair_leaf_v2(index: usize, p: &CommittedPair) -> B256 {
+pub(crate) fn pair_leaf_v2(index: usize, p: &CommittedPair) -> B256 {
     chain::merkle::ordered_leaf(index as u64, layout2_json(p).to_string().as_bytes())
 }
 
@@ -125,7 +125,7 @@ fn layout2_json(p: &CommittedPair) -> serde_json::Value {
 }
 
 /// The leaf of records made under layout 1: the prompt text itself.
-pub fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
+pub(crate) fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
     let data = serde_json::json!({
         "id": p.id,
         "match_id": p.match_id,
@@ -139,18 +139,13 @@ pub fn pair_leaf_v1(index: usize, p: &CommittedPair) -> B256 {
     chain::merkle::ordered_leaf(index as u64, data.to_string().as_bytes())
 }
 
-/// The Merkle root of pairs in training order under leaf layout 1.
-pub fn pairs_root_v1(pairs: &[CommittedPair]) -> B256 {
-    pairs_root_in(PairLeaf::V1, pairs)
-}
-
 /// The Merkle root of pairs in training order (layout 3, what new runs record).
-pub fn pairs_root(pairs: &[CommittedPair]) -> B256 {
+pub(crate) fn pairs_root(pairs: &[CommittedPair]) -> B256 {
     pairs_root_in(PairLeaf::V3, pairs)
 }
 
 /// The Merkle root of pairs in training order under `layout`.
-pub fn pairs_root_in(layout: PairLeaf, pairs: &[CommittedPair]) -> B256 {
+pub(crate) fn pairs_root_in(layout: PairLeaf, pairs: &[CommittedPair]) -> B256 {
     let leaf = match layout {
         PairLeaf::V3 => pair_leaf,
         PairLeaf::V2 => pair_leaf_v2,
@@ -161,7 +156,7 @@ pub fn pairs_root_in(layout: PairLeaf, pairs: &[CommittedPair]) -> B256 {
 }
 
 /// The leaf of one match in a results root: its id and settled result root.
-pub fn result_leaf(match_id: i64, result_root: &str) -> B256 {
+pub(crate) fn result_leaf(match_id: i64, result_root: &str) -> B256 {
     chain::merkle::leaf_hash(format!("rlfc-match-result:{match_id}:{result_root}").as_bytes())
 }
 
@@ -205,7 +200,7 @@ pub(super) fn hex32(text: &str) -> Result<B256> {
 
 /// The pairs a run trains on, as the trainer reads them. Only layout 3 trains a cut-off
 /// answer as open; earlier layouts trained every answer as finished.
-pub fn dpo_pairs(pairs: &[CommittedPair], layout: PairLeaf) -> Vec<DpoPair> {
+pub(crate) fn dpo_pairs(pairs: &[CommittedPair], layout: PairLeaf) -> Vec<DpoPair> {
     let open = layout == PairLeaf::V3;
     pairs
         .iter()

@@ -66,7 +66,7 @@ pub struct PageUser(pub AuthUser);
 
 impl AuthUser {
     /// Refuses a form post whose `_csrf` field does not match the session.
-    pub fn check_csrf(&self, token: &str) -> Result<()> {
+    pub(crate) fn check_csrf(&self, token: &str) -> Result<()> {
         match &self.csrf {
             None => Ok(()),
             Some(expected) if constant_time_eq(expected.as_bytes(), token.as_bytes()) => Ok(()),
