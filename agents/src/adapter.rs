@@ -168,7 +168,7 @@ pub(crate) fn weights_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Resul
 
 /// The canonical bytes: the safetensors weights, a newline, then the canonical config
 /// (rank, alpha, targets) as compact JSON.
-pub(crate) fn canonical_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
+pub fn canonical_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec<u8>> {
     let mut bytes = weights_bytes(adapter, model)?;
     let c = peft_config(adapter, None);
     let canon = serde_json::json!({

@@ -226,7 +226,7 @@ impl DpoConfig {
 
     /// The canonical JSON hashed by [`Self::hyperparameters_hash`]: every field plus the
     /// algorithm name, keys sorted, no whitespace.
-    pub(crate) fn canonical_json(&self) -> String {
+    pub fn canonical_json(&self) -> String {
         let mut v = serde_json::to_value(self).expect("plain struct serializes");
         v["algorithm"] = DPO_ALGORITHM.into();
         // Sort keys ourselves: serde_json keeps insertion order when another crate in

@@ -18,8 +18,6 @@ pub enum Architecture {
     Qwen2,
 }
 
-impl Architecture {}
-
 /// Hyper-parameters of a decoder-only transformer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {

@@ -66,8 +66,8 @@ impl BaseLinear {
         }
     }
 
+    /// Differentiable `x · Wᵀ` over the dequantized weight (the tests' reference pass).
     #[cfg(test)]
-    /// Differentiable `x · Wᵀ` over the dequantized weight (training).
     pub(crate) fn forward_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.dequantize(x.device())?;
         x.matmul(&w.t()?)
@@ -124,8 +124,8 @@ impl BaseLinear {
         }
     }
 
-    #[cfg(test)]
     /// Rows `ids` as a tensor `(ids, in)`.
+    #[cfg(test)]
     pub(crate) fn rows_tensor(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         Tensor::from_vec(self.rows(ids)?, (ids.len(), self.in_dim()), device)
     }

@@ -236,8 +236,8 @@ impl LoraAdapter {
         self.vars().iter().map(|v| v.elem_count()).sum()
     }
 
-    #[cfg(test)]
     /// The update `scale · (x·Aᵀ)·Bᵀ` of `target` in `layer` for rows `x`, if present.
+    #[cfg(test)]
     pub(crate) fn delta(
         &self,
         layer: usize,

@@ -363,11 +363,11 @@ impl Model {
             .reshape((l, nh * hd))
     }
 
-    #[cfg(test)]
     /// The reference forward pass (tests only) with dequantized weights and
     /// differentiable candle ops, so gradients flow to the adapters' `Var`s. Each
     /// segment is a whole sequence from position 0: caches must be empty, and they are
     /// left untouched.
+    #[cfg(test)]
     pub(crate) fn forward_train(
         &self,
         segments: &mut [Segment<'_>],

@@ -21,8 +21,8 @@ impl KvCache {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
-    #[cfg(test)]
     /// Whether nothing is cached yet.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -27,8 +27,8 @@ impl Default for Skill {
 }
 
 impl Skill {
+    /// mu - 3 sigma, the cautious rating leaderboards rank by (computed there in SQL).
     #[cfg(test)]
-    /// The leaderboard key: mu - 3 sigma.
     pub(crate) fn conservative(&self) -> f64 {
         self.mu - 3.0 * self.sigma
     }

@@ -1,15 +1,15 @@
 //! One bevy_ecs world for every live match.
 //!
 //! Matches and their seats are entities. Where a match is shows as one marker
-//! component ([`Publishing`], [`Generating`], [`Judging`], [`Ranking`]); a match that
-//! must be refunded carries [`Failed`]. The rulebooks, the engine, the judges and the
+//! component (`Publishing`, `Generating`, `Judging`, `Ranking`); a match that
+//! must be refunded carries `Failed`. The rulebooks, the engine, the judges and the
 //! event sink are resources. Each tick runs the ordered sets publish → generate →
 //! verify → judge → rank → deadline → sweep → forward. The generate system advances
 //! every waiting seat of every match together, one engine step per tick, so a model
 //! decodes all of them in one batched forward pass; the judge system likewise hands
 //! every round due that tick to the judges at once. Systems write what happened as
-//! bevy messages: [`WorldEvent`]s, which one system forwards to the sink, and
-//! [`Finished`] outcomes, which [`MatchWorld::tick`] hands back for settlement.
+//! bevy messages: `WorldEvent`s, which one system forwards to the sink, and
+//! `Finished` outcomes, which [`MatchWorld::tick`] hands back for settlement.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -68,7 +68,7 @@ impl FeeUnit {
 
 /// The test token this client deploys on dev chains (`chain.fee_token = "test"`).
 pub(crate) const TEST_TOKEN_NAME: &str = "Arena Test Dollar";
-/// Its symbol.
+/// The symbol of the test token this client deploys on dev chains.
 pub const TEST_TOKEN_SYMBOL: &str = "TUSD";
 
 /// The life cycle of a match escrow, as the contract stores it.
@@ -276,7 +276,7 @@ impl<C: Chain> Contracts<C> {
         })
     }
 
-    /// Deploys a [`TestToken`] (named [`TEST_TOKEN_NAME`], symbol
+    /// Deploys a [`TestToken`] (named `TEST_TOKEN_NAME`, symbol
     /// [`TEST_TOKEN_SYMBOL`]) with `decimals` from `deployer`, its only minter, and
     /// mints `amount` to each of `holders`. For dev chains and tests.
     pub async fn deploy_test_token(

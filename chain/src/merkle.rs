@@ -66,8 +66,8 @@ impl MerkleTree {
         self.levels[0].len()
     }
 
-    #[cfg(test)]
     /// True when the tree has no leaves.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.levels[0].is_empty()
     }

@@ -24,6 +24,7 @@ pub mod reward_data;
 mod rules;
 pub mod screen;
 mod text;
+mod verdict;
 
 use std::collections::BTreeMap;
 
@@ -32,11 +33,12 @@ use serde::{Deserialize, Serialize};
 pub use agents::DeviceSpec;
 pub use embedding::EmbeddingJudge;
 pub use llm::{LlmJudge, LlmMode, PairVerdict, Preference};
-pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound, ResponseVerdict};
+pub use panel::{LoadedJudges, Panel, PanelMember, PanelRound};
 pub use ranking::{agreement, pair_margin, places, round_scores};
 pub use reward::{RewardHead, RewardJudge};
 pub use rules::RulesJudge;
 pub use screen::SemanticScreen;
+pub use verdict::ResponseVerdict;
 
 /// What the judges are told about a round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

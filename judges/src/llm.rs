@@ -84,7 +84,7 @@ pub enum Preference {
 ///
 /// A small judge has a strong position bias (SmolLM2-135M says "A" for nearly any
 /// pair), so each order's raw P("A") is read against the judge's prior for the same
-/// task with no content to compare: P("A") when both slots hold [`CONTENT_FREE`]. An
+/// task with no content to compare: P("A") when both slots hold `N/A`. An
 /// order favours the first-shown response when its P("A") is above that prior; the
 /// calibrated probability is `sigmoid(logit(p) - logit(prior))`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -289,8 +289,8 @@ impl LlmJudge {
         }
     }
 
-    #[cfg(test)]
     /// The mode used as a panel member.
+    #[cfg(test)]
     pub(crate) fn mode(&self) -> LlmMode {
         self.mode
     }

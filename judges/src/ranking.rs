@@ -7,7 +7,8 @@
 //! lower by at most half: `grade × (1 + combined) / 2`. So a round where every answer
 //! broke a hard rule (every number wrong, every haiku four lines long) still ranks its
 //! answers and yields preference pairs: the near miss above the far one, and between
-//! two equally near misses the one the judges prefer.
+//! two equally near misses the one the judges prefer. The judges' agreement with a
+//! pair ([`agreement`]) is here too: the one agreement rule stored pairs record.
 
 use std::cmp::Ordering;
 
@@ -84,7 +85,7 @@ pub fn pair_margin(a: &ResponseVerdict, b: &ResponseVerdict) -> f64 {
 
 /// Each answer's score in the round, what a match's totals (its places and payouts)
 /// average: a kept answer's combined score; a failed answer's standing times
-/// [`FAILED_SHARE`], and never above that share of the weakest kept answer's score.
+/// `FAILED_SHARE`, and never above that share of the weakest kept answer's score.
 /// So failed answers earn a sliver that orders them among themselves, and in a round
 /// where every answer failed the sliver is all there is to split.
 pub fn round_scores(verdicts: &[ResponseVerdict]) -> Vec<f64> {

@@ -7,7 +7,7 @@
 //! many labelled pairs at once (better and worse answers, honest and manipulative
 //! ones, and contrast pairs made by corrupting good answers), so it scores by what
 //! separates them in embedding space rather than by any wording. Its features
-//! (`φ`, [`FEATURES_VERSION`]):
+//! (`φ`, `FEATURES_VERSION`):
 //! - the response's embedding `r` (what it says and how);
 //! - `r ⊙ t`, with `t` the embedding of the seat's role line and the task, so the
 //!   head can read the answer against the task;
@@ -17,13 +17,13 @@
 //! (Copying an earlier answer is the embedding judge's to penalise; scalar features for
 //! it and for repetition fitted worse on a development set, so the head has none.)
 //!
-//! The score is `sigmoid(w · φ)` times a relevance gate ([`relevance_gate`]): an
+//! The score is `sigmoid(w · φ)` times a relevance gate (`relevance_gate`): an
 //! answer off the task's subject keeps none of it, whatever its style.
 //!
 //! The head is data, versioned like an agent's adapter: `assets/judges/reward/head.json`
 //! holds the weights, the training sets with their sha256, the training settings, the
 //! fit and the head's figures on sets it was not trained on; its sha256 is part of the
-//! judge's identity. `rlfc judges train-reward` rebuilds it with [`train`] (full-batch
+//! judge's identity. `rlfc judges train-reward` rebuilds it with `train` (full-batch
 //! gradient descent in f64, fixed order: deterministic for the same embeddings).
 //! The training pairs are written by people (helpers who read only the rulebooks) and
 //! the project's earlier judge sets, each once measured and then used for training.
@@ -92,7 +92,7 @@ pub struct Evaluation {
     pub by_space: std::collections::BTreeMap<String, f64>,
 }
 
-/// Settings of [`train`].
+/// Settings of `train`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainOptions {
@@ -143,7 +143,7 @@ impl Default for TrainOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RewardHead {
-    /// [`FEATURES_VERSION`] of the layout the weights read.
+    /// `FEATURES_VERSION` of the layout the weights read.
     pub features: String,
     /// sha256 of the embedding model the features came from.
     pub embedding_model_sha256: String,

@@ -4,7 +4,7 @@
 //! Space has none), times how close it came to keeping the hard rules
 //! (`spaces::hard_grade`: 1 when it kept them, so the score of an answer that kept
 //! them is its soft pass rate alone). A failed hard rule also ranks the response last
-//! whatever the judges say, so the panel asks [`RulesJudge::hard_failures`] separately;
+//! whatever the judges say, so the panel asks [`RulesJudge::hard_checks`] separately;
 //! the grade in the score is what lets this judge order two answers that both failed
 //! (a near miss above a far one) as the ranking does. The rules always see the whole response, never the length-controlled
 //! prefix, so a length bound cannot be dodged by the truncation.
@@ -40,8 +40,8 @@ impl RulesJudge {
         spaces::verify(&self.book, &task.to_space(), response)
     }
 
-    #[cfg(test)]
     /// Per response: whether it broke a hard rule (and must rank last).
+    #[cfg(test)]
     pub(crate) fn hard_failures(&self, task: &Task, responses: &[&str]) -> Vec<bool> {
         self.hard_checks(task, responses)
             .into_iter()

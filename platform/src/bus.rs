@@ -5,7 +5,7 @@
 //! broadcast plus a per-match history, where subscribing and taking the snapshot
 //! happen under one lock. Redis (`redis.url` set, many processes): one Redis Stream
 //! per match is both the history and the sequence authority, and a feed stream of
-//! every event is read by each process into its own broadcast (see [`streams`]).
+//! every event is read by each process into its own broadcast (see `bus/streams.rs`).
 //!
 //! Either way a snapshot ends exactly where the live stream begins: live events
 //! with `seq` below the snapshot's end are dropped by [`Spectator`], so there is no
@@ -52,8 +52,8 @@ impl LiveEvent {
         }))
     }
 
-    #[cfg(test)]
     /// The event.
+    #[cfg(test)]
     pub(crate) fn event(&self) -> &MatchEvent {
         &self.0.event
     }

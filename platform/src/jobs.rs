@@ -1,4 +1,4 @@
-//! The match-job queue: matchmaking enqueues a [`MatchJob`] once a match is formed
+//! The match-job queue: matchmaking enqueues a `MatchJob` once a match is formed
 //! (its row stored, its entries and fees locked); a worker claims it, plays it,
 //! settles or refunds it, and only then acknowledges it. Jobs are never lost: a job
 //! claimed by a worker that dies is handed to another worker once it has sat
@@ -9,7 +9,7 @@
 //! `XAUTOCLAIM`, `XACK`), for many workers on many machines.
 //!
 //! Delivery is at least once. A worker that is alive but slower than the claim
-//! timeout loses its job to another worker unless it calls [`MatchQueue::touch`]
+//! timeout loses its job to another worker unless it calls `MatchQueue::touch`
 //! more often than the timeout; either way the match itself must settle exactly
 //! once, which the store and the contract guarantee, not the queue.
 
@@ -50,8 +50,6 @@ pub(crate) struct ClaimedJob {
     pub consumer: String,
     id: DeliveryId,
 }
-
-impl ClaimedJob {}
 
 /// How many jobs wait and how many are claimed but not yet acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -128,8 +126,8 @@ impl MatchQueue {
         })
     }
 
-    #[cfg(test)]
     /// The Redis queue when `redis_url` is set, else an in-process one.
+    #[cfg(test)]
     pub(crate) async fn connect(
         redis_url: Option<&str>,
         namespace: &str,

@@ -1,4 +1,4 @@
-//! The worker side of the match runner: claims [`MatchJob`]s from the queue, loads
+//! The worker side of the match runner: claims `MatchJob`s from the queue, loads
 //! each match and its seats from the database, starts it under this worker's lease
 //! and adds it to the worker's one [`MatchWorld`], ticks the world (one batched
 //! engine step across every live match), settles or refunds each match that leaves

@@ -1,6 +1,6 @@
 //! The serve side of the match runner: tops up auto-entries, forms matches per
 //! (Space, fee tier) from the queued entries, locks their fees on chain and hands
-//! each formed match to the workers as a [`MatchJob`]. The match row is leased to this
+//! each formed match to the workers as a `MatchJob`. The match row is leased to this
 //! server while it forms (so no other process reclaims it half-made); once enqueued,
 //! its lease runs for the queue wait, within which a worker must start it.
 //!

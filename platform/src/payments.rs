@@ -18,7 +18,7 @@
 //! is anchored on chain under the same match key (`Arena.anchorResult`), so that every
 //! match's result can be checked against the contract. The contract only accepts a
 //! settlement that pays the match's entrants, in lock order, the pot less the rake
-//! the Space declared there: [`Payments::lock_fees`] makes sure the rulebook's rake is
+//! the Space declared there: `Payments::lock_fees` makes sure the rulebook's rake is
 //! the declared one before the first fee is locked.
 
 use std::sync::Arc;

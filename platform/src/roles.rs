@@ -1,4 +1,4 @@
-//! The two process roles of a scaled-out deployment, and their health check:
+//! The two process roles of a scaled-out deployment:
 //!
 //! - [`serve`]: auto-entry and matchmaking beside the web UI, API and spectating that
 //!   the caller starts. It forms matches, locks their fees and puts one job per match
@@ -6,15 +6,14 @@
 //! - [`work`]: claims match jobs, plays them (generation and judging), settles or
 //!   refunds them and acknowledges the job; on a model worker, also trains the agents
 //!   whose policy is due.
-//! - [`health`]: asks a process's health endpoint.
 //!
 //! Any number of each run against one database, one Redis and one chain. Every
-//! process serves `/health` and `/metrics` (Prometheus) on its ops address, sweeps
-//! expired leases (refunding the matches of processes that died and resending
-//! unconfirmed chain transactions), and stops gracefully once its stop watch turns
-//! true: a server stops forming matches and finishes its requests; a worker stops
-//! claiming, plays its matches to the end within `arena.shutdown_grace_secs`, and hands
-//! back whatever is still unfinished.
+//! process serves `/health` (which `rlfc health` asks) and `/metrics` (Prometheus) on
+//! its ops address, sweeps expired leases (refunding the matches of processes that
+//! died and resending unconfirmed chain transactions), and stops gracefully once its
+//! stop watch turns true: a server stops forming matches and finishes its requests; a
+//! worker stops claiming, plays its matches to the end within
+//! `arena.shutdown_grace_secs`, and hands back whatever is still unfinished.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -69,7 +69,7 @@ impl MatchRunner {
         }
     }
 
-    /// The base models its engine serves (see [`MatchWorker::with_base_models`]).
+    /// The base models its engine serves (see `MatchWorker::with_base_models`).
     pub fn with_base_models(mut self, menu: Arc<crate::base_models::BaseModelMenu>) -> Self {
         self.maker = self.maker.with_base_models(menu.clone());
         self.worker = self.worker.with_base_models(menu);
@@ -77,7 +77,7 @@ impl MatchRunner {
     }
 
     /// Fetches each seat's adapter into `adapters` before its match starts (see
-    /// [`MatchWorker::with_adapters`]).
+    /// `MatchWorker::with_adapters`).
     pub fn with_adapters(mut self, adapters: Arc<crate::runtime::AdapterLibrary>) -> Self {
         self.worker = self.worker.with_adapters(adapters);
         self
@@ -166,7 +166,7 @@ impl MatchRunner {
     }
 }
 
-/// How a run of [`play_until_stopped`] ended.
+/// How a run of `play_until_stopped` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     /// Matches that finished (settled or refunded) while it ran.

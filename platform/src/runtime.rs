@@ -41,7 +41,7 @@ impl AdapterLibrary {
         }
     }
 
-    /// The library under `root`, backed by `store` (see [`AdapterLibrary::publish`]
+    /// The library under `root`, backed by `store` (see `AdapterLibrary::publish`
     /// and [`AdapterLibrary::fetch`]).
     pub fn shared(root: impl Into<PathBuf>, store: store::Store) -> AdapterLibrary {
         AdapterLibrary {

@@ -39,7 +39,7 @@ pub(crate) const DEFAULT_MAX_NEW_TOKENS: usize = 128;
 /// A validated Space rulebook.
 ///
 /// The fields are public for reading; build one only with [`Rulebook::from_toml`] or
-/// [`load_dir`], which check every invariant the rest of the platform relies on.
+/// [`crate::load_dir`], which check every invariant the rest of the platform relies on.
 #[derive(Debug, Clone)]
 pub struct Rulebook {
     /// URL-safe identifier, equal to the file stem (`tweet-duel`).

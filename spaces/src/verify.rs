@@ -108,7 +108,7 @@ pub struct RuleOutcome {
     /// Whether the response passed.
     pub passed: bool,
     /// How close the response came, in [0, 1]: 1 when it passed, below 1 when it
-    /// failed (see [`partial_credit`]), so failed answers still rank among themselves.
+    /// failed (see `partial_credit`), so failed answers still rank among themselves.
     pub credit: f64,
     /// A short reason, e.g. `45 words, above the maximum of 40`.
     pub reason: String,

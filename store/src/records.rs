@@ -100,7 +100,7 @@ pub struct FeeTier {
     pub fee_wei: Wei,
 }
 
-/// The match statuses by their old constant names ([`MatchStatus`]).
+/// The match statuses by their old constant names ([`crate::MatchStatus`]).
 pub mod match_status {
     use crate::MatchStatus;
     /// Created, entries attached, not yet started.

@@ -27,17 +27,17 @@ impl Wei {
         self.0.checked_sub(other.0).map(Wei)
     }
 
-    #[cfg(test)]
     /// The amount in ether, exact and without trailing zeros (`0.1 ETH`, `25 ETH`,
     /// `0.000000000000000001 ETH`): how the UI shows money when fees are in ETH.
+    #[cfg(test)]
     pub(crate) fn to_eth(self) -> String {
         Money::eth().show(self)
     }
 
-    #[cfg(test)]
     /// An amount of ether written as people write it (`0.05`, `1`, `2.5 ETH`, `.5`):
     /// digits with at most one point and at most 18 digits after it, an optional
     /// `ETH` after a space; exact, no floating point.
+    #[cfg(test)]
     pub(crate) fn from_eth(text: &str) -> Result<Wei, ParseEthError> {
         Money::eth().parse(text)
     }

@@ -105,8 +105,8 @@ impl Embedded {
         }
     }
 
-    #[cfg(test)]
     /// The mined block at `number` (1-based), if any.
+    #[cfg(test)]
     pub(crate) fn block(&self, number: u64) -> Option<Block> {
         let world = self.world();
         number
