@@ -21,23 +21,12 @@ use std::path::Path;
 
 pub(crate) struct Block {
     pub(crate) host: HostBlock,
-    /// The norms as tensors, read only by the tests' reference forward pass.
-    #[cfg_attr(not(test), allow(dead_code))]
-    attn_norm: Tensor,
-    #[cfg_attr(not(test), allow(dead_code))]
-    ffn_norm: Tensor,
     /// q, k, v, o, gate, up, down: indexed like [`Target::ALL`].
     pub(crate) proj: [BaseLinear; 7],
-    /// The biases as tensors, read only by the tests' reference forward pass.
-    #[cfg_attr(not(test), allow(dead_code))]
-    q_bias: Option<Tensor>,
-    #[cfg_attr(not(test), allow(dead_code))]
-    k_bias: Option<Tensor>,
-    #[cfg_attr(not(test), allow(dead_code))]
-    v_bias: Option<Tensor>,
 }
 
-/// Norms and biases of a block as plain vectors, for the inference pass.
+/// Norms and biases of a block as plain vectors (the inference pass and the trainer
+/// read them as they are).
 pub(crate) struct HostBlock {
     pub(crate) attn_norm: Vec<f32>,
     pub(crate) ffn_norm: Vec<f32>,
@@ -69,16 +58,8 @@ pub struct Model {
     pub(crate) config: ModelConfig,
     pub(crate) embed: BaseLinear,
     pub(crate) blocks: Vec<Block>,
-    /// The final norm and the rope tables as tensors, read only by the tests'
-    /// reference forward pass.
-    #[cfg_attr(not(test), allow(dead_code))]
-    final_norm: Tensor,
     pub(crate) final_norm_host: Vec<f32>,
     pub(crate) lm_head: BaseLinear,
-    #[cfg_attr(not(test), allow(dead_code))]
-    cos: Tensor,
-    #[cfg_attr(not(test), allow(dead_code))]
-    sin: Tensor,
     /// `cos`/`sin` as plain vectors: `[position][head_dim / 2]`.
     pub(crate) cos_host: Vec<f32>,
     pub(crate) sin_host: Vec<f32>,
@@ -96,7 +77,8 @@ impl std::fmt::Debug for Model {
     }
 }
 
-fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+/// The rope tables, `cos` and `sin`: `[position][head_dim / 2]`.
+fn rope_tables(cfg: &ModelConfig) -> (Vec<f32>, Vec<f32>) {
     let half = cfg.head_dim / 2;
     let inv: Vec<f32> = (0..half)
         .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / cfg.head_dim as f32))
@@ -111,10 +93,7 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> candle_core::Result<(Tenso
             sin.push(a.sin());
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (n, half), device)?,
-        Tensor::from_vec(sin, (n, half), device)?,
-    ))
+    (cos, sin)
 }
 
 const GGUF_NAMES: [&str; 7] = [
@@ -156,15 +135,10 @@ impl Model {
             let ffn_norm = dense(gguf.tensor(&format!("blk.{l}.ffn_norm.weight"))?)?;
             blocks.push(Block {
                 host: HostBlock::new(&attn_norm, &ffn_norm, [&q_bias, &k_bias, &v_bias])?,
-                attn_norm,
-                ffn_norm,
                 proj: proj.try_into().map_err(|_| AgentError::InvalidModel {
                     path: path.to_path_buf(),
                     detail: "projection count".into(),
                 })?,
-                q_bias,
-                k_bias,
-                v_bias,
             });
         }
         let final_norm = dense(gguf.tensor("output_norm.weight")?)?;
@@ -187,18 +161,15 @@ impl Model {
         lm_head: BaseLinear,
         device: Device,
     ) -> Result<Self> {
-        let (cos, sin) = rope_tables(&config, &device)?;
+        let (cos_host, sin_host) = rope_tables(&config);
         Ok(Self {
-            cos_host: cos.flatten_all()?.to_vec1()?,
-            sin_host: sin.flatten_all()?.to_vec1()?,
+            cos_host,
+            sin_host,
             final_norm_host: final_norm.to_vec1()?,
             config,
             embed,
             blocks,
-            final_norm,
             lm_head,
-            cos,
-            sin,
             device,
             source_sha256: None,
         })
@@ -275,14 +246,9 @@ impl Model {
             let ffn_norm = norm(rand_tensor((1, config.hidden_size), 0.1)?)?;
             blocks.push(Block {
                 host: HostBlock::new(&attn_norm, &ffn_norm, [&qb, &kb, &vb])?,
-                attn_norm,
-                ffn_norm,
                 proj: proj
                     .try_into()
                     .map_err(|_| AgentError::Encoding("proj".into()))?,
-                q_bias: qb,
-                k_bias: kb,
-                v_bias: vb,
             });
         }
         let final_norm = Tensor::ones(config.hidden_size, DType::F32, &device)?;
@@ -300,11 +266,19 @@ impl Model {
         &self.device
     }
 
+    /// A vector the model keeps on the host as a tensor of `shape`, for the tests'
+    /// reference forward pass.
+    #[cfg(test)]
+    fn tensor(&self, values: &[f32], shape: impl Into<candle_core::Shape>) -> Result<Tensor> {
+        Ok(Tensor::from_slice(values, shape, &self.device)?)
+    }
+
     #[cfg(test)]
     fn rope_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
+        let half = self.config.head_dim / 2;
+        let cos = Tensor::from_slice(&self.cos_host[..t * half], (t, half), &self.device)?;
+        let sin = Tensor::from_slice(&self.sin_host[..t * half], (t, half), &self.device)?;
         match self.config.architecture {
             Architecture::Llama => candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
             Architecture::Qwen2 => candle_nn::rotary_emb::rope_slow(x, &cos, &sin),
@@ -389,22 +363,25 @@ impl Model {
             }
             let mut x = self.embed.rows_tensor(s.tokens, &self.device)?;
             for (l, block) in self.blocks.iter().enumerate() {
-                let h = candle_nn::ops::rms_norm_slow(&x, &block.attn_norm, eps)?;
+                let host = &block.host;
+                let attn_norm = self.tensor(&host.attn_norm, host.attn_norm.len())?;
+                let h = candle_nn::ops::rms_norm_slow(&x, &attn_norm, eps)?;
                 let mut q = self.project_train(l, Target::Q, &h, s.adapter)?;
                 let mut k = self.project_train(l, Target::K, &h, s.adapter)?;
                 let mut v = self.project_train(l, Target::V, &h, s.adapter)?;
-                if let Some(b) = &block.q_bias {
-                    q = q.broadcast_add(b)?;
+                if let Some(b) = &host.q_bias {
+                    q = q.broadcast_add(&self.tensor(b, b.len())?)?;
                 }
-                if let Some(b) = &block.k_bias {
-                    k = k.broadcast_add(b)?;
+                if let Some(b) = &host.k_bias {
+                    k = k.broadcast_add(&self.tensor(b, b.len())?)?;
                 }
-                if let Some(b) = &block.v_bias {
-                    v = v.broadcast_add(b)?;
+                if let Some(b) = &host.v_bias {
+                    v = v.broadcast_add(&self.tensor(b, b.len())?)?;
                 }
                 let attn = self.attention_train(&q, &k, &v)?;
                 x = (x + self.project_train(l, Target::O, &attn, s.adapter)?)?;
-                let h = candle_nn::ops::rms_norm_slow(&x, &block.ffn_norm, eps)?;
+                let ffn_norm = self.tensor(&host.ffn_norm, host.ffn_norm.len())?;
+                let h = candle_nn::ops::rms_norm_slow(&x, &ffn_norm, eps)?;
                 let gate = self.project_train(l, Target::Gate, &h, s.adapter)?;
                 let up = self.project_train(l, Target::Up, &h, s.adapter)?;
                 let act = (candle_nn::ops::silu(&gate)? * up)?;
@@ -413,7 +390,8 @@ impl Model {
             if logits == Logits::Last {
                 x = x.narrow(0, s.tokens.len() - 1, 1)?;
             }
-            let x = candle_nn::ops::rms_norm_slow(&x, &self.final_norm, eps)?;
+            let final_norm = self.tensor(&self.final_norm_host, self.final_norm_host.len())?;
+            let x = candle_nn::ops::rms_norm_slow(&x, &final_norm, eps)?;
             result.push(self.lm_head.forward_train(&x)?);
         }
         Ok(result)
