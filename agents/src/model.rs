@@ -7,17 +7,17 @@
 use crate::error::{AgentError, Result};
 use crate::gguf::{Architecture, GgufFile, ModelConfig};
 use crate::linear::BaseLinear;
-#[cfg(test)]
-use crate::lora::LoraAdapter;
 use crate::lora::Target;
-#[cfg(test)]
-use crate::seq::{Logits, Segment};
 use crate::tokenizer::ChatTokenizer;
-#[cfg(test)]
-use candle_core::D;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
+#[cfg(test)]
+use {
+    crate::lora::LoraAdapter,
+    crate::seq::{Logits, Segment},
+    candle_core::D,
+};
 
 pub(crate) struct Block {
     pub(crate) host: HostBlock,
@@ -269,16 +269,20 @@ impl Model {
     /// A vector the model keeps on the host as a tensor of `shape`, for the tests'
     /// reference forward pass.
     #[cfg(test)]
-    fn tensor(&self, values: &[f32], shape: impl Into<candle_core::Shape>) -> Result<Tensor> {
-        Ok(Tensor::from_slice(values, shape, &self.device)?)
+    fn tensor(
+        &self,
+        values: &[f32],
+        shape: impl Into<candle_core::Shape>,
+    ) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(values, shape, &self.device)
     }
 
     #[cfg(test)]
     fn rope_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let t = x.dim(2)?;
         let half = self.config.head_dim / 2;
-        let cos = Tensor::from_slice(&self.cos_host[..t * half], (t, half), &self.device)?;
-        let sin = Tensor::from_slice(&self.sin_host[..t * half], (t, half), &self.device)?;
+        let cos = self.tensor(&self.cos_host[..t * half], (t, half))?;
+        let sin = self.tensor(&self.sin_host[..t * half], (t, half))?;
         match self.config.architecture {
             Architecture::Llama => candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
             Architecture::Qwen2 => candle_nn::rotary_emb::rope_slow(x, &cos, &sin),
