@@ -181,6 +181,15 @@ pub fn canonical_bytes(adapter: &LoraAdapter, model: &ModelConfig) -> Result<Vec
     Ok(bytes)
 }
 
+/// Whether `text` is a sha256 as this project writes them (an adapter's, a base
+/// model's): 64 lower-case hex digits, so it is also safe as a directory name.
+pub fn is_hash(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The adapter's identity: hex sha256 of [`canonical_bytes`].
 pub fn adapter_hash(adapter: &LoraAdapter, model: &ModelConfig) -> Result<String> {
     Ok(hex::encode(Sha256::digest(canonical_bytes(

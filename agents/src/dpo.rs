@@ -193,12 +193,7 @@ impl DpoConfig {
             true,
         )?;
         let sha = &self.base_model_sha256;
-        if !sha.is_empty()
-            && (sha.len() != 64
-                || !sha
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        {
+        if !sha.is_empty() && !crate::adapter::is_hash(sha) {
             return Err(invalid(
                 "base_model_sha256",
                 format!("must be 64 lower-case hex digits or empty, got {sha:?}"),

@@ -21,7 +21,7 @@ mod seq;
 mod tiles;
 mod tokenizer;
 
-pub use adapter::{adapter_hash, load_adapter, save_adapter};
+pub use adapter::{adapter_hash, is_hash, load_adapter, save_adapter};
 pub use batch::{
     BatchDecoder, ChatRequest, DeltaCallback, FinishReason, Generation, GenerationRequest, SeqId,
     generate,

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agents::{ChatTokenizer, Model};
+use agents::{ChatTokenizer, Model, is_hash};
 use serde::Serialize;
 
 pub use crate::config::BaseModelFile;
@@ -19,15 +19,6 @@ pub const DEFAULT_BASE_MODEL: &str = "smollm2-135m-instruct";
 /// Another name of the default, the one agents were created with before the menu
 /// existed; it resolves to [`DEFAULT_BASE_MODEL`].
 pub(crate) const DEFAULT_BASE_MODEL_ALIAS: &str = "smollm2-135m";
-
-/// Whether `text` is a sha256 in hex as this crate keeps them (a base model's, an
-/// adapter's): 64 lower-case hex digits, so it is also safe as a directory name.
-pub fn is_hash(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// A base model an agent may choose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

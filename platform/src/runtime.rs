@@ -10,14 +10,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model};
+use agents::{BatchDecoder, ChatTokenizer, GenerationRequest, LoraAdapter, Model, is_hash};
 
 use arena::engine::{Engine, EngineError, EngineOutput, GenRequest, Ticket};
 use arena::judging::{RoundJudge, RoundToJudge};
 use judges::ResponseVerdict;
 use spaces::Rulebook;
-
-use crate::base_models::is_hash;
 
 /// Adapters on disk, one PEFT directory per adapter named by its hash, loaded once and
 /// shared. A new adapter is written to a temporary directory and renamed into place, so

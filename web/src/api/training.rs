@@ -225,7 +225,7 @@ async fn adapter_file(
     ApiPath((hash, file)): ApiPath<(String, String)>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse as _;
-    if !platform::base_models::is_hash(&hash) {
+    if !agents::is_hash(&hash) {
         return Err(crate::error::Error::invalid(
             "hash",
             "must be 64 lower-case hex digits",
