@@ -24,7 +24,15 @@ use std::path::Path;
 /// Names the training algorithm inside the hyperparameter hash, so a change to how
 /// training works (not only to its settings) changes the hash too: this is the training
 /// code's version that a proof-of-learning record commits to.
-pub(crate) const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/1";
+///
+/// Version 2: every matrix product is our own (`sgemm`), one fused multiply-add chain
+/// per element whatever the CPU, instead of the `gemm` crate's, whose sums depend on
+/// the vector width it picks; products round differently, so adapters differ.
+pub const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/2";
+
+/// Earlier training code versions, newest first: runs recorded under them hash their
+/// hyperparameters with that tag, and this code cannot reproduce their adapters.
+pub const EARLIER_DPO_ALGORITHMS: &[&str] = &["rlfc-dpo-sigmoid/1"];
 
 /// Pairs packed into one forward/backward pass. Part of the algorithm: float sums
 /// depend on how rows are grouped, so it is a constant, not a tuning knob.
@@ -222,8 +230,13 @@ impl DpoConfig {
     /// The canonical JSON hashed by [`Self::hyperparameters_hash`]: every field plus the
     /// algorithm name, keys sorted, no whitespace.
     pub fn canonical_json(&self) -> String {
+        self.canonical_json_as(DPO_ALGORITHM)
+    }
+
+    /// [`Self::canonical_json`] with another training code version's tag.
+    fn canonical_json_as(&self, algorithm: &str) -> String {
         let mut v = serde_json::to_value(self).expect("plain struct serializes");
-        v["algorithm"] = DPO_ALGORITHM.into();
+        v["algorithm"] = algorithm.into();
         // Sort keys ourselves: serde_json keeps insertion order when another crate in
         // the build enables its `preserve_order` feature.
         fn sorted(v: serde_json::Value) -> serde_json::Value {
@@ -244,6 +257,16 @@ impl DpoConfig {
     /// Hex sha256 of [`Self::canonical_json`]: what a proof-of-learning record stores.
     pub fn hyperparameters_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
+    }
+
+    /// The earlier training code version (of [`EARLIER_DPO_ALGORITHMS`]) whose tag makes
+    /// these settings hash to `recorded`, if any: a record whose hash matches none of
+    /// the current code's was written by older training code, not with other settings.
+    pub fn earlier_algorithm_for(&self, recorded: &str) -> Option<&'static str> {
+        EARLIER_DPO_ALGORITHMS.iter().copied().find(|a| {
+            hex::encode(Sha256::digest(self.canonical_json_as(a).as_bytes()))
+                .eq_ignore_ascii_case(recorded.trim_start_matches("0x"))
+        })
     }
 }
 
@@ -540,7 +563,7 @@ pub fn train_dpo(
     // Reference log-probs of each distinct pass (the pairs packed together), computed
     // the first time that pass is met and then reused: the reference never changes, and
     // packing it exactly as the policy pass is packed makes the two bit-identical while
-    // the policy still equals the reference (gemm's sums depend on the row count).
+    // the policy still equals the reference, whatever any op's sums depend on.
     let mut reference: HashMap<Vec<usize>, Vec<(f64, f64)>> = HashMap::new();
 
     let policy = match parent {

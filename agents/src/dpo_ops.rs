@@ -8,127 +8,46 @@
 //! product; its composite ops save many intermediates; every op's input and output were
 //! copied in and out of tensors; and its backprop zero-fills and adds a fresh buffer for
 //! every gradient on one thread while the other core waits. Here each product is one
-//! call of `gemm` on borrowed slices ([`matmul`]), and LoRA updates and residual
-//! gradients are added in place.
+//! call of our own product on borrowed slices ([`matmul`], [`crate::sgemm`]), and LoRA
+//! updates and residual gradients are added in place.
 //!
 //! Determinism: every output value is computed by one task with a fixed loop order.
 //! Parallel work is split by rows, or by (prompt group, kv head) for attention, and
-//! never reduces across tasks. `gemm` splits output tiles across threads but sums the
-//! inner dimension in one fixed order whatever the thread count.
+//! never reduces across tasks. The product splits output tiles across threads but sums
+//! the inner dimension as one fused multiply-add chain in a fixed order, whatever the
+//! thread count, the tile shape or the CPU's vector width.
 
 use crate::infer::dot;
+use crate::sgemm::Mat;
+use crate::sgemm::{Path, sgemm};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// A matrix operand inside a slice: element `(i, j)` is `data[off + i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
-    data: &'a [f32],
-    off: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major matrix with rows `cols` apart.
-    pub(crate) fn rows(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            off: 0,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix whose rows are `cols` apart.
-    pub(crate) fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            off: 0,
-            rs: 1,
-            cs: cols,
-        }
-    }
-
-    /// The same matrix starting `cols` columns to the right.
-    pub(crate) fn skip_cols(self, cols: usize) -> Self {
-        Self {
-            off: self.off + cols * self.cs,
-            ..self
-        }
-    }
-
-    /// Whether an `(r, c)` matrix fits inside the slice.
-    fn fits(&self, r: usize, c: usize) -> bool {
-        r == 0 || c == 0 || self.off + (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
-    }
-}
-
 /// `dst (m×n, rows ld apart, from column col) (+)= beta · lhs (m×k) · rhs (k×n)`: one
-/// call of `gemm` on borrowed slices, added to `dst` when `accumulate`.
+/// call of [`sgemm`] on borrowed slices, on this CPU's fastest path and every thread,
+/// added to `dst` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     lhs: Mat<'_>,
     rhs: Mat<'_>,
     dst: &mut [f32],
-    (ld, col): (usize, usize),
+    at: (usize, usize),
     beta: f32,
     accumulate: bool,
 ) {
-    assert!(
-        lhs.fits(m, k) && rhs.fits(k, n),
-        "matmul operand out of range"
-    );
-    // Rows may not overlap (`col + n <= ld`): gemm's threads write disjoint elements
-    // only if every output element has its own address.
-    assert!(
-        m == 0 || n == 0 || (col + n <= ld && (m - 1) * ld + col + n <= dst.len()),
-        "matmul destination out of range"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.chunks_mut(ld)
-                .take(m)
-                .for_each(|r| r[col..col + n].fill(0.0));
-        }
-        return;
-    }
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: `fits` and the assert above keep every read inside `lhs.data` and
-    // `rhs.data` and every write inside `dst` for these strides; `dst` is borrowed
-    // mutably, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().add(col),
-            1,
-            ld as isize,
-            accumulate,
-            lhs.data.as_ptr().add(lhs.off),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr().add(rhs.off),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    sgemm(
+        mkn,
+        lhs,
+        rhs,
+        dst,
+        at,
+        beta,
+        accumulate,
+        Path::detect(),
+        threads,
+    );
 }
 
 /// The LoRA matrices of one projection stack's targets that carry an update.

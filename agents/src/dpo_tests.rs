@@ -340,9 +340,20 @@ fn config_is_validated_and_hashed_canonically() {
     let json = cfg.canonical_json();
     assert!(json.starts_with("{\"adam_beta1\":0.9,"), "{json}");
     assert!(
-        json.contains("\"algorithm\":\"rlfc-dpo-sigmoid/1\""),
+        json.contains("\"algorithm\":\"rlfc-dpo-sigmoid/2\""),
         "{json}"
     );
+    // A record hashed by the previous training code is recognised as such.
+    let old = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        json.replace("rlfc-dpo-sigmoid/2", "rlfc-dpo-sigmoid/1")
+            .as_bytes(),
+    ));
+    assert_eq!(cfg.earlier_algorithm_for(&old), Some("rlfc-dpo-sigmoid/1"));
+    assert_eq!(
+        cfg.earlier_algorithm_for(&format!("0x{old}")),
+        Some("rlfc-dpo-sigmoid/1")
+    );
+    assert_eq!(cfg.earlier_algorithm_for(&h), None);
     // Serde round trip keeps the hash; unknown fields are refused.
     let back: DpoConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
     assert_eq!(back.hyperparameters_hash(), h);

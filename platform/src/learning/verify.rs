@@ -465,13 +465,20 @@ pub async fn verify_evidence(
     }
     let dpo = evidence.hyperparams.clone();
     let hyper = hex32(&dpo.hyperparameters_hash())?;
+    let recorded_hyper = on_chain.fields.hyperparams_hash;
     check!(
         "hyperparameters hash",
-        hyper == on_chain.fields.hyperparams_hash,
-        format!(
-            "the run's hyperparameters hash to {hyper}, the record holds {}",
-            on_chain.fields.hyperparams_hash
-        )
+        hyper == recorded_hyper,
+        match dpo.earlier_algorithm_for(&recorded_hyper.to_string()) {
+            // Same settings, older training code: say so rather than "other settings".
+            Some(old) => format!(
+                "the run was trained by earlier training code ({old}); this verifier runs {} and cannot reproduce its adapter",
+                agents::DPO_ALGORITHM
+            ),
+            None => format!(
+                "the run's hyperparameters hash to {hyper}, the record holds {recorded_hyper}"
+            ),
+        }
     );
     // The run names its base model (through the hashed hyperparameters): re-training
     // on any other file could not reproduce the adapter.
