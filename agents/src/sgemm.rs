@@ -7,6 +7,9 @@
 //! in which they are formed, so the scalar, AVX2 and AVX-512 paths give the same bits on
 //! every machine and at every thread count. That is what lets anyone re-run a
 //! proof-of-learning record's training on their own CPU and get the same adapter.
+//! Two limits: the scalar path's `f32::mul_add` is the platform's `fmaf` where the CPU
+//! has no FMA instruction (glibc's is correctly rounded; some other C libraries are
+//! not), and NaN payloads are not reproducible (no caller's sums are NaN).
 //!
 //! The layout is the classic one of BLIS and GotoBLAS: the right operand is packed in
 //! `KC × NC` blocks of `NR`-wide column panels, the left one in `MC × KC` blocks of
@@ -64,8 +67,15 @@ impl<'a> Mat<'a> {
     }
 
     /// Whether an `(r, c)` matrix fits inside the slice.
+    /// Checked arithmetic: a stride that wraps around cannot pass.
     fn fits(&self, r: usize, c: usize) -> bool {
-        r == 0 || c == 0 || self.off + (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
+        r == 0
+            || c == 0
+            || (r - 1)
+                .checked_mul(self.rs)
+                .zip((c - 1).checked_mul(self.cs))
+                .and_then(|(a, b)| a.checked_add(b)?.checked_add(self.off))
+                .is_some_and(|last| last < self.data.len())
     }
 
     #[inline(always)]
@@ -130,19 +140,26 @@ impl Path {
         })
     }
 
+    /// Whether this CPU has the instructions the path's kernels use.
+    fn runs_here(self) -> bool {
+        match self {
+            Path::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => Path::Avx2.runs_here() && std::is_x86_feature_detected!("avx512f"),
+        }
+    }
+
     /// Every path this CPU can run, slowest first.
     #[cfg(test)]
     fn available() -> Vec<Path> {
         let mut out = vec![Path::Scalar];
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                out.push(Path::Avx2);
-                if std::is_x86_feature_detected!("avx512f") {
-                    out.push(Path::Avx512);
-                }
-            }
-        }
+        out.extend([Path::Avx2, Path::Avx512]);
+        out.retain(|p| p.runs_here());
         out
     }
 }
@@ -180,17 +197,33 @@ pub(crate) fn sgemm(
     // Rows may not overlap (`col + n <= ld`): tasks write disjoint elements only if
     // every output element has its own address.
     assert!(
-        m == 0 || n == 0 || (col + n <= ld && (m - 1) * ld + col + n <= dst.len()),
+        m == 0
+            || n == 0
+            || col.checked_add(n).is_some_and(|end| end <= ld)
+                && (m - 1)
+                    .checked_mul(ld)
+                    .and_then(|r| r.checked_add(col + n))
+                    .is_some_and(|end| end <= dst.len()),
         "matmul destination out of range"
     );
+    assert!(
+        path.runs_here(),
+        "the {path:?} product does not run on this CPU"
+    );
+    let threads = threads.max(1);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        if !accumulate {
-            dst.chunks_mut(ld)
-                .take(m)
-                .for_each(|r| r[col..col + n].fill(0.0));
+        // The empty chain is +0.0, scaled like any other sum.
+        for r in dst.chunks_mut(ld).take(m) {
+            for d in &mut r[col..col + n] {
+                *d = if accumulate {
+                    beta.mul_add(0.0, *d)
+                } else {
+                    beta * 0.0
+                };
+            }
         }
         return;
     }
@@ -544,6 +577,10 @@ unsafe fn run_tile(path: Path, kc: usize, a: &[f32], b: &[f32], tile: Tile, mw: 
         unsafe { kernel(path, kc, a, b, tile) };
         return;
     }
+    debug_assert!(
+        mr * nr <= 12 * 32,
+        "local tiles hold the largest register tile"
+    );
     let mut src = [0.0f32; 12 * 32];
     let mut dst = [0.0f32; 12 * 32];
     // SAFETY: only the `mw × nw` valid elements of the caller's windows are touched.
@@ -811,6 +848,7 @@ mod tests {
             (3, 17, 2),
             (25, 2 * KC + 3, 1100),
             (MC + 5, KC, NC + 40),
+            (4, 0, 5),
         ];
         for (s, &(m, k, n)) in shapes.iter().enumerate() {
             for (at, bt, acc) in [
@@ -831,8 +869,10 @@ mod tests {
                 };
                 let (ld, col) = (n + 3, 2);
                 let init = noise(m * ld, 99);
+                // A negative scale too, so a sign slip in the last step shows.
+                let beta = if s % 2 == 0 { 0.7 } else { -1.3 };
                 let mut want = init.clone();
-                chain((m, k, n), am, bm, &mut want, (ld, col), 0.7, acc);
+                chain((m, k, n), am, bm, &mut want, (ld, col), beta, acc);
                 for path in Path::available() {
                     for threads in [1, 2, 3] {
                         let pool = rayon::ThreadPoolBuilder::new()
@@ -847,7 +887,7 @@ mod tests {
                                 bm,
                                 &mut got,
                                 (ld, col),
-                                0.7,
+                                beta,
                                 acc,
                                 path,
                                 threads,
@@ -867,26 +907,73 @@ mod tests {
         }
     }
 
+    /// Operands with neither stride 1 take the packings' general branches.
     #[test]
-    fn an_empty_inner_dimension_zeroes_or_keeps_the_destination() {
-        let mut d = vec![5.0f32; 6];
+    fn operands_with_no_unit_stride_give_the_definitions_bits() {
+        for (m, k, n) in [(29, 300, 45), (5, 40, 3), (40, 7, 100)] {
+            let (a, b) = (noise(2 * m * k, 7), noise(3 * k * n, 8));
+            let am = Mat {
+                data: &a,
+                off: 1,
+                rs: 2 * k,
+                cs: 2,
+            };
+            let bm = Mat {
+                data: &b,
+                off: 0,
+                rs: 3,
+                cs: 3 * k,
+            };
+            let mut want = noise(m * n, 9);
+            let init = want.clone();
+            chain((m, k, n), am, bm, &mut want, (n, 0), 1.0, true);
+            for path in Path::available() {
+                let mut got = init.clone();
+                sgemm((m, k, n), am, bm, &mut got, (n, 0), 1.0, true, path, 2);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{path:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_inner_dimension_scales_a_zero_sum() {
         let e: [f32; 0] = [];
-        sgemm(
-            (2, 0, 3),
-            Mat::rows(&e, 0),
-            Mat::rows(&e, 3),
-            &mut d,
-            (3, 0),
-            1.0,
-            true,
-            Path::Scalar,
-            1,
-        );
+        let (a, b) = (Mat::rows(&e, 0), Mat::rows(&e, 3));
+        let mut d = vec![5.0f32; 6];
+        sgemm((2, 0, 3), a, b, &mut d, (3, 0), 1.0, true, Path::Scalar, 1);
         assert_eq!(d, [5.0; 6]);
         sgemm(
             (2, 0, 3),
-            Mat::rows(&e, 0),
-            Mat::rows(&e, 3),
+            a,
+            b,
+            &mut d,
+            (3, 0),
+            -1.0,
+            false,
+            Path::Scalar,
+            1,
+        );
+        assert!(d.iter().all(|v| *v == 0.0 && v.is_sign_negative()));
+    }
+
+    #[test]
+    #[should_panic(expected = "matmul operand out of range")]
+    fn a_stride_that_wraps_around_is_refused() {
+        let x = [1.0f32; 3];
+        let huge = Mat {
+            rs: 1 << 63,
+            ..Mat::rows(&x, 1)
+        };
+        let mut d = [0.0f32; 9];
+        sgemm(
+            (3, 1, 3),
+            huge,
+            Mat::rows(&x, 3),
             &mut d,
             (3, 0),
             1.0,
@@ -894,7 +981,24 @@ mod tests {
             Path::Scalar,
             1,
         );
-        assert_eq!(d, [0.0; 6]);
+    }
+
+    #[test]
+    #[should_panic(expected = "matmul destination out of range")]
+    fn a_destination_stride_that_wraps_around_is_refused() {
+        let x = [1.0f32; 9];
+        let mut d = [0.0f32; 9];
+        sgemm(
+            (3, 1, 9),
+            Mat::rows(&x, 1),
+            Mat::rows(&x, 9),
+            &mut d,
+            (1 << 63, 0),
+            1.0,
+            false,
+            Path::Scalar,
+            1,
+        );
     }
 
     #[test]
