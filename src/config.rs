@@ -406,8 +406,14 @@ fn check_gguf(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// `RLFC_*` variables that are not configuration: `RLFC_KERNEL` (`scalar` or `avx2`: the
+/// CPU kernels a benchmark or test forces, read by `agents`), and `RLFC_NODE` and
+/// `RLFC_NPM` (the Node.js the tests run).
+const NOT_CONFIG: [&str; 3] = ["KERNEL", "NODE", "NPM"];
+
 /// The `RLFC_*`, `DATABASE_URL` and `REDIS_URL` variables as a figment layer. `RLFC_TEST_*` is
-/// reserved for the test suite and is not configuration.
+/// reserved for the test suite and is not configuration, and neither are the switches
+/// read where they act ([`NOT_CONFIG`]).
 fn env_layer(env: &[(String, String)]) -> Result<EnvVars> {
     use figment::value::{Dict, Value};
     let mut values = Dict::new();
@@ -417,7 +423,7 @@ fn env_layer(env: &[(String, String)]) -> Result<EnvVars> {
         } else if name == "REDIS_URL" {
             "redis_url".to_string()
         } else if let Some(rest) = name.strip_prefix("RLFC_") {
-            if rest.starts_with("TEST_") {
+            if rest.starts_with("TEST_") || NOT_CONFIG.contains(&rest) {
                 continue;
             }
             rest.to_ascii_lowercase()
@@ -618,6 +624,13 @@ mod tests {
         Config::load(
             None,
             &env(&[("RLFC_TEST_DATABASE_URL", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        // Nor is the kernel switch a benchmark sets (`RLFC_KERNEL=avx2 rlfc bench dpo`).
+        Config::load(
+            None,
+            &env(&[("RLFC_KERNEL", "avx2"), ("RLFC_NPM", "npm")]),
             &Overrides::default(),
         )
         .unwrap();

@@ -383,7 +383,7 @@ fn core(
             let kc = KC.min(k - pc);
             let first = pc == 0;
             let last = pc + kc == k;
-            pack_b(rhs, pc, kc, jc, nc, nr, &mut bpack, threads);
+            pack_b(path, rhs, pc, kc, jc, nc, nr, &mut bpack, threads);
             // Work items: (row block, run of column panels), enough for every thread.
             let blocks = m.div_ceil(MC);
             let runs = if threads == 1 || blocks % threads == 0 && blocks >= 2 * threads {
@@ -478,6 +478,7 @@ impl Out {
 /// floats, zero beyond `nc`.
 #[allow(clippy::too_many_arguments)]
 fn pack_b(
+    path: Path,
     rhs: Mat<'_>,
     pc: usize,
     kc: usize,
@@ -500,13 +501,33 @@ fn pack_b(
         } else {
             // Column `j` of the block is a contiguous run of the slice when `rs == 1`.
             if rhs.rs == 1 {
+                // Whole 8 × 8 blocks by vector transposes where the CPU has AVX2, the
+                // rest one by one.
+                let mut done = (0, 0);
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = path;
+                #[cfg(target_arch = "x86_64")]
+                if path != Path::Scalar {
+                    let (w8, k8) = (w / 8 * 8, kc / 8 * 8);
+                    let base = rhs.off + j0 * rhs.cs + pc;
+                    assert!(
+                        w8 == 0 || k8 == 0 || base + (w8 - 1) * rhs.cs + k8 <= rhs.data.len(),
+                        "packing reads inside the operand"
+                    );
+                    assert!(panel.len() >= kc * nr && nr.is_multiple_of(8));
+                    // SAFETY: AVX2 is present on every vector path; the asserts keep
+                    // the 8 × 8 blocks' reads and writes inside both slices.
+                    unsafe { x86::transpose_into(&rhs.data[base..], rhs.cs, w8, k8, panel, nr) };
+                    done = (w8, k8);
+                }
                 for j in 0..w {
+                    let from = if j < done.0 { done.1 } else { 0 };
                     let s = rhs.off + (j0 + j) * rhs.cs + pc;
                     for (dst, &v) in panel
                         .iter_mut()
-                        .skip(j)
+                        .skip(from * nr + j)
                         .step_by(nr)
-                        .zip(&rhs.data[s..s + kc])
+                        .zip(&rhs.data[s + from..s + kc])
                     {
                         *dst = v;
                     }
@@ -745,6 +766,54 @@ mod x86 {
                         }
                     };
                     _mm512_storeu_ps(d, v);
+                }
+            }
+        }
+    }
+
+    /// `out[p·ld + j] = src[j·cs + p]` for `j < w8`, `p < k8` (both multiples of 8), by
+    /// 8 × 8 register transposes.
+    ///
+    /// # Safety
+    /// AVX2 is present; `src` holds `(w8 − 1)·cs + k8` floats and `out` `(k8 − 1)·ld + w8`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_into(
+        src: &[f32],
+        cs: usize,
+        w8: usize,
+        k8: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        let (src, out) = (src.as_ptr(), out.as_mut_ptr());
+        for j in (0..w8).step_by(8) {
+            for p in (0..k8).step_by(8) {
+                // SAFETY: the caller's bounds.
+                unsafe {
+                    let r = |q: usize| _mm256_loadu_ps(src.add((j + q) * cs + p));
+                    let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+                    let (r4, r5, r6, r7) = (r(4), r(5), r(6), r(7));
+                    let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+                    let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+                    let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+                    let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+                    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let w = |q: usize, v: __m256| _mm256_storeu_ps(out.add((p + q) * ld + j), v);
+                    w(0, _mm256_permute2f128_ps::<0x20>(s0, s4));
+                    w(1, _mm256_permute2f128_ps::<0x20>(s1, s5));
+                    w(2, _mm256_permute2f128_ps::<0x20>(s2, s6));
+                    w(3, _mm256_permute2f128_ps::<0x20>(s3, s7));
+                    w(4, _mm256_permute2f128_ps::<0x31>(s0, s4));
+                    w(5, _mm256_permute2f128_ps::<0x31>(s1, s5));
+                    w(6, _mm256_permute2f128_ps::<0x31>(s2, s6));
+                    w(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
                 }
             }
         }
