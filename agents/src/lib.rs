@@ -38,6 +38,7 @@ pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
 pub use sampling::{OutOfRange, SamplingParams};
 pub use seq::{KvCache, Logits, Segment};
+pub use sgemm::product_kernel_name;
 pub use tokenizer::ChatTokenizer;
 
 #[cfg(test)]

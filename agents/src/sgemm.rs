@@ -140,6 +140,17 @@ impl Path {
         })
     }
 
+    /// The path's name, for benchmark reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Path::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => "avx2+fma",
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => "avx512f",
+        }
+    }
+
     /// Whether this CPU has the instructions the path's kernels use.
     fn runs_here(self) -> bool {
         match self {
@@ -162,6 +173,11 @@ impl Path {
         out.retain(|p| p.runs_here());
         out
     }
+}
+
+/// Name of the path the DPO trainer's products take on this CPU, for benchmark reports.
+pub fn product_kernel_name() -> &'static str {
+    Path::detect().name()
 }
 
 /// Where a tile's sums come from and go to: windows `(pointer, row stride, column

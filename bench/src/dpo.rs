@@ -121,6 +121,7 @@ pub fn bench_dpo(
     Ok(json!({
         "model": path.display().to_string(),
         "threads": candle_core::utils::get_num_threads(),
+        "product_kernel": agents::product_kernel_name(),
         "settings": {
             "batch_pairs": opts.batch,
             "max_length": opts.seq_len,
