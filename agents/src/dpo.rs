@@ -32,7 +32,7 @@ pub const DPO_ALGORITHM: &str = "rlfc-dpo-sigmoid/2";
 
 /// Earlier training code versions, newest first: runs recorded under them hash their
 /// hyperparameters with that tag, and this code cannot reproduce their adapters.
-pub const EARLIER_DPO_ALGORITHMS: &[&str] = &["rlfc-dpo-sigmoid/1"];
+pub(crate) const EARLIER_DPO_ALGORITHMS: &[&str] = &["rlfc-dpo-sigmoid/1"];
 
 /// Pairs packed into one forward/backward pass. Part of the algorithm: float sums
 /// depend on how rows are grouped, so it is a constant, not a tuning knob.
@@ -259,7 +259,7 @@ impl DpoConfig {
         hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
     }
 
-    /// The earlier training code version (of [`EARLIER_DPO_ALGORITHMS`]) whose tag makes
+    /// The earlier training code version (`rlfc-dpo-sigmoid/1`, …) whose tag makes
     /// these settings hash to `recorded`, if any: a record whose hash matches none of
     /// the current code's was written by older training code, not with other settings.
     pub fn earlier_algorithm_for(&self, recorded: &str) -> Option<&'static str> {

@@ -28,9 +28,7 @@ pub use batch::{
     generate,
 };
 pub use device::{DeviceLm, DeviceSpec};
-pub use dpo::{
-    DPO_ALGORITHM, DpoConfig, DpoOutcome, DpoPair, EARLIER_DPO_ALGORITHMS, StepMetrics, train_dpo,
-};
+pub use dpo::{DPO_ALGORITHM, DpoConfig, DpoOutcome, DpoPair, StepMetrics, train_dpo};
 pub use error::{AgentError, Result};
 pub use gguf::{Architecture, ModelConfig};
 pub use kernels::kernel_name;
