@@ -143,6 +143,13 @@ enum BenchCommand {
     Decode(commands::generate::BenchDecodeArgs),
     /// Seconds per DPO training step and peak RSS (batch 4, length 128, LoRA r=8).
     Dpo(commands::generate::BenchDpoArgs),
+    /// The DPO trainer's matrix product on each CPU path against the `gemm` crate, on the
+    /// trainer's shapes: GFLOP/s, and whether every path gave the same bits.
+    Products {
+        /// Least seconds spent on each measure (the best call is reported).
+        #[arg(long, default_value_t = 0.5)]
+        min_seconds: f64,
+    },
     /// Responses judged per second for a 4-player round: pointwise, pairwise, panel.
     Judge {
         /// Rounds to time per measure.
@@ -282,6 +289,15 @@ fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             BenchCommand::Dpo(mut args) => {
                 args.model = Some(model_or_default(args.model.take(), config)?);
                 Ok(commands::generate::run_bench_dpo(args)?)
+            }
+            BenchCommand::Products { min_seconds } => {
+                if !(0.0..=600.0).contains(&min_seconds) {
+                    anyhow::bail!("--min-seconds: {min_seconds} is outside 0 to 600");
+                }
+                let report =
+                    bench::products::bench_products(min_seconds).map_err(anyhow::Error::msg)?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
             }
             BenchCommand::Arena(args) => {
                 runtime()?.block_on(commands::bench_arena::run(args, config))

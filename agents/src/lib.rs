@@ -36,7 +36,7 @@ pub use lora::{LoraAdapter, LoraConfig, Target};
 pub use model::Model;
 pub use sampling::{OutOfRange, SamplingParams};
 pub use seq::{KvCache, Logits, Segment};
-pub use sgemm::product_kernel_name;
+pub use sgemm::{product, product_kernel_name, product_kernels};
 pub use tokenizer::ChatTokenizer;
 
 #[cfg(test)]

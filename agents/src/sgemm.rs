@@ -165,7 +165,6 @@ impl Path {
     }
 
     /// Every path this CPU can run, slowest first.
-    #[cfg(test)]
     fn available() -> Vec<Path> {
         let mut out = vec![Path::Scalar];
         #[cfg(target_arch = "x86_64")]
@@ -178,6 +177,62 @@ impl Path {
 /// Name of the path the DPO trainer's products take on this CPU, for benchmark reports.
 pub fn product_kernel_name() -> &'static str {
     Path::detect().name()
+}
+
+/// The product paths this CPU runs, slowest first, by name: `scalar`, then `avx2+fma`
+/// and `avx512f` where the CPU has them.
+pub fn product_kernels() -> Vec<&'static str> {
+    Path::available().into_iter().map(Path::name).collect()
+}
+
+/// `out (m × n, row-major) = lhs · rhs`: the DPO trainer's product on the named path
+/// (one of [`product_kernels`]) and every rayon thread, for benchmarks and outside
+/// checks. `lhs` is `m × k` row-major, or when `lhs_t` its transpose stored row-major
+/// (`k × m`); likewise `rhs`, `k × n` or when `rhs_t` `n × k`. Errors name an unknown
+/// or unavailable path and a slice whose length does not match its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    kernel: &str,
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    out: &mut [f32],
+) -> Result<(), String> {
+    let path = Path::available()
+        .into_iter()
+        .find(|p| p.name() == kernel)
+        .ok_or_else(|| {
+            format!(
+                "kernel {kernel:?}: this CPU runs {}",
+                product_kernels().join(", ")
+            )
+        })?;
+    for (name, len, want) in [
+        ("lhs", lhs.len(), m * k),
+        ("rhs", rhs.len(), k * n),
+        ("out", out.len(), m * n),
+    ] {
+        if len != want {
+            return Err(format!(
+                "{name}: {len} floats for a {m}×{k}×{n} product, expected {want}"
+            ));
+        }
+    }
+    let a = if lhs_t {
+        Mat::transposed(lhs, m)
+    } else {
+        Mat::rows(lhs, k)
+    };
+    let b = if rhs_t {
+        Mat::transposed(rhs, k)
+    } else {
+        Mat::rows(rhs, n)
+    };
+    let threads = rayon::current_num_threads();
+    sgemm((m, k, n), a, b, out, (n, 0), 1.0, false, path, threads);
+    Ok(())
 }
 
 /// Where a tile's sums come from and go to: windows `(pointer, row stride, column
@@ -1023,6 +1078,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The public entry point: the same bits as the definition, and errors that name
+    /// the path or the slice that is wrong.
+    #[test]
+    fn the_public_product_checks_its_input() {
+        let (a, b) = (noise(6 * 5, 1), noise(5 * 4, 2));
+        let mut want = vec![0.0f32; 24];
+        chain(
+            (6, 5, 4),
+            Mat::rows(&a, 5),
+            Mat::transposed(&b, 5),
+            &mut want,
+            (4, 0),
+            1.0,
+            false,
+        );
+        for kernel in product_kernels() {
+            let mut out = vec![0.0f32; 24];
+            product(kernel, (6, 5, 4), &a, false, &b, true, &mut out).unwrap();
+            assert_eq!(out, want, "{kernel}");
+        }
+        let mut out = vec![0.0f32; 24];
+        let err = product("avx1024", (6, 5, 4), &a, false, &b, true, &mut out).unwrap_err();
+        assert!(err.contains("avx1024") && err.contains("scalar"), "{err}");
+        let err = product("scalar", (6, 5, 4), &a[1..], false, &b, true, &mut out).unwrap_err();
+        assert!(
+            err.starts_with("lhs: 29 floats") && err.contains("expected 30"),
+            "{err}"
+        );
+        let err = product("scalar", (6, 5, 4), &a, false, &b, true, &mut out[1..]).unwrap_err();
+        assert!(err.starts_with("out: 23"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod dpo;
 pub mod export;
 pub mod learning;
 pub mod product_learning;
+pub mod products;
 pub mod scale;
 pub mod spectate;
 pub mod spectators;
