@@ -45,7 +45,7 @@ pub(crate) fn matmul(
         at,
         beta,
         accumulate,
-        Path::detect(),
+        Path::for_products(),
         threads,
     );
 }

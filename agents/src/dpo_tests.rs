@@ -8,6 +8,7 @@ use crate::gguf::{Architecture, ModelConfig};
 use crate::lora::{LoraAdapter, LoraConfig, Target};
 use crate::model::Model;
 use crate::seq::{KvCache, Logits, Segment};
+use crate::sgemm::{Path, force};
 use crate::tokenizer::ChatTokenizer;
 use candle_core::{D, Device, Tensor};
 
@@ -231,6 +232,35 @@ fn same_inputs_give_the_same_adapter_hash() {
         },
     );
     assert_ne!(h1, h5, "beta is ignored");
+}
+
+/// The products' AVX-512, AVX2 and scalar paths (those this CPU runs) train the same
+/// adapter, bit for bit, on both architectures: what lets a proof-of-learning re-run on
+/// another CPU reproduce it.
+#[test]
+fn every_product_path_trains_the_same_adapter() {
+    let (cfg, ps) = (quick_cfg(), pairs());
+    for arch in [Architecture::Llama, Architecture::Qwen2] {
+        let model = Model::random(tiny(arch), 11).unwrap();
+        let mut hashes = Vec::new();
+        for path in Path::available() {
+            force(Some(path));
+            hashes.push((path, run(&model, &ps, &cfg)));
+        }
+        force(None);
+        let (first, (hash, steps)) = &hashes[0];
+        for (path, (h, m)) in &hashes[1..] {
+            assert_eq!(
+                h, hash,
+                "{arch:?}: {path:?} and {first:?} train different adapters"
+            );
+            assert_eq!(
+                m, steps,
+                "{arch:?}: {path:?} and {first:?} report different steps"
+            );
+        }
+        eprintln!("{arch:?}: {} paths, adapter {hash}", hashes.len());
+    }
 }
 
 #[test]

@@ -97,11 +97,27 @@ const MC: usize = 96;
 /// Columns of the right operand packed at once; a multiple of every path's `NR`.
 const NC: usize = 1024;
 
+/// The path tests force on every product of this process (`Path as u8`; 0: none).
+#[cfg(test)]
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Forces `path` on the trainer's products in this process (`None`: back to detection),
+/// so a test can train once per path. nextest runs each test in its own process; under
+/// `cargo test` other tests may see the forced path, which by this module's rule gives
+/// them the same bits.
+#[cfg(test)]
+pub(crate) fn force(path: Option<Path>) {
+    FORCED.store(
+        path.map_or(0, |p| p as u8),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
 /// Which register tile this CPU runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Path {
     /// `f32::mul_add`, 4 × 8 tile: any CPU.
-    Scalar,
+    Scalar = 1,
     /// AVX2 + FMA, 6 × 16 tile.
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -170,8 +186,21 @@ impl Path {
         }
     }
 
+    /// The path the trainer's products take: [`Path::detect`]'s, or in this crate's
+    /// tests the one [`force`] set.
+    pub(crate) fn for_products() -> Path {
+        #[cfg(test)]
+        {
+            let forced = FORCED.load(std::sync::atomic::Ordering::SeqCst);
+            if let Some(p) = Path::available().into_iter().find(|p| *p as u8 == forced) {
+                return p;
+            }
+        }
+        Path::detect()
+    }
+
     /// Every path this CPU can run, slowest first.
-    fn available() -> Vec<Path> {
+    pub(crate) fn available() -> Vec<Path> {
         let mut out = vec![Path::Scalar];
         #[cfg(target_arch = "x86_64")]
         out.extend([Path::Avx2, Path::Avx512]);
