@@ -300,23 +300,43 @@ fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        {
-            // `RLFC_KERNEL=scalar|avx2` forces a slower path, to test every path here.
-            let forced = std::env::var("RLFC_KERNEL").unwrap_or_default();
-            if forced == "scalar" {
-                return Level::Scalar;
-            }
-            let avx2 =
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-            if avx2 && forced != "avx2" && std::is_x86_feature_detected!("avxvnni") {
-                return Level::Vnni;
-            }
-            if avx2 {
-                return Level::Avx2;
-            }
+        match x86_tier(|| std::is_x86_feature_detected!("avxvnni")) {
+            Tier::Scalar => Level::Scalar,
+            Tier::Avx2 => Level::Avx2,
+            Tier::Wider => Level::Vnni,
         }
+        #[cfg(not(target_arch = "x86_64"))]
         Level::Scalar
     })
+}
+
+/// An x86 CPU's kernel tier, shared by the decode kernels and the trainer's products.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Tier {
+    Scalar,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX2 and FMA plus the wider extension the caller asked about.
+    Wider,
+}
+
+/// The best tier this CPU runs, `wider` telling whether it has the caller's wider
+/// extension; `RLFC_KERNEL=scalar|avx2` forces a slower tier, to test every path.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn x86_tier(wider: fn() -> bool) -> Tier {
+    let forced = std::env::var("RLFC_KERNEL").unwrap_or_default();
+    if forced == "scalar" {
+        return Tier::Scalar;
+    }
+    let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    if avx2 && forced != "avx2" && wider() {
+        Tier::Wider
+    } else if avx2 {
+        Tier::Avx2
+    } else {
+        Tier::Scalar
+    }
 }
 
 /// Name of the kernel path this CPU takes, for benchmark reports.

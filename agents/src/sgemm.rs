@@ -17,6 +17,8 @@
 //! panels. Between `KC` blocks a tile's partial sums wait in a scratch buffer (or in the
 //! destination itself when it is not accumulated into), which keeps the chain unbroken.
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::Tier;
 use rayon::prelude::*;
 
 /// A matrix operand inside a slice: element `(i, j)` is `data[off + i·rs + j·cs]`.
@@ -144,20 +146,12 @@ impl Path {
         static PATH: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
         *PATH.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
-            {
-                let forced = std::env::var("RLFC_KERNEL").unwrap_or_default();
-                if forced == "scalar" {
-                    return Path::Scalar;
-                }
-                let avx2 =
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-                if avx2 && forced != "avx2" && std::is_x86_feature_detected!("avx512f") {
-                    return Path::Avx512;
-                }
-                if avx2 {
-                    return Path::Avx2;
-                }
+            match crate::kernels::x86_tier(|| std::is_x86_feature_detected!("avx512f")) {
+                Tier::Scalar => Path::Scalar,
+                Tier::Avx2 => Path::Avx2,
+                Tier::Wider => Path::Avx512,
             }
+            #[cfg(not(target_arch = "x86_64"))]
             Path::Scalar
         })
     }
@@ -800,83 +794,77 @@ mod x86 {
     use super::Tile;
     use std::arch::x86_64::*;
 
-    /// 6 × 16: twelve accumulators of the sixteen `ymm` registers.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2(kc: usize, a: &[f32], b: &[f32], tile: Tile) {
-        const MR: usize = 6;
-        assert!(a.len() >= kc * MR && b.len() >= kc * 16);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-            if let Some((s, ld, _)) = tile.src {
-                for (i, r) in acc.iter_mut().enumerate() {
-                    r[0] = _mm256_loadu_ps(s.add(i * ld));
-                    r[1] = _mm256_loadu_ps(s.add(i * ld + 8));
-                }
-            }
-            for p in 0..kc {
-                let b0 = _mm256_loadu_ps(b.add(p * 16));
-                let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
-                for (i, r) in acc.iter_mut().enumerate() {
-                    let x = _mm256_broadcast_ss(&*a.add(p * MR + i));
-                    r[0] = _mm256_fmadd_ps(x, b0, r[0]);
-                    r[1] = _mm256_fmadd_ps(x, b1, r[1]);
-                }
-            }
-            for (i, r) in acc.iter().enumerate() {
-                for (h, &v) in r.iter().enumerate() {
-                    let d = tile.dst.0.add(i * tile.dst.1 + 8 * h);
-                    let v = match tile.last {
-                        None => v,
-                        Some((beta, false)) => _mm256_mul_ps(_mm256_set1_ps(beta), v),
-                        Some((beta, true)) => {
-                            _mm256_fmadd_ps(_mm256_set1_ps(beta), v, _mm256_loadu_ps(d))
+    /// A register tile of `MR` rows by two vectors of `$lanes` floats: the sums start
+    /// from the source's partials (or zero), run one fused multiply-add per element and
+    /// `p`, and are stored as partials or scaled into the destination.
+    macro_rules! tile_kernel {
+        ($name:ident, $feature:literal, $mr:literal, $lanes:literal,
+         $zero:ident, $load:ident, $store:ident, $set1:ident, $fmadd:ident, $mul:ident) => {
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name(kc: usize, a: &[f32], b: &[f32], tile: Tile) {
+                const MR: usize = $mr;
+                const NR: usize = 2 * $lanes;
+                assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+                let (a, b) = (a.as_ptr(), b.as_ptr());
+                unsafe {
+                    let mut acc = [[$zero(); 2]; MR];
+                    if let Some((s, ld, _)) = tile.src {
+                        for (i, r) in acc.iter_mut().enumerate() {
+                            r[0] = $load(s.add(i * ld));
+                            r[1] = $load(s.add(i * ld + $lanes));
                         }
-                    };
-                    _mm256_storeu_ps(d, v);
+                    }
+                    for p in 0..kc {
+                        let b0 = $load(b.add(p * NR));
+                        let b1 = $load(b.add(p * NR + $lanes));
+                        for (i, r) in acc.iter_mut().enumerate() {
+                            let x = $set1(*a.add(p * MR + i));
+                            r[0] = $fmadd(x, b0, r[0]);
+                            r[1] = $fmadd(x, b1, r[1]);
+                        }
+                    }
+                    for (i, r) in acc.iter().enumerate() {
+                        for (h, &v) in r.iter().enumerate() {
+                            let d = tile.dst.0.add(i * tile.dst.1 + $lanes * h);
+                            let v = match tile.last {
+                                None => v,
+                                Some((beta, false)) => $mul($set1(beta), v),
+                                Some((beta, true)) => $fmadd($set1(beta), v, $load(d)),
+                            };
+                            $store(d, v);
+                        }
+                    }
                 }
             }
-        }
+        };
     }
 
-    /// 12 × 32: twenty-four accumulators of the thirty-two `zmm` registers.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512(kc: usize, a: &[f32], b: &[f32], tile: Tile) {
-        const MR: usize = 12;
-        assert!(a.len() >= kc * MR && b.len() >= kc * 32);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-            if let Some((s, ld, _)) = tile.src {
-                for (i, r) in acc.iter_mut().enumerate() {
-                    r[0] = _mm512_loadu_ps(s.add(i * ld));
-                    r[1] = _mm512_loadu_ps(s.add(i * ld + 16));
-                }
-            }
-            for p in 0..kc {
-                let b0 = _mm512_loadu_ps(b.add(p * 32));
-                let b1 = _mm512_loadu_ps(b.add(p * 32 + 16));
-                for (i, r) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*a.add(p * MR + i));
-                    r[0] = _mm512_fmadd_ps(x, b0, r[0]);
-                    r[1] = _mm512_fmadd_ps(x, b1, r[1]);
-                }
-            }
-            for (i, r) in acc.iter().enumerate() {
-                for (h, &v) in r.iter().enumerate() {
-                    let d = tile.dst.0.add(i * tile.dst.1 + 16 * h);
-                    let v = match tile.last {
-                        None => v,
-                        Some((beta, false)) => _mm512_mul_ps(_mm512_set1_ps(beta), v),
-                        Some((beta, true)) => {
-                            _mm512_fmadd_ps(_mm512_set1_ps(beta), v, _mm512_loadu_ps(d))
-                        }
-                    };
-                    _mm512_storeu_ps(d, v);
-                }
-            }
-        }
-    }
+    // 6 × 16: twelve accumulators of the sixteen `ymm` registers.
+    tile_kernel!(
+        avx2,
+        "avx2,fma",
+        6,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_mul_ps
+    );
+    // 12 × 32: twenty-four accumulators of the thirty-two `zmm` registers.
+    tile_kernel!(
+        avx512,
+        "avx512f",
+        12,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_mul_ps
+    );
 
     /// `out[p·ld + j] = src[j·cs + p]` for `j < w8`, `p < k8` (both multiples of 8), by
     /// 8 × 8 register transposes.
